@@ -1,0 +1,213 @@
+//! Start-up configuration: every knob of the server in one struct, parsed once from flags and
+//! environment variables, then handed around as read-only state.
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use clap::Parser;
+
+/// Configuration of one server process. Each flag has an environment variable of the same
+/// meaning so the binary runs the same under a shell, systemd or a container.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "server",
+    version,
+    about = "WeChat mini-program login server",
+    args_override_self = true
+)]
+pub struct Config {
+    /// Address to listen on. The default is the seed's port, bound to loopback only.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:3000")]
+    pub listen_addr: SocketAddr,
+
+    /// The mini-program's AppID. Without it the server runs in dev mode against its built-in
+    /// WeChat simulator.
+    #[arg(long, env = "WECHAT_APPID")]
+    pub wechat_appid: Option<String>,
+
+    /// The mini-program's AppSecret. Never logged, never echoed.
+    #[arg(long, env = "WECHAT_SECRET", hide_env_values = true)]
+    pub wechat_secret: Option<Secret>,
+
+    /// Base URL of WeChat's server API; tests and staging point this at a simulator.
+    #[arg(
+        long,
+        env = "WECHAT_API_BASE",
+        default_value = "https://api.weixin.qq.com"
+    )]
+    pub wechat_api_base: String,
+
+    /// Where sessions live: `sqlite://PATH` (durable, the default) or `memory` (lost on exit).
+    #[arg(
+        long,
+        env = "SESSION_STORE",
+        default_value = "sqlite://data/sessions.db"
+    )]
+    pub session_store: StoreUrl,
+
+    /// How long a login token is accepted, counted from login (absolute, not sliding):
+    /// plain seconds or a number with `s`, `m`, `h` or `d`.
+    #[arg(long, env = "TOKEN_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub token_ttl: Duration,
+
+    /// Time allowed to open a connection to WeChat.
+    #[arg(long, env = "WECHAT_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub wechat_connect_timeout: Duration,
+
+    /// Time allowed for one whole code2Session call, connection included.
+    #[arg(long, env = "WECHAT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub wechat_timeout: Duration,
+
+    /// How many times a "system busy" (-1) answer from WeChat is retried before giving up.
+    #[arg(long, env = "WECHAT_BUSY_RETRIES", default_value_t = 3)]
+    pub wechat_busy_retries: u32,
+
+    /// Life of the dev simulator's login codes (WeChat's is five minutes); tests shorten it.
+    #[arg(long, env = "SIM_CODE_TTL", default_value = "5m", value_parser = parse_duration, hide = true)]
+    pub sim_code_ttl: Duration,
+
+    /// How often expired sessions are deleted from the store.
+    #[arg(long, env = "PURGE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub purge_interval: Duration,
+}
+
+impl Config {
+    /// Dev mode is chosen by the absence of an AppID, so a fresh checkout runs with no set-up
+    /// while a production deployment cannot fall into it by accident once configured.
+    pub fn dev_mode(&self) -> bool {
+        self.wechat_appid.is_none()
+    }
+
+    /// A configuration for tests: memory store, dev mode, an ephemeral loopback port.
+    pub fn for_tests() -> Self {
+        Self::parse_from([
+            "server",
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--session-store",
+            "memory",
+        ])
+    }
+}
+
+/// Where the session store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Memory,
+    Sqlite(std::path::PathBuf),
+}
+
+impl FromStr for StoreUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "memory" {
+            Ok(StoreUrl::Memory)
+        } else if let Some(path) = s.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://data/sessions.db".into());
+            }
+            Ok(StoreUrl::Sqlite(path.into()))
+        } else {
+            Err(format!(
+                "unsupported session store {s:?}: use sqlite://PATH or memory"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Memory => f.write_str("memory"),
+            StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+/// A string that must never be printed: `Debug` and `Display` show a placeholder, so a config
+/// dump or an error chain cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The only way to the value; grep for it to audit every use.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Parses `90`, `90s`, `15m`, `12h` or `7d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 12h or 7d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "ms" => return Ok(Duration::from_millis(n)),
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown duration unit {other:?}: use s, m, h or d")),
+    };
+    n.checked_mul(scale)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("7w").is_err());
+        assert!(parse_duration("d").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_seed_and_the_docs() {
+        let c = Config::parse_from(["server"]);
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.session_store, StoreUrl::Sqlite("data/sessions.db".into()));
+        assert_eq!(c.token_ttl, Duration::from_secs(7 * 86_400));
+        assert!(c.dev_mode());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = Config::parse_from(["server", "--wechat-secret", "hunter2"]);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.wechat_secret.unwrap().expose(), "hunter2");
+    }
+
+    #[test]
+    fn bad_store_urls_are_refused_with_a_hint() {
+        let err = "postgres://x".parse::<StoreUrl>().unwrap_err();
+        assert!(err.contains("sqlite://PATH"));
+    }
+}

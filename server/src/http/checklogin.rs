@@ -1,0 +1,34 @@
+//! `GET /checklogin`: the check the mini-program makes at every launch.
+//!
+//! The token may come as `?token=` (the seed's form, kept for old clients) or as
+//! `Authorization: Bearer` (preferred: headers stay out of proxy access logs). With both, the
+//! header wins. No token at all is a plain "not logged in", as in the seed.
+
+use axum::{
+    Json, Router,
+    extract::{RawQuery, State},
+    routing::get,
+};
+use shared::{CheckLoginResponse, paths};
+
+use crate::{auth, error::ApiError, http::extract::MaybeBearer, state::AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(paths::CHECK_LOGIN, get(check_login))
+}
+
+async fn check_login(
+    State(state): State<AppState>,
+    MaybeBearer(bearer): MaybeBearer,
+    RawQuery(query): RawQuery,
+) -> Result<Json<CheckLoginResponse>, ApiError> {
+    // Parsed by hand: a repeated or odd query must not turn into a plain-text rejection.
+    let from_query = || {
+        url::form_urlencoded::parse(query.as_deref()?.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+    };
+    let token = bearer.or_else(from_query);
+    let is_login = auth::is_logged_in(&state, token.as_deref()).await?;
+    Ok(Json(CheckLoginResponse { is_login }))
+}

@@ -1,0 +1,99 @@
+//! Extractors that fail with [`ApiError`] instead of axum's plain-text rejections, so every
+//! refusal has the same JSON shape.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
+    http::{HeaderMap, StatusCode, header, request::Parts},
+};
+use serde::de::DeserializeOwned;
+
+use crate::{error::ApiError, http::BODY_LIMIT};
+
+/// `axum::Json` with our error body.
+#[derive(Debug)]
+pub struct AppJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for AppJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit: BODY_LIMIT }
+            } else {
+                ApiError::InvalidRequest(e.body_text())
+            }
+        })?;
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        // serde lets a struct be written as an array (`["abc"]`); the protocol does not.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::InvalidRequest("expected a JSON object".into()));
+        }
+        Ok(AppJson(value))
+    }
+}
+
+/// `application/json` or any `application/*+json`, parameters (charset) allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+            JsonRejection::JsonSyntaxError(e) => ApiError::MalformedJson(e.body_text()),
+            JsonRejection::JsonDataError(e) => ApiError::InvalidRequest(e.body_text()),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge { limit: BODY_LIMIT }
+            }
+            other => ApiError::InvalidRequest(other.body_text()),
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`, if the header is there and of that scheme.
+#[derive(Debug)]
+pub struct MaybeBearer(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeBearer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| rest.trim().to_owned())
+            })
+            .filter(|t| !t.is_empty());
+        Ok(MaybeBearer(token))
+    }
+}

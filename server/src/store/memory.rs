@@ -1,0 +1,53 @@
+//! A store in process memory: for tests and throwaway runs; everything is lost on exit.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use async_trait::async_trait;
+
+use super::{Session, SessionStore, StoreError};
+use crate::token::TokenHash;
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    /// A std mutex suffices: it is never held across an `.await` and every critical section is
+    /// a single map operation.
+    sessions: Mutex<HashMap<TokenHash, Session>>,
+}
+
+impl MemoryStore {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, Session>> {
+        // A panic elsewhere cannot leave a HashMap half-updated, so a poisoned lock is safe.
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn insert(&self, key: TokenHash, session: Session) -> Result<(), StoreError> {
+        self.map().insert(key, session);
+        Ok(())
+    }
+
+    async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Session>, StoreError> {
+        Ok(self.map().get(&key).filter(|s| s.expires_at > now).cloned())
+    }
+
+    async fn remove(&self, key: TokenHash) -> Result<bool, StoreError> {
+        Ok(self.map().remove(&key).is_some())
+    }
+
+    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let mut map = self.map();
+        let before = map.len();
+        map.retain(|_, s| s.expires_at > now);
+        Ok((before - map.len()) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn meets_the_store_contract() {
+        super::super::contract_tests::run_all(&super::MemoryStore::default()).await;
+    }
+}

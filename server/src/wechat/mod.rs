@@ -1,0 +1,68 @@
+//! Talking to WeChat: the `auth.code2Session` client and a faithful simulator of it.
+//!
+//! The client (`client.rs`) is the only code that calls WeChat. The simulator (`simulator.rs`)
+//! serves WeChat's exact request and response shapes so development and tests run the same
+//! client over real HTTP, without an AppID and without the internet.
+
+pub mod client;
+pub mod simulator;
+
+pub use client::WechatClient;
+
+/// What a successful `code2Session` yields.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WechatSession {
+    pub openid: String,
+    pub unionid: Option<String>,
+    /// Never logged, never sent to the client.
+    pub session_key: String,
+}
+
+impl std::fmt::Debug for WechatSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WechatSession")
+            .field("openid", &self.openid)
+            .field("unionid", &self.unionid)
+            .field("session_key", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Documented `errcode`s of `auth.code2Session`.
+pub mod errcode {
+    pub const BUSY: i64 = -1;
+    pub const INVALID_CODE: i64 = 40029;
+    pub const CODE_USED: i64 = 40163;
+    pub const HIGH_RISK_USER: i64 = 40226;
+    pub const RATE_LIMITED: i64 = 45011;
+    pub const INVALID_APPID: i64 = 40013;
+    pub const INVALID_SECRET: i64 = 40125;
+    pub const MISSING_CODE: i64 = 41008;
+    pub const INVALID_GRANT_TYPE: i64 = 40002;
+}
+
+/// Why a code could not be exchanged. Each variant is one thing the caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum WechatError {
+    #[error("WeChat says the code is invalid or expired (40029)")]
+    InvalidCode,
+    #[error("WeChat says the code was already used (40163)")]
+    CodeUsed,
+    #[error("WeChat refused a high-risk user (40226)")]
+    HighRiskUser,
+    #[error("WeChat rate limit hit (45011)")]
+    RateLimited,
+    #[error("WeChat stayed busy (-1) after {attempts} attempts")]
+    Busy { attempts: u32 },
+    /// 40013/40125: the server's own AppID or secret is wrong. Operators must fix it.
+    #[error("WeChat rejected this server's credentials ({errcode}: {errmsg})")]
+    Misconfigured { errcode: i64, errmsg: String },
+    #[error("WeChat answered errcode {errcode}: {errmsg}")]
+    Other { errcode: i64, errmsg: String },
+    #[error("WeChat's answer could not be read: {0}")]
+    BadResponse(String),
+    #[error("WeChat did not answer in time")]
+    Timeout,
+    #[error("WeChat is unreachable: {0}")]
+    Unreachable(String),
+}

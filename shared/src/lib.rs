@@ -1,0 +1,204 @@
+//! The wire protocol between a mini-program (or any client) and the login server.
+//!
+//! This crate is the single source of truth for what crosses the network: the server serialises
+//! these types, the client state machine deserialises them, and both compile from the same
+//! definitions, so the two sides cannot drift apart. It does no I/O and has no logic beyond
+//! (de)serialisation and a few protocol constants, which keeps it buildable for native targets
+//! and for `wasm32-unknown-unknown` alike.
+//!
+//! The shapes extend the original Node seed without changing it: `POST /login` still answers
+//! `{"token": ...}` and `GET /checklogin?token=` still answers `{"is_login": ...}`.
+
+use serde::{Deserialize, Serialize};
+
+/// Paths of the public API, relative to the server's base URL.
+pub mod paths {
+    /// `POST`, body [`LoginRequest`](super::LoginRequest), answer [`LoginResponse`](super::LoginResponse).
+    pub const LOGIN: &str = "/login";
+    /// `GET`, token in `?token=` or `Authorization: Bearer`, answer
+    /// [`CheckLoginResponse`](super::CheckLoginResponse).
+    pub const CHECK_LOGIN: &str = "/checklogin";
+    /// `POST`, token in `Authorization: Bearer`, answer `204 No Content`.
+    pub const LOGOUT: &str = "/logout";
+    /// `GET`, liveness probe.
+    pub const HEALTH: &str = "/healthz";
+    /// `POST` (dev mode only): stands in for `wx.login()`, answer [`SimLoginResponse`](super::SimLoginResponse).
+    pub const SIM_WX_LOGIN: &str = "/sim/wx.login";
+}
+
+/// Limits on the `code` that `wx.login()` hands out. Real codes are 32 ASCII letters and digits;
+/// the bounds leave room for format changes while keeping junk away from WeChat.
+pub mod code_rules {
+    /// Longest code the server forwards to WeChat.
+    pub const MAX_LEN: usize = 128;
+
+    /// Whether a byte may appear in a code: ASCII letters, digits, `-` and `_`.
+    pub fn is_code_byte(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+    }
+}
+
+/// Body of `POST /login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The one-time code from `wx.login()`.
+    pub code: String,
+}
+
+/// Answer of a successful `POST /login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// The opaque login token; send it back as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Seconds until the token stops being accepted (absolute expiry, not sliding).
+    pub expires_in: u64,
+}
+
+/// Answer of `GET /checklogin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckLoginResponse {
+    /// `true` when the server accepts the token. `false` is a definite answer: the client must
+    /// log in again. Trouble on the server side is an error response instead, never `false`.
+    pub is_login: bool,
+}
+
+/// Answer of the dev simulator's `POST /sim/wx.login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimLoginResponse {
+    /// A fresh one-time code, valid for five minutes.
+    pub code: String,
+}
+
+/// Body of every error response: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable reason; clients branch on this, never on `message`.
+    pub code: ErrorCode,
+    /// Human-readable explanation, for logs and developers. Wording may change.
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+}
+
+/// Every error the API can answer with. The snake_case names are part of the protocol: add
+/// variants, never rename them. Unknown codes from a newer server deserialise as `Unknown`, so
+/// old clients keep working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not valid JSON.
+    MalformedJson,
+    /// The body is JSON but not of the expected shape (missing field, wrong type).
+    InvalidRequest,
+    /// The body is not `application/json`.
+    UnsupportedMediaType,
+    /// The body exceeds the size limit.
+    PayloadTooLarge,
+    /// The login code is malformed, unknown or expired: call `wx.login()` again.
+    InvalidCode,
+    /// The login code was already exchanged: call `wx.login()` again.
+    CodeUsed,
+    /// WeChat refused this user as high-risk.
+    HighRiskUser,
+    /// No token, or a token the server does not accept.
+    Unauthorized,
+    /// Too many requests; see `Retry-After`.
+    RateLimited,
+    /// WeChat answered with an error the server cannot recover from.
+    UpstreamError,
+    /// WeChat is busy or unreachable; see `Retry-After`.
+    UpstreamUnavailable,
+    /// WeChat did not answer in time.
+    UpstreamTimeout,
+    /// The session store is unreachable; see `Retry-After`.
+    StoreUnavailable,
+    /// No such route.
+    NotFound,
+    /// The route exists but not for this method.
+    MethodNotAllowed,
+    /// A bug on the server; details are in its log.
+    Internal,
+    /// A code this client does not know yet.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// Whether retrying the same request later can succeed. Clients use this to choose between
+    /// backing off and starting a fresh login.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::RateLimited
+                | ErrorCode::UpstreamUnavailable
+                | ErrorCode::UpstreamTimeout
+                | ErrorCode::StoreUnavailable
+                | ErrorCode::Internal
+        )
+    }
+
+    /// Whether the login code is spent and the client must get a new one from `wx.login()`.
+    pub fn needs_new_code(self) -> bool {
+        matches!(self, ErrorCode::InvalidCode | ErrorCode::CodeUsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_contract_shapes_are_unchanged() {
+        let login: LoginResponse =
+            serde_json::from_str(r#"{"token":"abc","expires_in":604800}"#).unwrap();
+        assert_eq!(login.token, "abc");
+        let check: CheckLoginResponse = serde_json::from_str(r#"{"is_login":true}"#).unwrap();
+        assert!(check.is_login);
+        assert_eq!(
+            serde_json::to_string(&LoginRequest { code: "x".into() }).unwrap(),
+            r#"{"code":"x"}"#
+        );
+    }
+
+    #[test]
+    fn error_body_round_trips_with_snake_case_codes() {
+        let body = ErrorBody::new(ErrorCode::CodeUsed, "code been used");
+        let json = serde_json::to_string(&body).unwrap();
+        assert_eq!(
+            json,
+            r#"{"error":{"code":"code_used","message":"code been used"}}"#
+        );
+        assert_eq!(serde_json::from_str::<ErrorBody>(&json).unwrap(), body);
+    }
+
+    #[test]
+    fn unknown_error_codes_do_not_break_old_clients() {
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"error":{"code":"from_the_future","message":"m"}}"#).unwrap();
+        assert_eq!(body.error.code, ErrorCode::Unknown);
+    }
+
+    #[test]
+    fn code_charset_rejects_separators_and_non_ascii() {
+        assert!(b"Ab9-_".iter().all(|&b| code_rules::is_code_byte(b)));
+        for b in [b' ', b'&', b'=', b'%', b'/', 0xC3] {
+            assert!(!code_rules::is_code_byte(b), "{b:#x} must be rejected");
+        }
+    }
+}

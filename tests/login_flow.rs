@@ -1,0 +1,189 @@
+//! The 4-step flow end to end over real HTTP on loopback, with the dev simulator as WeChat.
+
+use workspace_tests::{TestServer, error_body};
+
+#[tokio::test]
+async fn login_check_logout_through_both_check_forms() {
+    let server = TestServer::start(&[]).await;
+    let login = server.login().await;
+    assert_eq!(login.expires_in, 7 * 24 * 3600);
+    assert!(server.check_bearer(&login.token).await);
+    assert!(server.check_query(&login.token).await);
+
+    let response = server
+        .http
+        .post(server.url("/logout"))
+        .bearer_auth(&login.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(!server.check_bearer(&login.token).await);
+    assert!(!server.check_query(&login.token).await);
+
+    // Logging out twice is harmless.
+    let again = server
+        .http
+        .post(server.url("/logout"))
+        .bearer_auth(&login.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 204);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_forged_and_empty_tokens_are_not_logged_in() {
+    let server = TestServer::start(&[]).await;
+    let real = server.login().await.token;
+    let mut forged = real.clone().into_bytes();
+    forged[0] = if forged[0] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    for token in [
+        forged.as_str(),
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "not-a-token",
+        "",
+        &real[..real.len() - 1],
+        &format!("{real}x"),
+    ] {
+        assert!(!server.check_query(token).await, "{token:?} via query");
+        if !token.is_empty() {
+            assert!(!server.check_bearer(token).await, "{token:?} via bearer");
+        }
+    }
+    // No token at all is "not logged in", as the seed answered.
+    let bare = server
+        .http
+        .get(server.url("/checklogin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 200);
+    assert_eq!(bare.text().await.unwrap(), r#"{"is_login":false}"#);
+    assert!(server.check_bearer(&real).await, "the real one still works");
+}
+
+#[tokio::test]
+async fn logout_needs_a_bearer_token() {
+    let server = TestServer::start(&[]).await;
+    let response = server
+        .http
+        .post(server.url("/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        error_body(response).await.error.code,
+        shared::ErrorCode::Unauthorized
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_code_never_yields_a_second_session() {
+    let server = TestServer::start(&[]).await;
+    let code = server.wx_login().await;
+    let first = server.post_login(&code).await;
+    assert_eq!(first.status(), 200);
+    for _ in 0..3 {
+        let replay = server.post_login(&code).await;
+        assert_eq!(replay.status(), 400);
+        assert_eq!(
+            error_body(replay).await.error.code,
+            shared::ErrorCode::CodeUsed
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused() {
+    let server = TestServer::start(&["--sim-code-ttl", "200ms"]).await;
+    let code = server.wx_login().await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let response = server.post_login(&code).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        error_body(response).await.error.code,
+        shared::ErrorCode::InvalidCode
+    );
+}
+
+#[tokio::test]
+async fn token_ttl_is_configurable_and_enforced() {
+    let server = TestServer::start(&["--token-ttl", "1s"]).await;
+    let login = server.login().await;
+    assert_eq!(login.expires_in, 1);
+    assert!(server.check_bearer(&login.token).await);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(!server.check_bearer(&login.token).await);
+}
+
+#[tokio::test]
+async fn high_risk_users_are_refused_with_403() {
+    let server = TestServer::start(&[]).await;
+    let code = server.wx_login_as("risky-mallory").await;
+    let response = server.post_login(&code).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        error_body(response).await.error.code,
+        shared::ErrorCode::HighRiskUser
+    );
+}
+
+/// What the seed's mini-program did, byte for byte: POST `{code}` and read `res.data.token`,
+/// then GET `/checklogin?token=` and read `res.data.is_login`.
+#[tokio::test]
+async fn the_seed_client_works_unchanged() {
+    let server = TestServer::start(&[]).await;
+    let code = server.wx_login().await;
+    let body = server
+        .http
+        .post(server.url("/login"))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"code":"{code}"}}"#))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let token = body["token"].as_str().expect("res.data.token is a string");
+    let check = server
+        .http
+        .get(format!("{}?token={token}", server.url("/checklogin")))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(check["is_login"], serde_json::Value::Bool(true));
+}
+
+#[tokio::test]
+async fn health_and_request_ids() {
+    let server = TestServer::start(&[]).await;
+    let response = server
+        .http
+        .get(server.url("/healthz"))
+        .header("x-request-id", "trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "trace-123");
+    let response = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 36, "a fresh UUID: {id}");
+}

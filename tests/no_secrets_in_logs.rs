@@ -1,0 +1,87 @@
+//! `session_key`, tokens and the AppSecret never reach a response or a log line. This test
+//! owns its process's global log subscriber, at the most verbose level, so every line any
+//! crate writes is captured.
+
+use std::sync::{Arc, Mutex};
+
+use server::{store::unix_now, token::Token};
+use workspace_tests::TestServer;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let server = TestServer::start(&[]).await;
+    let mut responses = String::new();
+
+    let code = server.wx_login().await;
+    let response = server.post_login(&code).await;
+    let body = response.text().await.unwrap();
+    responses.push_str(&body);
+    let token: shared::LoginResponse = serde_json::from_str(&body).unwrap();
+    for form in ["bearer", "query"] {
+        let request = server.http.get(server.url("/checklogin"));
+        let request = match form {
+            "bearer" => request.bearer_auth(&token.token),
+            _ => request.query(&[("token", &token.token)]),
+        };
+        responses.push_str(&request.send().await.unwrap().text().await.unwrap());
+    }
+    // Error paths log too: a replayed code and a logout.
+    responses.push_str(&server.post_login(&code).await.text().await.unwrap());
+    let logout = server
+        .http
+        .post(server.url("/logout"))
+        .bearer_auth(&token.token)
+        .send()
+        .await
+        .unwrap();
+    responses.push_str(&logout.text().await.unwrap());
+
+    let key = Token::parse(&token.token).unwrap().hash();
+    // The session is gone after logout, so look the key up from a second login instead.
+    let second = server.login().await.token;
+    let session = server
+        .state
+        .store
+        .get(Token::parse(&second).unwrap().hash(), unix_now())
+        .await
+        .unwrap()
+        .expect("session stored");
+    assert!(!key.to_hex().is_empty());
+    server.stop().await;
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("login"), "the capture works: {logs}");
+    for (what, secret) in [
+        ("session_key", session.session_key.as_str()),
+        ("token", token.token.as_str()),
+        ("second token", second.as_str()),
+        ("login code", code.as_str()),
+    ] {
+        assert!(!logs.contains(secret), "{what} leaked into the log");
+        if what == "session_key" {
+            assert!(!responses.contains(secret), "{what} leaked into a response");
+        }
+    }
+    assert!(!responses.contains("session_key"));
+}

@@ -1,0 +1,197 @@
+//! Shared helpers of the workspace tests: start a real server on a free loopback port, talk to
+//! it over real HTTP, stop it.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use server::{Server, config::Config, state::AppState, store::SessionStore};
+use shared::{ErrorBody, LoginResponse, SimLoginResponse};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// A server running on `127.0.0.1:<free port>`; stopped (gracefully) on drop or by `stop`.
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Test configuration: dev mode, memory store, free port; `args` are extra `--flags`.
+pub fn config(args: &[&str]) -> Config {
+    let mut all = vec![
+        "server",
+        "--listen-addr",
+        "127.0.0.1:0",
+        "--session-store",
+        "memory",
+    ];
+    all.extend_from_slice(args);
+    <Config as clap::Parser>::parse_from(all)
+}
+
+impl TestServer {
+    /// Starts a dev-mode server with a memory store and any extra flags.
+    pub async fn start(args: &[&str]) -> Self {
+        Self::start_with(config(args), None).await
+    }
+
+    /// Starts a server from `config`, with `store` instead of the configured one if given.
+    pub async fn start_with(config: Config, store: Option<Arc<dyn SessionStore>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let server = match store {
+            Some(store) => Server::with_store(listener, config, store),
+            None => Server::with_listener(listener, config),
+        }
+        .expect("server starts");
+        let addr = server.local_addr();
+        let state = server.state().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            stopped.await.ok();
+        }));
+        Self {
+            addr,
+            state,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stands in for `wx.login()` on the dev simulator.
+    pub async fn wx_login(&self) -> String {
+        self.wx_login_as("dev-user").await
+    }
+
+    pub async fn wx_login_as(&self, user: &str) -> String {
+        let response = self
+            .http
+            .post(self.url("/sim/wx.login"))
+            .json(&serde_json::json!({ "user": user }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<SimLoginResponse>().await.unwrap().code
+    }
+
+    /// `POST /login` with `code`; the raw response.
+    pub async fn post_login(&self, code: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/login"))
+            .json(&serde_json::json!({ "code": code }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A full login; panics unless it succeeds.
+    pub async fn login(&self) -> LoginResponse {
+        let code = self.wx_login().await;
+        let response = self.post_login(&code).await;
+        assert_eq!(response.status(), 200, "login failed");
+        response.json().await.unwrap()
+    }
+
+    /// `GET /checklogin` with a bearer token; the `is_login` answer.
+    pub async fn check_bearer(&self, token: &str) -> bool {
+        let response = self
+            .http
+            .get(self.url("/checklogin"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response
+            .json::<shared::CheckLoginResponse>()
+            .await
+            .unwrap()
+            .is_login
+    }
+
+    /// `GET /checklogin?token=` (the seed's form); the `is_login` answer.
+    pub async fn check_query(&self, token: &str) -> bool {
+        let response = self
+            .http
+            .get(self.url("/checklogin"))
+            .query(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response
+            .json::<shared::CheckLoginResponse>()
+            .await
+            .unwrap()
+            .is_login
+    }
+
+    /// How many code2Session calls the dev simulator has served.
+    pub fn upstream_calls(&self) -> u64 {
+        self.state
+            .simulator
+            .as_ref()
+            .expect("dev mode")
+            .stats()
+            .code2session_calls
+    }
+
+    /// Stops the server and waits until it has let go of its port and store.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("server stops within 10 s")
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+    }
+}
+
+/// Reads an error response and checks its shape: JSON `{"error": {"code", "message"}}`.
+pub async fn error_body(response: reqwest::Response) -> ErrorBody {
+    let ctype = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(
+        ctype.starts_with("application/json"),
+        "content-type {ctype:?}"
+    );
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not an error body ({e}): {text}"))
+}
+
+/// A fresh empty folder under the system temp dir.
+pub fn temp_dir(label: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{label}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

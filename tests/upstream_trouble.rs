@@ -1,0 +1,169 @@
+//! WeChat misbehaving: busy answers, no answer, no listener. The server must retry only what
+//! WeChat allows, fail within bounded time with a JSON error, and keep serving `/checklogin`.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use server::{
+    store::{MemoryStore, Session, SessionStore, unix_now},
+    token::Token,
+};
+use shared::ErrorCode;
+use workspace_tests::{TestServer, config, error_body};
+
+#[tokio::test]
+async fn a_busy_answer_is_retried_and_then_succeeds() {
+    let server = TestServer::start(&[]).await;
+    server.state.simulator.as_ref().unwrap().push_faults([-1]);
+    let code = server.wx_login().await;
+    let response = server.post_login(&code).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.upstream_calls(), 2, "one busy answer, one success");
+}
+
+#[tokio::test]
+async fn wechat_busy_beyond_the_retry_budget_is_a_503_with_retry_after() {
+    let server = TestServer::start(&["--wechat-busy-retries", "2"]).await;
+    server
+        .state
+        .simulator
+        .as_ref()
+        .unwrap()
+        .push_faults([-1, -1, -1, -1]);
+    let code = server.wx_login().await;
+    let response = server.post_login(&code).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(
+        error_body(response).await.error.code,
+        ErrorCode::UpstreamUnavailable
+    );
+    assert_eq!(
+        server.upstream_calls(),
+        3,
+        "the first try and two retries, no more"
+    );
+}
+
+/// A session put straight into the store, so `/checklogin` has something to find while the
+/// server cannot reach WeChat at all.
+async fn seeded_store() -> (Arc<dyn SessionStore>, Token) {
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
+    let token = Token::generate();
+    store
+        .insert(
+            token.hash(),
+            Session {
+                openid: "o-seeded".into(),
+                unionid: None,
+                session_key: "seeded-key".into(),
+                created_at: unix_now(),
+                expires_at: unix_now() + 3600,
+            },
+        )
+        .await
+        .unwrap();
+    (store, token)
+}
+
+#[tokio::test]
+async fn wechat_unreachable_fails_fast_while_checklogin_keeps_answering() {
+    // A port that was just free: nothing listens there, so connections are refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (store, token) = seeded_store().await;
+    let base = format!("http://{dead}");
+    let cfg = config(&[
+        "--wechat-appid",
+        "wxreal",
+        "--wechat-secret",
+        "s",
+        "--wechat-api-base",
+        &base,
+    ]);
+    let server = TestServer::start_with(cfg, Some(store)).await;
+
+    let started = Instant::now();
+    let response = server.post_login("0a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.status(), 502);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(
+        error_body(response).await.error.code,
+        ErrorCode::UpstreamUnavailable
+    );
+
+    assert!(server.check_bearer(token.as_str()).await);
+}
+
+#[tokio::test]
+async fn wechat_that_never_answers_times_out_with_504() {
+    // Accepts connections and then says nothing: the worst kind of outage.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let (store, token) = seeded_store().await;
+    let base = format!("http://{addr}");
+    let cfg = config(&[
+        "--wechat-appid",
+        "wxreal",
+        "--wechat-secret",
+        "s",
+        "--wechat-api-base",
+        &base,
+        "--wechat-timeout",
+        "1s",
+    ]);
+    let server = TestServer::start_with(cfg, Some(store)).await;
+
+    let started = Instant::now();
+    let login = server.post_login("0a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P");
+    let (response, still_logged_in) = tokio::join!(login, server.check_bearer(token.as_str()));
+    let elapsed = started.elapsed();
+    assert!(still_logged_in, "checklogin answered while the login hung");
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "bounded by WECHAT_TIMEOUT: {elapsed:?}"
+    );
+    assert_eq!(response.status(), 504);
+    assert_eq!(
+        error_body(response).await.error.code,
+        ErrorCode::UpstreamTimeout
+    );
+    hold.abort();
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_a_502_not_a_client_error() {
+    // The dev simulator checks the secret: a server configured with the wrong one is refused.
+    let dev = TestServer::start(&[]).await;
+    let base = dev.url("/sim");
+    let cfg = config(&[
+        "--wechat-appid",
+        server::DEV_APPID,
+        "--wechat-secret",
+        "wrong",
+        "--wechat-api-base",
+        &base,
+    ]);
+    let misconfigured = TestServer::start_with(cfg, None).await;
+    let code = dev.wx_login().await;
+    let response = misconfigured.post_login(&code).await;
+    assert_eq!(response.status(), 502);
+    let body = error_body(response).await;
+    assert_eq!(body.error.code, ErrorCode::UpstreamError);
+    assert!(!body.error.message.contains("wrong"));
+}
