@@ -82,20 +82,56 @@ async fn logout_needs_a_bearer_token() {
     );
 }
 
+/// A replay (double tap, client retry after a lost answer) is answered with the very same
+/// token from the one session, and WeChat is asked once.
 #[tokio::test]
 async fn a_replayed_code_never_yields_a_second_session() {
     let server = TestServer::start(&[]).await;
     let code = server.wx_login().await;
     let first = server.post_login(&code).await;
     assert_eq!(first.status(), 200);
+    let token = first.json::<shared::LoginResponse>().await.unwrap().token;
     for _ in 0..3 {
         let replay = server.post_login(&code).await;
-        assert_eq!(replay.status(), 400);
+        assert_eq!(replay.status(), 200);
         assert_eq!(
-            error_body(replay).await.error.code,
-            shared::ErrorCode::CodeUsed
+            replay.json::<shared::LoginResponse>().await.unwrap().token,
+            token
         );
     }
+    assert_eq!(server.upstream_calls(), 1);
+}
+
+/// When WeChat itself says the code was used (here: spent by another deployment that shares
+/// the AppID but not our store), the client is told to get a new code.
+#[tokio::test]
+async fn a_code_spent_elsewhere_is_refused_as_code_used() {
+    let sim = server::wechat::simulator::Simulator::new("wxsharedapp00001", "shared-secret");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app: axum::Router = sim.router();
+    let upstream = tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    let args = [
+        "--wechat-appid",
+        "wxsharedapp00001",
+        "--wechat-secret",
+        "shared-secret",
+        "--wechat-api-base",
+        &base,
+    ];
+    let (a, b) = (
+        TestServer::start_with(workspace_tests::config(&args), None).await,
+        TestServer::start_with(workspace_tests::config(&args), None).await,
+    );
+    let code = sim.issue_code("zoe");
+    assert_eq!(a.post_login(&code).await.status(), 200);
+    let replay = b.post_login(&code).await;
+    assert_eq!(replay.status(), 400);
+    assert_eq!(
+        error_body(replay).await.error.code,
+        shared::ErrorCode::CodeUsed
+    );
+    upstream.abort();
 }
 
 #[tokio::test]

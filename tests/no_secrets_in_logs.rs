@@ -62,7 +62,8 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
     let second = server.login().await.token;
     let session = server
         .state
-        .store
+        .stores
+        .sessions
         .get(Token::parse(&second).unwrap().hash(), unix_now())
         .await
         .unwrap()

@@ -7,7 +7,7 @@ use std::{
 };
 
 use server::{
-    store::{MemoryStore, Session, SessionStore, unix_now},
+    store::{MemoryStore, Session, Stores, unix_now},
     token::Token,
 };
 use shared::ErrorCode;
@@ -49,10 +49,11 @@ async fn wechat_busy_beyond_the_retry_budget_is_a_503_with_retry_after() {
 
 /// A session put straight into the store, so `/checklogin` has something to find while the
 /// server cannot reach WeChat at all.
-async fn seeded_store() -> (Arc<dyn SessionStore>, Token) {
-    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
+async fn seeded_store() -> (Stores, Token) {
+    let store = Stores::local(Arc::new(MemoryStore::default()));
     let token = Token::generate();
     store
+        .sessions
         .insert(
             token.hash(),
             Session {

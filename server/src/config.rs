@@ -36,7 +36,8 @@ pub struct Config {
     )]
     pub wechat_api_base: String,
 
-    /// Where sessions live: `sqlite://PATH` (durable, the default) or `memory` (lost on exit).
+    /// Where sessions live: `sqlite://PATH` (durable, the default), `redis://HOST:PORT/DB`
+    /// (shared by many instances) or `memory` (lost on exit).
     #[arg(
         long,
         env = "SESSION_STORE",
@@ -64,6 +65,32 @@ pub struct Config {
     /// Life of the dev simulator's login codes (WeChat's is five minutes); tests shorten it.
     #[arg(long, env = "SIM_CODE_TTL", default_value = "5m", value_parser = parse_duration, hide = true)]
     pub sim_code_ttl: Duration,
+
+    /// Deadline of one call to a networked session store (Redis).
+    #[arg(long, env = "STORE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub store_timeout: Duration,
+
+    /// `POST /login` requests allowed per client IP per minute, after the burst (0: no limit).
+    #[arg(long, env = "LOGIN_RATE_PER_MINUTE", default_value_t = 60)]
+    pub login_rate_per_minute: u32,
+
+    /// `POST /login` requests one client IP may make at once before the rate applies.
+    #[arg(long, env = "LOGIN_RATE_BURST", default_value_t = 20)]
+    pub login_rate_burst: u32,
+
+    /// Header holding the client's address when behind a trusted reverse proxy, for example
+    /// `X-Forwarded-For` (its last entry is used: the one the proxy added) or `X-Real-IP`.
+    /// Unset: the TCP peer address. Set it only behind a proxy, or clients can spoof it.
+    #[arg(long, env = "TRUSTED_PROXY_HEADER")]
+    pub trusted_proxy_header: Option<String>,
+
+    /// Consecutive WeChat failures (unreachable, timeout, busy) that open the circuit breaker.
+    #[arg(long, env = "BREAKER_THRESHOLD", default_value_t = 5)]
+    pub breaker_threshold: u32,
+
+    /// How long an open breaker fails logins fast before letting one trial call through.
+    #[arg(long, env = "BREAKER_COOLDOWN", default_value = "10s", value_parser = parse_duration)]
+    pub breaker_cooldown: Duration,
 
     /// How often expired sessions are deleted from the store.
     #[arg(long, env = "PURGE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
@@ -94,6 +121,8 @@ impl Config {
 pub enum StoreUrl {
     Memory,
     Sqlite(std::path::PathBuf),
+    /// A `redis://` or `rediss://` URL, kept whole for the Redis client to parse.
+    Redis(String),
 }
 
 impl FromStr for StoreUrl {
@@ -107,9 +136,11 @@ impl FromStr for StoreUrl {
                 return Err("sqlite:// needs a file path, e.g. sqlite://data/sessions.db".into());
             }
             Ok(StoreUrl::Sqlite(path.into()))
+        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+            Ok(StoreUrl::Redis(s.to_owned()))
         } else {
             Err(format!(
-                "unsupported session store {s:?}: use sqlite://PATH or memory"
+                "unsupported session store {s:?}: use sqlite://PATH, redis://HOST:PORT/DB or memory"
             ))
         }
     }
@@ -120,6 +151,12 @@ impl fmt::Display for StoreUrl {
         match self {
             StoreUrl::Memory => f.write_str("memory"),
             StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            // The URL may carry a password: show only where it points.
+            StoreUrl::Redis(url) => {
+                let host = url.rsplit('@').next().unwrap_or(url);
+                let host = host.split("://").last().unwrap_or(host);
+                write!(f, "redis://{host}")
+            }
         }
     }
 }
@@ -203,6 +240,16 @@ mod tests {
         let c = Config::parse_from(["server", "--wechat-secret", "hunter2"]);
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(c.wechat_secret.unwrap().expose(), "hunter2");
+    }
+
+    #[test]
+    fn redis_urls_parse_and_print_without_their_password() {
+        let url: StoreUrl = "redis://:hunter2@10.0.0.5:6379/2".parse().unwrap();
+        assert_eq!(
+            url,
+            StoreUrl::Redis("redis://:hunter2@10.0.0.5:6379/2".into())
+        );
+        assert_eq!(url.to_string(), "redis://10.0.0.5:6379/2");
     }
 
     #[test]

@@ -101,6 +101,11 @@ impl ApiError {
                     ErrorCode::UpstreamUnavailable,
                     Some(UPSTREAM_RETRY_AFTER),
                 ),
+                WechatError::CircuitOpen { retry_after } => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::UpstreamUnavailable,
+                    Some(*retry_after),
+                ),
                 WechatError::Timeout => (
                     StatusCode::GATEWAY_TIMEOUT,
                     ErrorCode::UpstreamTimeout,

@@ -6,19 +6,23 @@
 //! and checks at `/checklogin` on every launch.
 //!
 //! # Layout
+//! - [`cli`]: the binary's entry point.
 //! - [`config`]: every setting, parsed once from flags and environment.
 //! - [`http`]: routes, extractors, request logging; one module per endpoint.
 //! - [`auth`]: the login rules, free of HTTP.
 //! - [`token`]: where tokens are generated and hashed.
 //! - [`store`]: the `SessionStore` trait and its SQLite and memory backends.
 //! - [`wechat`]: the code2Session client and the WeChat simulator.
+//! - [`rate_limit`]: per-client limits on `POST /login`.
 //! - [`error`]: the one error type, and the one place HTTP statuses are chosen.
 //! - [`state`]: what handlers share.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod rate_limit;
 pub mod state;
 pub mod store;
 pub mod token;
@@ -30,8 +34,9 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::{Config, Secret},
+    rate_limit::RateLimiter,
     state::AppState,
-    store::StoreError,
+    store::{StoreError, Stores},
     wechat::{WechatClient, WechatError, client::ClientOptions, simulator::Simulator},
 };
 
@@ -68,43 +73,32 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        Self::with_listener(listener, config)
+        Self::with_listener(listener, config).await
     }
 
     /// Prepares a server on a listener the caller already bound (tests bind port 0).
-    pub fn with_listener(listener: TcpListener, config: Config) -> Result<Self, StartError> {
-        let local = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen_addr,
-            source,
-        })?;
-        let store = store::open(&config.session_store)?;
-        Self::assemble(listener, local, config, store)
+    pub async fn with_listener(listener: TcpListener, config: Config) -> Result<Self, StartError> {
+        let stores = Stores::open(&config.session_store, config.store_timeout).await?;
+        Self::with_stores(listener, config, stores)
     }
 
-    /// Like [`Server::with_listener`] with a store the caller provides.
-    pub fn with_store(
+    /// Like [`Server::with_listener`] with stores the caller provides.
+    pub fn with_stores(
         listener: TcpListener,
         config: Config,
-        store: Arc<dyn store::SessionStore>,
+        stores: Stores,
     ) -> Result<Self, StartError> {
         let local = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen_addr,
             source,
         })?;
-        Self::assemble(listener, local, config, store)
-    }
-
-    fn assemble(
-        listener: TcpListener,
-        local: SocketAddr,
-        config: Config,
-        store: Arc<dyn store::SessionStore>,
-    ) -> Result<Self, StartError> {
         let options = ClientOptions {
             connect_timeout: config.wechat_connect_timeout,
             timeout: config.wechat_timeout,
             busy_retries: config.wechat_busy_retries,
             backoff: Duration::from_millis(200),
+            breaker_threshold: config.breaker_threshold,
+            breaker_cooldown: config.breaker_cooldown,
         };
         let (wechat, simulator) = match (&config.wechat_appid, &config.wechat_secret) {
             (Some(appid), Some(secret)) => (
@@ -131,11 +125,16 @@ impl Server {
                 (client, Some(sim))
             }
         };
+        let login_limiter = Arc::new(RateLimiter::new(
+            config.login_rate_per_minute,
+            config.login_rate_burst,
+        ));
         Ok(Self {
             listener,
             state: AppState {
                 config: Arc::new(config),
-                store,
+                stores,
+                login_limiter,
                 wechat,
                 simulator,
             },
@@ -159,9 +158,12 @@ impl Server {
     ) -> std::io::Result<()> {
         let purge = tokio::spawn(purge_expired(self.state.clone()));
         let app = http::router(self.state);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         purge.abort();
         served
     }
@@ -184,7 +186,7 @@ async fn purge_expired(state: AppState) {
     let mut tick = tokio::time::interval(state.config.purge_interval);
     loop {
         tick.tick().await;
-        match state.store.purge_expired(store::unix_now()).await {
+        match state.stores.sessions.purge_expired(store::unix_now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired sessions deleted"),
             Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),

@@ -52,6 +52,38 @@ impl Token {
     pub fn hash(&self) -> TokenHash {
         TokenHash(Sha256::digest(self.0.as_bytes()).into())
     }
+
+    /// The token encrypted under a one-time pad derived from `login_code`, so that the outcome
+    /// of a login can wait in a shared store for concurrent requests with the same code (see
+    /// `store/claims.rs`) without the store ever holding a usable token. Only a holder of the
+    /// code (which is never stored) can open it with [`Token::unseal`].
+    pub fn seal(&self, login_code: &str) -> [u8; TOKEN_BYTES] {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        // Our own tokens always decode; a foreign string would be refused by `parse` first.
+        let raw = URL_SAFE_NO_PAD.decode(&self.0).unwrap_or_default();
+        bytes[..raw.len().min(TOKEN_BYTES)].copy_from_slice(&raw[..raw.len().min(TOKEN_BYTES)]);
+        xor_pad(&mut bytes, login_code);
+        bytes
+    }
+
+    /// Opens what [`Token::seal`] made with the same code.
+    pub fn unseal(sealed: &[u8; TOKEN_BYTES], login_code: &str) -> Self {
+        let mut bytes = *sealed;
+        xor_pad(&mut bytes, login_code);
+        Token(URL_SAFE_NO_PAD.encode(bytes))
+    }
+}
+
+/// XORs `bytes` with SHA-256 of the code under a domain label of its own, so the pad is
+/// unrelated to any key derived from the same code.
+fn xor_pad(bytes: &mut [u8; TOKEN_BYTES], login_code: &str) {
+    let pad = Sha256::new()
+        .chain_update(b"wxlogin token seal\0")
+        .chain_update(login_code.as_bytes())
+        .finalize();
+    for (b, p) in bytes.iter_mut().zip(pad) {
+        *b ^= p;
+    }
 }
 
 impl std::fmt::Debug for Token {
@@ -121,6 +153,20 @@ mod tests {
             "0f007385b6f9d4b7eeb2748605afe1a984a0a3bfa3f014d09e2a784ce9e5cd1a"
         );
         assert_ne!(token.hash(), Token::generate().hash());
+    }
+
+    #[test]
+    fn sealed_tokens_open_only_with_their_code() {
+        let token = Token::generate();
+        let sealed = token.seal("code-a");
+        assert_eq!(Token::unseal(&sealed, "code-a"), token);
+        assert_ne!(Token::unseal(&sealed, "code-b"), token);
+        let raw = URL_SAFE_NO_PAD.decode(token.as_str()).unwrap();
+        assert_ne!(
+            sealed.as_slice(),
+            raw.as_slice(),
+            "the sealed form is not the token"
+        );
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! Shared helpers of the workspace tests: start a real server on a free loopback port, talk to
-//! it over real HTTP, stop it.
+//! it over real HTTP, stop it; run server processes and a Redis of our own.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+mod processes;
 
-use server::{Server, config::Config, state::AppState, store::SessionStore};
+pub use processes::{RedisServer, ServerProcess, free_port};
+
+use std::{net::SocketAddr, time::Duration};
+
+use server::{Server, config::Config, state::AppState, store::Stores};
 use shared::{ErrorBody, LoginResponse, SimLoginResponse};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
@@ -36,14 +40,14 @@ impl TestServer {
         Self::start_with(config(args), None).await
     }
 
-    /// Starts a server from `config`, with `store` instead of the configured one if given.
-    pub async fn start_with(config: Config, store: Option<Arc<dyn SessionStore>>) -> Self {
+    /// Starts a server from `config`, with `stores` instead of the configured ones if given.
+    pub async fn start_with(config: Config, stores: Option<Stores>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
-        let server = match store {
-            Some(store) => Server::with_store(listener, config, store),
-            None => Server::with_listener(listener, config),
+        let server = match stores {
+            Some(stores) => Server::with_stores(listener, config, stores),
+            None => Server::with_listener(listener, config).await,
         }
         .expect("server starts");
         let addr = server.local_addr();

@@ -8,7 +8,11 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::{error::ApiError, http::BODY_LIMIT};
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
+use crate::{error::ApiError, http::BODY_LIMIT, state::AppState};
 
 /// `axum::Json` with our error body.
 #[derive(Debug)]
@@ -95,5 +99,36 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeBearer {
             })
             .filter(|t| !t.is_empty());
         Ok(MaybeBearer(token))
+    }
+}
+
+/// The client's address: the TCP peer, or the configured trusted proxy header's value when
+/// one is set (see `TRUSTED_PROXY_HEADER`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let from_header = state
+            .config
+            .trusted_proxy_header
+            .as_deref()
+            .and_then(|name| {
+                let value = parts.headers.get(name)?.to_str().ok()?;
+                // X-Forwarded-For grows left to right; the trusted proxy appended the last entry.
+                value.rsplit(',').next()?.trim().parse().ok()
+            });
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        Ok(ClientIp(from_header.or(peer).unwrap_or(
+            std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        )))
     }
 }

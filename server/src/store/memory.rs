@@ -46,8 +46,12 @@ impl SessionStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::contract_tests;
+
     #[tokio::test]
     async fn meets_the_store_contract() {
-        super::super::contract_tests::run_all(&super::MemoryStore::default()).await;
+        let store = super::MemoryStore::default();
+        contract_tests::run_all(&store).await;
+        contract_tests::purge_deletes_expired_sessions(&store).await;
     }
 }

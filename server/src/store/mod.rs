@@ -6,10 +6,18 @@
 //! - `get` treats an expired session as absent, so expiry holds even before the purge runs;
 //! - `remove` is idempotent and takes effect for every reader at once.
 
+mod claims;
 mod memory;
+#[cfg(feature = "redis-store")]
+mod redis;
 mod sqlite;
 
+#[cfg(any(test, feature = "contract-tests"))]
+pub use claims::contract_tests as claim_contract_tests;
+pub use claims::{ClaimState, ClaimStore, LocalClaims};
 pub use memory::MemoryStore;
+#[cfg(feature = "redis-store")]
+pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 
 use std::{fmt, sync::Arc};
@@ -69,12 +77,40 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
 }
 
-/// Opens the store the configuration names.
-pub fn open(url: &StoreUrl) -> Result<Arc<dyn SessionStore>, StoreError> {
-    Ok(match url {
-        StoreUrl::Memory => Arc::new(MemoryStore::default()),
-        StoreUrl::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
-    })
+/// The stores one server uses: sessions, and claims on login codes.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    pub sessions: Arc<dyn SessionStore>,
+    pub claims: Arc<dyn ClaimStore>,
+}
+
+impl Stores {
+    /// Sessions in `sessions`, code claims kept in this process: right for every backend that
+    /// one process owns.
+    pub fn local(sessions: Arc<dyn SessionStore>) -> Self {
+        Self {
+            sessions,
+            claims: Arc::new(LocalClaims::default()),
+        }
+    }
+
+    /// Opens the stores the configuration names. `timeout` bounds every call to a networked
+    /// store.
+    #[cfg_attr(not(feature = "redis-store"), allow(unused_variables))]
+    pub async fn open(url: &StoreUrl, timeout: std::time::Duration) -> Result<Self, StoreError> {
+        Ok(match url {
+            StoreUrl::Memory => Self::local(Arc::new(MemoryStore::default())),
+            StoreUrl::Sqlite(path) => Self::local(Arc::new(SqliteStore::open(path)?)),
+            #[cfg(feature = "redis-store")]
+            StoreUrl::Redis(url) => {
+                let redis = Arc::new(RedisStore::connect(url, timeout).await?);
+                Self {
+                    sessions: redis.clone(),
+                    claims: redis,
+                }
+            }
+        })
+    }
 }
 
 /// Current time in unix seconds, the unit sessions are stamped in.
@@ -85,60 +121,77 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// The contract every backend must meet. Each backend's tests call [`contract_tests::run_all`].
-#[cfg(test)]
-pub(crate) mod contract_tests {
+/// The contract every backend must meet. Each backend's tests call [`contract_tests::run_all`];
+/// the feature `contract-tests` exports it for backends tested outside this crate (Redis).
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract_tests {
     use super::*;
     use crate::token::Token;
 
-    fn session(openid: &str, expires_at: i64) -> Session {
+    /// Timestamps are relative to the real clock: networked stores expire keys by real time.
+    fn session(openid: &str, expires_in: i64) -> Session {
+        let now = unix_now();
         Session {
             openid: openid.into(),
             unionid: None,
             session_key: "c2Vzc2lvbi1rZXktMTIzNA==".into(),
-            created_at: 1_000,
-            expires_at,
+            created_at: now,
+            expires_at: now + expires_in,
         }
     }
 
+    /// Panics on the first broken rule.
     pub async fn run_all(store: &dyn SessionStore) {
         insert_then_get_round_trips(store).await;
-        expired_sessions_are_invisible_and_purged(store).await;
+        expired_sessions_are_invisible(store).await;
         remove_is_idempotent(store).await;
         insert_replaces(store).await;
     }
 
     async fn insert_then_get_round_trips(store: &dyn SessionStore) {
         let key = Token::generate().hash();
-        let mut s = session("o-round-trip", 5_000);
+        let mut s = session("o-round-trip", 3600);
         s.unionid = Some("u-1".into());
         store.insert(key, s.clone()).await.unwrap();
-        assert_eq!(store.get(key, 2_000).await.unwrap(), Some(s));
-        assert_eq!(
-            store.get(Token::generate().hash(), 2_000).await.unwrap(),
-            None
-        );
+        assert_eq!(store.get(key, unix_now()).await.unwrap(), Some(s));
+        let other = Token::generate().hash();
+        assert_eq!(store.get(other, unix_now()).await.unwrap(), None);
     }
 
-    async fn expired_sessions_are_invisible_and_purged(store: &dyn SessionStore) {
+    async fn expired_sessions_are_invisible(store: &dyn SessionStore) {
         let old = Token::generate().hash();
         let live = Token::generate().hash();
-        store.insert(old, session("o-old", 3_000)).await.unwrap();
-        store.insert(live, session("o-live", 9_000)).await.unwrap();
-        assert!(store.get(old, 2_999).await.unwrap().is_some());
+        let s = session("o-old", 60);
+        let expires_at = s.expires_at;
+        store.insert(old, s).await.unwrap();
+        store.insert(live, session("o-live", 3600)).await.unwrap();
+        assert!(store.get(old, expires_at - 1).await.unwrap().is_some());
         assert_eq!(
-            store.get(old, 3_000).await.unwrap(),
+            store.get(old, expires_at).await.unwrap(),
             None,
             "expiry is exclusive"
         );
-        assert!(store.purge_expired(3_000).await.unwrap() >= 1);
+        store.purge_expired(expires_at).await.unwrap();
+        assert!(
+            store.get(live, expires_at).await.unwrap().is_some(),
+            "purging keeps live sessions"
+        );
+    }
+
+    /// For stores that purge by themselves rather than by TTL: the expired row is gone for
+    /// good, not merely hidden.
+    pub async fn purge_deletes_expired_sessions(store: &dyn SessionStore) {
+        let old = Token::generate().hash();
+        let s = session("o-purged", 60);
+        let expires_at = s.expires_at;
+        store.insert(old, s).await.unwrap();
+        assert!(store.purge_expired(expires_at).await.unwrap() >= 1);
         assert_eq!(store.get(old, 0).await.unwrap(), None, "purged for good");
-        assert!(store.get(live, 3_000).await.unwrap().is_some());
     }
 
     async fn remove_is_idempotent(store: &dyn SessionStore) {
         let key = Token::generate().hash();
-        store.insert(key, session("o-rm", 9_000)).await.unwrap();
+        store.insert(key, session("o-rm", 3600)).await.unwrap();
         assert!(store.remove(key).await.unwrap());
         assert!(!store.remove(key).await.unwrap());
         assert_eq!(store.get(key, 0).await.unwrap(), None);
@@ -146,8 +199,8 @@ pub(crate) mod contract_tests {
 
     async fn insert_replaces(store: &dyn SessionStore) {
         let key = Token::generate().hash();
-        store.insert(key, session("o-first", 9_000)).await.unwrap();
-        store.insert(key, session("o-second", 9_000)).await.unwrap();
+        store.insert(key, session("o-first", 3600)).await.unwrap();
+        store.insert(key, session("o-second", 3600)).await.unwrap();
         assert_eq!(store.get(key, 0).await.unwrap().unwrap().openid, "o-second");
     }
 }

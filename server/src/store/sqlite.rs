@@ -192,6 +192,7 @@ mod tests {
         let dir = tempdir();
         let store = SqliteStore::open(&dir.join("nested/sessions.db")).unwrap();
         super::super::contract_tests::run_all(&store).await;
+        super::super::contract_tests::purge_deletes_expired_sessions(&store).await;
         std::fs::remove_dir_all(dir).ok();
     }
 

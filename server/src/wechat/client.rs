@@ -1,10 +1,13 @@
 //! The `auth.code2Session` client: one pooled HTTP client, bounded time, bounded retries.
 
-use std::time::Duration;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use serde::Deserialize;
 
-use super::{WechatError, WechatSession, errcode};
+use super::{Breaker, WechatError, WechatSession, errcode};
 use crate::config::Secret;
 
 /// Calls WeChat's `GET /sns/jscode2session`. Cheap to clone: clones share one connection pool.
@@ -16,6 +19,7 @@ pub struct WechatClient {
     secret: Secret,
     busy_retries: u32,
     backoff: Duration,
+    breaker: Arc<Breaker>,
 }
 
 impl std::fmt::Debug for WechatClient {
@@ -47,6 +51,8 @@ pub struct ClientOptions {
     pub busy_retries: u32,
     /// First delay after a busy answer; it doubles on each retry.
     pub backoff: Duration,
+    pub breaker_threshold: u32,
+    pub breaker_cooldown: Duration,
 }
 
 impl WechatClient {
@@ -70,11 +76,28 @@ impl WechatClient {
             secret,
             busy_retries: options.busy_retries,
             backoff: options.backoff,
+            breaker: Arc::new(Breaker::new(
+                options.breaker_threshold,
+                options.breaker_cooldown,
+            )),
         })
     }
 
-    /// Exchanges a `wx.login()` code for the user's identity, retrying only WeChat's "busy".
+    /// Exchanges a `wx.login()` code for the user's identity, retrying only WeChat's "busy",
+    /// and failing fast while the circuit breaker is open.
     pub async fn code_to_session(&self, code: &str) -> Result<WechatSession, WechatError> {
+        self.breaker
+            .admit(Instant::now())
+            .map_err(|retry_after| WechatError::CircuitOpen { retry_after })?;
+        let result = self.with_busy_retries(code).await;
+        match &result {
+            Err(e) if e.is_upstream_fault() => self.breaker.record_failure(Instant::now()),
+            _ => self.breaker.record_success(),
+        }
+        result
+    }
+
+    async fn with_busy_retries(&self, code: &str) -> Result<WechatSession, WechatError> {
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -4,9 +4,11 @@
 //! serves WeChat's exact request and response shapes so development and tests run the same
 //! client over real HTTP, without an AppID and without the internet.
 
+mod breaker;
 pub mod client;
 pub mod simulator;
 
+pub use breaker::Breaker;
 pub use client::WechatClient;
 
 /// What a successful `code2Session` yields.
@@ -65,4 +67,20 @@ pub enum WechatError {
     Timeout,
     #[error("WeChat is unreachable: {0}")]
     Unreachable(String),
+    /// Recent calls kept failing; logins fail fast until the breaker lets a trial through.
+    #[error("WeChat calls are suspended after repeated failures (circuit open)")]
+    CircuitOpen { retry_after: std::time::Duration },
+}
+
+impl WechatError {
+    /// Whether this failure is WeChat's own trouble, as opposed to a verdict on the request.
+    pub fn is_upstream_fault(&self) -> bool {
+        matches!(
+            self,
+            WechatError::Busy { .. }
+                | WechatError::Timeout
+                | WechatError::Unreachable(_)
+                | WechatError::BadResponse(_)
+        )
+    }
 }

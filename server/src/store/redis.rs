@@ -1,0 +1,192 @@
+//! The Redis store, for several server instances behind a load balancer sharing one login
+//! state: a logout on one instance is seen by all of them at once.
+//!
+//! Keys are `wxlogin:s:<hex sha256(token)>` holding the session as JSON, expired by Redis's
+//! own TTL (so there is nothing to purge), and `wxlogin:c:<hex>` for code claims (see
+//! [`ClaimStore`]). One multiplexed connection, reconnected by the connection manager in the
+//! background; every command has a deadline, so a dead Redis yields an error quickly, never a
+//! hang.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::{AsyncCommands, aio::ConnectionManager, aio::ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+
+use super::{ClaimState, ClaimStore, Session, SessionStore, StoreError};
+use crate::token::TokenHash;
+
+const SESSION_PREFIX: &str = "wxlogin:s:";
+const CLAIM_PREFIX: &str = "wxlogin:c:";
+
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").finish_non_exhaustive()
+    }
+}
+
+/// The stored form of a [`Session`]; a separate type so the wire format is explicit.
+#[derive(Serialize, Deserialize)]
+struct StoredSession {
+    openid: String,
+    unionid: Option<String>,
+    session_key: String,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`), failing at start-up rather than at the first
+    /// login when Redis is not there.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad Redis URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = tokio::time::timeout(
+            timeout * 4,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("Redis did not answer in time".into()))?
+        .map_err(unavailable)?;
+        Ok(Self { conn, timeout })
+    }
+
+    /// Runs one command with the store's deadline.
+    async fn run<T>(
+        &self,
+        command: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, command)
+            .await
+            .map_err(|_| StoreError::Unavailable("Redis did not answer in time".into()))?
+            .map_err(unavailable)
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("Redis: {e}"))
+}
+
+fn session_key(key: &TokenHash) -> String {
+    format!("{SESSION_PREFIX}{}", key.to_hex())
+}
+
+fn claim_key(key: &[u8; 32]) -> String {
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{CLAIM_PREFIX}{hex}")
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn insert(&self, key: TokenHash, s: Session) -> Result<(), StoreError> {
+        let ttl_s = (s.expires_at - super::unix_now()).max(1) as u64;
+        let json = serde_json::to_string(&StoredSession {
+            openid: s.openid,
+            unionid: s.unionid,
+            session_key: s.session_key,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+        })
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut c = self.conn.clone();
+        self.run(async move { c.set_ex(session_key(&key), json, ttl_s).await })
+            .await
+    }
+
+    async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Session>, StoreError> {
+        let mut c = self.conn.clone();
+        let raw: Option<String> = self
+            .run(async move { c.get(session_key(&key)).await })
+            .await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let s: StoredSession =
+            serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Redis TTLs have second granularity; the stamp is the authority.
+        Ok((s.expires_at > now).then_some(Session {
+            openid: s.openid,
+            unionid: s.unionid,
+            session_key: s.session_key,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+        }))
+    }
+
+    async fn remove(&self, key: TokenHash) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let n: u64 = self
+            .run(async move { c.del(session_key(&key)).await })
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn purge_expired(&self, _now: i64) -> Result<u64, StoreError> {
+        // Redis expires keys itself.
+        Ok(0)
+    }
+}
+
+#[async_trait]
+impl ClaimStore for RedisStore {
+    async fn claim(
+        &self,
+        key: [u8; 32],
+        lease: Duration,
+    ) -> Result<Option<ClaimState>, StoreError> {
+        let mut c = self.conn.clone();
+        let won: Option<String> = self
+            .run(async move {
+                redis::cmd("SET")
+                    .arg(claim_key(&key))
+                    .arg(ClaimState::Pending.encode())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lease.as_millis().max(1) as u64)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if won.is_some() {
+            return Ok(None);
+        }
+        // Someone holds it. If the hold ended between the two commands, report it as pending:
+        // the caller's next round wins it.
+        Ok(Some(self.peek(key).await?.unwrap_or(ClaimState::Pending)))
+    }
+
+    async fn peek(&self, key: [u8; 32]) -> Result<Option<ClaimState>, StoreError> {
+        let mut c = self.conn.clone();
+        let raw: Option<Vec<u8>> = self
+            .run(async move { c.get(claim_key(&key)).await })
+            .await?;
+        Ok(raw.map(|v| ClaimState::decode(&v)))
+    }
+
+    async fn settle(
+        &self,
+        key: [u8; 32],
+        outcome: Vec<u8>,
+        keep: Duration,
+    ) -> Result<(), StoreError> {
+        let value = ClaimState::Done(outcome).encode();
+        let ms = keep.as_millis().max(1) as u64;
+        let mut c = self.conn.clone();
+        self.run(async move { c.pset_ex(claim_key(&key), value, ms).await })
+            .await
+    }
+
+    async fn release(&self, key: [u8; 32]) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.run(async move { c.del(claim_key(&key)).await }).await
+    }
+}
