@@ -73,9 +73,17 @@ impl Host {
     /// every invariant. Returns this step's effects.
     pub fn send(&mut self, event: Event) -> Vec<Effect> {
         if let Event::EnsureLogin { waiter, .. } = event {
-            assert!(self.asked.insert(waiter), "test bug: waiter {waiter} reused");
+            assert!(
+                self.asked.insert(waiter),
+                "test bug: waiter {waiter} reused"
+            );
         }
         let effects = self.machine.handle(event.clone());
+        // The wasm path's hand-written JSON must be exactly serde's.
+        assert_eq!(
+            client_wasm::effects_to_json(&effects),
+            serde_json::to_string(&effects).unwrap()
+        );
         for (i, effect) in effects.iter().enumerate() {
             self.record(effect, i + 1 == effects.len(), &event);
         }
@@ -94,7 +102,10 @@ impl Host {
                 self.storage.remove(key);
             }
             Effect::WxLogin => {
-                assert_eq!(self.wx_pending, 0, "second wx_login in flight after {event:?}");
+                assert_eq!(
+                    self.wx_pending, 0,
+                    "second wx_login in flight after {event:?}"
+                );
                 self.wx_pending += 1;
             }
             Effect::HttpRequest {
@@ -237,7 +248,12 @@ impl Host {
         let matching: Vec<usize> = (0..self.requests.len())
             .filter(|&i| self.requests[i].path == path)
             .collect();
-        assert_eq!(matching.len(), 1, "expected one {path} request: {:?}", self.requests);
+        assert_eq!(
+            matching.len(),
+            1,
+            "expected one {path} request: {:?}",
+            self.requests
+        );
         self.requests.remove(matching[0])
     }
 
@@ -294,8 +310,12 @@ pub fn error_body(code: &str) -> String {
     serde_json::json!({"error": {"code": code, "message": "msg"}}).to_string()
 }
 
+/// The stored form of a token, as the machine writes it.
 pub fn stored(token: &str, expires_at_ms: u64) -> String {
-    serde_json::json!({"token": token, "expires_at_ms": expires_at_ms}).to_string()
+    client_wasm::encode_stored_token(&client_wasm::StoredToken {
+        token: token.to_owned(),
+        expires_at_ms: Some(expires_at_ms),
+    })
 }
 
 /// The `state_changed` states among `effects`.

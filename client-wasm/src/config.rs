@@ -1,0 +1,151 @@
+//! Tuning knobs of the login machine, deserialisable from the JSON the host passes at start-up.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, Json};
+
+/// How hard the machine tries before it gives up, and where it keeps the token.
+///
+/// Every field has a default, so `{}` (or an empty string at the JSON boundary) is a valid
+/// config; unknown fields are rejected so that a typo in the host's config is an error instead of
+/// a silently ignored setting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Login attempts (one `wx.login` plus one `POST /login` each) before the machine reports
+    /// `failed`. Values below 1 count as 1: the machine always tries at least once.
+    pub max_attempts: u32,
+    /// Delay after the first transient failure; it doubles with each further failure.
+    pub base_backoff_ms: u64,
+    /// Cap of the doubling delay. A `Retry-After` longer than this ends the attempts at once
+    /// (state `failed`) rather than leaving callers waiting for longer than the host expects.
+    pub max_backoff_ms: u64,
+    /// Storage key of the token; `token` is what the original app used, so existing installs
+    /// keep their session.
+    pub storage_key: String,
+    /// A token that expires within this margin counts as expired, so that a request made with
+    /// it does not die in flight.
+    pub expiry_margin_ms: u64,
+    /// A business-API 401 for a token that was itself issued because of a 401 less than this
+    /// long ago means the server keeps rejecting fresh tokens: the machine stops (state
+    /// `failed`) instead of logging in again and again.
+    pub relogin_guard_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+            storage_key: "token".to_owned(),
+            expiry_margin_ms: 60_000,
+            relogin_guard_ms: 60_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config object; absent (or `null`) fields keep their defaults, unknown fields are
+    /// an error, like the serde derive.
+    pub fn from_json(text: &str) -> Result<Config, String> {
+        let json = codec::parse(text).map_err(|e| ["not JSON: ", e].concat())?;
+        let Json::Obj(members) = &json else {
+            return Err("not a JSON object".to_owned());
+        };
+        let mut config = Config::default();
+        for member in members {
+            let value = &member.value;
+            if *value == Json::Null {
+                continue;
+            }
+            let key: &str = &member.key;
+            let number = || {
+                value
+                    .as_u64()
+                    .ok_or_else(|| ["field `", key, "` must be an unsigned integer"].concat())
+            };
+            match key {
+                "max_attempts" => {
+                    config.max_attempts = u32::try_from(number()?)
+                        .map_err(|_| "field `max_attempts` is out of range".to_owned())?;
+                }
+                "base_backoff_ms" => config.base_backoff_ms = number()?,
+                "max_backoff_ms" => config.max_backoff_ms = number()?,
+                "expiry_margin_ms" => config.expiry_margin_ms = number()?,
+                "relogin_guard_ms" => config.relogin_guard_ms = number()?,
+                "storage_key" => {
+                    value
+                        .as_str()
+                        .ok_or("field `storage_key` must be a string")?
+                        .clone_into(&mut config.storage_key);
+                }
+                other => return Err(["unknown field `", other, "`"].concat()),
+            }
+        }
+        Ok(config)
+    }
+
+    /// `max_attempts` with the "at least once" floor applied.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.max_attempts.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_object_gives_defaults() {
+        let config: Config = serde_json::from_str("{}").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.storage_key, "token");
+    }
+
+    #[test]
+    fn typos_are_rejected() {
+        assert!(serde_json::from_str::<Config>(r#"{"max_attempt": 3}"#).is_err());
+        assert_eq!(
+            Config::from_json(r#"{"max_attempt": 3}"#).unwrap_err(),
+            "unknown field `max_attempt`"
+        );
+    }
+
+    #[test]
+    fn hand_reader_agrees_with_serde() {
+        let config = Config {
+            max_attempts: 3,
+            base_backoff_ms: 1,
+            max_backoff_ms: 2,
+            storage_key: "k\"".into(),
+            expiry_margin_ms: 4,
+            relogin_guard_ms: 5,
+        };
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(Config::from_json(&json).unwrap(), config);
+        assert_eq!(Config::from_json("{}").unwrap(), Config::default());
+        assert_eq!(
+            Config::from_json(r#"{"max_attempts":null}"#).unwrap(),
+            Config::default()
+        );
+        for bad in [
+            "[]",
+            "{",
+            r#"{"max_attempts":-1}"#,
+            r#"{"max_attempts":4294967296}"#,
+            r#"{"storage_key":1}"#,
+        ] {
+            assert!(Config::from_json(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn zero_attempts_still_tries_once() {
+        let config = Config {
+            max_attempts: 0,
+            ..Config::default()
+        };
+        assert_eq!(config.attempts(), 1);
+    }
+}

@@ -1,0 +1,747 @@
+//! The login state machine: states, and the transition for every (state, event) pair.
+//!
+//! Sans-IO in the str0m sense: [`Machine::handle`] takes one [`Event`] and returns the
+//! [`Effect`]s the host must carry out. The machine reads no clock, starts no task and touches no
+//! storage or network, so tests drive it faster than real time and replay any interleaving.
+//!
+//! Invariants the transitions keep (each one a bug of the JS app this replaces):
+//! - no request carries an empty or malformed bearer; without a stored token there is no
+//!   `/checklogin` at all;
+//! - one login at a time: callers that need a token while one is being fetched wait for it,
+//!   and a new `wx_login` is never asked for while an earlier one is unanswered;
+//! - a login code is sent in exactly one `POST /login`; retries get a new code;
+//! - every `ensure_login` caller is answered exactly once, and none waits past the last attempt;
+//! - answers to requests and timers the machine no longer waits for are ignored.
+
+use shared::{LoginResponse, paths};
+
+use crate::backoff;
+use crate::config::Config;
+use crate::effect::{Effect, Method, Snapshot, StateName, WaiterResult};
+use crate::event::Event;
+use crate::failure::{Failure, Remedy, classify, codes};
+use crate::storage::{self, StoredToken};
+use crate::wire;
+
+/// A token the machine holds, with what it knows about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Session {
+    token: String,
+    /// `None` for a bare token of the old app: trusted as long as the server says so.
+    expires_at_ms: Option<u64>,
+    /// When this machine got the token from `POST /login`; `None` for a stored one.
+    issued_at_ms: Option<u64>,
+    /// Whether the login that produced it was started by a business-API 401 (loop guard).
+    after_401: bool,
+    /// Whether the server confirmed it (fresh login or `is_login: true`).
+    verified: bool,
+}
+
+impl Session {
+    fn usable_at(&self, now_ms: u64, margin_ms: u64) -> bool {
+        self.expires_at_ms
+            .is_none_or(|expiry| now_ms.saturating_add(margin_ms) < expiry)
+    }
+}
+
+/// One round of `wx.login` + `POST /login`, and the rounds before it in the same login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Attempt {
+    /// 1 for the first round of a login.
+    number: u32,
+    /// The login was started by a business-API 401 (see [`Session::after_401`]).
+    after_401: bool,
+    /// Why the previous round failed.
+    last_error: Option<Failure>,
+}
+
+impl Attempt {
+    fn first(after_401: bool) -> Self {
+        Self {
+            number: 1,
+            after_401,
+            last_error: None,
+        }
+    }
+
+    fn next(self, error: Failure) -> Self {
+        Self {
+            number: self.number.saturating_add(1),
+            after_401: self.after_401,
+            last_error: Some(error),
+        }
+    }
+}
+
+/// Where the machine is. Data that only matters in one state lives in that state, so it cannot
+/// be stale elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Unknown,
+    ReadingStorage,
+    Checking {
+        session: Session,
+        request: u32,
+    },
+    GettingCode {
+        attempt: Attempt,
+    },
+    ExchangingCode {
+        attempt: Attempt,
+        request: u32,
+    },
+    LoggedIn {
+        session: Session,
+    },
+    RetryWaiting {
+        attempt: Attempt,
+        timer: u32,
+        error: Failure,
+    },
+    Failed {
+        error: Failure,
+    },
+    LoggedOut,
+}
+
+impl State {
+    fn name(&self) -> StateName {
+        match self {
+            State::Unknown => StateName::Unknown,
+            State::ReadingStorage => StateName::ReadingStorage,
+            State::Checking { .. } => StateName::Checking,
+            State::GettingCode { .. } => StateName::GettingCode,
+            State::ExchangingCode { .. } => StateName::ExchangingCode,
+            State::LoggedIn { .. } => StateName::LoggedIn,
+            State::RetryWaiting { .. } => StateName::RetryWaiting,
+            State::Failed { .. } => StateName::Failed,
+            State::LoggedOut => StateName::LoggedOut,
+        }
+    }
+
+    /// The token the machine holds in this state, if any.
+    fn session(&self) -> Option<&Session> {
+        match self {
+            State::Checking { session, .. } | State::LoggedIn { session } => Some(session),
+            State::Unknown
+            | State::ReadingStorage
+            | State::GettingCode { .. }
+            | State::ExchangingCode { .. }
+            | State::RetryWaiting { .. }
+            | State::Failed { .. }
+            | State::LoggedOut => None,
+        }
+    }
+}
+
+/// The client's login machine. See the crate docs for the event and effect formats.
+#[derive(Debug)]
+pub struct Machine {
+    config: Config,
+    state: State,
+    /// `ensure_login` callers not answered yet. Non-empty only while a login or check is under
+    /// way (or before launch): every transition into a resting state answers them.
+    waiters: Vec<u32>,
+    /// Source of request and timer ids; shared so that an id names one thing only.
+    next_id: u32,
+    /// A `wx_login` is unanswered, possibly from a login abandoned since (logout, forced login).
+    /// A new login then waits for that answer instead of asking again: the code is still good.
+    wx_in_flight: bool,
+    /// What the host was last told, to send `state_changed` only on change.
+    reported: Snapshot,
+}
+
+impl Machine {
+    pub fn new(config: Config) -> Self {
+        let mut machine = Self {
+            config,
+            state: State::Unknown,
+            waiters: Vec::new(),
+            next_id: 1,
+            wx_in_flight: false,
+            reported: Snapshot {
+                state: StateName::Unknown,
+                token_expires_at_ms: None,
+                verified: false,
+                attempt: 0,
+                last_error: None,
+            },
+        };
+        machine.reported = machine.snapshot();
+        machine
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn state(&self) -> StateName {
+        self.state.name()
+    }
+
+    /// `ensure_login` callers still waiting for an answer.
+    pub fn pending_waiters(&self) -> &[u32] {
+        &self.waiters
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let (attempt, last_error) = match &self.state {
+            State::GettingCode { attempt } | State::ExchangingCode { attempt, .. } => {
+                (attempt.number, attempt.last_error.clone())
+            }
+            State::RetryWaiting { attempt, error, .. } => (attempt.number, Some(error.clone())),
+            State::Failed { error } => (0, Some(error.clone())),
+            State::Unknown
+            | State::ReadingStorage
+            | State::Checking { .. }
+            | State::LoggedIn { .. }
+            | State::LoggedOut => (0, None),
+        };
+        let session = self.state.session();
+        Snapshot {
+            state: self.state.name(),
+            token_expires_at_ms: session.and_then(|s| s.expires_at_ms),
+            verified: session.is_some_and(|s| s.verified),
+            attempt,
+            last_error,
+        }
+    }
+
+    /// Applies one event and returns what the host must do, in order.
+    pub fn handle(&mut self, event: Event) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match event {
+            Event::Launched { .. } => self.on_launched(&mut fx),
+            Event::StorageRead { key, value, now_ms } => {
+                self.on_storage_read(&key, value.as_deref(), now_ms, &mut fx);
+            }
+            Event::EnsureLogin { waiter, now_ms } => self.on_ensure_login(waiter, now_ms, &mut fx),
+            Event::LoginRequested => self.on_login_requested(&mut fx),
+            Event::WxLoginSucceeded { code } => self.on_wx_login_succeeded(code, &mut fx),
+            Event::WxLoginFailed { err_msg } => self.on_wx_login_failed(err_msg, &mut fx),
+            Event::HttpResponse {
+                request,
+                status,
+                body,
+                retry_after_s,
+                now_ms,
+            } => self.on_http_answer(
+                request,
+                Answer::Response {
+                    status,
+                    body: &body,
+                    retry_after_s,
+                },
+                now_ms,
+                &mut fx,
+            ),
+            Event::HttpFailed { request, err_msg } => {
+                // A network failure needs no time: nothing it leads to depends on it.
+                self.on_http_answer(request, Answer::Failed { err_msg: &err_msg }, 0, &mut fx);
+            }
+            Event::TimerFired { timer } => self.on_timer_fired(timer, &mut fx),
+            Event::ApiUnauthorized { token, now_ms } => {
+                self.on_api_unauthorized(token.as_deref(), now_ms, &mut fx);
+            }
+            Event::LogoutRequested => self.on_logout(&mut fx),
+            Event::ForgetToken => self.on_forget_token(&mut fx),
+        }
+        let snapshot = self.snapshot();
+        if snapshot != self.reported {
+            self.reported = snapshot.clone();
+            fx.push(Effect::StateChanged(snapshot));
+        }
+        fx
+    }
+
+    // ---- events ----------------------------------------------------------------------------
+
+    fn on_launched(&mut self, fx: &mut Vec<Effect>) {
+        match self.state {
+            State::Unknown => self.read_storage(fx),
+            // Launch was implied by an earlier event (an `ensure_login` or a forced login).
+            State::ReadingStorage
+            | State::Checking { .. }
+            | State::GettingCode { .. }
+            | State::ExchangingCode { .. }
+            | State::LoggedIn { .. }
+            | State::RetryWaiting { .. }
+            | State::Failed { .. }
+            | State::LoggedOut => {}
+        }
+    }
+
+    fn on_storage_read(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        now_ms: u64,
+        fx: &mut Vec<Effect>,
+    ) {
+        if self.state != State::ReadingStorage || key != self.config.storage_key {
+            return;
+        }
+        match storage::decode(value) {
+            None => {
+                if value.is_some_and(|v| !v.trim().is_empty()) {
+                    // Junk under our key: clear it so it is not re-read at every launch.
+                    self.remove_storage(fx);
+                }
+                self.start_login(Attempt::first(false), fx);
+            }
+            Some(StoredToken {
+                token,
+                expires_at_ms,
+            }) => {
+                let session = Session {
+                    token,
+                    expires_at_ms,
+                    issued_at_ms: None,
+                    after_401: false,
+                    verified: false,
+                };
+                if session.usable_at(now_ms, self.config.expiry_margin_ms) {
+                    self.check(session, fx);
+                } else {
+                    // Expired: the server would refuse it, so do not even ask.
+                    self.remove_storage(fx);
+                    self.start_login(Attempt::first(false), fx);
+                }
+            }
+        }
+    }
+
+    fn on_ensure_login(&mut self, waiter: u32, now_ms: u64, fx: &mut Vec<Effect>) {
+        match &self.state {
+            State::Unknown => {
+                // Asked before launch: the need implies the launch.
+                self.waiters.push(waiter);
+                self.read_storage(fx);
+            }
+            State::ReadingStorage
+            | State::Checking { .. }
+            | State::GettingCode { .. }
+            | State::ExchangingCode { .. }
+            | State::RetryWaiting { .. } => self.waiters.push(waiter),
+            State::LoggedIn { session } => {
+                if session.usable_at(now_ms, self.config.expiry_margin_ms) {
+                    let token = session.token.clone();
+                    fx.push(Effect::ResolveWaiters {
+                        waiters: vec![waiter],
+                        result: WaiterResult::Ok { token },
+                    });
+                } else {
+                    self.waiters.push(waiter);
+                    self.start_login(Attempt::first(false), fx);
+                }
+            }
+            State::Failed { .. } | State::LoggedOut => {
+                self.waiters.push(waiter);
+                self.start_login(Attempt::first(false), fx);
+            }
+        }
+    }
+
+    fn on_login_requested(&mut self, fx: &mut Vec<Effect>) {
+        match self.state {
+            // Already logging in: the user's press joins it rather than spending a second code.
+            State::GettingCode { .. } | State::ExchangingCode { .. } => {}
+            // Everything else, the held token and a running backoff included, gives way to a
+            // fresh login with a full attempt budget: the user asked for exactly that.
+            State::Unknown
+            | State::ReadingStorage
+            | State::Checking { .. }
+            | State::LoggedIn { .. }
+            | State::RetryWaiting { .. }
+            | State::Failed { .. }
+            | State::LoggedOut => self.start_login(Attempt::first(false), fx),
+        }
+    }
+
+    fn on_wx_login_succeeded(&mut self, code: String, fx: &mut Vec<Effect>) {
+        self.wx_in_flight = false;
+        let State::GettingCode { attempt } = &self.state else {
+            // The login that asked was abandoned; the unused code just lapses.
+            return;
+        };
+        let attempt = attempt.clone();
+        if code.is_empty()
+            || code.len() > shared::code_rules::MAX_LEN
+            || !code.bytes().all(shared::code_rules::is_code_byte)
+        {
+            let error = Failure::new(codes::WX_LOGIN_FAILED, "wx.login gave no usable code");
+            self.attempt_failed(
+                attempt,
+                Remedy::RetryLater {
+                    retry_after_ms: None,
+                },
+                error,
+                fx,
+            );
+            return;
+        }
+        let request = self.next_id();
+        let body = wire::login_request(&code);
+        fx.push(Effect::HttpRequest {
+            request,
+            method: Method::Post,
+            path: paths::LOGIN.to_owned(),
+            bearer: None,
+            body: Some(body),
+        });
+        self.state = State::ExchangingCode { attempt, request };
+    }
+
+    fn on_wx_login_failed(&mut self, err_msg: String, fx: &mut Vec<Effect>) {
+        self.wx_in_flight = false;
+        let State::GettingCode { attempt } = &self.state else {
+            return;
+        };
+        let attempt = attempt.clone();
+        // wx.login fails when the phone is offline or WeChat is busy: worth retrying.
+        let error = Failure::new(codes::WX_LOGIN_FAILED, err_msg);
+        self.attempt_failed(
+            attempt,
+            Remedy::RetryLater {
+                retry_after_ms: None,
+            },
+            error,
+            fx,
+        );
+    }
+
+    fn on_http_answer(
+        &mut self,
+        request: u32,
+        answer: Answer<'_>,
+        now_ms: u64,
+        fx: &mut Vec<Effect>,
+    ) {
+        match &self.state {
+            State::Checking {
+                session,
+                request: r,
+            } if *r == request => {
+                let session = session.clone();
+                self.on_check_answer(session, answer, fx);
+            }
+            State::ExchangingCode {
+                attempt,
+                request: r,
+            } if *r == request => {
+                let attempt = attempt.clone();
+                self.on_login_answer(attempt, answer, now_ms, fx);
+            }
+            // A stale answer (logout, forced login or timer moved on), or the logout request,
+            // which is fire and forget.
+            State::Unknown
+            | State::ReadingStorage
+            | State::Checking { .. }
+            | State::GettingCode { .. }
+            | State::ExchangingCode { .. }
+            | State::LoggedIn { .. }
+            | State::RetryWaiting { .. }
+            | State::Failed { .. }
+            | State::LoggedOut => {}
+        }
+    }
+
+    /// Only a definite "no" from the server (`is_login: false` or 401) throws the token away.
+    /// When the check cannot be done (network, 5xx, anything unexpected) the unexpired token is
+    /// kept and used unverified: a business call that then gets a 401 reports
+    /// `api_unauthorized` and the machine logs in again. Logging in afresh on every flaky check
+    /// would instead turn a short server outage into a burst of `wx.login` calls.
+    fn on_check_answer(&mut self, mut session: Session, answer: Answer<'_>, fx: &mut Vec<Effect>) {
+        let verdict = match answer {
+            Answer::Response {
+                status: 200, body, ..
+            } => wire::check_login_response(body).map(|r| r.is_login),
+            Answer::Response { status: 401, .. } => Some(false),
+            Answer::Response { .. } | Answer::Failed { .. } => None,
+        };
+        match verdict {
+            Some(false) => {
+                self.remove_storage(fx);
+                self.start_login(Attempt::first(false), fx);
+            }
+            Some(true) | None => {
+                session.verified = verdict.is_some();
+                self.logged_in(session, fx);
+            }
+        }
+    }
+
+    fn on_login_answer(
+        &mut self,
+        attempt: Attempt,
+        answer: Answer<'_>,
+        now_ms: u64,
+        fx: &mut Vec<Effect>,
+    ) {
+        let (remedy, error) = match answer {
+            Answer::Response {
+                status: 200..=299,
+                body,
+                ..
+            } => {
+                match wire::login_response(body) {
+                    Some(LoginResponse { token, expires_in })
+                        if storage::is_valid_token(&token) =>
+                    {
+                        let expires_at_ms = now_ms.saturating_add(expires_in.saturating_mul(1000));
+                        let stored = StoredToken {
+                            token,
+                            expires_at_ms: Some(expires_at_ms),
+                        };
+                        fx.push(Effect::WriteStorage {
+                            key: self.config.storage_key.clone(),
+                            value: storage::encode(&stored),
+                        });
+                        let session = Session {
+                            token: stored.token,
+                            expires_at_ms: stored.expires_at_ms,
+                            issued_at_ms: Some(now_ms),
+                            after_401: attempt.after_401,
+                            verified: true,
+                        };
+                        self.logged_in(session, fx);
+                        return;
+                    }
+                    // A success answer without a usable token is a server bug; asking again
+                    // would only repeat it.
+                    _ => (
+                        Remedy::GiveUp,
+                        Failure::new(codes::BAD_RESPONSE, "login answer has no usable token"),
+                    ),
+                }
+            }
+            Answer::Response {
+                status,
+                body,
+                retry_after_s,
+            } => classify(status, body, retry_after_s),
+            // The server may or may not have spent the code; the retry gets a new one anyway.
+            Answer::Failed { err_msg } => (
+                Remedy::RetryLater {
+                    retry_after_ms: None,
+                },
+                Failure::new(codes::NETWORK_ERROR, err_msg),
+            ),
+        };
+        self.attempt_failed(attempt, remedy, error, fx);
+    }
+
+    fn on_timer_fired(&mut self, timer: u32, fx: &mut Vec<Effect>) {
+        let next = match &self.state {
+            State::RetryWaiting {
+                attempt,
+                timer: t,
+                error,
+            } if *t == timer => attempt.clone().next(error.clone()),
+            // A timer of a backoff that a user action or logout already ended.
+            State::Unknown
+            | State::ReadingStorage
+            | State::Checking { .. }
+            | State::GettingCode { .. }
+            | State::ExchangingCode { .. }
+            | State::LoggedIn { .. }
+            | State::RetryWaiting { .. }
+            | State::Failed { .. }
+            | State::LoggedOut => return,
+        };
+        self.start_login(next, fx);
+    }
+
+    /// A 401 from a business API means the held token is dead: drop it and log in once more.
+    /// If the token was itself issued for such a 401 only moments ago, the server is rejecting
+    /// whatever it issues (clock skew, a misconfigured API): stop instead of looping.
+    fn on_api_unauthorized(&mut self, token: Option<&str>, now_ms: u64, fx: &mut Vec<Effect>) {
+        let Some(session) = self.state.session() else {
+            // No token held: a login is already replacing it, or the user logged out.
+            return;
+        };
+        if token.is_some_and(|t| t != session.token) {
+            // A call made with a token already replaced.
+            return;
+        }
+        let looping = session.after_401
+            && session
+                .issued_at_ms
+                .is_some_and(|at| now_ms.saturating_sub(at) < self.config.relogin_guard_ms);
+        self.remove_storage(fx);
+        if looping {
+            let error = Failure::new(
+                codes::UNAUTHORIZED,
+                "the server rejected a token it had just issued; not logging in again",
+            );
+            self.fail(error, fx);
+        } else {
+            self.start_login(Attempt::first(true), fx);
+        }
+    }
+
+    /// Logging out never waits for the server: the token is gone locally at once, and the
+    /// `POST /logout` that revokes it is fire and forget. Callers still waiting get
+    /// `logged_out`. A login under way is abandoned (its answers become stale); a token the
+    /// server issues for it is never used.
+    fn on_logout(&mut self, fx: &mut Vec<Effect>) {
+        let bearer = self.state.session().map(|s| s.token.clone());
+        self.remove_storage(fx);
+        if let Some(bearer) = bearer {
+            let request = self.next_id();
+            fx.push(Effect::HttpRequest {
+                request,
+                method: Method::Post,
+                path: paths::LOGOUT.to_owned(),
+                bearer: Some(bearer),
+                body: None,
+            });
+        }
+        self.reject_waiters(Failure::new(codes::LOGGED_OUT, "logged out"), fx);
+        self.state = State::LoggedOut;
+    }
+
+    fn on_forget_token(&mut self, fx: &mut Vec<Effect>) {
+        self.remove_storage(fx);
+        match self.state {
+            // Nothing read yet; the launch that follows reads the now empty storage.
+            State::Unknown => {}
+            // No token is held while logging in, and the one being fetched is a new one.
+            State::GettingCode { .. }
+            | State::ExchangingCode { .. }
+            | State::RetryWaiting { .. }
+            | State::Failed { .. }
+            | State::LoggedOut => {}
+            State::ReadingStorage | State::Checking { .. } | State::LoggedIn { .. } => {
+                if self.waiters.is_empty() {
+                    self.state = State::LoggedOut;
+                } else {
+                    self.start_login(Attempt::first(false), fx);
+                }
+            }
+        }
+    }
+
+    // ---- transitions shared by several events ------------------------------------------------
+
+    fn read_storage(&mut self, fx: &mut Vec<Effect>) {
+        fx.push(Effect::ReadStorage {
+            key: self.config.storage_key.clone(),
+        });
+        self.state = State::ReadingStorage;
+    }
+
+    fn remove_storage(&mut self, fx: &mut Vec<Effect>) {
+        fx.push(Effect::RemoveStorage {
+            key: self.config.storage_key.clone(),
+        });
+    }
+
+    /// Verifies a stored token. Only called with a valid token, so no request ever carries an
+    /// empty bearer.
+    fn check(&mut self, session: Session, fx: &mut Vec<Effect>) {
+        let request = self.next_id();
+        fx.push(Effect::HttpRequest {
+            request,
+            method: Method::Get,
+            path: paths::CHECK_LOGIN.to_owned(),
+            bearer: Some(session.token.clone()),
+            body: None,
+        });
+        self.state = State::Checking { session, request };
+    }
+
+    fn start_login(&mut self, attempt: Attempt, fx: &mut Vec<Effect>) {
+        if !self.wx_in_flight {
+            self.wx_in_flight = true;
+            fx.push(Effect::WxLogin);
+        }
+        self.state = State::GettingCode { attempt };
+    }
+
+    /// Decides, after a failed round, between another round now (new code), a backoff, and
+    /// giving up.
+    fn attempt_failed(
+        &mut self,
+        attempt: Attempt,
+        remedy: Remedy,
+        error: Failure,
+        fx: &mut Vec<Effect>,
+    ) {
+        let last = attempt.number >= self.config.attempts();
+        match remedy {
+            Remedy::GiveUp => self.fail(error, fx),
+            Remedy::NewCode | Remedy::RetryLater { .. } if last => {
+                self.fail(error.because("gave up after the last attempt"), fx);
+            }
+            Remedy::NewCode => self.start_login(attempt.next(error), fx),
+            Remedy::RetryLater { retry_after_ms } => {
+                let backoff = backoff::delay_ms(&self.config, attempt.number);
+                let delay_ms = match retry_after_ms {
+                    // Waiting longer than the configured cap would leave callers hanging for
+                    // longer than the app expects; retrying sooner would ignore the server.
+                    Some(wait) if wait > self.config.max_backoff_ms => {
+                        self.fail(error.because("the server asked to wait too long"), fx);
+                        return;
+                    }
+                    Some(wait) => backoff.max(wait),
+                    None => backoff,
+                };
+                let timer = self.next_id();
+                fx.push(Effect::StartTimer { timer, delay_ms });
+                self.state = State::RetryWaiting {
+                    attempt,
+                    timer,
+                    error,
+                };
+            }
+        }
+    }
+
+    fn logged_in(&mut self, session: Session, fx: &mut Vec<Effect>) {
+        if !self.waiters.is_empty() {
+            fx.push(Effect::ResolveWaiters {
+                waiters: std::mem::take(&mut self.waiters),
+                result: WaiterResult::Ok {
+                    token: session.token.clone(),
+                },
+            });
+        }
+        self.state = State::LoggedIn { session };
+    }
+
+    fn fail(&mut self, error: Failure, fx: &mut Vec<Effect>) {
+        self.reject_waiters(error.clone(), fx);
+        self.state = State::Failed { error };
+    }
+
+    fn reject_waiters(&mut self, error: Failure, fx: &mut Vec<Effect>) {
+        if !self.waiters.is_empty() {
+            fx.push(Effect::ResolveWaiters {
+                waiters: std::mem::take(&mut self.waiters),
+                result: WaiterResult::Err(error),
+            });
+        }
+    }
+
+    fn next_id(&mut self) -> u32 {
+        let id = self.next_id;
+        // Wrapping after four billion requests is harmless: ids only need to differ from the
+        // few outstanding ones. 0 is skipped so hosts may use it as "none".
+        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+        id
+    }
+}
+
+/// An HTTP request's outcome, borrowed from the event.
+#[derive(Debug, Clone, Copy)]
+enum Answer<'a> {
+    Response {
+        status: u16,
+        body: &'a str,
+        retry_after_s: Option<u32>,
+    },
+    Failed {
+        err_msg: &'a str,
+    },
+}

@@ -1,0 +1,855 @@
+//! Scripted tests: one per transition or rule, driven through the fake host (which also checks
+//! the global invariants at every step).
+
+mod common;
+
+use client_wasm::{Config, Effect, Event, Method, StateName, WaiterResult};
+use common::{Host, actions, error_body, login_ok, states, stored};
+
+const T0: u64 = 1_000_000;
+const WEEK_S: u64 = 7 * 24 * 3600;
+
+fn host() -> Host {
+    Host::new(Config::default())
+}
+
+fn remove() -> Effect {
+    Effect::RemoveStorage {
+        key: "token".into(),
+    }
+}
+
+fn ok(token: &str) -> WaiterResult {
+    WaiterResult::Ok {
+        token: token.into(),
+    }
+}
+
+fn err_code(result: &WaiterResult) -> &str {
+    match result {
+        WaiterResult::Err(f) => &f.code,
+        WaiterResult::Ok { .. } => panic!("expected an error, got {result:?}"),
+    }
+}
+
+/// A host launched and logged in with token `t1` (fresh login, no stored token).
+fn logged_in() -> Host {
+    let mut h = host();
+    h.launch();
+    h.answer_read();
+    h.complete_login("t1", WEEK_S);
+    assert_eq!(h.state(), "logged-in");
+    h
+}
+
+/// A host launched with `stored` in storage, its check request outstanding.
+fn checking(stored_value: &str) -> Host {
+    let mut h = host();
+    h.storage.insert("token".into(), stored_value.into());
+    h.launch();
+    h.answer_read();
+    assert_eq!(h.state(), "checking");
+    h
+}
+
+// ---- launch and storage ------------------------------------------------------------------------
+
+#[test]
+fn launch_reads_the_configured_key() {
+    let mut h = Host::new(Config {
+        storage_key: "sess".into(),
+        ..Config::default()
+    });
+    let fx = h.launch();
+    assert_eq!(actions(&fx), [Effect::ReadStorage { key: "sess".into() }]);
+    assert_eq!(states(&fx), ["reading-storage"]);
+    // A second launch does nothing.
+    assert!(h.launch().is_empty());
+}
+
+#[test]
+fn no_usable_stored_token_goes_straight_to_login_without_a_check() {
+    // (stored value, whether the junk is cleaned up)
+    let table: [(Option<&str>, bool); 7] = [
+        (None, false),
+        (Some(""), false),
+        (Some("   "), false),
+        (Some("{not json"), true),
+        (Some(r#"{"token":""}"#), true),
+        (Some(r#"{"token":"has space"}"#), true),
+        (Some("two words"), true),
+    ];
+    for (value, cleaned) in table {
+        let mut h = host();
+        if let Some(v) = value {
+            h.storage.insert("token".into(), v.into());
+        }
+        h.launch();
+        let fx = h.answer_read();
+        let mut expected = vec![Effect::WxLogin];
+        if cleaned {
+            expected.insert(0, remove());
+        }
+        assert_eq!(actions(&fx), expected, "{value:?}");
+        assert_eq!(states(&fx), ["getting-code"]);
+        assert!(h.requests.is_empty(), "{value:?}: no request before a code");
+    }
+}
+
+#[test]
+fn a_stored_token_is_checked_with_its_bearer() {
+    let mut h = host();
+    h.storage
+        .insert("token".into(), stored("t0", T0 + 3_600_000));
+    h.launch();
+    let fx = h.answer_read();
+    assert_eq!(states(&fx), ["checking"]);
+    let req = h.take("/checklogin");
+    assert_eq!(req.method, Method::Get);
+    assert_eq!(req.bearer.as_deref(), Some("t0"));
+    assert_eq!(req.body, None);
+    assert_eq!(h.wx_pending, 0);
+}
+
+#[test]
+fn the_old_apps_bare_token_is_checked_and_kept() {
+    let mut h = checking("seed-token");
+    let req = h.take("/checklogin");
+    assert_eq!(req.bearer.as_deref(), Some("seed-token"));
+    h.ensure(1);
+    let fx = h.respond(&req, 200, r#"{"is_login":true}"#, None);
+    assert_eq!(states(&fx), ["logged-in"]);
+    assert_eq!(h.resolved[&1], ok("seed-token"));
+    let snapshot = h.machine.snapshot();
+    assert!(snapshot.verified);
+    assert_eq!(snapshot.token_expires_at_ms, None);
+    // Storage is left as it was: rewriting it would invent an expiry.
+    assert_eq!(h.storage["token"], "seed-token");
+}
+
+#[test]
+fn an_expired_or_nearly_expired_stored_token_is_not_trusted() {
+    for expires_at in [T0 - 1, T0, T0 + 59_999] {
+        let mut h = host();
+        h.storage.insert("token".into(), stored("old", expires_at));
+        h.launch();
+        let fx = h.answer_read();
+        assert_eq!(actions(&fx), [remove(), Effect::WxLogin], "{expires_at}");
+        assert!(h.requests.is_empty());
+    }
+}
+
+#[test]
+fn storage_answers_for_other_keys_or_states_are_ignored() {
+    let mut h = host();
+    h.launch();
+    let fx = h.send(Event::StorageRead {
+        key: "other".into(),
+        value: Some("x".into()),
+        now_ms: T0,
+    });
+    assert!(fx.is_empty());
+    assert_eq!(h.state(), "reading-storage");
+    let mut h = logged_in();
+    let fx = h.send(Event::StorageRead {
+        key: "token".into(),
+        value: Some("x".into()),
+        now_ms: T0,
+    });
+    assert!(fx.is_empty());
+}
+
+// ---- checklogin --------------------------------------------------------------------------------
+
+#[test]
+fn a_confirmed_token_resolves_every_waiter() {
+    let mut h = checking(&stored("t0", T0 + 3_600_000));
+    h.ensure(1);
+    h.ensure(2);
+    let req = h.take("/checklogin");
+    let fx = h.respond(&req, 200, r#"{"is_login":true}"#, None);
+    assert_eq!(
+        actions(&fx),
+        [Effect::ResolveWaiters {
+            waiters: vec![1, 2],
+            result: ok("t0"),
+        }]
+    );
+    let snapshot = h.machine.snapshot();
+    assert_eq!(snapshot.state, StateName::LoggedIn);
+    assert_eq!(snapshot.token_expires_at_ms, Some(T0 + 3_600_000));
+}
+
+#[test]
+fn a_rejected_token_is_dropped_and_replaced_once() {
+    for (status, body) in [
+        (200, r#"{"is_login":false}"#.to_owned()),
+        (401, error_body("unauthorized")),
+    ] {
+        let mut h = checking(&stored("t0", T0 + 3_600_000));
+        h.ensure(1);
+        let req = h.take("/checklogin");
+        let fx = h.respond(&req, status, &body, None);
+        assert_eq!(actions(&fx), [remove(), Effect::WxLogin], "{status}");
+        assert_eq!(states(&fx), ["getting-code"]);
+        h.complete_login("t1", WEEK_S);
+        assert_eq!(h.resolved[&1], ok("t1"));
+        // The fresh token is trusted as issued: no second check.
+        assert!(h.requests.is_empty());
+        assert_eq!(h.state(), "logged-in");
+    }
+}
+
+#[test]
+fn a_check_that_cannot_be_done_keeps_the_token_unverified() {
+    let outcomes: [(&str, Option<(u16, String)>); 5] = [
+        ("network", None),
+        ("503", Some((503, error_body("store_unavailable")))),
+        ("500", Some((500, error_body("internal")))),
+        ("502 html", Some((502, "<html>bad gateway</html>".into()))),
+        ("200 junk", Some((200, "{}".into()))),
+    ];
+    for (name, outcome) in outcomes {
+        let value = stored("t0", T0 + 3_600_000);
+        let mut h = checking(&value);
+        h.ensure(1);
+        let req = h.take("/checklogin");
+        let fx = match outcome {
+            None => h.network_fail(&req),
+            Some((status, body)) => h.respond(&req, status, &body, Some(1)),
+        };
+        assert_eq!(states(&fx), ["logged-in"], "{name}");
+        assert_eq!(h.resolved[&1], ok("t0"), "{name}");
+        assert!(!h.machine.snapshot().verified, "{name}");
+        assert_eq!(h.storage["token"], value, "{name}: token kept");
+        assert_eq!(h.wx_pending, 0, "{name}: no login");
+        assert!(h.timers.is_empty(), "{name}: no retry");
+    }
+}
+
+// ---- login -------------------------------------------------------------------------------------
+
+#[test]
+fn a_login_exchanges_one_code_and_stores_the_token_with_its_expiry() {
+    let mut h = host();
+    h.launch();
+    h.ensure(1);
+    h.answer_read();
+    let fx = h.wx_ok();
+    assert_eq!(states(&fx), ["exchanging-code"]);
+    let req = h.take("/login");
+    assert_eq!(req.method, Method::Post);
+    assert_eq!(req.bearer, None);
+    assert_eq!(req.body.as_deref(), Some(r#"{"code":"code1"}"#));
+    h.now_ms += 250;
+    let fx = h.respond(&req, 200, &login_ok("t1", 7200), None);
+    let expires_at = T0 + 250 + 7_200_000;
+    assert_eq!(
+        actions(&fx),
+        [
+            Effect::WriteStorage {
+                key: "token".into(),
+                value: stored("t1", expires_at),
+            },
+            Effect::ResolveWaiters {
+                waiters: vec![1],
+                result: ok("t1"),
+            },
+        ]
+    );
+    let snapshot = h.machine.snapshot();
+    assert_eq!(snapshot.state, StateName::LoggedIn);
+    assert_eq!(snapshot.token_expires_at_ms, Some(expires_at));
+    assert!(snapshot.verified);
+}
+
+#[test]
+fn concurrent_callers_share_one_login() {
+    let mut h = host();
+    h.launch();
+    h.ensure(1);
+    h.answer_read();
+    for w in 2..=4 {
+        let fx = h.ensure(w);
+        assert!(fx.is_empty(), "waiter {w} joins silently");
+    }
+    h.wx_ok();
+    h.ensure(5);
+    let req = h.take("/login");
+    let fx = h.respond(&req, 200, &login_ok("t1", WEEK_S), None);
+    let resolved: Vec<_> = fx
+        .iter()
+        .filter(|e| matches!(e, Effect::ResolveWaiters { .. }))
+        .collect();
+    assert_eq!(
+        resolved,
+        [&Effect::ResolveWaiters {
+            waiters: vec![1, 2, 3, 4, 5],
+            result: ok("t1"),
+        }]
+    );
+    assert_eq!(
+        h.log.iter().filter(|e| **e == Effect::WxLogin).count(),
+        1,
+        "one wx.login for five callers"
+    );
+}
+
+#[test]
+fn a_logged_in_machine_answers_at_once() {
+    let mut h = logged_in();
+    let fx = h.ensure(9);
+    assert_eq!(
+        fx,
+        [Effect::ResolveWaiters {
+            waiters: vec![9],
+            result: ok("t1"),
+        }]
+    );
+}
+
+#[test]
+fn an_expired_held_token_is_replaced_before_anyone_gets_it() {
+    let mut h = logged_in();
+    h.now_ms += WEEK_S * 1000;
+    let fx = h.ensure(1);
+    assert_eq!(actions(&fx), [Effect::WxLogin]);
+    assert!(!h.resolved.contains_key(&1));
+    h.complete_login("t2", WEEK_S);
+    assert_eq!(h.resolved[&1], ok("t2"));
+}
+
+#[test]
+fn a_spent_code_gets_a_new_code_at_once() {
+    for code in ["invalid_code", "code_used"] {
+        let mut h = host();
+        h.launch();
+        h.ensure(1);
+        h.answer_read();
+        h.wx_ok();
+        let req = h.take("/login");
+        let fx = h.respond(&req, 400, &error_body(code), None);
+        assert_eq!(actions(&fx), [Effect::WxLogin], "{code}");
+        let snapshot = h.machine.snapshot();
+        assert_eq!(snapshot.attempt, 2);
+        assert_eq!(snapshot.last_error.unwrap().code, code);
+        h.wx_ok();
+        let req = h.take("/login");
+        assert_eq!(req.code().as_deref(), Some("code2"));
+        h.respond(&req, 200, &login_ok("t1", WEEK_S), None);
+        assert_eq!(h.resolved[&1], ok("t1"));
+    }
+}
+
+/// A way for the first round to fail, played against the host.
+type Fail = Box<dyn Fn(&mut Host) -> Vec<Effect>>;
+
+fn fail_post(
+    status: u16,
+    body: impl Into<String>,
+    retry_after: Option<u32>,
+) -> impl Fn(&mut Host) -> Vec<Effect> {
+    let body: String = body.into();
+    move |h: &mut Host| {
+        h.wx_ok();
+        let req = h.take("/login");
+        h.respond(&req, status, &body, retry_after)
+    }
+}
+
+#[test]
+fn transient_failures_back_off_then_retry_with_a_new_code() {
+    let network: fn(&mut Host) -> Vec<Effect> = |h| {
+        h.wx_ok();
+        let req = h.take("/login");
+        h.network_fail(&req)
+    };
+    let wx: fn(&mut Host) -> Vec<Effect> = |h| h.wx_fail();
+    let empty_code: fn(&mut Host) -> Vec<Effect> = |h| {
+        h.wx_pending = 0;
+        h.send(Event::WxLoginSucceeded {
+            code: String::new(),
+        })
+    };
+    let table: Vec<(&str, Fail, u64, &str)> = vec![
+        ("network", Box::new(network), 500, "network_error"),
+        ("wx.login", Box::new(wx), 500, "wx_login_failed"),
+        ("empty code", Box::new(empty_code), 500, "wx_login_failed"),
+        (
+            "503",
+            Box::new(fail_post(503, error_body("upstream_unavailable"), None)),
+            500,
+            "upstream_unavailable",
+        ),
+        (
+            "504",
+            Box::new(fail_post(504, error_body("upstream_timeout"), None)),
+            500,
+            "upstream_timeout",
+        ),
+        (
+            "500",
+            Box::new(fail_post(500, error_body("internal"), None)),
+            500,
+            "internal",
+        ),
+        (
+            "502 html",
+            Box::new(fail_post(502, "<html/>", None)),
+            500,
+            "bad_response",
+        ),
+        (
+            "429 + Retry-After",
+            Box::new(fail_post(429, error_body("rate_limited"), Some(5))),
+            5_000,
+            "rate_limited",
+        ),
+        (
+            "short Retry-After",
+            Box::new(fail_post(503, error_body("store_unavailable"), Some(0))),
+            500,
+            "store_unavailable",
+        ),
+    ];
+    for (name, fail, delay, code) in table {
+        let mut h = host();
+        h.launch();
+        h.ensure(1);
+        h.answer_read();
+        let fx = fail(&mut h);
+        let [Effect::StartTimer { timer, delay_ms }] = actions(&fx)[..] else {
+            panic!("{name}: expected one timer, got {fx:?}")
+        };
+        assert_eq!(delay_ms, delay, "{name}");
+        let snapshot = h.machine.snapshot();
+        assert_eq!(snapshot.state, StateName::RetryWaiting, "{name}");
+        assert_eq!(snapshot.attempt, 1);
+        assert_eq!(snapshot.last_error.unwrap().code, code, "{name}");
+        assert!(!h.resolved.contains_key(&1), "{name}: still waiting");
+        // A wrong timer does nothing; the right one starts round 2 with a new code.
+        assert!(h.send(Event::TimerFired { timer: timer + 100 }).is_empty());
+        let fx = h.fire_next_timer();
+        assert_eq!(actions(&fx), [Effect::WxLogin], "{name}");
+        assert_eq!(h.machine.snapshot().attempt, 2);
+        h.complete_login("t1", WEEK_S);
+        assert_eq!(h.resolved[&1], ok("t1"), "{name}");
+    }
+}
+
+#[test]
+fn delays_double_and_the_last_attempt_fails_every_waiter() {
+    let mut h = host();
+    h.launch();
+    h.ensure(1);
+    h.answer_read();
+    h.ensure(2);
+    let mut delays = Vec::new();
+    for attempt in 1..=5 {
+        assert_eq!(h.machine.snapshot().attempt, attempt);
+        h.wx_ok();
+        let req = h.take("/login");
+        let fx = h.network_fail(&req);
+        if let Some(Effect::StartTimer { delay_ms, .. }) = fx.first() {
+            delays.push(*delay_ms);
+            h.fire_next_timer();
+        }
+    }
+    assert_eq!(delays, [500, 1_000, 2_000, 4_000]);
+    assert_eq!(h.state(), "failed");
+    for w in [1, 2] {
+        assert_eq!(err_code(&h.resolved[&w]), "network_error");
+    }
+    let WaiterResult::Err(f) = &h.resolved[&1] else {
+        unreachable!()
+    };
+    assert!(
+        f.message.starts_with("gave up after the last attempt"),
+        "{}",
+        f.message
+    );
+    assert!(h.timers.is_empty() && h.wx_pending == 0 && h.requests.is_empty());
+}
+
+#[test]
+fn repeated_spent_codes_also_run_out_of_attempts() {
+    let mut h = Host::new(Config {
+        max_attempts: 2,
+        ..Config::default()
+    });
+    h.launch();
+    h.ensure(1);
+    h.answer_read();
+    for _ in 0..2 {
+        h.wx_ok();
+        let req = h.take("/login");
+        h.respond(&req, 409, &error_body("code_used"), None);
+    }
+    assert_eq!(h.state(), "failed");
+    assert_eq!(err_code(&h.resolved[&1]), "code_used");
+}
+
+#[test]
+fn a_retry_after_beyond_the_cap_fails_at_once() {
+    let mut h = host();
+    h.launch();
+    h.ensure(1);
+    h.answer_read();
+    fail_post(429, error_body("rate_limited"), Some(3600))(&mut h);
+    assert_eq!(h.state(), "failed");
+    assert_eq!(err_code(&h.resolved[&1]), "rate_limited");
+    assert!(h.timers.is_empty());
+}
+
+#[test]
+fn permanent_errors_fail_at_once() {
+    let table = [
+        (403, error_body("high_risk_user"), "high_risk_user"),
+        (502, error_body("upstream_error"), "upstream_error"),
+        (400, error_body("invalid_request"), "invalid_request"),
+        (404, "not found".to_owned(), "bad_response"),
+        (200, "{}".to_owned(), "bad_response"),
+        (200, login_ok("", 60), "bad_response"),
+        (200, login_ok("a b", 60), "bad_response"),
+    ];
+    for (status, body, code) in table {
+        let mut h = host();
+        h.launch();
+        h.ensure(1);
+        h.answer_read();
+        h.ensure(2);
+        let fx = fail_post(status, &body, None)(&mut h);
+        assert_eq!(states(&fx), ["failed"], "{status} {body}");
+        assert_eq!(err_code(&h.resolved[&1]), code);
+        assert_eq!(h.resolved[&1], h.resolved[&2]);
+        assert!(h.timers.is_empty() && !h.storage.contains_key("token"));
+        assert_eq!(h.machine.snapshot().last_error.unwrap().code, code);
+    }
+}
+
+#[test]
+fn after_failing_a_new_caller_starts_afresh() {
+    let mut h = host();
+    h.launch();
+    h.answer_read();
+    fail_post(403, error_body("high_risk_user"), None)(&mut h);
+    assert_eq!(h.state(), "failed");
+    let fx = h.ensure(1);
+    assert_eq!(actions(&fx), [Effect::WxLogin]);
+    let snapshot = h.machine.snapshot();
+    assert_eq!((snapshot.attempt, snapshot.last_error), (1, None));
+    h.complete_login("t1", WEEK_S);
+    assert_eq!(h.resolved[&1], ok("t1"));
+}
+
+// ---- user actions ------------------------------------------------------------------------------
+
+#[test]
+fn asking_before_launch_launches() {
+    let mut h = host();
+    let fx = h.ensure(1);
+    assert_eq!(
+        actions(&fx),
+        [Effect::ReadStorage {
+            key: "token".into()
+        }]
+    );
+    assert!(
+        h.launch().is_empty(),
+        "the real launch comes late and changes nothing"
+    );
+    h.answer_read();
+    h.complete_login("t1", WEEK_S);
+    assert_eq!(h.resolved[&1], ok("t1"));
+}
+
+#[test]
+fn login_requested_forces_a_fresh_login_but_joins_one_in_flight() {
+    let mut h = logged_in();
+    let fx = h.send(Event::LoginRequested);
+    assert_eq!(actions(&fx), [Effect::WxLogin]);
+    assert!(
+        h.send(Event::LoginRequested).is_empty(),
+        "joins the wx.login"
+    );
+    h.wx_ok();
+    assert!(
+        h.send(Event::LoginRequested).is_empty(),
+        "joins the POST /login"
+    );
+    let req = h.take("/login");
+    h.respond(&req, 200, &login_ok("t2", WEEK_S), None);
+    h.ensure(1);
+    assert_eq!(h.resolved[&1], ok("t2"));
+
+    // From a backoff it skips the wait with a full budget; the old timer is stale.
+    let mut h = host();
+    h.launch();
+    h.answer_read();
+    h.wx_fail();
+    assert_eq!(h.state(), "retry-waiting");
+    let fx = h.send(Event::LoginRequested);
+    assert_eq!(actions(&fx), [Effect::WxLogin]);
+    assert_eq!(h.machine.snapshot().attempt, 1);
+    let fx = h.fire_next_timer();
+    assert!(fx.is_empty(), "stale timer");
+}
+
+#[test]
+fn a_forced_login_abandons_a_check_in_flight() {
+    let mut h = checking(&stored("t0", T0 + 3_600_000));
+    let check = h.take("/checklogin");
+    h.send(Event::LoginRequested);
+    assert_eq!(h.state(), "getting-code");
+    assert!(
+        h.respond(&check, 200, r#"{"is_login":true}"#, None)
+            .is_empty()
+    );
+    h.complete_login("t1", WEEK_S);
+    h.ensure(1);
+    assert_eq!(h.resolved[&1], ok("t1"));
+}
+
+#[test]
+fn logout_revokes_forgets_and_ignores_late_answers() {
+    let mut h = logged_in();
+    let fx = h.send(Event::LogoutRequested);
+    assert_eq!(fx.len(), 3);
+    assert_eq!(fx[0], remove());
+    assert_eq!(states(&fx), ["logged-out"]);
+    let req = h.take("/logout");
+    assert_eq!(req.bearer.as_deref(), Some("t1"));
+    assert!(!h.storage.contains_key("token"));
+    // Its failure changes nothing.
+    assert!(
+        h.respond(&req, 503, &error_body("store_unavailable"), None)
+            .is_empty()
+    );
+    assert_eq!(h.state(), "logged-out");
+    // Not sticky: a caller logs in again.
+    let fx = h.ensure(1);
+    assert_eq!(actions(&fx), [Effect::WxLogin]);
+}
+
+#[test]
+fn logout_during_a_login_fails_waiters_and_drops_the_late_token() {
+    let mut h = host();
+    h.launch();
+    h.ensure(1);
+    h.answer_read();
+    h.wx_ok();
+    let login = h.take("/login");
+    let fx = h.send(Event::LogoutRequested);
+    assert_eq!(
+        actions(&fx),
+        [
+            remove(),
+            Effect::ResolveWaiters {
+                waiters: vec![1],
+                result: WaiterResult::Err(client_wasm::Failure::new("logged_out", "logged out")),
+            }
+        ],
+        "no token held, so no /logout"
+    );
+    assert!(
+        h.respond(&login, 200, &login_ok("late", WEEK_S), None)
+            .is_empty()
+    );
+    assert_eq!(h.state(), "logged-out");
+    assert!(!h.storage.contains_key("token"));
+}
+
+#[test]
+fn a_new_login_adopts_the_unanswered_wx_login_of_an_abandoned_one() {
+    let mut h = host();
+    h.launch();
+    h.answer_read();
+    assert_eq!(h.wx_pending, 1);
+    h.send(Event::LogoutRequested);
+    let fx = h.ensure(1);
+    assert_eq!(states(&fx), ["getting-code"]);
+    assert!(
+        actions(&fx).is_empty(),
+        "no second wx.login while one is unanswered"
+    );
+    h.wx_ok();
+    let req = h.take("/login");
+    h.respond(&req, 200, &login_ok("t1", WEEK_S), None);
+    assert_eq!(h.resolved[&1], ok("t1"));
+}
+
+#[test]
+fn forget_token_drops_it_locally_only() {
+    let mut h = logged_in();
+    let fx = h.send(Event::ForgetToken);
+    assert_eq!(actions(&fx), [remove()]);
+    assert_eq!(states(&fx), ["logged-out"]);
+    assert!(h.requests.is_empty(), "the server is not told");
+    h.ensure(1);
+    h.complete_login("t2", WEEK_S);
+    assert_eq!(h.resolved[&1], ok("t2"));
+
+    // During a check with a waiter, the waiter gets a fresh login instead.
+    let mut h = checking(&stored("t0", T0 + 3_600_000));
+    h.ensure(1);
+    let check = h.take("/checklogin");
+    let fx = h.send(Event::ForgetToken);
+    assert_eq!(actions(&fx), [remove(), Effect::WxLogin]);
+    assert!(
+        h.respond(&check, 200, r#"{"is_login":true}"#, None)
+            .is_empty()
+    );
+    h.complete_login("t1", WEEK_S);
+    assert_eq!(h.resolved[&1], ok("t1"));
+}
+
+// ---- business-API 401s -------------------------------------------------------------------------
+
+#[test]
+fn an_api_401_replaces_the_token_once() {
+    let mut h = logged_in();
+    let fx = h.send(Event::ApiUnauthorized {
+        token: Some("t1".into()),
+        now_ms: h.now_ms,
+    });
+    assert_eq!(actions(&fx), [remove(), Effect::WxLogin]);
+    // More 401s of calls made with t1 while the login runs, or after it, are ignored.
+    assert!(
+        h.send(Event::ApiUnauthorized {
+            token: Some("t1".into()),
+            now_ms: h.now_ms,
+        })
+        .is_empty()
+    );
+    h.complete_login("t2", WEEK_S);
+    assert!(
+        h.send(Event::ApiUnauthorized {
+            token: Some("t1".into()),
+            now_ms: h.now_ms,
+        })
+        .is_empty()
+    );
+    // The fresh token is rejected too, right away: stop instead of looping.
+    h.now_ms += 1_000;
+    h.ensure(1);
+    let fx = h.send(Event::ApiUnauthorized {
+        token: None,
+        now_ms: h.now_ms,
+    });
+    assert_eq!(actions(&fx), [remove()]);
+    assert_eq!(states(&fx), ["failed"]);
+    assert_eq!(
+        h.machine.snapshot().last_error.unwrap().code,
+        "unauthorized"
+    );
+    assert_eq!(h.wx_pending, 0);
+}
+
+#[test]
+fn an_api_401_long_after_the_relogin_is_a_plain_expiry() {
+    let mut h = logged_in();
+    h.send(Event::ApiUnauthorized {
+        token: None,
+        now_ms: h.now_ms,
+    });
+    h.complete_login("t2", WEEK_S);
+    h.now_ms += 60_000;
+    let fx = h.send(Event::ApiUnauthorized {
+        token: Some("t2".into()),
+        now_ms: h.now_ms,
+    });
+    assert_eq!(actions(&fx), [remove(), Effect::WxLogin]);
+}
+
+#[test]
+fn an_api_401_during_a_check_abandons_it() {
+    let mut h = checking("seed");
+    let check = h.take("/checklogin");
+    let fx = h.send(Event::ApiUnauthorized {
+        token: Some("seed".into()),
+        now_ms: h.now_ms,
+    });
+    assert_eq!(actions(&fx), [remove(), Effect::WxLogin]);
+    assert!(
+        h.respond(&check, 200, r#"{"is_login":true}"#, None)
+            .is_empty()
+    );
+}
+
+#[test]
+fn an_api_401_without_a_held_token_is_ignored() {
+    for state in ["unknown", "logged-out", "failed", "getting-code"] {
+        let mut h = host();
+        match state {
+            "logged-out" => {
+                h.send(Event::LogoutRequested);
+            }
+            "failed" => {
+                h.launch();
+                h.answer_read();
+                fail_post(403, error_body("high_risk_user"), None)(&mut h);
+            }
+            "getting-code" => {
+                h.launch();
+                h.answer_read();
+            }
+            _ => {}
+        }
+        assert_eq!(h.state(), state);
+        let fx = h.send(Event::ApiUnauthorized {
+            token: None,
+            now_ms: h.now_ms,
+        });
+        assert!(fx.is_empty(), "{state}");
+    }
+}
+
+// ---- documentation -----------------------------------------------------------------------------
+
+/// Every JSON example in the crate docs parses as what it claims to be, and re-serialises to
+/// the same JSON, so the docs the JS host is written against cannot drift from the code.
+#[test]
+fn documented_json_examples_are_exact() {
+    let docs = include_str!("../src/lib.rs");
+    let examples: Vec<&str> = docs
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! "))
+        .filter(|l| l.starts_with("{\"type\""))
+        .collect();
+    let (mut events, mut effects) = (0, 0);
+    for line in examples {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        if let Ok(event) = Event::from_json(line) {
+            assert_eq!(serde_json::to_value(&event).unwrap(), value, "{line}");
+            events += 1;
+        } else {
+            let effect: Effect =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(serde_json::to_value(&effect).unwrap(), value, "{line}");
+            assert_eq!(
+                client_wasm::effects_to_json(std::slice::from_ref(&effect)),
+                ["[", line, "]"].concat()
+            );
+            effects += 1;
+        }
+    }
+    assert_eq!((events, effects), (15, 11));
+    let config_line = docs
+        .lines()
+        .skip_while(|l| !l.starts_with("//! Config"))
+        .nth(2)
+        .unwrap();
+    let next = docs
+        .lines()
+        .skip_while(|l| !l.starts_with("//! Config"))
+        .nth(3)
+        .unwrap();
+    let json = [config_line, next]
+        .iter()
+        .map(|l| l.trim_start_matches("//!"))
+        .collect::<String>();
+    let config: Config = serde_json::from_str(&json).unwrap();
+    assert_eq!(config, Config::default());
+    assert_eq!(Config::from_json(&json).unwrap(), Config::default());
+}
