@@ -223,3 +223,46 @@ async fn health_and_request_ids() {
         .to_owned();
     assert_eq!(id.len(), 36, "a fresh UUID: {id}");
 }
+
+#[tokio::test]
+async fn an_unbuilt_harness_explains_how_to_build_it() {
+    let dir = workspace_tests::temp_dir("no-harness");
+    let server = TestServer::start(&["--harness-dir", dir.to_str().unwrap()]).await;
+    let response = server
+        .http
+        .get(server.url("/harness/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.text().await.unwrap().contains("cargo xtask build"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn a_built_harness_is_served_in_dev_mode_only() {
+    let dir = workspace_tests::temp_dir("harness");
+    std::fs::write(dir.join("index.html"), "<p id=probe>harness</p>").unwrap();
+    let path = dir.to_str().unwrap();
+    let dev = TestServer::start(&["--harness-dir", path]).await;
+    let page = dev.http.get(dev.url("/harness/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("id=probe"));
+
+    let cfg = workspace_tests::config(&[
+        "--harness-dir",
+        path,
+        "--wechat-appid",
+        "wxprod",
+        "--wechat-secret",
+        "s",
+    ]);
+    let prod = TestServer::start_with(cfg, None).await;
+    let page = prod.http.get(prod.url("/harness/")).send().await.unwrap();
+    assert_eq!(
+        page.status(),
+        404,
+        "no harness and no simulator in production"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -32,6 +32,7 @@ pub async fn main() -> ExitCode {
              http://{addr}/sim (get a code with POST http://{addr}/sim/wx.login). \
              Set WECHAT_APPID and WECHAT_SECRET for real WeChat."
         );
+        tracing::info!("browser harness: http://{addr}/harness/");
     }
     tracing::info!(%addr, %store, "listening");
     match server.run(crate::shutdown_signal()).await {

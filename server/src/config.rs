@@ -92,6 +92,11 @@ pub struct Config {
     #[arg(long, env = "BREAKER_COOLDOWN", default_value = "10s", value_parser = parse_duration)]
     pub breaker_cooldown: Duration,
 
+    /// Folder of the built browser harness, served at `/harness/` in dev mode. The default is
+    /// the build output in this source tree (`cargo xtask build` writes it).
+    #[arg(long, env = "HARNESS_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../client-wasm/harness/dist"))]
+    pub harness_dir: std::path::PathBuf,
+
     /// How often expired sessions are deleted from the store.
     #[arg(long, env = "PURGE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub purge_interval: Duration,

@@ -39,14 +39,20 @@ pub mod code_rules {
 }
 
 /// Body of `POST /login`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The one-time code from `wx.login()`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_-]+$")
+    )]
     pub code: String,
 }
 
 /// Answer of a successful `POST /login`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginResponse {
     /// The opaque login token; send it back as `Authorization: Bearer <token>`.
@@ -56,6 +62,7 @@ pub struct LoginResponse {
 }
 
 /// Answer of `GET /checklogin`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckLoginResponse {
     /// `true` when the server accepts the token. `false` is a definite answer: the client must
@@ -64,6 +71,7 @@ pub struct CheckLoginResponse {
 }
 
 /// Answer of the dev simulator's `POST /sim/wx.login`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimLoginResponse {
     /// A fresh one-time code, valid for five minutes.
@@ -71,12 +79,14 @@ pub struct SimLoginResponse {
 }
 
 /// Body of every error response: `{"error": {"code": "...", "message": "..."}}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// The inside of [`ErrorBody`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable, machine-readable reason; clients branch on this, never on `message`.
@@ -99,6 +109,7 @@ impl ErrorBody {
 /// Every error the API can answer with. The snake_case names are part of the protocol: add
 /// variants, never rename them. Unknown codes from a newer server deserialise as `Unknown`, so
 /// old clients keep working.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {

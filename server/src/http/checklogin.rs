@@ -9,7 +9,7 @@ use axum::{
     extract::{RawQuery, State},
     routing::get,
 };
-use shared::{CheckLoginResponse, paths};
+use shared::{CheckLoginResponse, ErrorBody, paths};
 
 use crate::{auth, error::ApiError, http::extract::MaybeBearer, state::AppState};
 
@@ -17,7 +17,22 @@ pub fn router() -> Router<AppState> {
     Router::new().route(paths::CHECK_LOGIN, get(check_login))
 }
 
-async fn check_login(
+#[utoipa::path(
+    get,
+    path = "/checklogin",
+    tag = "login",
+    summary = "Is this token logged in?",
+    description = "The token may come as `Authorization: Bearer` (preferred) or as `?token=` \
+                   (the original form); with both, the header wins. No token is `false`.",
+    params(("token" = Option<String>, Query, description = "The login token (legacy form)")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A definite answer", body = CheckLoginResponse),
+        (status = 503, description = "The session store is unavailable: retry, do not log in again",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub(super) async fn check_login(
     State(state): State<AppState>,
     MaybeBearer(bearer): MaybeBearer,
     RawQuery(query): RawQuery,

@@ -1,7 +1,7 @@
 //! `POST /login`: step 2 of the flow, where the mini-program hands over its `wx.login()` code.
 
 use axum::{Json, Router, extract::State, routing::post};
-use shared::{LoginRequest, LoginResponse, paths};
+use shared::{ErrorBody, LoginRequest, LoginResponse, paths};
 
 use crate::{
     auth,
@@ -15,7 +15,31 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The seed answered `{"token"}`; `expires_in` is an addition old clients ignore.
-async fn login(
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "login",
+    summary = "Exchange a wx.login() code for a login token",
+    description = "Idempotent per code: repeating a request with the same code within its \
+                   five-minute life returns the same token without a second WeChat call.",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = LoginResponse),
+        (status = 400, description = "Malformed body, or a malformed, unknown, expired or used code", body = ErrorBody),
+        (status = 403, description = "WeChat refused a high-risk user", body = ErrorBody),
+        (status = 413, description = "Body over 4 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 429, description = "Too many logins from this client, or WeChat's quota", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 502, description = "WeChat unreachable or refusing this server", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "WeChat busy, or the session store is unavailable", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 504, description = "WeChat did not answer in time", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub(super) async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     AppJson(request): AppJson<LoginRequest>,

@@ -3,9 +3,11 @@
 
 mod checklogin;
 mod extract;
+pub mod harness;
 mod health;
 mod login;
 mod logout;
+mod openapi;
 mod request_log;
 
 use axum::{Router, extract::DefaultBodyLimit, middleware};
@@ -23,9 +25,12 @@ pub fn router(state: AppState) -> Router {
         .merge(login::router())
         .merge(checklogin::router())
         .merge(logout::router())
-        .merge(health::router());
+        .merge(health::router())
+        .merge(openapi::router());
     if let Some(sim) = &state.simulator {
-        app = app.nest("/sim", sim.router());
+        app = app
+            .nest("/sim", sim.router())
+            .merge(harness::router(&state.config.harness_dir));
     }
     app.fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
