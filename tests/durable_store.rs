@@ -11,13 +11,7 @@ async fn tokens_survive_a_restart_and_never_touch_the_disk_in_the_clear() {
     let first = TestServer::start_with(config(&["--session-store", &url]), None).await;
     let kept = first.login().await.token;
     let dropped = first.login().await.token;
-    let response = first
-        .http
-        .post(first.url("/logout"))
-        .bearer_auth(&dropped)
-        .send()
-        .await
-        .unwrap();
+    let response = first.logout(&dropped).await;
     assert_eq!(response.status(), 204);
     first.stop().await;
 

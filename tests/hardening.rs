@@ -105,11 +105,7 @@ async fn a_refused_code_is_refused_for_every_concurrent_caller_with_one_call() {
 
 #[tokio::test]
 async fn a_wechat_outage_opens_the_breaker_and_logins_fail_fast_with_503() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let base = format!("http://{dead}");
+    let base = workspace_tests::closed_port_base();
     let cfg = config(&[
         "--wechat-appid",
         "wxreal",

@@ -10,25 +10,13 @@ async fn login_check_logout_through_both_check_forms() {
     assert!(server.check_bearer(&login.token).await);
     assert!(server.check_query(&login.token).await);
 
-    let response = server
-        .http
-        .post(server.url("/logout"))
-        .bearer_auth(&login.token)
-        .send()
-        .await
-        .unwrap();
+    let response = server.logout(&login.token).await;
     assert_eq!(response.status(), 204);
     assert!(!server.check_bearer(&login.token).await);
     assert!(!server.check_query(&login.token).await);
 
     // Logging out twice is harmless.
-    let again = server
-        .http
-        .post(server.url("/logout"))
-        .bearer_auth(&login.token)
-        .send()
-        .await
-        .unwrap();
+    let again = server.logout(&login.token).await;
     assert_eq!(again.status(), 204);
     server.stop().await;
 }
@@ -106,24 +94,14 @@ async fn a_replayed_code_never_yields_a_second_session() {
 /// the AppID but not our store), the client is told to get a new code.
 #[tokio::test]
 async fn a_code_spent_elsewhere_is_refused_as_code_used() {
-    let sim = server::wechat::simulator::Simulator::new("wxsharedapp00001", "shared-secret");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app: axum::Router = sim.router();
-    let upstream = tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-    let args = [
-        "--wechat-appid",
-        "wxsharedapp00001",
-        "--wechat-secret",
-        "shared-secret",
-        "--wechat-api-base",
-        &base,
-    ];
+    let upstream = workspace_tests::Upstream::start("wxsharedapp00001", "shared-secret").await;
+    let flags = upstream.flags();
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let (a, b) = (
         TestServer::start_with(workspace_tests::config(&args), None).await,
         TestServer::start_with(workspace_tests::config(&args), None).await,
     );
-    let code = sim.issue_code("zoe");
+    let code = upstream.sim.issue_code("zoe");
     assert_eq!(a.post_login(&code).await.status(), 200);
     let replay = b.post_login(&code).await;
     assert_eq!(replay.status(), 400);
@@ -131,7 +109,6 @@ async fn a_code_spent_elsewhere_is_refused_as_code_used() {
         error_body(replay).await.error.code,
         shared::ErrorCode::CodeUsed
     );
-    upstream.abort();
 }
 
 #[tokio::test]

@@ -48,13 +48,7 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
     }
     // Error paths log too: a replayed code and a logout.
     responses.push_str(&server.post_login(&code).await.text().await.unwrap());
-    let logout = server
-        .http
-        .post(server.url("/logout"))
-        .bearer_auth(&token.token)
-        .send()
-        .await
-        .unwrap();
+    let logout = server.logout(&token.token).await;
     responses.push_str(&logout.text().await.unwrap());
 
     let key = Token::parse(&token.token).unwrap().hash();

@@ -6,43 +6,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use server::{
-    store::{RedisStore, claim_contract_tests, contract_tests},
-    wechat::simulator::Simulator,
-};
+use server::store::{RedisStore, claim_contract_tests, contract_tests};
 use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
-use workspace_tests::{RedisServer, ServerProcess, error_body};
+use workspace_tests::{RedisServer, ServerProcess, Upstream, error_body};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_login-server");
 const APPID: &str = "wxscaleouttest01";
 const SECRET: &str = "scale-out-secret";
-
-/// A WeChat simulator in this test process that every instance calls, so the test can count
-/// upstream calls across instances.
-struct Upstream {
-    sim: Simulator,
-    base: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Upstream {
-    async fn start() -> Self {
-        let sim = Simulator::new(APPID, SECRET);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app: axum::Router = sim.router();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.ok();
-        });
-        Self { sim, base, task }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 async fn instance(redis: &RedisServer, upstream: &Upstream) -> ServerProcess {
     ServerProcess::start(
@@ -97,7 +67,7 @@ async fn the_redis_store_meets_the_store_contracts() {
 #[tokio::test]
 async fn a_token_from_one_instance_works_on_the_other_and_logout_is_seen_at_once() {
     let redis = RedisServer::start();
-    let upstream = Upstream::start().await;
+    let upstream = Upstream::start(APPID, SECRET).await;
     let (a, b) = (
         instance(&redis, &upstream).await,
         instance(&redis, &upstream).await,
@@ -129,7 +99,7 @@ async fn a_token_from_one_instance_works_on_the_other_and_logout_is_seen_at_once
 #[tokio::test]
 async fn sixteen_concurrent_logins_with_one_code_share_one_exchange() {
     let redis = RedisServer::start();
-    let upstream = Upstream::start().await;
+    let upstream = Upstream::start(APPID, SECRET).await;
     let servers = Arc::new([
         instance(&redis, &upstream).await,
         instance(&redis, &upstream).await,
@@ -166,7 +136,7 @@ async fn sixteen_concurrent_logins_with_one_code_share_one_exchange() {
 #[tokio::test]
 async fn redis_down_is_a_503_not_a_logout_and_recovery_needs_no_restart() {
     let mut redis = RedisServer::start();
-    let upstream = Upstream::start().await;
+    let upstream = Upstream::start(APPID, SECRET).await;
     let a = instance(&redis, &upstream).await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

@@ -71,13 +71,8 @@ async fn seeded_store() -> (Stores, Token) {
 
 #[tokio::test]
 async fn wechat_unreachable_fails_fast_while_checklogin_keeps_answering() {
-    // A port that was just free: nothing listens there, so connections are refused.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let (store, token) = seeded_store().await;
-    let base = format!("http://{dead}");
+    let base = workspace_tests::closed_port_base();
     let cfg = config(&[
         "--wechat-appid",
         "wxreal",

@@ -109,36 +109,27 @@ impl TestServer {
 
     /// `GET /checklogin` with a bearer token; the `is_login` answer.
     pub async fn check_bearer(&self, token: &str) -> bool {
-        let response = self
-            .http
-            .get(self.url("/checklogin"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response
-            .json::<shared::CheckLoginResponse>()
-            .await
-            .unwrap()
-            .is_login
+        let request = self.http.get(self.url("/checklogin")).bearer_auth(token);
+        is_login(request).await
     }
 
     /// `GET /checklogin?token=` (the seed's form); the `is_login` answer.
     pub async fn check_query(&self, token: &str) -> bool {
-        let response = self
+        let request = self
             .http
             .get(self.url("/checklogin"))
-            .query(&[("token", token)])
+            .query(&[("token", token)]);
+        is_login(request).await
+    }
+
+    /// `POST /logout` with a bearer token; the raw response.
+    pub async fn logout(&self, token: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/logout"))
+            .bearer_auth(token)
             .send()
             .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response
-            .json::<shared::CheckLoginResponse>()
-            .await
             .unwrap()
-            .is_login
     }
 
     /// How many code2Session calls the dev simulator has served.
@@ -175,6 +166,72 @@ impl Drop for TestServer {
         if let Some(stop) = self.stop.take() {
             stop.send(()).ok();
         }
+    }
+}
+
+/// Sends a `/checklogin` request; asserts a 200 and returns `is_login`.
+pub async fn is_login(request: reqwest::RequestBuilder) -> bool {
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response
+        .json::<shared::CheckLoginResponse>()
+        .await
+        .unwrap()
+        .is_login
+}
+
+/// The base URL of a loopback port nothing listens on: connections to it are refused.
+pub fn closed_port_base() -> String {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port");
+    format!("http://{addr}")
+}
+
+/// A WeChat simulator of its own on a loopback port, for tests whose servers must share one
+/// WeChat (several instances) or run in production mode against it.
+#[derive(Debug)]
+pub struct Upstream {
+    pub sim: server::wechat::simulator::Simulator,
+    pub base: String,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start(appid: &str, secret: &str) -> Self {
+        let sim = server::wechat::simulator::Simulator::new(appid, secret);
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app: axum::Router = sim.router();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        Self { sim, base, task }
+    }
+
+    /// Server flags that point a production-mode server at this simulator.
+    pub fn flags(&self) -> Vec<String> {
+        let appid = self.sim.appid().to_owned();
+        let secret = self.sim.secret().to_owned();
+        let base = self.base.clone();
+        [
+            "--wechat-appid",
+            &appid,
+            "--wechat-secret",
+            &secret,
+            "--wechat-api-base",
+            &base,
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

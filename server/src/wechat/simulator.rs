@@ -164,6 +164,15 @@ impl Simulator {
         self.state().faults.extend(errcodes);
     }
 
+    pub fn appid(&self) -> &str {
+        &self.inner.appid
+    }
+
+    /// For tests that configure a server against this simulator.
+    pub fn secret(&self) -> &str {
+        &self.inner.secret
+    }
+
     pub fn stats(&self) -> SimStats {
         let state = self.state();
         SimStats {
