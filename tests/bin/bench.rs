@@ -114,7 +114,11 @@ async fn main() {
     let sqlite = format!("sqlite://{}", dir.join("sessions.db").display());
     let redis = RedisServer::start();
     let no_limit = ["--login-rate-per-minute", "0"];
-    let stores = [("memory", "memory".to_owned()), ("sqlite", sqlite), ("redis", redis.url())];
+    let stores = [
+        ("memory", "memory".to_owned()),
+        ("sqlite", sqlite),
+        ("redis", redis.url()),
+    ];
 
     for (scenario, run) in [("GET /checklogin", 0), ("POST /login", 1)] {
         println!("\n{scenario} (ratio: against the memory store)");
@@ -123,7 +127,11 @@ async fn main() {
             let mut args = vec!["--session-store", url.as_str()];
             args.extend(no_limit);
             let server = TestServer::start_with(config(&args), None).await;
-            let mut m = if run == 0 { checklogin(&server).await } else { login(&server).await };
+            let mut m = if run == 0 {
+                checklogin(&server).await
+            } else {
+                login(&server).await
+            };
             let base = *baseline.get_or_insert(m.per_second());
             report(name, &mut m, base);
             server.stop().await;

@@ -2,8 +2,10 @@
 //! wherever cargo does. Each step says what it runs; a missing tool is installed (or the run
 //! fails with a clear message), never silently skipped.
 
+mod api_fuzz;
 mod install;
 mod run;
+mod wasm;
 
 use std::process::ExitCode;
 
@@ -36,7 +38,10 @@ fn main() -> ExitCode {
 pub type Result<T = ()> = std::result::Result<T, String>;
 
 fn build() -> Result {
-    run::cargo(&["build", "--workspace", "--locked"])
+    run::step("cargo build", || {
+        run::cargo(&["build", "--workspace", "--locked"])
+    })?;
+    wasm::build()
 }
 
 fn test() -> Result {
@@ -52,12 +57,56 @@ fn test() -> Result {
             "warnings",
         ])
     })?;
+    // The multi-instance tests start a Redis server of their own.
+    install::apt(&[("redis-server", "redis-server")])?;
     run::step("cargo tests", || {
         run::cargo(&["test", "--workspace", "--locked"])
     })?;
-    Ok(())
+    wasm::build()?;
+    run::step(
+        "mini-program tests (node --test tests/miniprogram/)",
+        miniprogram_tests,
+    )?;
+    run::step(
+        "API fuzzing (schemathesis against /openapi.json)",
+        api_fuzz::run,
+    )
 }
 
+/// The mini-program, run by a strict stand-in of its runtime against the real server. The
+/// tests start `target/debug/server` themselves, so it is built first.
+fn miniprogram_tests() -> Result {
+    wasm::node()?;
+    run::cargo(&[
+        "build",
+        "--package",
+        "server",
+        "--bin",
+        "server",
+        "--locked",
+    ])?;
+    let root = run::root();
+    run::status(
+        std::process::Command::new("node")
+            // spec: one readable line per test in the log (TAP is the default when piped).
+            .args(["--test", "--test-reporter=spec", "tests/miniprogram/"])
+            .env("SERVER_BIN", root.join("target/debug/server"))
+            .current_dir(&root),
+    )
+}
+
+/// Throughput and latency per session store, measured in one run (see `tests/bin/bench.rs`).
 fn bench() -> Result {
-    Err("no benchmarks yet".into())
+    install::apt(&[("redis-server", "redis-server")])?;
+    run::step("bench (release build)", || {
+        run::cargo(&[
+            "run",
+            "--release",
+            "--locked",
+            "--package",
+            "workspace-tests",
+            "--bin",
+            "bench",
+        ])
+    })
 }

@@ -1,0 +1,16 @@
+// Settings of this mini-program: where the login server is and how patiently to log in.
+// For a phone on the LAN, put the computer's address here (and keep urlCheck off in
+// project.config.json, or register the domain in the WeChat console for a release).
+module.exports = {
+  baseUrl: 'http://127.0.0.1:3000',
+  // wx.request's own default is 60 s; a login should give up on a dead network sooner.
+  requestTimeoutMs: 10000,
+  // client-wasm's machine config (see its Config): attempts and backoff of the login, and the
+  // storage key the token lives under ('token', as the original app used).
+  machine: {
+    max_attempts: 5,
+    base_backoff_ms: 500,
+    max_backoff_ms: 30000,
+    storage_key: 'token',
+  },
+};

@@ -1,0 +1,70 @@
+// The mini-program project opens in WeChat DevTools as is: the files DevTools and the runtime
+// read exist and say what the issue asks, and the hand-written code keeps the runtime's rules.
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { PACKAGE_ROOT } = require('./runtime.js');
+
+const json = (name) => JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, name), 'utf8'));
+
+/** Hand-written JS of the package (wasm/ is generated and checked by glue.test.js). */
+function sources(dir = PACKAGE_ROOT) {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) return entry.name === 'wasm' ? [] : sources(full);
+    return entry.name.endsWith('.js') ? [full] : [];
+  });
+}
+
+test('project.config.json: a mini-program anyone can open, against a local server', () => {
+  const project = json('project.config.json');
+  assert.equal(project.compileType, 'miniprogram');
+  assert.equal(project.appid, 'touristappid');
+  assert.equal(project.setting.urlCheck, false);
+  const [major, minor] = project.libVersion.split('.').map(Number);
+  assert.ok(major > 2 || (major === 2 && minor >= 14), `libVersion ${project.libVersion} loads .wasm.br`);
+});
+
+test('app.json lists pages that have all four files, and the sitemap exists', () => {
+  const app = json('app.json');
+  assert.ok(app.pages.length > 0);
+  for (const page of app.pages) {
+    for (const ext of ['js', 'wxml', 'wxss', 'json']) assert.ok(fs.existsSync(path.join(PACKAGE_ROOT, `${page}.${ext}`)), `${page}.${ext}`);
+  }
+  assert.ok(Array.isArray(json(app.sitemapLocation).rules));
+  for (const name of ['app.js', 'app.wxss', 'config.js', 'sitemap.json']) assert.ok(fs.existsSync(path.join(PACKAGE_ROOT, name)), name);
+});
+
+test('config.js points at the local server by default and keeps the token under "token"', () => {
+  const config = require('../../miniprogram/config.js');
+  assert.equal(config.baseUrl, 'http://127.0.0.1:3000');
+  assert.equal(config.machine.storage_key, 'token');
+});
+
+test('the page template binds only data and handlers the page has', () => {
+  const wxml = fs.readFileSync(path.join(PACKAGE_ROOT, 'pages/index/index.wxml'), 'utf8');
+  const source = fs.readFileSync(path.join(PACKAGE_ROOT, 'pages/index/index.js'), 'utf8');
+  for (const [, name] of wxml.matchAll(/\{\{!?\s*(\w+)\s*\}\}/g)) assert.match(source, new RegExp(`\\b${name}:`), `data ${name}`);
+  for (const [, handler] of wxml.matchAll(/bindtap="(\w+)"/g)) assert.match(source, new RegExp(`\\b${handler}\\(\\)`), `handler ${handler}`);
+});
+
+test('hand-written JS: a comment first, CommonJS with relative requires, nothing the runtime lacks', () => {
+  const files = sources();
+  assert.ok(files.length >= 5);
+  for (const file of files) {
+    const code = fs.readFileSync(file, 'utf8');
+    const name = path.relative(PACKAGE_ROOT, file);
+    assert.match(code, /^\/\/ \S/, `${name} starts with a comment`);
+    assert.doesNotMatch(code, /^\s*(import|export)\s/m, `${name} uses ES modules`);
+    for (const [, request] of code.matchAll(/require\('([^']+)'\)/g)) {
+      assert.match(request, /^\.{1,2}\//, `${name} requires ${request}`);
+    }
+    const bare = code.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/\/\/.*$/gm, '').replace(/'[^'\n]*'/g, "''");
+    for (const missing of ['WebAssembly', 'fetch', 'TextEncoder', 'TextDecoder', 'process', 'Buffer', 'localStorage', 'window']) {
+      assert.doesNotMatch(bare, new RegExp(`(^|[^\\w$.])${missing}(?![\\w$])`), `${name} names ${missing}`);
+    }
+  }
+});

@@ -1,0 +1,531 @@
+// A strict stand-in for the WeChat mini-program runtime, for tests. It runs the real
+// miniprogram/app.js and its pages in a fresh `vm` context that has the mini-program's globals
+// and nothing else: no WebAssembly, fetch, TextEncoder/TextDecoder, process, Buffer, eval or ES
+// modules, so code that would break on a phone breaks here first. The wx APIs follow WeChat's
+// documented semantics (see /work/shared/notes/miniprogram-runtime.md) and are carried out by
+// Node on the host side: wx.request over node:http, wx.login through the server's dev
+// simulator, WXWebAssembly through Node's WebAssembly reading files of the package.
+'use strict';
+
+const fs = require('node:fs');
+const http = require('node:http');
+const path = require('node:path');
+const vm = require('node:vm');
+const zlib = require('node:zlib');
+
+const PACKAGE_ROOT = path.resolve(__dirname, '../../miniprogram');
+
+/** Storage is per user and per mini-program and outlives launches, so it lives on a device. */
+class Device {
+  constructor() {
+    // key → JSON text: values are cloned in and out, never shared by reference.
+    this.storage = new Map();
+  }
+
+  /** The stored value as the host sees it ('' when absent, as getStorageSync). */
+  get(key) {
+    return this.storage.has(key) ? JSON.parse(this.storage.get(key)) : '';
+  }
+}
+
+// Built-ins a fresh V8 context has but the mini-program runtime does not (WebAssembly), or
+// does not have everywhere (the rest are missing on older iOS); the glue must cope without.
+const REMOVED_BUILTINS = ['WebAssembly', 'SharedArrayBuffer', 'Atomics', 'FinalizationRegistry', 'WeakRef'];
+
+/** One mini-program process: `launch()` it, inspect it, `close()` it. */
+class Runtime {
+  /**
+   * options.device     storage to use (new Device() by default; pass one to relaunch)
+   * options.simBase    server whose /sim/wx.login issues codes (the WeChat side)
+   * options.modules    package files to replace, by absolute package path ('/config.js': {...})
+   * options.root       the package folder (miniprogram/ by default)
+   * options.libVersion the base library to simulate (project.config.json's by default)
+   */
+  constructor(options = {}) {
+    this.device = options.device || new Device();
+    this.simBase = options.simBase;
+    this.root = options.root || PACKAGE_ROOT;
+    this.overrides = options.modules || {};
+    const project = JSON.parse(fs.readFileSync(path.join(this.root, 'project.config.json'), 'utf8'));
+    this.libVersion = options.libVersion || project.libVersion;
+    this.verbose = Boolean(process.env.MP_LOG);
+
+    this.calls = []; // every wx / WXWebAssembly call, for assertions
+    this.logs = []; // console output of the sandbox
+    this.errors = []; // exceptions thrown by sandbox callbacks (WeChat reports them to onError)
+    this.rejections = []; // unhandled promise rejections while this runtime was open
+    this.pages = []; // the page stack, as getCurrentPages() returns it
+    this.app = undefined;
+    this.open = false;
+    this.timers = new Map();
+    this.nextTimer = 1;
+    this.modules = new Map();
+    this.pageDefinitions = new Map();
+    this.onRejection = (reason) => this.rejections.push(reason);
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------
+
+  /** Runs app.js, every page module, App.onLaunch/onShow, then opens the first page. */
+  launch(query = {}) {
+    this.open = true;
+    process.on('unhandledRejection', this.onRejection);
+    this.context = this.createContext();
+    const appJson = JSON.parse(fs.readFileSync(path.join(this.root, 'app.json'), 'utf8'));
+    this.requireFrom(this.root, './app.js');
+    if (this.app === undefined) throw new Error('app.js did not call App()');
+    // Like the real runtime, page modules run at start-up, before onLaunch.
+    for (const route of appJson.pages) {
+      for (const ext of ['wxml', 'json']) {
+        if (!fs.existsSync(path.join(this.root, `${route}.${ext}`))) throw new Error(`page ${route} has no .${ext}`);
+      }
+      this.currentRoute = route;
+      this.requireFrom(this.root, `/${route}.js`);
+      if (!this.pageDefinitions.has(route)) throw new Error(`${route}.js did not call Page()`);
+    }
+    this.currentRoute = undefined;
+    const options = this.toSandbox({ path: appJson.pages[0], query, scene: 1001 });
+    this.callHook(this.app, 'onLaunch', options);
+    this.callHook(this.app, 'onShow', options);
+    this.openPage(appJson.pages[0], query);
+    return this;
+  }
+
+  /** Stops timers and drops late callbacks, so a closed runtime can do nothing more. */
+  close() {
+    this.open = false;
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    process.off('unhandledRejection', this.onRejection);
+  }
+
+  /** Throws when the app threw from a callback or left a promise rejection unhandled. */
+  assertHealthy() {
+    if (this.rejections.length > 0) throw new Error(`unhandled rejection in the mini-program: ${describe(this.rejections[0])}`);
+    if (this.errors.length > 0) throw new Error(`uncaught error in the mini-program: ${describe(this.errors[0])}`);
+  }
+
+  /** Runs `code` inside the sandbox (for checks like `typeof WebAssembly`). */
+  evaluate(code) {
+    return vm.runInContext(code, this.context);
+  }
+
+  /** The top page. */
+  get page() {
+    return this.pages[this.pages.length - 1];
+  }
+
+  /** wx calls of one kind: count('login'), count('request', 'POST', '/login'). */
+  count(api, method, pathname) {
+    return this.calls.filter(
+      (c) => c.api === api && (method === undefined || c.method === method) && (pathname === undefined || c.path === pathname),
+    ).length;
+  }
+
+  // ---- the sandbox -----------------------------------------------------------------------
+
+  createContext() {
+    // No string evaluation (eval, new Function) in the logic layer, as on a phone.
+    const context = vm.createContext({}, { name: 'mini-program', codeGeneration: { strings: false, wasm: false } });
+    const global = vm.runInContext('globalThis', context);
+    for (const name of REMOVED_BUILTINS) delete global[name];
+    delete global.console;
+    this.sandbox = vm.runInContext('({ JSON, Promise, Error, TypeError, Object })', context);
+    const runtime = this;
+    Object.assign(global, {
+      App(definition) {
+        if (runtime.app !== undefined) throw new runtime.sandbox.Error('App() called twice');
+        runtime.app = definition;
+      },
+      getApp() {
+        return runtime.app;
+      },
+      Page(definition) {
+        if (runtime.currentRoute === undefined) throw new runtime.sandbox.Error('Page() called outside a page module');
+        runtime.pageDefinitions.set(runtime.currentRoute, definition);
+      },
+      getCurrentPages() {
+        return runtime.sandbox.JSON.parse('[]').concat(runtime.pages);
+      },
+      wx: this.createWx(),
+      WXWebAssembly: this.createWXWebAssembly(),
+      setTimeout: (fn, ms, ...args) => this.startTimer(fn, ms, args, false),
+      setInterval: (fn, ms, ...args) => this.startTimer(fn, ms, args, true),
+      clearTimeout: (id) => this.stopTimer(id),
+      clearInterval: (id) => this.stopTimer(id),
+      console: this.createConsole(),
+    });
+    return context;
+  }
+
+  /** CommonJS `require` as the mini-program has it: files of the package only. */
+  requireFrom(directory, request) {
+    const fail = (why) => {
+      throw new this.sandbox.Error(`module '${request}' is not defined: ${why}`);
+    };
+    if (typeof request !== 'string') fail('not a string');
+    if (!/^(\.{1,2})?\//.test(request)) fail('only relative paths or paths from the package root (no Node or npm modules)');
+    let file = request.startsWith('/') ? path.join(this.root, request) : path.resolve(directory, request);
+    if (!file.endsWith('.js')) file += '.js';
+    const relative = path.relative(this.root, file);
+    if (relative.startsWith('..') || path.isAbsolute(relative)) fail('outside the package');
+    const key = `/${relative.split(path.sep).join('/')}`;
+    if (this.modules.has(key)) return this.modules.get(key).exports;
+
+    const module = this.toSandbox({ exports: {} });
+    this.modules.set(key, module);
+    if (Object.prototype.hasOwnProperty.call(this.overrides, key)) {
+      module.exports = this.toSandbox(this.overrides[key]);
+      return module.exports;
+    }
+    if (!fs.existsSync(file)) {
+      this.modules.delete(key);
+      fail('no such file in the package');
+    }
+    const source = fs.readFileSync(file, 'utf8');
+    const wrapper = vm.runInContext(`(function (require, module, exports) {${source}\n})`, this.context, { filename: file });
+    const require = (next) => this.requireFrom(path.dirname(file), next);
+    try {
+      wrapper.call(module.exports, require, module, module.exports);
+    } catch (error) {
+      this.modules.delete(key);
+      throw error;
+    }
+    return module.exports;
+  }
+
+  openPage(route, query) {
+    const definition = this.pageDefinitions.get(route);
+    const page = Object.assign(this.toSandbox({}), definition);
+    page.route = route;
+    page.data = this.toSandbox(definition.data || {});
+    page.setData = (changes, callback) => {
+      for (const [key, value] of Object.entries(changes)) {
+        if (value === undefined) continue; // dropped by the transfer to the render layer
+        page.data[key] = this.toSandbox(value); // crosses to the render layer as JSON
+      }
+      if (typeof callback === 'function') this.defer(callback);
+    };
+    this.pages.push(page);
+    this.callHook(page, 'onLoad', this.toSandbox(query));
+    this.callHook(page, 'onShow');
+    this.callHook(page, 'onReady');
+    return page;
+  }
+
+  /** The page's text as its template shows it now (see `render`). */
+  pageText(page = this.page) {
+    const template = fs.readFileSync(path.join(this.root, `${page.route}.wxml`), 'utf8');
+    return render(template, page.data);
+  }
+
+  /** Calls the handler a `bindtap` on the page's template names, like a tap would. */
+  tap(handler, page = this.page) {
+    const template = fs.readFileSync(path.join(this.root, `${page.route}.wxml`), 'utf8');
+    if (!template.includes(`bindtap="${handler}"`)) throw new Error(`no element of ${page.route} binds ${handler}`);
+    this.guard(() => page[handler](this.toSandbox({ type: 'tap' })));
+  }
+
+  callHook(target, name, argument) {
+    if (typeof target[name] === 'function') target[name](argument);
+  }
+
+  /** Values handed to sandbox code are sandbox objects, cloned as JSON (as WeChat does). */
+  toSandbox(value) {
+    return value === undefined ? undefined : this.sandbox.JSON.parse(JSON.stringify(value));
+  }
+
+  // ---- host services ----------------------------------------------------------------------
+
+  /** Runs sandbox code from the host's event loop; a throw is the app's uncaught error. */
+  guard(fn) {
+    try {
+      fn();
+    } catch (error) {
+      this.errors.push(error);
+      if (this.verbose) console.error('[mini-program] uncaught', error);
+    }
+  }
+
+  /** Calls a wx callback later, as the real runtime does, unless the runtime was closed. */
+  defer(fn, argument) {
+    setImmediate(() => {
+      if (this.open && typeof fn === 'function') this.guard(() => fn(argument));
+    });
+  }
+
+  startTimer(fn, ms, args, repeat) {
+    if (typeof fn !== 'function') throw new this.sandbox.TypeError('timers take a function (no strings)');
+    const id = this.nextTimer++;
+    const run = () => {
+      if (!repeat) this.timers.delete(id);
+      if (this.open) this.guard(() => fn(...args));
+    };
+    this.timers.set(id, repeat ? setInterval(run, ms) : setTimeout(run, ms));
+    return id; // a number, as in the mini-program, not Node's Timeout object
+  }
+
+  stopTimer(id) {
+    const timer = this.timers.get(id);
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      clearInterval(timer);
+      this.timers.delete(id);
+    }
+  }
+
+  createConsole() {
+    const console_ = {};
+    for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
+      console_[level] = (...args) => {
+        this.logs.push({ level, text: args.map(describe).join(' ') });
+        if (this.verbose) console.error(`[mini-program ${level}]`, ...args);
+      };
+    }
+    return console_;
+  }
+
+  createWx() {
+    const runtime = this;
+    const storage = this.device.storage;
+    const checkKey = (key) => {
+      if (typeof key !== 'string' || key === '') throw new runtime.sandbox.TypeError('storage key must be a non-empty string');
+    };
+    return {
+      getStorageSync(key) {
+        checkKey(key);
+        runtime.calls.push({ api: 'getStorageSync', key });
+        return storage.has(key) ? runtime.sandbox.JSON.parse(storage.get(key)) : '';
+      },
+      setStorageSync(key, value) {
+        checkKey(key);
+        if (value === undefined || typeof value === 'function') throw new runtime.sandbox.TypeError('storage value must be JSON data');
+        const text = JSON.stringify(value);
+        if (text.length > 1024 * 1024) throw new runtime.sandbox.Error('setStorageSync:fail exceed 1MB');
+        runtime.calls.push({ api: 'setStorageSync', key });
+        storage.set(key, text);
+      },
+      removeStorageSync(key) {
+        checkKey(key);
+        runtime.calls.push({ api: 'removeStorageSync', key });
+        storage.delete(key);
+      },
+      login(options = {}) {
+        runtime.calls.push({ api: 'login' });
+        runtime.wxLogin(options);
+      },
+      request(options = {}) {
+        return runtime.wxRequest(options);
+      },
+    };
+  }
+
+  /** wx.login: a code from the server's dev simulator, callbacks as WeChat calls them. */
+  wxLogin(options) {
+    const done = (ok, result) => {
+      this.defer(ok ? options.success : options.fail, this.toSandbox(result));
+      this.defer(options.complete, this.toSandbox(result));
+    };
+    if (!this.simBase) throw new Error('the runtime has no simBase for wx.login');
+    hostRequest(`${this.simBase}/sim/wx.login`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })
+      .then((res) => {
+        const code = res.statusCode === 200 ? JSON.parse(res.body).code : undefined;
+        if (code) done(true, { code, errMsg: 'login:ok' });
+        else done(false, { errMsg: `login:fail simulator answered ${res.statusCode}` });
+      })
+      .catch((error) => done(false, { errMsg: `login:fail ${error.message}` }));
+  }
+
+  /**
+   * wx.request: `success` for every HTTP answer (4xx/5xx too) with {statusCode, data, header};
+   * `fail` with {errMsg} only when no answer came. GET data becomes the query string; POST
+   * object data is sent as JSON. With dataType 'json' (the default) a JSON body is parsed.
+   */
+  wxRequest(options) {
+    const method = (options.method || 'GET').toUpperCase();
+    const headers = {};
+    for (const [name, value] of Object.entries(options.header || {})) headers[name.toLowerCase()] = String(value);
+    if (!headers['content-type']) headers['content-type'] = 'application/json';
+    let url;
+    try {
+      url = new URL(options.url);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http');
+    } catch {
+      this.calls.push({ api: 'request', method, url: String(options.url) });
+      this.defer(options.fail, this.toSandbox({ errMsg: 'request:fail invalid url' }));
+      this.defer(options.complete, this.toSandbox({ errMsg: 'request:fail invalid url' }));
+      return { abort() {} };
+    }
+    let body;
+    const data = options.data;
+    if (method === 'GET') {
+      if (data && typeof data === 'object') {
+        for (const [name, value] of Object.entries(data)) url.searchParams.append(name, String(value));
+      }
+    } else if (typeof data === 'string') {
+      body = data;
+    } else if (data !== undefined && data !== null) {
+      body = headers['content-type'].includes('x-www-form-urlencoded')
+        ? new URLSearchParams(Object.entries(data).map(([k, v]) => [k, String(v)])).toString()
+        : JSON.stringify(data);
+    }
+    this.calls.push({ api: 'request', method, path: url.pathname, url: url.href, headers, body });
+
+    let aborted = false;
+    hostRequest(url.href, { method, headers, body, timeout: options.timeout || 60000 })
+      .then((res) => {
+        let responseData = res.body;
+        if ((options.dataType || 'json') === 'json') {
+          try {
+            responseData = JSON.parse(res.body);
+          } catch {
+            // not JSON: WeChat hands over the text
+          }
+        }
+        const result = { data: responseData, statusCode: res.statusCode, header: res.headers, cookies: [], errMsg: 'request:ok' };
+        this.defer(options.success, this.toSandbox(result));
+        this.defer(options.complete, this.toSandbox(result));
+      })
+      .catch((error) => {
+        const result = { errMsg: aborted ? 'request:fail abort' : `request:fail ${error.message}` };
+        this.defer(options.fail, this.toSandbox(result));
+        this.defer(options.complete, this.toSandbox(result));
+      });
+    return {
+      abort() {
+        aborted = true;
+      },
+    };
+  }
+
+  /** WXWebAssembly: instantiate(path, imports) with a path inside the package, nothing else. */
+  createWXWebAssembly() {
+    const runtime = this;
+    return {
+      instantiate(packagePath, imports) {
+        const { Promise: SandboxPromise, Error: SandboxError } = runtime.sandbox;
+        runtime.calls.push({ api: 'WXWebAssembly.instantiate', path: packagePath });
+        return new SandboxPromise((resolve, reject) => {
+          const fail = (why) => reject(new SandboxError(`WXWebAssembly.instantiate: ${why}`));
+          if (typeof packagePath !== 'string') return fail('the first argument must be a path in the package (no bytes, no URL)');
+          if (!packagePath.startsWith('/')) return fail('the path must be absolute from the package root');
+          if (!/\.wasm(\.br)?$/.test(packagePath)) return fail('the path must end in .wasm or .wasm.br');
+          const brotli = packagePath.endsWith('.br');
+          if (brotli && compareVersions(runtime.libVersion, '2.14.0') < 0) return fail(`.wasm.br needs base library 2.14.0, not ${runtime.libVersion}`);
+          const file = path.join(runtime.root, packagePath);
+          if (path.relative(runtime.root, file).startsWith('..') || !fs.existsSync(file)) return fail(`no file ${packagePath} in the package`);
+          let bytes = fs.readFileSync(file);
+          if (brotli) {
+            try {
+              bytes = zlib.brotliDecompressSync(bytes);
+            } catch (error) {
+              return fail(`cannot decompress ${packagePath}: ${error.message}`);
+            }
+          }
+          WebAssembly.instantiate(bytes, imports).then(
+            ({ instance, module }) => {
+              const result = runtime.toSandbox({});
+              result.instance = instance;
+              result.module = module;
+              resolve(result);
+            },
+            (error) => fail(error.message),
+          );
+        });
+      },
+    };
+  }
+}
+
+/** One HTTP exchange from the host side; resolves for every status, rejects without answer. */
+function hostRequest(url, { method = 'GET', headers = {}, body, timeout = 10000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers, timeout }, (res) => {
+      const chunks = [];
+      res.on('data', (chunk) => chunks.push(chunk));
+      res.on('end', () => resolve({ statusCode: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function compareVersions(a, b) {
+  const pa = String(a).split('.').map(Number);
+  const pb = String(b).split('.').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] || 0) - (pb[i] || 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+function describe(value) {
+  // Errors from the sandbox are of another realm: `instanceof Error` would miss them.
+  if (value !== null && typeof value === 'object' && 'message' in value) return `${value.code ? `[${value.code}] ` : ''}${value.message}`;
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+/**
+ * Renders a WXML template to its visible text, for the simple templates of this package:
+ * elements, `{{name}}` interpolation and `wx:if` / `wx:elif` / `wx:else` with a name or
+ * `!name`. Anything else is an error, so the templates stay within what this checks.
+ */
+function render(template, data) {
+  const value = (expression) => {
+    const match = /^\s*(!?)([A-Za-z_$][\w$]*)\s*$/.exec(expression);
+    if (!match) throw new Error(`render: unsupported expression {{${expression}}}`);
+    const v = data[match[2]];
+    return match[1] ? !v : v;
+  };
+  const interpolate = (text) => text.replace(/\{\{(.*?)\}\}/g, (_, e) => String(value(e) ?? ''));
+  const condition = (attr) => value(/^\{\{(.*)\}\}$/.exec(attr.trim())[1]);
+
+  // Parse into a tree of { tag, attrs, children } and strings.
+  const root = { tag: '#root', attrs: {}, children: [] };
+  const stack = [root];
+  const tokens = template.replace(/<!--[\s\S]*?-->/g, '').split(/(<[^>]+>)/);
+  for (const token of tokens) {
+    if (token.startsWith('</')) {
+      stack.pop();
+    } else if (token.startsWith('<')) {
+      const [, tag, rest] = /^<([\w-]+)([\s\S]*?)\/?>$/.exec(token);
+      const attrs = {};
+      for (const [, name, val] of rest.matchAll(/([\w:-]+)(?:="([^"]*)")?/g)) attrs[name] = val ?? '';
+      const node = { tag, attrs, children: [] };
+      stack[stack.length - 1].children.push(node);
+      if (!token.endsWith('/>')) stack.push(node);
+    } else if (token.trim()) {
+      stack[stack.length - 1].children.push(token.trim());
+    }
+  }
+
+  const out = [];
+  const walk = (node) => {
+    let chainTaken = false;
+    for (const child of node.children) {
+      if (typeof child === 'string') {
+        out.push(interpolate(child));
+        continue;
+      }
+      const { attrs } = child;
+      let show = true;
+      if ('wx:if' in attrs) {
+        show = Boolean(condition(attrs['wx:if']));
+        chainTaken = show;
+      } else if ('wx:elif' in attrs) {
+        show = !chainTaken && Boolean(condition(attrs['wx:elif']));
+        chainTaken = chainTaken || show;
+      } else if ('wx:else' in attrs) {
+        show = !chainTaken;
+      }
+      if (show) walk(child);
+    }
+  };
+  walk(root);
+  return out.join(' ');
+}
+
+module.exports = { Runtime, Device, hostRequest, render, PACKAGE_ROOT };

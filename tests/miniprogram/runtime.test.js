@@ -1,0 +1,178 @@
+// The strict runtime itself (runtime.js) must be as strict as the real one, or the other tests
+// prove nothing: these pin its globals, require, WXWebAssembly, wx.request and storage rules.
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const http = require('node:http');
+const os = require('node:os');
+const path = require('node:path');
+const zlib = require('node:zlib');
+const { Runtime, Device, render, PACKAGE_ROOT } = require('./runtime.js');
+const { freePort } = require('./server.js');
+
+/** A runtime with its sandbox built but no app launched. */
+function sandbox(t, options) {
+  const rt = new Runtime(options);
+  rt.context = rt.createContext();
+  rt.open = true;
+  t.after(() => rt.close());
+  return rt;
+}
+
+/** Runs `fn(wx, done)` in the sandbox's terms and resolves with what `done` got. */
+function callWx(rt, call) {
+  return new Promise((resolve) => {
+    rt.context.__done = resolve;
+    rt.evaluate(`(${call})(wx, __done)`);
+  });
+}
+
+test('the sandbox has the mini-program globals and lacks the others', (t) => {
+  const rt = sandbox(t);
+  for (const name of ['App', 'Page', 'getApp', 'getCurrentPages', 'wx', 'WXWebAssembly', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'console', 'Promise']) {
+    assert.notEqual(rt.evaluate(`typeof ${name}`), 'undefined', name);
+  }
+  for (const name of ['WebAssembly', 'TextEncoder', 'TextDecoder', 'fetch', 'process', 'Buffer', 'require', 'module', 'XMLHttpRequest', 'window', 'document', 'self', 'localStorage', 'queueMicrotask', 'setImmediate']) {
+    assert.equal(rt.evaluate(`typeof ${name}`), 'undefined', name);
+  }
+  assert.throws(() => rt.evaluate('eval("1")'), /disallowed|Code generation/);
+  assert.throws(() => rt.evaluate('new Function("return 1")'), /disallowed|Code generation/);
+  assert.equal(typeof rt.evaluate('setTimeout(() => {}, 1)'), 'number', 'timer ids are numbers');
+  assert.throws(() => rt.evaluate('setTimeout("1 + 1", 1)'), /function/);
+});
+
+test('require: package files only, CommonJS only', (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mp-'));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(root, 'project.config.json'), '{"libVersion":"2.14.0"}');
+  fs.mkdirSync(path.join(root, 'lib'));
+  fs.writeFileSync(path.join(root, 'lib/a.js'), "module.exports = { b: require('./b'), root: require('/c.js') };");
+  fs.writeFileSync(path.join(root, 'lib/b.js'), 'module.exports = 2;');
+  fs.writeFileSync(path.join(root, 'c.js'), 'exports.c = 3;');
+  fs.writeFileSync(path.join(root, 'esm.js'), 'export const x = 1;');
+  const rt = sandbox(t, { root });
+  assert.deepEqual(JSON.parse(JSON.stringify(rt.requireFrom(root, './lib/a.js'))), { b: 2, root: { c: 3 } });
+  assert.throws(() => rt.requireFrom(root, 'fs'), /not defined/);
+  assert.throws(() => rt.requireFrom(root, 'node:fs'), /not defined/);
+  assert.throws(() => rt.requireFrom(root, '../outside.js'), /outside the package/);
+  assert.throws(() => rt.requireFrom(root, './missing.js'), /no such file/);
+  assert.throws(() => rt.requireFrom(root, './esm.js'), { name: 'SyntaxError' });
+});
+
+test('WXWebAssembly.instantiate: a package path ending .wasm or .wasm.br, nothing else', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mp-'));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(root, 'project.config.json'), '{"libVersion":"2.14.0"}');
+  // The smallest module: exports `answer() -> 42`.
+  const bytes = Buffer.from([
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00], // magic, version
+    ...[0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f], // type: () -> i32
+    ...[0x03, 0x02, 0x01, 0x00], // function 0 has type 0
+    ...[0x07, 0x0a, 0x01, 0x06, ...Buffer.from('answer'), 0x00, 0x00], // export "answer"
+    ...[0x0a, 0x06, 0x01, 0x04, 0x00, 0x41, 0x2a, 0x0b], // body: i32.const 42
+  ]);
+  fs.writeFileSync(path.join(root, 'm.wasm'), bytes);
+  fs.writeFileSync(path.join(root, 'm.wasm.br'), zlib.brotliCompressSync(bytes));
+  fs.writeFileSync(path.join(root, 'm.wasm.gz'), zlib.gzipSync(bytes));
+  const rt = sandbox(t, { root });
+  rt.context.__answer = (r) => r.instance.exports.answer();
+  assert.equal(await rt.evaluate("WXWebAssembly.instantiate('/m.wasm', {}).then(__answer)"), 42);
+  assert.equal(await rt.evaluate("WXWebAssembly.instantiate('/m.wasm.br', {}).then(__answer)"), 42);
+  for (const [argument, why] of [
+    ["'m.wasm'", /absolute/],
+    ["'/m.wasm.gz'", /\.wasm or \.wasm\.br/],
+    ["'/missing.wasm'", /no file/],
+    ["'/../m.wasm'", /no file/],
+    ['new Uint8Array(8)', /no bytes/],
+    ["'http://127.0.0.1/m.wasm'", /absolute/],
+  ]) {
+    await assert.rejects(rt.evaluate(`WXWebAssembly.instantiate(${argument}, {})`), why, argument);
+  }
+  const old = sandbox(t, { root, libVersion: '2.13.0' });
+  await assert.rejects(old.evaluate("WXWebAssembly.instantiate('/m.wasm.br', {})"), /2\.14\.0/);
+  assert.equal(old.evaluate('typeof WXWebAssembly.compile + typeof WXWebAssembly.instantiateStreaming'), 'undefinedundefined');
+});
+
+test('wx.request: success for every HTTP status, fail only without an answer', async (t) => {
+  const seen = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      seen.push({ method: req.method, url: req.url, type: req.headers['content-type'], body });
+      if (req.url.startsWith('/json')) res.writeHead(500, { 'content-type': 'application/json', 'retry-after': '3' }).end('{"error":"boom"}');
+      else res.writeHead(404).end('not json');
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const rt = sandbox(t);
+
+  const json = await callWx(rt, `(wx, done) => wx.request({ url: '${base}/json', data: { a: 1, b: 'x y' }, success: (r) => done(['success', r]), fail: (e) => done(['fail', e]) })`);
+  assert.equal(json[0], 'success');
+  assert.equal(json[1].statusCode, 500);
+  assert.deepEqual(JSON.parse(JSON.stringify(json[1].data)), { error: 'boom' });
+  assert.equal(json[1].header['retry-after'], '3');
+  assert.equal(seen[0].url, '/json?a=1&b=x+y', 'GET data becomes the query');
+
+  const text = await callWx(rt, `(wx, done) => wx.request({ url: '${base}/text', method: 'POST', data: { code: 'c' }, success: (r) => done(r) })`);
+  assert.equal(text.statusCode, 404);
+  assert.equal(text.data, 'not json');
+  assert.deepEqual(seen[1], { method: 'POST', url: '/text', type: 'application/json', body: '{"code":"c"}' });
+
+  const raw = await callWx(rt, `(wx, done) => wx.request({ url: '${base}/json', dataType: 'text', success: (r) => done(r) })`);
+  assert.equal(raw.data, '{"error":"boom"}', "dataType other than 'json' keeps the text");
+
+  const dead = await freePort();
+  const failed = await callWx(rt, `(wx, done) => wx.request({ url: 'http://127.0.0.1:${dead}/x', success: (r) => done(['success', r]), fail: (e) => done(['fail', e]) })`);
+  assert.equal(failed[0], 'fail');
+  assert.match(failed[1].errMsg, /^request:fail /);
+  assert.equal(rt.count('request', 'GET', '/json'), 2);
+});
+
+test('storage: absent is empty string, values are cloned, and they outlive a launch', (t) => {
+  const device = new Device();
+  const rt = sandbox(t, { device });
+  assert.equal(rt.evaluate("wx.getStorageSync('k')"), '');
+  rt.evaluate("const v = { n: 1 }; wx.setStorageSync('k', v); v.n = 2;");
+  assert.equal(rt.evaluate("wx.getStorageSync('k').n"), 1, 'stored by value');
+  assert.equal(rt.evaluate("wx.getStorageSync('k') === wx.getStorageSync('k')"), false, 'read by value');
+  const next = sandbox(t, { device });
+  assert.equal(next.evaluate("wx.getStorageSync('k').n"), 1);
+  next.evaluate("wx.removeStorageSync('k')");
+  assert.equal(next.evaluate("wx.getStorageSync('k')"), '');
+  assert.throws(() => next.evaluate("wx.setStorageSync('k', undefined)"), /JSON/);
+});
+
+// (Unhandled rejections need no test here: node:test fails the test they happen in, and each
+// runtime also records them for assertHealthy.)
+test('an error thrown from a sandbox callback is recorded and fails assertHealthy', async (t) => {
+  const rt = sandbox(t);
+  rt.evaluate("setTimeout(() => { throw new Error('boom'); }, 1)");
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(rt.errors.length, 1);
+  assert.throws(() => rt.assertHealthy(), /uncaught error in the mini-program: boom/);
+});
+
+test('render: the WXML subset the page uses', () => {
+  const template = '<!-- c --><view><text>{{title}}</text><view wx:if="{{error}}">E {{error}}</view><button wx:if="{{on}}">Off</button><button wx:else>On</button></view>';
+  assert.equal(render(template, { title: 'T', error: '', on: false }), 'T On');
+  assert.equal(render(template, { title: 'T', error: 'x', on: true }), 'T E x Off');
+  assert.throws(() => render('<view>{{a + b}}</view>', {}), /unsupported/);
+});
+
+test('the real package launches in the strict runtime', async (t) => {
+  const rt = new Runtime({ simBase: 'http://127.0.0.1:9', modules: { '/config.js': { baseUrl: 'http://127.0.0.1:9', requestTimeoutMs: 500, machine: { max_attempts: 1 } } } });
+  t.after(() => rt.close());
+  rt.launch();
+  assert.equal(rt.pages.length, 1);
+  assert.equal(rt.page.route, 'pages/index/index');
+  assert.equal(rt.evaluate('getCurrentPages().length'), 1);
+  assert.equal(rt.evaluate('typeof getApp().ensureLogin'), 'function');
+  assert.equal(PACKAGE_ROOT, path.resolve(__dirname, '../../miniprogram'));
+  await assert.rejects(rt.app.ensureLogin(), (e) => e.code === 'wx_login_failed' || e.code === 'network_error');
+  rt.assertHealthy();
+});

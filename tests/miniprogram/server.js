@@ -1,0 +1,104 @@
+// Starts the real login server (target/debug/server, built by `cargo xtask test`) for the
+// mini-program tests: dev mode (its WeChat simulator answers code2Session), memory store, on a
+// port of our choosing so a test can stop it and start it again on the same address.
+'use strict';
+
+const { spawn } = require('node:child_process');
+const net = require('node:net');
+const path = require('node:path');
+const fs = require('node:fs');
+const { hostRequest } = require('./runtime.js');
+
+// Every server still running when the test process exits is killed, even after a failed test
+// whose clean-up did not run; the handles are unref'd so they cannot keep the process alive.
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+const SERVER_BIN = process.env.SERVER_BIN || path.resolve(__dirname, '../../target/debug/server');
+
+/** A port nothing listens on right now (bound, read, released). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.unref();
+    probe.on('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts a server and waits until /healthz answers. `env` adds variables (e.g.
+ * WECHAT_BUSY_RETRIES). Resolves with { port, base, stop(), api(method, path, body, token) }.
+ */
+async function startServer({ port, env = {} } = {}) {
+  if (!fs.existsSync(SERVER_BIN)) {
+    throw new Error(`${SERVER_BIN} is missing: build it with \`cargo build -p server\` (cargo xtask test does)`);
+  }
+  port = port || (await freePort());
+  const base = `http://127.0.0.1:${port}`;
+  const childEnv = { ...process.env, LISTEN_ADDR: `127.0.0.1:${port}`, SESSION_STORE: 'memory', RUST_LOG: 'warn', ...env };
+  delete childEnv.WECHAT_APPID; // dev mode: logins go to the built-in simulator
+  delete childEnv.WECHAT_SECRET;
+  const child = spawn(SERVER_BIN, [], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.unref();
+  let output = '';
+  for (const stream of [child.stdout, child.stderr]) {
+    stream.on('data', (d) => (output += d));
+    stream.unref();
+  }
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  exited.then(() => running.delete(child));
+
+  const api = async (method, pathname, body, token) => {
+    const headers = {};
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (token) headers.authorization = `Bearer ${token}`;
+    const res = await hostRequest(base + pathname, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    let json;
+    try {
+      json = JSON.parse(res.body);
+    } catch {
+      json = undefined;
+    }
+    return { status: res.statusCode, body: json, text: res.body };
+  };
+
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${output}`);
+    try {
+      if ((await api('GET', '/healthz')).status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`server did not become healthy on ${base}:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  return {
+    port,
+    base,
+    api,
+    output: () => output,
+    /** Stops the server and waits until the port is free again. */
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+        await exited;
+        clearTimeout(timer);
+      }
+    },
+  };
+}
+
+module.exports = { startServer, freePort };

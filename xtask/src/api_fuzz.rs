@@ -1,0 +1,125 @@
+//! The API fuzzer step: schemathesis (from PyPI, pinned in `tests/api_fuzz/requirements.txt`)
+//! against a dev-mode server started here, checked against the server's own `/openapi.json`.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{Result, install, run};
+
+/// Examples per operation; with four operations and three phases this is a few thousand
+/// requests, about a minute on the 2-core CI machine.
+const MAX_EXAMPLES: &str = "800";
+
+pub fn run() -> Result {
+    let root = run::root();
+    let python = venv(&root)?;
+    run::cargo(&[
+        "build",
+        "--package",
+        "server",
+        "--bin",
+        "server",
+        "--locked",
+    ])?;
+    let server = DevServer::start(&root.join("target/debug/server"))?;
+    let base = format!("http://{}", server.addr);
+    run::status(
+        Command::new(&python)
+            .arg(root.join("tests/api_fuzz/run.py"))
+            .args([base.as_str(), MAX_EXAMPLES])
+            .current_dir(&root),
+    )
+}
+
+/// A virtualenv in `target/` with the pinned requirements; reused while they are unchanged.
+fn venv(root: &Path) -> Result<PathBuf> {
+    let dir = root.join("target/api-fuzz-venv");
+    let python = dir.join("bin/python");
+    let requirements = root.join("tests/api_fuzz/requirements.txt");
+    let stamp = dir.join("requirements.installed");
+    let wanted = std::fs::read_to_string(&requirements)
+        .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
+    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&wanted) {
+        return Ok(python);
+    }
+    let has_venv = run::output(Command::new("python3").args(["-c", "import venv, ensurepip"]));
+    if has_venv.is_none() {
+        install::apt(&[("/usr/share/doc/python3-venv", "python3-venv")])?;
+    }
+    run::status(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
+    run::status(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements),
+    )?;
+    std::fs::write(&stamp, wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    Ok(python)
+}
+
+/// The server binary in dev mode on a free loopback port, killed on drop.
+struct DevServer {
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl DevServer {
+    fn start(binary: &Path) -> Result<Self> {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free loopback port: {e}"))?;
+        let child = Command::new(binary)
+            .env_remove("WECHAT_APPID")
+            .env("LISTEN_ADDR", addr.to_string())
+            .env("SESSION_STORE", "memory")
+            // The fuzzer is one client sending thousands of logins: limiting it would only
+            // test the limiter.
+            .env("LOGIN_RATE_PER_MINUTE", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let server = Self { addr, child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !server.healthy() {
+            if Instant::now() > deadline {
+                return Err("the server did not answer /healthz within 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    fn healthy(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)) else {
+            return false;
+        };
+        let request = format!(
+            "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        let mut answer = String::new();
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        stream.write_all(request.as_bytes()).is_ok()
+            && stream.read_to_string(&mut answer).is_ok()
+            && answer.starts_with("HTTP/1.1 200")
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
