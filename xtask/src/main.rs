@@ -3,6 +3,7 @@
 //! fails with a clear message), never silently skipped.
 
 mod api_fuzz;
+mod harness;
 mod install;
 mod run;
 mod wasm;
@@ -41,7 +42,8 @@ fn build() -> Result {
     run::step("cargo build", || {
         run::cargo(&["build", "--workspace", "--locked"])
     })?;
-    wasm::build()
+    wasm::build()?;
+    harness::build()
 }
 
 fn test() -> Result {
@@ -67,6 +69,7 @@ fn test() -> Result {
         "mini-program tests (node --test tests/miniprogram/)",
         miniprogram_tests,
     )?;
+    harness::browser_tests()?;
     run::step(
         "API fuzzing (schemathesis against /openapi.json)",
         api_fuzz::run,

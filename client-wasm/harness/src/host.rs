@@ -1,0 +1,386 @@
+//! The state machine's host in the browser: one queue of events in, one interpreter of effects
+//! out ([`Host::perform`]), with the page's signals ([`Ui`]) updated along the way.
+//!
+//! It does what `miniprogram/lib/host.js` does in the mini-program, with browser stand-ins:
+//! localStorage for `wx.setStorageSync` and friends, `fetch` for `wx.request`, the dev
+//! server's `POST /sim/wx.login` for `wx.login()`, `setTimeout` for timers. The machine decides
+//! everything (when to check, log in, retry, give up); this file only translates.
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::VecDeque,
+    rc::Rc,
+};
+
+use client_wasm::{Config, Effect, Event, Machine, Method, Snapshot, StateName, WaiterResult};
+use gloo_net::http::{Request, RequestBuilder};
+use gloo_storage::{LocalStorage, Storage};
+use leptos::{prelude::*, task::spawn_local};
+use serde::{Deserialize, Serialize};
+
+/// A request that gets no answer within this time fails (`http_failed`), as `wx.request`'s
+/// `timeout` does; without it a hung connection would leave the machine waiting forever.
+const REQUEST_TIMEOUT_MS: u32 = 10_000;
+
+/// How many log lines the page keeps; a retry storm must not grow the page without bound.
+const LOG_LIMIT: usize = 400;
+
+/// What the page shows, as signals (plain `Copy` handles, so view closures can hold them).
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    /// The machine's last `state_changed`.
+    pub snapshot: RwSignal<Snapshot>,
+    /// The token the last successful `resolve_waiters` handed out; `None` after logout/forget.
+    pub token: RwSignal<Option<String>>,
+    /// Every event and effect, oldest first.
+    pub log: RwSignal<Vec<LogLine>>,
+}
+
+/// One line of the page's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Unique and increasing, the key the page's list renders by.
+    pub id: u64,
+    /// Milliseconds since the page started.
+    pub at_ms: u64,
+    pub kind: LogKind,
+    /// The event or effect in its JSON form (the same text the mini-program's host exchanges).
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKind {
+    /// Host → machine.
+    Event,
+    /// Machine → host.
+    Effect,
+    /// The harness's own doings (simulator faults, storage errors).
+    Note,
+}
+
+impl LogKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::Event => "event",
+            LogKind::Effect => "effect",
+            LogKind::Note => "note",
+        }
+    }
+}
+
+/// The machine plus its host state; cheap to clone (an `Rc`), because timers and requests
+/// finish later and each needs a handle to feed its answer back.
+#[derive(Clone)]
+pub struct Host(Rc<Inner>);
+
+struct Inner {
+    machine: RefCell<Machine>,
+    /// Events not handled yet. An effect answered synchronously (a storage read) queues its
+    /// event here instead of re-entering the machine while the rest of the batch is pending,
+    /// which keeps effects carried out in order, as the host contract asks.
+    queue: RefCell<VecDeque<Event>>,
+    draining: Cell<bool>,
+    next_waiter: Cell<u32>,
+    next_log_id: Cell<u64>,
+    started_ms: u64,
+    ui: Ui,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("state", &self.0.machine.borrow().state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// A machine with the mini-program's default config; nothing happens until [`Host::launch`].
+    pub fn new() -> (Host, Ui) {
+        let machine = Machine::new(Config::default());
+        let ui = Ui {
+            snapshot: RwSignal::new(machine.snapshot()),
+            token: RwSignal::new(None),
+            log: RwSignal::new(Vec::new()),
+        };
+        let host = Host(Rc::new(Inner {
+            machine: RefCell::new(machine),
+            queue: RefCell::new(VecDeque::new()),
+            draining: Cell::new(false),
+            next_waiter: Cell::new(1),
+            next_log_id: Cell::new(1),
+            started_ms: now_ms(),
+            ui,
+        }));
+        (host, ui)
+    }
+
+    /// The mini-program's `onLaunch`: `launched` (read storage, then check or log in), then
+    /// `ensure_login` so the page gets a token as the first page of the app does.
+    pub fn launch(&self) {
+        self.dispatch(Event::Launched { now_ms: now_ms() });
+        self.ensure_login();
+    }
+
+    /// Asks for a usable token; the answer comes as a `resolve_waiters` effect.
+    pub fn ensure_login(&self) {
+        let waiter = self.0.next_waiter.get();
+        self.0.next_waiter.set(waiter.wrapping_add(1));
+        self.dispatch(Event::EnsureLogin {
+            waiter,
+            now_ms: now_ms(),
+        });
+    }
+
+    /// A fresh login even when logged in (the mini-program's `app.login()`).
+    pub fn login(&self) {
+        self.dispatch(Event::LoginRequested);
+        self.ensure_login();
+    }
+
+    /// Logs out here and on the server.
+    pub fn logout(&self) {
+        self.dispatch(Event::LogoutRequested);
+    }
+
+    /// Drops the stored token without telling the server (as if storage had been cleared).
+    pub fn forget(&self) {
+        self.dispatch(Event::ForgetToken);
+    }
+
+    /// Makes the simulator answer the next code2Session with `errcode`, then logs in afresh so
+    /// the trouble shows at once (the page then shows the machine's retry).
+    pub fn simulate_fault(&self, errcode: i32) {
+        let host = self.clone();
+        spawn_local(async move {
+            let body = FaultsBody {
+                errcodes: vec![errcode],
+            };
+            match post_json("/sim/faults", &body).await {
+                Ok(_) => {
+                    host.note(format!(
+                        "simulator: next code2Session answers errcode {errcode}"
+                    ));
+                    host.login();
+                }
+                Err(e) => host.note(format!("simulator: cannot set fault: {e}")),
+            }
+        });
+    }
+
+    /// Feeds `event` to the machine (after any queued ones) and carries out what it returns.
+    fn dispatch(&self, event: Event) {
+        self.0.queue.borrow_mut().push_back(event);
+        if self.0.draining.replace(true) {
+            // Called from `perform` below: the loop that is running picks the event up.
+            return;
+        }
+        loop {
+            // A statement of its own, so the queue is not borrowed while effects run.
+            let next = self.0.queue.borrow_mut().pop_front();
+            let Some(event) = next else { break };
+            self.log(LogKind::Event, to_json(&event));
+            let effects = self.0.machine.borrow_mut().handle(event);
+            for effect in effects {
+                self.log(LogKind::Effect, to_json(&effect));
+                self.perform(effect);
+            }
+        }
+        self.0.draining.set(false);
+    }
+
+    /// The effect interpreter: every effect the machine can ask for, carried out with a
+    /// browser API. Answers come back through [`Host::dispatch`], now or later.
+    fn perform(&self, effect: Effect) {
+        match effect {
+            Effect::ReadStorage { key } => {
+                // localStorage's raw string, as `wx.getStorageSync` returns it; gloo's typed
+                // `get` would JSON-decode it and miss the old app's bare token strings.
+                let value = LocalStorage::raw()
+                    .get_item(&key)
+                    .ok()
+                    .flatten()
+                    .filter(|v| !v.is_empty());
+                self.dispatch(Event::StorageRead {
+                    key,
+                    value,
+                    now_ms: now_ms(),
+                });
+            }
+            Effect::WriteStorage { key, value } => {
+                if let Err(e) = LocalStorage::raw().set_item(&key, &value) {
+                    self.note(format!("localStorage refused to store {key:?}: {e:?}"));
+                }
+            }
+            Effect::RemoveStorage { key } => {
+                let _ = LocalStorage::raw().remove_item(&key);
+                self.0.ui.token.set(None);
+            }
+            Effect::WxLogin => {
+                let host = self.clone();
+                spawn_local(async move {
+                    let event = match wx_login().await {
+                        Ok(code) => Event::WxLoginSucceeded { code },
+                        Err(err_msg) => Event::WxLoginFailed { err_msg },
+                    };
+                    host.dispatch(event);
+                });
+            }
+            Effect::HttpRequest {
+                request,
+                method,
+                path,
+                bearer,
+                body,
+            } => {
+                let host = self.clone();
+                spawn_local(async move {
+                    let event = http(request, method, &path, bearer, body).await;
+                    host.dispatch(event);
+                });
+            }
+            Effect::StartTimer { timer, delay_ms } => {
+                // Never cancelled: the machine ignores timers that fire late or needlessly.
+                let host = self.clone();
+                let delay = u32::try_from(delay_ms).unwrap_or(u32::MAX);
+                gloo_timers::callback::Timeout::new(delay, move || {
+                    host.dispatch(Event::TimerFired { timer });
+                })
+                .forget();
+            }
+            Effect::StateChanged(snapshot) => {
+                // Logged in with no waiter left to hand us the token (a retry timer finished
+                // the login): ask for it, as the mini-program's host does.
+                let ask_for_token = snapshot.state == StateName::LoggedIn
+                    && self.0.ui.token.with_untracked(Option::is_none);
+                self.0.ui.snapshot.set(snapshot);
+                if ask_for_token {
+                    self.ensure_login();
+                }
+            }
+            Effect::ResolveWaiters { waiters: _, result } => match result {
+                WaiterResult::Ok { token } => self.0.ui.token.set(Some(token)),
+                // The error is in the snapshot (`last_error`) and in the log already.
+                WaiterResult::Err(_) => {}
+            },
+        }
+    }
+
+    fn note(&self, text: String) {
+        self.log(LogKind::Note, text);
+    }
+
+    fn log(&self, kind: LogKind, text: String) {
+        let id = self.0.next_log_id.get();
+        self.0.next_log_id.set(id + 1);
+        let line = LogLine {
+            id,
+            at_ms: now_ms().saturating_sub(self.0.started_ms),
+            kind,
+            text,
+        };
+        self.0.ui.log.update(|log| {
+            if log.len() >= LOG_LIMIT {
+                log.remove(0);
+            }
+            log.push(line);
+        });
+    }
+}
+
+/// `wx.login()` in the browser: the dev server's simulator issues a code.
+async fn wx_login() -> Result<String, String> {
+    #[derive(Deserialize)]
+    struct Code {
+        code: String,
+    }
+    let text = post_json("/sim/wx.login", &serde_json::json!({})).await?;
+    serde_json::from_str::<Code>(&text)
+        .map(|c| c.code)
+        .map_err(|e| format!("login:fail bad simulator answer: {e}"))
+}
+
+#[derive(Serialize)]
+struct FaultsBody {
+    errcodes: Vec<i32>,
+}
+
+/// POSTs `body` as JSON to one of the simulator's routes; the answer's text if it is a 2xx.
+async fn post_json(path: &str, body: &impl Serialize) -> Result<String, String> {
+    let response = Request::post(path)
+        .json(body)
+        .map_err(|e| format!("request:fail {e}"))?
+        .send()
+        .await
+        .map_err(|e| format!("request:fail {e}"))?;
+    let text = response.text().await.unwrap_or_default();
+    if response.ok() {
+        Ok(text)
+    } else {
+        Err(format!("HTTP {} from {path}: {text}", response.status()))
+    }
+}
+
+/// Carries out one `http_request` effect and returns the event that answers it: any HTTP
+/// answer (4xx and 5xx too) is an `http_response`, no answer is an `http_failed`, the same
+/// split `wx.request` makes with `success` and `fail`.
+async fn http(
+    request: u32,
+    method: Method,
+    path: &str,
+    bearer: Option<String>,
+    body: Option<String>,
+) -> Event {
+    let mut builder: RequestBuilder = match method {
+        Method::Get => Request::get(path),
+        Method::Post => Request::post(path),
+    };
+    let timeout = web_sys::AbortSignal::timeout_with_u32(REQUEST_TIMEOUT_MS);
+    builder = builder.abort_signal(Some(&timeout));
+    if let Some(bearer) = bearer {
+        builder = builder.header("Authorization", &format!("Bearer {bearer}"));
+    }
+    let built = match body {
+        Some(body) => builder
+            .header("Content-Type", "application/json")
+            .body(body),
+        None => builder.build(),
+    };
+    let answer = match built {
+        Ok(request) => request.send().await,
+        Err(e) => Err(e),
+    };
+    let failed = |e: gloo_net::Error| Event::HttpFailed {
+        request,
+        err_msg: format!("request:fail {e}"),
+    };
+    let response = match answer {
+        Ok(response) => response,
+        Err(e) => return failed(e),
+    };
+    let status = response.status();
+    let retry_after_s = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.trim().parse().ok());
+    match response.text().await {
+        Ok(body) => Event::HttpResponse {
+            request,
+            status,
+            body,
+            retry_after_s,
+            now_ms: now_ms(),
+        },
+        Err(e) => failed(e),
+    }
+}
+
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("(not serializable: {e})"))
+}
+
+/// Wall-clock milliseconds, the time base of the machine's `now_ms` and of stored expiries.
+pub fn now_ms() -> u64 {
+    // `Date.now()` is a whole number of milliseconds, well inside u64 and f64's exact range.
+    js_sys::Date::now() as u64
+}

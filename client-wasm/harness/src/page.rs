@@ -1,0 +1,157 @@
+//! The page: what the mini-program's index page shows (login state, token expiry, buttons),
+//! plus the simulator's trouble buttons and a log of every event and effect.
+//!
+//! Ids and `data-state` are the browser tests' handles (`tests/browser/`): `#login-state`
+//! carries the state's stable name (`StateName::as_str()`) in `data-state`; the buttons are
+//! `#login`, `#logout`, `#forget`, `#sim-busy` and `#sim-invalid-code`; the log is `#log`.
+
+use client_wasm::Snapshot;
+use leptos::prelude::*;
+
+use crate::host::{Host, LogKind, now_ms};
+
+/// WeChat's "system busy, try again" errcode: transient, the machine retries with a new code.
+const ERRCODE_BUSY: i32 = -1;
+/// WeChat's "invalid code": the machine asks for a new code at once.
+const ERRCODE_INVALID_CODE: i32 = 40029;
+
+#[component]
+pub fn App() -> impl IntoView {
+    let (host, ui) = Host::new();
+    // Event handlers get the host through a local stored value: a `Copy` handle to a value that
+    // stays on this thread (the host is `Rc`-based, and view closures must be `Send`).
+    let stored = StoredValue::new_local(host);
+    let act = move |f: fn(&Host)| move |_| stored.with_value(f);
+
+    let state = move || ui.snapshot.with(|s| s.state.as_str());
+    let view = move || {
+        ui.snapshot.with(|s| {
+            (
+                expiry_text(s),
+                if s.verified {
+                    "yes"
+                } else {
+                    "no (not yet or server unreachable)"
+                },
+                s.attempt.to_string(),
+                s.last_error.as_ref().map_or_else(
+                    || "none".to_owned(),
+                    |e| format!("{}: {}", e.code, e.message),
+                ),
+            )
+        })
+    };
+    let token = move || {
+        ui.token.with(|t| {
+            t.as_deref().map_or_else(
+                || "none".to_owned(),
+                // Enough to tell tokens apart by eye; the whole token is in localStorage.
+                |t| format!("{}…", t.chars().take(10).collect::<String>()),
+            )
+        })
+    };
+
+    let page = view! {
+        <main>
+            <header>
+                <h1>"Login harness"</h1>
+                <p class="lead">
+                    "The mini-program's login state machine (client-wasm), running in the "
+                    "browser against this dev server. WeChat is the server's simulator."
+                </p>
+            </header>
+
+            <section class="panel status">
+                <div class="state-row">
+                    <span class="label">"State"</span>
+                    <span id="login-state" class="state" data-state=state>{state}</span>
+                </div>
+                <dl>
+                    <dt>"Token"</dt>
+                    <dd id="token"><code>{token}</code></dd>
+                    <dt>"Expires"</dt>
+                    <dd id="expires">{move || view().0}</dd>
+                    <dt>"Verified"</dt>
+                    <dd id="verified">{move || view().1}</dd>
+                    <dt>"Attempt"</dt>
+                    <dd id="attempt">{move || view().2}</dd>
+                    <dt>"Last error"</dt>
+                    <dd id="last-error">{move || view().3}</dd>
+                </dl>
+            </section>
+
+            <section class="panel actions">
+                <div class="group">
+                    <h2>"Session"</h2>
+                    <button id="login" class="primary" on:click=act(Host::login)>"Log in"</button>
+                    <button id="logout" on:click=act(Host::logout)>"Log out"</button>
+                    <button id="forget" on:click=act(Host::forget)>"Forget cached token"</button>
+                </div>
+                <div class="group">
+                    <h2>"Simulate WeChat trouble (next login)"</h2>
+                    <button id="sim-busy" class="warn" on:click=act(|h| h.simulate_fault(ERRCODE_BUSY))>
+                        "System busy (-1)"
+                    </button>
+                    <button
+                        id="sim-invalid-code"
+                        class="warn"
+                        on:click=act(|h| h.simulate_fault(ERRCODE_INVALID_CODE))
+                    >
+                        "Invalid code (40029)"
+                    </button>
+                    <p class="hint small">
+                        "The server retries \"busy\" itself (WECHAT_BUSY_RETRIES, default 3); "
+                        "start it with WECHAT_BUSY_RETRIES=0 to watch the machine retry."
+                    </p>
+                </div>
+            </section>
+
+            <section class="panel">
+                <h2>"Log " <span class="hint">"(events in, effects out; newest first)"</span></h2>
+                <ol id="log">
+                    <For
+                        each=move || ui.log.get().into_iter().rev()
+                        key=|line| line.id
+                        children=|line| {
+                            view! {
+                                <li class=format!("log-{}", line.kind.as_str())>
+                                    <span class="at">{format!("+{} ms", line.at_ms)}</span>
+                                    <span class="kind">{kind_arrow(line.kind)}</span>
+                                    <code>{line.text}</code>
+                                </li>
+                            }
+                        }
+                    />
+                </ol>
+            </section>
+        </main>
+    };
+    // Launch once the view exists, as the mini-program's `onLaunch` does before its first page
+    // asks for a token.
+    stored.with_value(Host::launch);
+    page
+}
+
+fn kind_arrow(kind: LogKind) -> &'static str {
+    match kind {
+        LogKind::Event => "event →",
+        LogKind::Effect => "← effect",
+        LogKind::Note => "note",
+    }
+}
+
+/// The expiry as a UTC date and how far away it is.
+fn expiry_text(snapshot: &Snapshot) -> String {
+    let Some(at) = snapshot.token_expires_at_ms else {
+        return "no token".to_owned();
+    };
+    let date = js_sys::Date::new(&(at as f64).into());
+    let iso: String = date.to_iso_string().into();
+    // "2025-01-31T12:34:56.789Z" → "2025-01-31 12:34:56 UTC"
+    let shown = iso
+        .get(..19)
+        .map_or(iso.clone(), |s| s.replace('T', " ") + " UTC");
+    let left_s = at.saturating_sub(now_ms()) / 1000;
+    let (d, h, m) = (left_s / 86_400, left_s % 86_400 / 3600, left_s % 3600 / 60);
+    format!("{shown} (in {d} d {h} h {m} min)")
+}

@@ -1,0 +1,187 @@
+// The browser harness (client-wasm/harness), end to end: the leptos page running the login
+// state machine in headless Chromium, against the real server in dev mode (its WeChat
+// simulator answers code2Session). One server for the file; each test gets a fresh browser
+// profile and measures the simulator's counters as differences, so tests do not see each
+// other's logins. Tests in a file run one after another.
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { startServer, openBrowser, ARTIFACTS } = require('./support.js');
+
+const STATE = '#login-state';
+
+let server;
+test.before(async () => {
+  // The server retries WeChat's "busy" itself (WECHAT_BUSY_RETRIES, default 3), which would
+  // hide it from the page; with 0 a busy answer reaches the machine, whose retry is under test.
+  server = await startServer({ env: { WECHAT_BUSY_RETRIES: '0' } });
+});
+test.after(async () => {
+  if (server) await server.stop();
+});
+
+/** A fresh browser for one test, closed (and checked for script errors) when it ends. */
+async function browser(t) {
+  const b = await openBrowser();
+  t.after(async () => {
+    await b.close();
+    // HTTP error statuses the machine handles (503 while WeChat is "busy") are logged by
+    // Chromium as "Failed to load resource"; anything else is a bug in the page.
+    const unexpected = b.errors.filter((e) => !e.includes('Failed to load resource'));
+    assert.deepEqual(unexpected, [], 'the page reported errors');
+  });
+  return b;
+}
+
+async function waitForState(page, state, timeout = 15000) {
+  await page.waitForSelector(`${STATE}[data-state="${state}"]`, { timeout });
+}
+
+/** The token as the machine stored it (the same JSON form the mini-program stores). */
+async function storedToken(page) {
+  const raw = await page.evaluate(() => localStorage.getItem('token'));
+  return raw === null ? null : JSON.parse(raw).token;
+}
+
+function count(requests, wanted) {
+  return requests.filter((r) => r === wanted).length;
+}
+
+async function statsDelta(before) {
+  const now = await server.stats();
+  return {
+    code2session_calls: now.code2session_calls - before.code2session_calls,
+    codes_issued: now.codes_issued - before.codes_issued,
+  };
+}
+
+test('a first visit logs in and shows the state, expiry and log', async (t) => {
+  const { page, requests } = await browser(t);
+  const before = await server.stats();
+
+  await page.goto(`${server.base}/harness/`);
+  await waitForState(page, 'logged-in');
+
+  const token = await storedToken(page);
+  assert.ok(token, 'a token is stored in localStorage');
+  assert.equal((await server.api('GET', '/checklogin', undefined, token)).body.is_login, true);
+  assert.equal(count(requests, 'POST /login'), 1);
+  assert.equal(count(requests, 'POST /sim/wx.login'), 1);
+  assert.equal(count(requests, 'GET /checklogin'), 0, 'nothing stored, so nothing to check');
+  assert.deepEqual(await statsDelta(before), { code2session_calls: 1, codes_issued: 1 });
+
+  assert.match(await page.textContent('#expires'), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in 6 d 23 h/);
+  assert.match(await page.textContent('#token'), new RegExp(`^${token.slice(0, 10)}`));
+  const log = await page.textContent('#log');
+  for (const kind of ['"launched"', '"read_storage"', '"wx_login"', '"http_request"', '"state_changed"']) {
+    assert.ok(log.includes(kind), `the log shows ${kind}`);
+  }
+
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, 'harness-logged-in.png'), fullPage: true });
+});
+
+test('a reload in the same profile is logged in again from storage, without a new login', async (t) => {
+  const { page, requests } = await browser(t);
+  await page.goto(`${server.base}/harness/`);
+  await waitForState(page, 'logged-in');
+  const token = await storedToken(page);
+
+  const before = await server.stats();
+  requests.length = 0;
+  await page.reload();
+  await waitForState(page, 'logged-in');
+
+  assert.equal(await storedToken(page), token, 'the same token');
+  assert.equal(count(requests, 'POST /login'), 0);
+  assert.equal(count(requests, 'POST /sim/wx.login'), 0);
+  assert.equal(count(requests, 'GET /checklogin'), 1, 'the stored token is verified once');
+  assert.deepEqual(await statsDelta(before), { code2session_calls: 0, codes_issued: 0 });
+  assert.equal((await page.textContent('#verified')).trim(), 'yes');
+});
+
+test('log out reaches logged-out and the server no longer accepts the token', async (t) => {
+  const { page } = await browser(t);
+  await page.goto(`${server.base}/harness/`);
+  await waitForState(page, 'logged-in');
+  const token = await storedToken(page);
+  assert.equal((await server.api('GET', '/checklogin', undefined, token)).body.is_login, true);
+
+  // POST /logout is fire and forget for the machine; wait for its answer before asking.
+  const loggedOut = page.waitForResponse((r) => new URL(r.url()).pathname === '/logout');
+  await page.click('#logout');
+  await waitForState(page, 'logged-out');
+  assert.equal((await loggedOut).status(), 204);
+
+  assert.equal(await storedToken(page), null, 'storage is cleared');
+  assert.equal((await page.textContent('#token')).trim(), 'none');
+  const check = await server.api('GET', '/checklogin', undefined, token);
+  assert.equal(check.status, 200);
+  assert.equal(check.body.is_login, false);
+
+  // Not sticky: logging in again works.
+  await page.click('#login');
+  await waitForState(page, 'logged-in');
+  assert.notEqual(await storedToken(page), token);
+});
+
+test('WeChat busy once on the first login: the machine retries with a fresh code and logs in', async (t) => {
+  const { page, requests } = await browser(t);
+  const fault = await server.api('POST', '/sim/faults', { errcodes: [-1] });
+  assert.ok(fault.status < 300, `POST /sim/faults answered ${fault.status}`);
+  const before = await server.stats();
+
+  await page.goto(`${server.base}/harness/`);
+  await waitForState(page, 'logged-in');
+
+  assert.equal(count(requests, 'POST /sim/wx.login'), 2, 'a fresh code for the retry');
+  assert.equal(count(requests, 'POST /login'), 2);
+  assert.deepEqual(await statsDelta(before), { code2session_calls: 2, codes_issued: 2 });
+  const log = await page.textContent('#log');
+  assert.ok(log.includes('"state":"retry-waiting"'), 'the log shows the retry');
+  assert.equal((await page.textContent('#attempt')).trim(), '0');
+});
+
+test('the trouble buttons: busy retries after a delay, an invalid code retries at once', async (t) => {
+  const { page } = await browser(t);
+  await page.goto(`${server.base}/harness/`);
+  await waitForState(page, 'logged-in');
+  let token = await storedToken(page);
+
+  for (const button of ['#sim-busy', '#sim-invalid-code']) {
+    const before = await server.stats();
+    await page.click(button);
+    // A fresh login: two codes (the failed one and the retry's), then a new token.
+    await page.waitForFunction(
+      (old) => {
+        const raw = localStorage.getItem('token');
+        const state = document.querySelector('#login-state').dataset.state;
+        return raw !== null && JSON.parse(raw).token !== old && state === 'logged-in';
+      },
+      token,
+      { timeout: 15000 },
+    );
+    assert.deepEqual(await statsDelta(before), { code2session_calls: 2, codes_issued: 2 }, button);
+    token = await storedToken(page);
+  }
+  const log = await page.textContent('#log');
+  assert.ok(log.includes('next code2Session answers errcode -1'));
+  assert.ok(log.includes('next code2Session answers errcode 40029'));
+});
+
+test('forget drops the cached token; a reload then logs in afresh', async (t) => {
+  const { page, requests } = await browser(t);
+  await page.goto(`${server.base}/harness/`);
+  await waitForState(page, 'logged-in');
+
+  await page.click('#forget');
+  await page.waitForFunction(() => localStorage.getItem('token') === null);
+  requests.length = 0;
+  await page.reload();
+  await waitForState(page, 'logged-in');
+  assert.equal(count(requests, 'GET /checklogin'), 0);
+  assert.equal(count(requests, 'POST /login'), 1);
+});
