@@ -5,7 +5,9 @@
 use std::sync::{Arc, Mutex};
 
 use server::{store::unix_now, token::Token};
-use workspace_tests::TestServer;
+use workspace_tests::{TestServer, Upstream, config};
+
+const SECRET: &str = "8f3b1c0d9e7a4b2c8f3b1c0d9e7a4b2c";
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -30,14 +32,27 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
         .with_writer(move || writer.clone())
         .init();
 
-    let server = TestServer::start(&[]).await;
+    // Production mode against a WeChat simulator whose secret this test knows.
+    let upstream = Upstream::start("wxlogtest0000001", SECRET).await;
+    let flags = upstream.flags();
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = TestServer::start_with(config(&args), None).await;
     let mut responses = String::new();
 
-    let code = server.wx_login().await;
+    let code = upstream.sim.issue_code("lee");
     let response = server.post_login(&code).await;
     let body = response.text().await.unwrap();
     responses.push_str(&body);
     let token: shared::LoginResponse = serde_json::from_str(&body).unwrap();
+    // The session_key WeChat gave for this login, read back from the store.
+    let session = server
+        .state
+        .stores
+        .sessions
+        .get(Token::parse(&token.token).unwrap().hash(), unix_now())
+        .await
+        .unwrap()
+        .expect("session stored");
     for form in ["bearer", "query"] {
         let request = server.http.get(server.url("/checklogin"));
         let request = match form {
@@ -51,18 +66,6 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
     let logout = server.logout(&token.token).await;
     responses.push_str(&logout.text().await.unwrap());
 
-    let key = Token::parse(&token.token).unwrap().hash();
-    // The session is gone after logout, so look the key up from a second login instead.
-    let second = server.login().await.token;
-    let session = server
-        .state
-        .stores
-        .sessions
-        .get(Token::parse(&second).unwrap().hash(), unix_now())
-        .await
-        .unwrap()
-        .expect("session stored");
-    assert!(!key.to_hex().is_empty());
     server.stop().await;
 
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
@@ -70,11 +73,11 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
     for (what, secret) in [
         ("session_key", session.session_key.as_str()),
         ("token", token.token.as_str()),
-        ("second token", second.as_str()),
         ("login code", code.as_str()),
+        ("WECHAT_SECRET", SECRET),
     ] {
         assert!(!logs.contains(secret), "{what} leaked into the log");
-        if what == "session_key" {
+        if what == "session_key" || what == "WECHAT_SECRET" {
             assert!(!responses.contains(secret), "{what} leaked into a response");
         }
     }

@@ -125,10 +125,12 @@ pub fn wasm_bindgen_cli() -> Result<PathBuf> {
         }
     }
     // No `--locked`: the CLI's own lock file names a crate version the registry no longer
-    // serves (see the toolchain notes).
+    // serves (see the toolchain notes). `--force`: cargo's install records may claim the
+    // version is there while the binary is missing or another version.
     eprintln!("    installing {wanted} (about 2 minutes)");
     status(Command::new(outer_cargo()).args([
         "install",
+        "--force",
         "wasm-bindgen-cli",
         "--version",
         &version,
