@@ -6,7 +6,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { Runtime, Device } = require('./runtime.js');
-const { startServer, freePort } = require('./server.js');
+const { startServer, freePort } = require('../js/dev-server.js');
 
 // Short backoff keeps the retry tests fast; everything else is the shipped config.
 const FAST = { max_attempts: 3, base_backoff_ms: 50, max_backoff_ms: 400, storage_key: 'token' };

@@ -10,7 +10,7 @@ const os = require('node:os');
 const path = require('node:path');
 const zlib = require('node:zlib');
 const { Runtime, Device, render, PACKAGE_ROOT } = require('./runtime.js');
-const { freePort } = require('./server.js');
+const { freePort } = require('../js/dev-server.js');
 
 /** A runtime with its sandbox built but no app launched. */
 function sandbox(t, options) {

@@ -18,15 +18,7 @@ const MAX_EXAMPLES: &str = "800";
 pub fn run() -> Result {
     let root = run::root();
     let python = venv(&root)?;
-    run::cargo(&[
-        "build",
-        "--package",
-        "server",
-        "--bin",
-        "server",
-        "--locked",
-    ])?;
-    let server = DevServer::start(&root.join("target/debug/server"))?;
+    let server = DevServer::start(&run::build_server()?)?;
     let base = format!("http://{}", server.addr);
     run::status(
         Command::new(&python)

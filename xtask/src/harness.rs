@@ -88,14 +88,7 @@ pub fn browser_tests() -> Result {
         npm_install(&tests)
     })?;
     run::step("server build (for the browser tests)", || {
-        run::cargo(&[
-            "build",
-            "--package",
-            "server",
-            "--bin",
-            "server",
-            "--locked",
-        ])
+        run::build_server().map(drop)
     })?;
     // Always rebuilt (cheap when nothing changed): a stale dist/ would test old code.
     build()?;

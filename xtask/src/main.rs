@@ -80,21 +80,13 @@ fn test() -> Result {
 /// tests start `target/debug/server` themselves, so it is built first.
 fn miniprogram_tests() -> Result {
     wasm::node()?;
-    run::cargo(&[
-        "build",
-        "--package",
-        "server",
-        "--bin",
-        "server",
-        "--locked",
-    ])?;
-    let root = run::root();
+    let server = run::build_server()?;
     run::status(
         std::process::Command::new("node")
             // spec: one readable line per test in the log (TAP is the default when piped).
             .args(["--test", "--test-reporter=spec", "tests/miniprogram/"])
-            .env("SERVER_BIN", root.join("target/debug/server"))
-            .current_dir(&root),
+            .env("SERVER_BIN", server)
+            .current_dir(run::root()),
     )
 }
 

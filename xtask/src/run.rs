@@ -53,3 +53,16 @@ pub fn cargo(args: &[&str]) -> Result {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     status(Command::new(cargo).args(args).current_dir(root()))
 }
+
+/// Builds the server binary the JavaScript suites and the API fuzzer start, and says where it is.
+pub fn build_server() -> Result<PathBuf> {
+    cargo(&[
+        "build",
+        "--package",
+        "server",
+        "--bin",
+        "server",
+        "--locked",
+    ])?;
+    Ok(root().join("target/debug/server"))
+}

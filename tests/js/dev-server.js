@@ -1,13 +1,17 @@
 // Starts the real login server (target/debug/server, built by `cargo xtask test`) for the
-// mini-program tests: dev mode (its WeChat simulator answers code2Session), memory store, on a
-// port of our choosing so a test can stop it and start it again on the same address.
+// JavaScript test suites (the mini-program runtime and the browser tests): dev mode, so its
+// WeChat simulator answers code2Session; memory store; on a free loopback port or one the
+// test chooses, so a test can stop it and start it again on the same address.
 'use strict';
 
 const { spawn } = require('node:child_process');
+const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
-const fs = require('node:fs');
-const { hostRequest } = require('./runtime.js');
+
+const ROOT = path.resolve(__dirname, '../..');
+const SERVER_BIN = process.env.SERVER_BIN || path.join(ROOT, 'target/debug/server');
+const HARNESS_DIR = process.env.HARNESS_DIR || path.join(ROOT, 'client-wasm/harness/dist');
 
 // Every server still running when the test process exits is killed, even after a failed test
 // whose clean-up did not run; the handles are unref'd so they cannot keep the process alive.
@@ -15,8 +19,6 @@ const running = new Set();
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
-
-const SERVER_BIN = process.env.SERVER_BIN || path.resolve(__dirname, '../../target/debug/server');
 
 /** A port nothing listens on right now (bound, read, released). */
 function freePort() {
@@ -33,15 +35,25 @@ function freePort() {
 
 /**
  * Starts a server and waits until /healthz answers. `env` adds variables (e.g.
- * WECHAT_BUSY_RETRIES). Resolves with { port, base, stop(), api(method, path, body, token) }.
+ * WECHAT_BUSY_RETRIES); `harness` makes it serve the built browser harness. Resolves with
+ * { port, base, api(method, path, body?, token?), stats(), output(), stop() }.
  */
-async function startServer({ port, env = {} } = {}) {
-  if (!fs.existsSync(SERVER_BIN)) {
-    throw new Error(`${SERVER_BIN} is missing: build it with \`cargo build -p server\` (cargo xtask test does)`);
+async function startServer({ port, env = {}, harness = false } = {}) {
+  const needed = [['server binary', SERVER_BIN, 'cargo build -p server']];
+  if (harness) needed.push(['harness', path.join(HARNESS_DIR, 'index.html'), 'cargo xtask build']);
+  for (const [what, file, hint] of needed) {
+    if (!fs.existsSync(file)) throw new Error(`${what} missing at ${file}: build it with \`${hint}\``);
   }
   port = port || (await freePort());
   const base = `http://127.0.0.1:${port}`;
-  const childEnv = { ...process.env, LISTEN_ADDR: `127.0.0.1:${port}`, SESSION_STORE: 'memory', RUST_LOG: 'warn', ...env };
+  const childEnv = {
+    ...process.env,
+    LISTEN_ADDR: `127.0.0.1:${port}`,
+    SESSION_STORE: 'memory',
+    HARNESS_DIR,
+    RUST_LOG: process.env.RUST_LOG || 'warn',
+    ...env,
+  };
   delete childEnv.WECHAT_APPID; // dev mode: logins go to the built-in simulator
   delete childEnv.WECHAT_SECRET;
   const child = spawn(SERVER_BIN, [], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -59,14 +71,19 @@ async function startServer({ port, env = {} } = {}) {
     const headers = {};
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (token) headers.authorization = `Bearer ${token}`;
-    const res = await hostRequest(base + pathname, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const res = await fetch(base + pathname, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
     let json;
     try {
-      json = JSON.parse(res.body);
+      json = JSON.parse(text);
     } catch {
       json = undefined;
     }
-    return { status: res.statusCode, body: json, text: res.body };
+    return { status: res.status, body: json, text };
   };
 
   const deadline = Date.now() + 15000;
@@ -89,6 +106,10 @@ async function startServer({ port, env = {} } = {}) {
     base,
     api,
     output: () => output,
+    /** The simulator's counters: { code2session_calls, codes_issued }. */
+    async stats() {
+      return (await api('GET', '/sim/stats')).body;
+    },
     /** Stops the server and waits until the port is free again. */
     async stop() {
       if (child.exitCode === null) {
