@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use shared::{ErrorCode, LoginResponse};
-use workspace_tests::{TestServer, config, error_body};
+use workspace_tests::{TestServer, error_body, wechat_config};
 
 #[tokio::test]
 async fn a_login_burst_beyond_the_limit_gets_429_while_checklogin_is_unaffected() {
@@ -106,18 +106,12 @@ async fn a_refused_code_is_refused_for_every_concurrent_caller_with_one_call() {
 #[tokio::test]
 async fn a_wechat_outage_opens_the_breaker_and_logins_fail_fast_with_503() {
     let base = workspace_tests::closed_port_base();
-    let cfg = config(&[
-        "--wechat-appid",
+    let cfg = wechat_config(
         "wxreal",
-        "--wechat-secret",
         "s",
-        "--wechat-api-base",
         &base,
-        "--breaker-threshold",
-        "2",
-        "--breaker-cooldown",
-        "30s",
-    ]);
+        &["--breaker-threshold", "2", "--breaker-cooldown", "30s"],
+    );
     let server = TestServer::start_with(cfg, None).await;
     for i in 0..2 {
         let response = server.post_login(&format!("code{i}")).await;

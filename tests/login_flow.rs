@@ -95,11 +95,9 @@ async fn a_replayed_code_never_yields_a_second_session() {
 #[tokio::test]
 async fn a_code_spent_elsewhere_is_refused_as_code_used() {
     let upstream = workspace_tests::Upstream::start("wxsharedapp00001", "shared-secret").await;
-    let flags = upstream.flags();
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let (a, b) = (
-        TestServer::start_with(workspace_tests::config(&args), None).await,
-        TestServer::start_with(workspace_tests::config(&args), None).await,
+        TestServer::start_with(upstream.config(&[]), None).await,
+        TestServer::start_with(upstream.config(&[]), None).await,
     );
     let code = upstream.sim.issue_code("zoe");
     assert_eq!(a.post_login(&code).await.status(), 200);

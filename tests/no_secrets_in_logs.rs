@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use server::{store::unix_now, token::Token};
-use workspace_tests::{TestServer, Upstream, config};
+use workspace_tests::{TestServer, Upstream};
 
 const SECRET: &str = "8f3b1c0d9e7a4b2c8f3b1c0d9e7a4b2c";
 
@@ -34,9 +34,7 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
 
     // Production mode against a WeChat simulator whose secret this test knows.
     let upstream = Upstream::start("wxlogtest0000001", SECRET).await;
-    let flags = upstream.flags();
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = TestServer::start_with(config(&args), None).await;
+    let server = TestServer::start_with(upstream.config(&[]), None).await;
     let mut responses = String::new();
 
     let code = upstream.sim.issue_code("lee");

@@ -11,7 +11,7 @@ use server::{
     token::Token,
 };
 use shared::ErrorCode;
-use workspace_tests::{TestServer, config, error_body};
+use workspace_tests::{TestServer, error_body, wechat_config};
 
 #[tokio::test]
 async fn a_busy_answer_is_retried_and_then_succeeds() {
@@ -73,14 +73,7 @@ async fn seeded_store() -> (Stores, Token) {
 async fn wechat_unreachable_fails_fast_while_checklogin_keeps_answering() {
     let (store, token) = seeded_store().await;
     let base = workspace_tests::closed_port_base();
-    let cfg = config(&[
-        "--wechat-appid",
-        "wxreal",
-        "--wechat-secret",
-        "s",
-        "--wechat-api-base",
-        &base,
-    ]);
+    let cfg = wechat_config("wxreal", "s", &base, &[]);
     let server = TestServer::start_with(cfg, Some(store)).await;
 
     let started = Instant::now();
@@ -113,16 +106,7 @@ async fn wechat_that_never_answers_times_out_with_504() {
     });
     let (store, token) = seeded_store().await;
     let base = format!("http://{addr}");
-    let cfg = config(&[
-        "--wechat-appid",
-        "wxreal",
-        "--wechat-secret",
-        "s",
-        "--wechat-api-base",
-        &base,
-        "--wechat-timeout",
-        "1s",
-    ]);
+    let cfg = wechat_config("wxreal", "s", &base, &["--wechat-timeout", "1s"]);
     let server = TestServer::start_with(cfg, Some(store)).await;
 
     let started = Instant::now();
@@ -147,14 +131,7 @@ async fn wrong_credentials_are_a_502_not_a_client_error() {
     // The dev simulator checks the secret: a server configured with the wrong one is refused.
     let dev = TestServer::start(&[]).await;
     let base = dev.url("/sim");
-    let cfg = config(&[
-        "--wechat-appid",
-        server::DEV_APPID,
-        "--wechat-secret",
-        "wrong",
-        "--wechat-api-base",
-        &base,
-    ]);
+    let cfg = wechat_config(server::DEV_APPID, "wrong", &base, &[]);
     let misconfigured = TestServer::start_with(cfg, None).await;
     let code = dev.wx_login().await;
     let response = misconfigured.post_login(&code).await;

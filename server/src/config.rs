@@ -108,17 +108,6 @@ impl Config {
     pub fn dev_mode(&self) -> bool {
         self.wechat_appid.is_none()
     }
-
-    /// A configuration for tests: memory store, dev mode, an ephemeral loopback port.
-    pub fn for_tests() -> Self {
-        Self::parse_from([
-            "server",
-            "--listen-addr",
-            "127.0.0.1:0",
-            "--session-store",
-            "memory",
-        ])
-    }
 }
 
 /// Where the session store lives.

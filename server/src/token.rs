@@ -97,14 +97,22 @@ impl TokenHash {
         &self.0
     }
 
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        TokenHash(bytes)
-    }
-
     /// Lower-case hex, for stores whose keys are text.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.0)
     }
+}
+
+/// Lower-case hex of `bytes`. Redis keys are built with it on every request, so it writes
+/// into one buffer rather than formatting byte by byte.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
 }
 
 impl std::fmt::Debug for TokenHash {
@@ -153,6 +161,12 @@ mod tests {
             "0f007385b6f9d4b7eeb2748605afe1a984a0a3bfa3f014d09e2a784ce9e5cd1a"
         );
         assert_ne!(token.hash(), Token::generate().hash());
+    }
+
+    #[test]
+    fn hex_is_lower_case_two_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
     }
 
     #[test]

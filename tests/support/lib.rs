@@ -211,21 +211,9 @@ impl Upstream {
         Self { sim, base, task }
     }
 
-    /// Server flags that point a production-mode server at this simulator.
-    pub fn flags(&self) -> Vec<String> {
-        let appid = self.sim.appid().to_owned();
-        let secret = self.sim.secret().to_owned();
-        let base = self.base.clone();
-        [
-            "--wechat-appid",
-            &appid,
-            "--wechat-secret",
-            &secret,
-            "--wechat-api-base",
-            &base,
-        ]
-        .map(String::from)
-        .to_vec()
+    /// A production-mode configuration against this simulator, plus `extra` flags.
+    pub fn config(&self, extra: &[&str]) -> Config {
+        wechat_config(self.sim.appid(), self.sim.secret(), &self.base, extra)
     }
 }
 
@@ -233,6 +221,21 @@ impl Drop for Upstream {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A production-mode test configuration: WeChat at `base` with these credentials, plus
+/// `extra` flags.
+pub fn wechat_config(appid: &str, secret: &str, base: &str, extra: &[&str]) -> Config {
+    let mut args = vec![
+        "--wechat-appid",
+        appid,
+        "--wechat-secret",
+        secret,
+        "--wechat-api-base",
+        base,
+    ];
+    args.extend_from_slice(extra);
+    config(&args)
 }
 
 /// Reads an error response and checks its shape: JSON `{"error": {"code", "message"}}`.

@@ -26,8 +26,9 @@ use async_trait::async_trait;
 
 use crate::{config::StoreUrl, token::TokenHash};
 
-/// What the server remembers about one login.
-#[derive(Clone, PartialEq, Eq)]
+/// What the server remembers about one login. Serialisable for stores that keep it as a
+/// document (Redis).
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     pub openid: String,
     pub unionid: Option<String>,

@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::{AsyncCommands, aio::ConnectionManager, aio::ConnectionManagerConfig};
-use serde::{Deserialize, Serialize};
 
 use super::{ClaimState, ClaimStore, Session, SessionStore, StoreError};
-use crate::token::TokenHash;
+use crate::token::{TokenHash, hex};
 
 const SESSION_PREFIX: &str = "wxlogin:s:";
 const CLAIM_PREFIX: &str = "wxlogin:c:";
@@ -29,16 +28,6 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore").finish_non_exhaustive()
     }
-}
-
-/// The stored form of a [`Session`]; a separate type so the wire format is explicit.
-#[derive(Serialize, Deserialize)]
-struct StoredSession {
-    openid: String,
-    unionid: Option<String>,
-    session_key: String,
-    created_at: i64,
-    expires_at: i64,
 }
 
 impl RedisStore {
@@ -83,22 +72,14 @@ fn session_key(key: &TokenHash) -> String {
 }
 
 fn claim_key(key: &[u8; 32]) -> String {
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{CLAIM_PREFIX}{hex}")
+    format!("{CLAIM_PREFIX}{}", hex(key))
 }
 
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn insert(&self, key: TokenHash, s: Session) -> Result<(), StoreError> {
         let ttl_s = (s.expires_at - super::unix_now()).max(1) as u64;
-        let json = serde_json::to_string(&StoredSession {
-            openid: s.openid,
-            unionid: s.unionid,
-            session_key: s.session_key,
-            created_at: s.created_at,
-            expires_at: s.expires_at,
-        })
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let json = serde_json::to_string(&s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut c = self.conn.clone();
         self.run(async move { c.set_ex(session_key(&key), json, ttl_s).await })
             .await
@@ -110,16 +91,10 @@ impl SessionStore for RedisStore {
             .run(async move { c.get(session_key(&key)).await })
             .await?;
         let Some(raw) = raw else { return Ok(None) };
-        let s: StoredSession =
+        let s: Session =
             serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // Redis TTLs have second granularity; the stamp is the authority.
-        Ok((s.expires_at > now).then_some(Session {
-            openid: s.openid,
-            unionid: s.unionid,
-            session_key: s.session_key,
-            created_at: s.created_at,
-            expires_at: s.expires_at,
-        }))
+        Ok((s.expires_at > now).then_some(s))
     }
 
     async fn remove(&self, key: TokenHash) -> Result<bool, StoreError> {
