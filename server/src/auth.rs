@@ -1,6 +1,6 @@
-//! The login service: turns a `wx.login()` code into a session and a token, answers whether a
-//! token is good, and ends sessions. Transport-free, so every rule here is testable without
-//! HTTP, and the handlers in `http/` stay thin.
+//! The login service: turns a `wx.login()` code into a session and a token, tells who a token
+//! belongs to, and ends sessions. Transport-free: it speaks in [`AuthError`], which `http/`
+//! maps to statuses, so every rule here is testable without HTTP and the handlers stay thin.
 
 use std::time::{Duration, Instant};
 
@@ -8,12 +8,32 @@ use sha2::{Digest, Sha256};
 use shared::code_rules;
 
 use crate::{
-    error::ApiError,
-    state::AppState,
-    store::{ClaimState, Session, unix_now},
+    state::LoginState,
+    store::{ClaimState, Outcome, Refusal, Session, StoreError, unix_now},
     token::Token,
     wechat::WechatError,
 };
+
+/// Why a login rule said no. Each variant is one thing a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The code cannot be one WeChat issued; WeChat was not asked.
+    #[error("{0}")]
+    MalformedCode(&'static str),
+    /// No token, or one that is malformed, unknown, expired or revoked.
+    #[error("not logged in")]
+    NotLoggedIn,
+    /// WeChat refused the code or could not be asked.
+    #[error(transparent)]
+    Wechat(#[from] WechatError),
+    /// The session store failed: nothing is known about the token, so it is neither accepted
+    /// nor refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Another request holds this code's exchange and did not finish within its lease.
+    #[error("another request's exchange of this code did not finish in time")]
+    ExchangePending,
+}
 
 /// A fresh login: the raw token (shown to the client once, never stored) and its lifetime.
 #[derive(Debug)]
@@ -22,18 +42,31 @@ pub struct Issued {
     pub expires_in: u64,
 }
 
+/// Who is behind a request whose token is live. Never carries the session_key: what reaches
+/// handlers can reach a response by mistake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthUser {
+    pub openid: String,
+    /// Present when WeChat gave one (the app is bound to an Open Platform account).
+    pub unionid: Option<String>,
+    /// The mini-program the session belongs to.
+    pub appid: String,
+    /// Unix seconds; the token is refused from this instant on.
+    pub expires_at: i64,
+}
+
 /// Rejects codes WeChat could never have issued, so junk never costs an upstream call.
-pub fn validate_code(code: &str) -> Result<(), ApiError> {
+pub fn validate_code(code: &str) -> Result<(), AuthError> {
     if code.is_empty() {
-        return Err(ApiError::MalformedCode("`code` must not be empty"));
+        return Err(AuthError::MalformedCode("`code` must not be empty"));
     }
     if code.len() > code_rules::MAX_LEN {
-        return Err(ApiError::MalformedCode(
+        return Err(AuthError::MalformedCode(
             "`code` is longer than 128 characters",
         ));
     }
     if !code.bytes().all(code_rules::is_code_byte) {
-        return Err(ApiError::MalformedCode(
+        return Err(AuthError::MalformedCode(
             "`code` may only contain ASCII letters, digits, `-` and `_`",
         ));
     }
@@ -44,7 +77,7 @@ pub fn validate_code(code: &str) -> Result<(), ApiError> {
 ///
 /// Idempotent per code: concurrent or repeated calls with one code within its life share one
 /// exchange and get the same token (see `store/claims.rs`).
-pub async fn login(state: &AppState, code: &str) -> Result<Issued, ApiError> {
+pub async fn login(state: &LoginState, code: &str) -> Result<Issued, AuthError> {
     validate_code(code)?;
     let key = claim_key(code);
     let lease = exchange_lease(state);
@@ -52,13 +85,11 @@ pub async fn login(state: &AppState, code: &str) -> Result<Issued, ApiError> {
     loop {
         match state.stores.claims.claim(key, lease).await? {
             None => return exchange_and_settle(state, code, key).await,
-            Some(ClaimState::Done(outcome)) => return open_outcome(&outcome, code),
+            Some(ClaimState::Done(outcome)) => return open_outcome(outcome, code),
             Some(ClaimState::Pending) if Instant::now() < deadline => {
                 tokio::time::sleep(CLAIM_POLL).await;
             }
-            Some(ClaimState::Pending) => {
-                return Err(ApiError::Wechat(WechatError::Timeout));
-            }
+            Some(ClaimState::Pending) => return Err(AuthError::ExchangePending),
         }
     }
 }
@@ -68,14 +99,17 @@ const CLAIM_POLL: Duration = Duration::from_millis(20);
 
 /// The claim is the caller's: do the real work and leave the outcome for late-comers.
 async fn exchange_and_settle(
-    state: &AppState,
+    state: &LoginState,
     code: &str,
     key: [u8; 32],
-) -> Result<Issued, ApiError> {
+) -> Result<Issued, AuthError> {
     let result = exchange(state, code).await;
     let outcome = match &result {
-        Ok((token, expires_at)) => Some(seal_success(token, code, *expires_at)),
-        Err(ApiError::Wechat(e)) => refusal_tag(e).map(|tag| vec![OUTCOME_REFUSED, tag]),
+        Ok((token, expires_at)) => Some(Outcome::Issued {
+            sealed_token: token.seal(code),
+            expires_at: *expires_at,
+        }),
+        Err(AuthError::Wechat(e)) => final_refusal(e).map(Outcome::Refused),
         Err(_) => None,
     };
     let settled = match outcome {
@@ -90,12 +124,12 @@ async fn exchange_and_settle(
     let (token, expires_at) = result?;
     Ok(Issued {
         token,
-        expires_in: expires_at.saturating_sub(unix_now()).max(0) as u64,
+        expires_in: seconds_until(expires_at),
     })
 }
 
 /// The exchange proper: WeChat, then the session store.
-async fn exchange(state: &AppState, code: &str) -> Result<(Token, i64), ApiError> {
+async fn exchange(state: &LoginState, code: &str) -> Result<(Token, i64), AuthError> {
     let wechat = state.wechat.code_to_session(code).await?;
     let token = Token::generate();
     let now = unix_now();
@@ -114,8 +148,11 @@ async fn exchange(state: &AppState, code: &str) -> Result<(Token, i64), ApiError
 
 /// WeChat's documented life of a code: no claim needs to outlive it.
 const CODE_LIFE: Duration = Duration::from_secs(5 * 60);
-const OUTCOME_TOKEN: u8 = 1;
-const OUTCOME_REFUSED: u8 = 2;
+
+/// Whole seconds from now until `expires_at`, never negative.
+fn seconds_until(expires_at: i64) -> u64 {
+    u64::try_from(expires_at.saturating_sub(unix_now())).unwrap_or(0)
+}
 
 /// The store key of a code's claim: a hash under its own domain label, so neither the code
 /// nor the sealing pad can be learnt from it.
@@ -129,66 +166,70 @@ fn claim_key(code: &str) -> [u8; 32] {
 
 /// Long enough for the slowest exchange the configuration allows (every busy retry timing
 /// out), so a live holder never loses its claim.
-fn exchange_lease(state: &AppState) -> Duration {
+fn exchange_lease(state: &LoginState) -> Duration {
     let c = &state.config;
     c.wechat_timeout * (c.wechat_busy_retries + 1)
         + Duration::from_secs(2 + 2 * u64::from(c.wechat_busy_retries))
 }
 
-fn seal_success(token: &Token, code: &str, expires_at: i64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(41);
-    v.push(OUTCOME_TOKEN);
-    v.extend_from_slice(&token.seal(code));
-    v.extend_from_slice(&expires_at.to_be_bytes());
-    v
-}
-
-/// WeChat refusals that are final for a code, and their one-byte tags.
-fn refusal_tag(e: &WechatError) -> Option<u8> {
+/// WeChat refusals that are final for a code; everything else may go another way on retry.
+fn final_refusal(e: &WechatError) -> Option<Refusal> {
     match e {
-        WechatError::InvalidCode => Some(1),
-        WechatError::CodeUsed => Some(2),
-        WechatError::HighRiskUser => Some(3),
+        WechatError::InvalidCode => Some(Refusal::InvalidCode),
+        WechatError::CodeUsed => Some(Refusal::CodeUsed),
+        WechatError::HighRiskUser => Some(Refusal::HighRiskUser),
         _ => None,
     }
 }
 
 /// What another request's exchange of this code came to.
-fn open_outcome(outcome: &[u8], code: &str) -> Result<Issued, ApiError> {
+fn open_outcome(outcome: Outcome, code: &str) -> Result<Issued, AuthError> {
     match outcome {
-        [OUTCOME_TOKEN, rest @ ..] if rest.len() == 40 => {
-            let sealed: [u8; 32] = rest[..32].try_into().expect("length checked");
-            let expires_at = i64::from_be_bytes(rest[32..].try_into().expect("length checked"));
-            Ok(Issued {
-                token: Token::unseal(&sealed, code),
-                expires_in: expires_at.saturating_sub(unix_now()).max(0) as u64,
-            })
-        }
-        [OUTCOME_REFUSED, 1] => Err(WechatError::InvalidCode.into()),
-        [OUTCOME_REFUSED, 2] => Err(WechatError::CodeUsed.into()),
-        [OUTCOME_REFUSED, 3] => Err(WechatError::HighRiskUser.into()),
-        _ => Err(ApiError::Internal("unreadable code claim outcome".into())),
+        Outcome::Issued {
+            sealed_token,
+            expires_at,
+        } => Ok(Issued {
+            token: Token::unseal(&sealed_token, code),
+            expires_in: seconds_until(expires_at),
+        }),
+        Outcome::Refused(Refusal::InvalidCode) => Err(WechatError::InvalidCode.into()),
+        Outcome::Refused(Refusal::CodeUsed) => Err(WechatError::CodeUsed.into()),
+        Outcome::Refused(Refusal::HighRiskUser) => Err(WechatError::HighRiskUser.into()),
     }
 }
 
-/// Whether `token` names a live session. A malformed token is simply not logged in; store
-/// trouble is an error, never a `false` that would send every client into a fresh login.
-pub async fn is_logged_in(state: &AppState, token: Option<&str>) -> Result<bool, ApiError> {
-    let Some(token) = token.and_then(Token::parse) else {
-        return Ok(false);
-    };
-    Ok(state
+/// Who owns `token`. A missing or malformed token is [`AuthError::NotLoggedIn`] without a
+/// store lookup; store trouble is [`AuthError::Store`], never a "not logged in" that would
+/// send every client into a fresh login.
+pub async fn authenticate(state: &LoginState, token: Option<&str>) -> Result<AuthUser, AuthError> {
+    let token = token.and_then(Token::parse).ok_or(AuthError::NotLoggedIn)?;
+    let session = state
         .stores
         .sessions
         .get(token.hash(), unix_now())
         .await?
-        .is_some())
+        .ok_or(AuthError::NotLoggedIn)?;
+    Ok(AuthUser {
+        openid: session.openid,
+        unionid: session.unionid,
+        appid: state.appid().to_owned(),
+        expires_at: session.expires_at,
+    })
+}
+
+/// Whether `token` names a live session: [`authenticate`] as a yes or no, for `/checklogin`.
+pub async fn is_logged_in(state: &LoginState, token: Option<&str>) -> Result<bool, AuthError> {
+    match authenticate(state, token).await {
+        Ok(_) => Ok(true),
+        Err(AuthError::NotLoggedIn) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Ends the session of `token` everywhere at once. Ending an unknown or already-ended session
 /// succeeds, so a client may retry a logout safely.
-pub async fn logout(state: &AppState, token: &str) -> Result<(), ApiError> {
-    let token = Token::parse(token).ok_or(ApiError::Unauthorized)?;
+pub async fn logout(state: &LoginState, token: Option<&str>) -> Result<(), AuthError> {
+    let token = token.and_then(Token::parse).ok_or(AuthError::NotLoggedIn)?;
     let removed = state.stores.sessions.remove(token.hash()).await?;
     tracing::info!(token = ?token.hash(), removed, "logout");
     Ok(())

@@ -10,11 +10,7 @@ use crate::{Server, config::Config};
 
 /// Parses flags and environment, logs to stderr, serves until Ctrl-C or SIGTERM.
 pub async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    init_logging();
     let config = Config::parse();
     let dev = config.dev_mode();
     let store = config.session_store.to_string();
@@ -42,4 +38,13 @@ pub async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr at `RUST_LOG` (default `info`), as the server binary does.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
 }

@@ -1,26 +1,51 @@
-//! The developer server of the WeChat mini-program login flow.
+//! The WeChat mini-program login, as a library to mount and as a server of its own.
 //!
 //! The mini-program calls `wx.login()` for a one-time code and posts it to `/login`; this
-//! server exchanges it at WeChat's `auth.code2Session` for the user's `openid` and
-//! `session_key`, keeps those, and answers with its own token, which the mini-program caches
-//! and checks at `/checklogin` on every launch.
+//! service exchanges it at WeChat's `auth.code2Session` for the user's `openid` and
+//! `session_key`, keeps those, and answers with its own token, which the mini-program sends
+//! on every later request to prove who the user is.
+//!
+//! # Use
+//! In a team's axum app, build the service from a [`Config`](config::Config), merge its
+//! [`routes`], and take [`AuthUser`] in any handler that needs the caller:
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use server::{AuthUser, LoginState};
+//!
+//! async fn hello(user: AuthUser) -> String {
+//!     format!("hello, {}", user.openid)
+//! }
+//!
+//! # async fn run(config: server::config::Config) -> Result<(), Box<dyn std::error::Error>> {
+//! let login = LoginState::open(config).await?;
+//! let _purge = login.spawn_purge();
+//! let app: Router = Router::new()
+//!     .route("/api/hello", get(hello))
+//!     .merge(server::routes(login.clone()))
+//!     .with_state(login);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! server::serve(listener, app, server::shutdown_signal()).await?;
+//! # Ok(()) }
+//! ```
+//! Any other stack puts the standalone server behind its proxy and asks `GET /auth` on every
+//! request (forward auth; see `deploy/nginx.conf`).
 //!
 //! # Layout
 //! - [`cli`]: the binary's entry point.
 //! - [`config`]: every setting, parsed once from flags and environment.
-//! - [`http`]: routes, extractors, request logging; one module per endpoint.
-//! - [`auth`]: the login rules, free of HTTP.
+//! - [`http`]: routes, extractors (including [`AuthUser`]), request logging, and the one error
+//!   type that chooses HTTP statuses; one module per endpoint.
+//! - [`auth`]: the login rules, free of HTTP, with their own error.
 //! - [`token`]: where tokens are generated and hashed.
 //! - [`store`]: the `SessionStore` trait and its SQLite and memory backends.
 //! - [`wechat`]: the code2Session client and the WeChat simulator.
 //! - [`rate_limit`]: per-client limits on `POST /login`.
-//! - [`error`]: the one error type, and the one place HTTP statuses are chosen.
-//! - [`state`]: what handlers share.
+//! - [`state`]: [`LoginState`], what handlers share, built from the configuration without a
+//!   socket.
 
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod error;
 pub mod http;
 pub mod rate_limit;
 pub mod state;
@@ -28,20 +53,16 @@ pub mod store;
 pub mod token;
 pub mod wechat;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+pub use auth::AuthUser;
+pub use http::{ApiError, routes};
+pub use state::{DEV_APPID, LoginState, PurgeGuard};
 
+use std::{future::Future, net::SocketAddr};
+
+use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::{
-    config::{Config, Secret},
-    rate_limit::RateLimiter,
-    state::AppState,
-    store::{StoreError, Stores},
-    wechat::{WechatClient, WechatError, client::ClientOptions, simulator::Simulator},
-};
-
-/// The AppID the built-in simulator answers to in dev mode.
-pub const DEV_APPID: &str = "wxdevsimulator00";
+use crate::{store::StoreError, wechat::WechatError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,86 +80,27 @@ pub enum StartError {
     Config(String),
 }
 
-/// A server bound to its port and ready to run.
+/// The standalone login server: the login service on a bound listener.
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
-    state: AppState,
+    state: LoginState,
 }
 
 impl Server {
-    /// Binds `config.listen_addr` and prepares everything else.
-    pub async fn bind(config: Config) -> Result<Self, StartError> {
+    /// Opens the configured stores and binds `config.listen_addr`.
+    pub async fn bind(config: crate::config::Config) -> Result<Self, StartError> {
         let addr = config.listen_addr;
+        let state = LoginState::open(config).await?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        Self::with_listener(listener, config).await
+        Ok(Self::new(listener, state))
     }
 
-    /// Prepares a server on a listener the caller already bound (tests bind port 0).
-    pub async fn with_listener(listener: TcpListener, config: Config) -> Result<Self, StartError> {
-        let stores = Stores::open(&config.session_store, config.store_timeout).await?;
-        Self::with_stores(listener, config, stores)
-    }
-
-    /// Like [`Server::with_listener`] with stores the caller provides.
-    pub fn with_stores(
-        listener: TcpListener,
-        config: Config,
-        stores: Stores,
-    ) -> Result<Self, StartError> {
-        let local = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen_addr,
-            source,
-        })?;
-        let options = ClientOptions {
-            connect_timeout: config.wechat_connect_timeout,
-            timeout: config.wechat_timeout,
-            busy_retries: config.wechat_busy_retries,
-            backoff: Duration::from_millis(200),
-            breaker_threshold: config.breaker_threshold,
-            breaker_cooldown: config.breaker_cooldown,
-        };
-        let (wechat, simulator) = match (&config.wechat_appid, &config.wechat_secret) {
-            (Some(appid), Some(secret)) => (
-                WechatClient::new(
-                    &config.wechat_api_base,
-                    appid.clone(),
-                    secret.clone(),
-                    options,
-                )?,
-                None,
-            ),
-            (Some(_), None) => {
-                return Err(StartError::Config(
-                    "WECHAT_APPID is set but WECHAT_SECRET is not".into(),
-                ));
-            }
-            (None, _) => {
-                // Dev mode: a fresh secret per process proves the client sends it correctly,
-                // and the simulator is reached over real HTTP on our own port.
-                let secret = Secret::new(uuid::Uuid::new_v4().simple().to_string());
-                let sim = Simulator::with_code_ttl(DEV_APPID, secret.expose(), config.sim_code_ttl);
-                let base = format!("http://{}/sim", loopback_of(local));
-                let client = WechatClient::new(&base, DEV_APPID.into(), secret, options)?;
-                (client, Some(sim))
-            }
-        };
-        let login_limiter = Arc::new(RateLimiter::new(
-            config.login_rate_per_minute,
-            config.login_rate_burst,
-        ));
-        Ok(Self {
-            listener,
-            state: AppState {
-                config: Arc::new(config),
-                stores,
-                login_limiter,
-                wechat,
-                simulator,
-            },
-        })
+    /// Serves `state` on a listener the caller already bound (tests bind port 0).
+    pub fn new(listener: TcpListener, state: LoginState) -> Self {
+        Self { listener, state }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -147,7 +109,7 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
-    pub fn state(&self) -> &AppState {
+    pub fn state(&self) -> &LoginState {
         &self.state
     }
 
@@ -156,42 +118,24 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let purge = tokio::spawn(purge_expired(self.state.clone()));
-        let app = http::router(self.state);
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
-        purge.abort();
-        served
+        let _purge = self.state.spawn_purge();
+        serve(self.listener, http::router(self.state), shutdown).await
     }
 }
 
-/// A listener on `0.0.0.0` is reached from inside on loopback.
-fn loopback_of(addr: SocketAddr) -> SocketAddr {
-    let mut addr = addr;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    addr
-}
-
-/// Deletes expired sessions now and then. Reads already hide them; this keeps the store small.
-async fn purge_expired(state: AppState) {
-    let mut tick = tokio::time::interval(state.config.purge_interval);
-    loop {
-        tick.tick().await;
-        match state.stores.sessions.purge_expired(store::unix_now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(purged = n, "expired sessions deleted"),
-            Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
-        }
-    }
+/// Serves any app that contains the login routes: with each connection's peer address (the
+/// login rate limit keys on it) and a graceful stop when `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Completes on Ctrl-C or SIGTERM, whichever comes first.

@@ -9,7 +9,7 @@ use axum::{
 use clap::Parser;
 use http_body_util::BodyExt;
 use proptest::prelude::*;
-use server::{Server, auth::validate_code, config::Config, token::Token};
+use server::{LoginState, auth::validate_code, config::Config, token::Token};
 use tower::ServiceExt;
 
 /// An app whose WeChat is a closed port: any request that got as far as WeChat shows as 502.
@@ -40,9 +40,7 @@ fn app() -> axum::Router {
             "--login-rate-per-minute",
             "0",
         ]);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = Server::with_listener(listener, config).await.unwrap();
-        server::http::router(server.state().clone())
+        server::http::router(LoginState::open(config).await.unwrap())
     })
 }
 

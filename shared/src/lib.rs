@@ -20,6 +20,11 @@ pub mod paths {
     pub const CHECK_LOGIN: &str = "/checklogin";
     /// `POST`, token in `Authorization: Bearer`, answer `204 No Content`.
     pub const LOGOUT: &str = "/logout";
+    /// `GET`, token in `Authorization: Bearer`, answer [`MeResponse`](super::MeResponse).
+    pub const ME: &str = "/me";
+    /// `GET`, token in `Authorization: Bearer`: forward auth for a reverse proxy; `204` with
+    /// the user in `X-WeChat-*` headers, or `401`.
+    pub const FORWARD_AUTH: &str = "/auth";
     /// `GET`, liveness probe.
     pub const HEALTH: &str = "/healthz";
     /// `POST` (dev mode only): stands in for `wx.login()`, answer [`SimLoginResponse`](super::SimLoginResponse).
@@ -68,6 +73,21 @@ pub struct CheckLoginResponse {
     /// `true` when the server accepts the token. `false` is a definite answer: the client must
     /// log in again. Trouble on the server side is an error response instead, never `false`.
     pub is_login: bool,
+}
+
+/// Answer of `GET /me`: who the bearer token belongs to. Never the session_key.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeResponse {
+    /// The user's id in this mini-program.
+    pub openid: String,
+    /// The user's id across the Open Platform account's apps, when WeChat gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<String>,
+    /// The mini-program the session belongs to.
+    pub appid: String,
+    /// Unix seconds from which the token is refused.
+    pub expires_at: i64,
 }
 
 /// Answer of the dev simulator's `POST /sim/wx.login`.

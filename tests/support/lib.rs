@@ -7,7 +7,7 @@ pub use processes::{RedisServer, ServerProcess, free_port};
 
 use std::{net::SocketAddr, time::Duration};
 
-use server::{Server, config::Config, state::AppState, store::Stores};
+use server::{LoginState, config::Config, store::Stores};
 use shared::{ErrorBody, LoginResponse, SimLoginResponse};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
@@ -15,7 +15,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 #[derive(Debug)]
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub state: AppState,
+    pub state: LoginState,
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -42,20 +42,31 @@ impl TestServer {
 
     /// Starts a server from `config`, with `stores` instead of the configured ones if given.
     pub async fn start_with(config: Config, stores: Option<Stores>) -> Self {
+        let state = match stores {
+            Some(stores) => LoginState::new(config, stores),
+            None => LoginState::open(config).await,
+        }
+        .expect("server starts");
+        Self::serve(state, server::http::router).await
+    }
+
+    /// Serves the app `app` builds around `state` (a team's app that mounts the login), with
+    /// the purge task running as `server::Server::run` would.
+    pub async fn serve(state: LoginState, app: impl FnOnce(LoginState) -> axum::Router) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
-        let server = match stores {
-            Some(stores) => Server::with_stores(listener, config, stores),
-            None => Server::with_listener(listener, config).await,
-        }
-        .expect("server starts");
-        let addr = server.local_addr();
-        let state = server.state().clone();
+        let addr = listener.local_addr().expect("bound");
+        let purge = state.spawn_purge();
+        let router = app(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async {
-            stopped.await.ok();
-        }));
+        let task = tokio::spawn(async move {
+            let _purge = purge;
+            server::serve(listener, router, async {
+                stopped.await.ok();
+            })
+            .await
+        });
         Self {
             addr,
             state,

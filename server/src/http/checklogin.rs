@@ -11,9 +11,13 @@ use axum::{
 };
 use shared::{CheckLoginResponse, ErrorBody, paths};
 
-use crate::{auth, error::ApiError, http::extract::MaybeBearer, state::AppState};
+use crate::{
+    auth,
+    http::{ApiError, extract::MaybeBearer},
+    state::LoginState,
+};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<LoginState> {
     Router::new().route(paths::CHECK_LOGIN, get(check_login))
 }
 
@@ -33,7 +37,7 @@ pub fn router() -> Router<AppState> {
     )
 )]
 pub(super) async fn check_login(
-    State(state): State<AppState>,
+    State(state): State<LoginState>,
     MaybeBearer(bearer): MaybeBearer,
     RawQuery(query): RawQuery,
 ) -> Result<Json<CheckLoginResponse>, ApiError> {

@@ -12,7 +12,10 @@ use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
 
-use crate::{error::ApiError, http::BODY_LIMIT, state::AppState};
+use crate::{
+    http::{ApiError, BODY_LIMIT},
+    state::LoginState,
+};
 
 /// `axum::Json` with our error body.
 #[derive(Debug)]
@@ -67,13 +70,9 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        // `AppJson` reads the body and checks its type itself, so only parsing can fail here.
         match rejection {
-            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
             JsonRejection::JsonSyntaxError(e) => ApiError::MalformedJson(e.body_text()),
-            JsonRejection::JsonDataError(e) => ApiError::InvalidRequest(e.body_text()),
-            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::PayloadTooLarge { limit: BODY_LIMIT }
-            }
             other => ApiError::InvalidRequest(other.body_text()),
         }
     }
@@ -87,19 +86,17 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeBearer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| rest.trim().to_owned())
-            })
-            .filter(|t| !t.is_empty());
-        Ok(MaybeBearer(token))
+        Ok(MaybeBearer(bearer_token(&parts.headers)))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header; `None` for any other scheme, a
+/// header that is not text, or an empty token.
+pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    let token = rest.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
 /// The client's address: the TCP peer, or the configured trusted proxy header's value when
@@ -107,12 +104,12 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeBearer {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub std::net::IpAddr);
 
-impl FromRequestParts<AppState> for ClientIp {
+impl FromRequestParts<LoginState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &LoginState,
     ) -> Result<Self, Self::Rejection> {
         let from_header = state
             .config

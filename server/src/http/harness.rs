@@ -12,12 +12,12 @@ use axum::{
 };
 use tower_http::services::ServeDir;
 
-use crate::state::AppState;
+use crate::state::LoginState;
 
 /// Where the harness is mounted.
 pub const PATH: &str = "/harness";
 
-pub fn router(dir: &Path) -> Router<AppState> {
+pub fn router(dir: &Path) -> Router<LoginState> {
     let router = Router::new().route(PATH, get(|| async { Redirect::permanent("/harness/") }));
     if dir.join("index.html").is_file() {
         return router.nest_service(

@@ -5,9 +5,7 @@ use axum::{Json, Router, routing::get};
 use serde::Serialize;
 use shared::paths;
 
-use crate::state::AppState;
-
-pub fn router() -> Router<AppState> {
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route(paths::HEALTH, get(health))
 }
 

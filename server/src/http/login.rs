@@ -5,12 +5,12 @@ use shared::{ErrorBody, LoginRequest, LoginResponse, paths};
 
 use crate::{
     auth,
-    error::ApiError,
+    http::ApiError,
     http::extract::{AppJson, ClientIp},
-    state::AppState,
+    state::LoginState,
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<LoginState> {
     Router::new().route(paths::LOGIN, post(login))
 }
 
@@ -40,7 +40,7 @@ pub fn router() -> Router<AppState> {
     )
 )]
 pub(super) async fn login(
-    State(state): State<AppState>,
+    State(state): State<LoginState>,
     ClientIp(ip): ClientIp,
     AppJson(request): AppJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {

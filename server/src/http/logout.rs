@@ -3,9 +3,13 @@
 use axum::{Router, extract::State, http::StatusCode, routing::post};
 use shared::{ErrorBody, paths};
 
-use crate::{auth, error::ApiError, http::extract::MaybeBearer, state::AppState};
+use crate::{
+    auth,
+    http::{ApiError, extract::MaybeBearer},
+    state::LoginState,
+};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<LoginState> {
     Router::new().route(paths::LOGOUT, post(logout))
 }
 
@@ -25,10 +29,9 @@ pub fn router() -> Router<AppState> {
     )
 )]
 pub(super) async fn logout(
-    State(state): State<AppState>,
+    State(state): State<LoginState>,
     MaybeBearer(bearer): MaybeBearer,
 ) -> Result<StatusCode, ApiError> {
-    let token = bearer.ok_or(ApiError::Unauthorized)?;
-    auth::logout(&state, &token).await?;
+    auth::logout(&state, bearer.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,45 +1,67 @@
-//! The HTTP surface: routes, extractors and middleware. Read `login.rs`, `checklogin.rs` and
-//! `logout.rs` in that order; they follow the flow.
+//! The HTTP surface: routes, extractors and middleware. Read `login.rs`, `checklogin.rs`,
+//! `me.rs`, `forward_auth.rs` and `logout.rs` in that order; they follow the flow.
+//!
+//! Two ways in: [`routes`] is what a team merges into its own app (the login endpoints and
+//! nothing that could clash with theirs); [`router`] is the standalone server's whole app.
 
+mod auth_user;
 mod checklogin;
+mod error;
 mod extract;
+mod forward_auth;
 pub mod harness;
 mod health;
 mod login;
 mod logout;
+mod me;
 mod openapi;
 mod request_log;
+
+pub use error::ApiError;
+pub use forward_auth::{APPID_HEADER, OPENID_HEADER, UNIONID_HEADER};
+pub use openapi::ApiDoc;
 
 use axum::{Router, extract::DefaultBodyLimit, middleware};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::{error::ApiError, state::AppState};
+use crate::state::LoginState;
 
 /// Largest request body accepted. A login body is `{"code": "<32 chars>"}`; a few KiB leaves
 /// room for growth while a flood of large bodies costs nothing.
 pub const BODY_LIMIT: usize = 4 * 1024;
 
-/// The whole application, ready to serve. Tests call it directly.
-pub fn router(state: AppState) -> Router {
-    let mut app = Router::new()
+/// The login endpoints (`/login`, `/checklogin`, `/logout`, `/me`, `/auth`, and in dev mode
+/// the simulator at `/sim` and the harness at `/harness/`), ready to merge into an app of any
+/// state type. Fallbacks, health checks and access logs stay the app's own.
+pub fn routes<S>(state: LoginState) -> Router<S> {
+    let mut api = Router::new()
         .merge(login::router())
         .merge(checklogin::router())
-        .merge(logout::router())
-        .merge(health::router())
-        .merge(openapi::router());
+        .merge(me::router())
+        .merge(forward_auth::router())
+        .merge(logout::router());
     if let Some(sim) = &state.simulator {
-        app = app
+        api = api
             .nest("/sim", sim.router())
             .merge(harness::router(&state.config.harness_dir));
     }
-    app.fallback(|| async { ApiError::NotFound })
+    api.layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// The standalone server's app: [`routes`] plus `/healthz`, `/openapi.json`, JSON fallbacks,
+/// panic recovery and request logging. Tests call it directly.
+pub fn router(state: LoginState) -> Router {
+    Router::new()
+        .merge(routes(state))
+        .merge(health::router())
+        .merge(openapi::router())
+        .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::Internal(
                 "a handler panicked".into(),
             ))
         }))
         .layer(middleware::from_fn(request_log::log_request))
-        .with_state(state)
 }

@@ -8,8 +8,6 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::state::AppState;
-
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -20,6 +18,8 @@ use crate::state::AppState;
     paths(
         super::login::login,
         super::checklogin::check_login,
+        super::me::me,
+        super::forward_auth::forward_auth,
         super::logout::logout,
         super::health::health,
     ),
@@ -29,6 +29,7 @@ use crate::state::AppState;
         (name = "operations", description = "Running the service"),
     )
 )]
+#[derive(Debug)]
 pub struct ApiDoc;
 
 struct BearerAuth;
@@ -48,7 +49,7 @@ impl Modify for BearerAuth {
     }
 }
 
-pub fn router() -> Router<AppState> {
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     let doc = ApiDoc::openapi();
     Router::new().route("/openapi.json", get(move || async move { Json(doc) }))
 }
@@ -65,6 +66,8 @@ mod tests {
             ("/login", "post"),
             ("/checklogin", "get"),
             ("/logout", "post"),
+            ("/me", "get"),
+            ("/auth", "get"),
             ("/healthz", "get"),
         ] {
             assert!(doc["paths"][path][method].is_object(), "{method} {path}");
@@ -74,6 +77,7 @@ mod tests {
             "LoginRequest",
             "LoginResponse",
             "CheckLoginResponse",
+            "MeResponse",
             "ErrorBody",
             "ErrorCode",
         ] {

@@ -25,28 +25,82 @@ use super::StoreError;
 pub enum ClaimState {
     /// Someone is exchanging the code right now.
     Pending,
-    /// The exchange finished; the bytes are its sealed outcome.
-    Done(Vec<u8>),
+    /// The exchange finished with this outcome.
+    Done(Outcome),
 }
 
+/// What one exchange of a code came to, as late-comers with the same code must hear it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A session was created. The token is kept only sealed under the code (see
+    /// `Token::seal`), so the store never holds a token anyone could use.
+    Issued {
+        sealed_token: [u8; 32],
+        /// Unix seconds.
+        expires_at: i64,
+    },
+    /// WeChat refused the code for good.
+    Refused(Refusal),
+}
+
+/// WeChat's answers about a code that will not change while the code lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    InvalidCode,
+    CodeUsed,
+    HighRiskUser,
+}
+
+/// The one encoding of claims, for stores that keep bytes (Redis): a state tag, then for a
+/// finished claim an outcome tag and its fields. Every tag is written and read here only.
 impl ClaimState {
-    /// One tag byte, then the outcome.
+    const PENDING: u8 = b'p';
+    const ISSUED: u8 = b'i';
+    const REFUSED: u8 = b'r';
+
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            ClaimState::Pending => vec![b'p'],
-            ClaimState::Done(outcome) => {
-                let mut v = Vec::with_capacity(outcome.len() + 1);
-                v.push(b'd');
-                v.extend_from_slice(outcome);
+            ClaimState::Pending => vec![Self::PENDING],
+            ClaimState::Done(Outcome::Issued {
+                sealed_token,
+                expires_at,
+            }) => {
+                let mut v = Vec::with_capacity(41);
+                v.push(Self::ISSUED);
+                v.extend_from_slice(sealed_token);
+                v.extend_from_slice(&expires_at.to_be_bytes());
                 v
             }
+            ClaimState::Done(Outcome::Refused(refusal)) => vec![
+                Self::REFUSED,
+                match refusal {
+                    Refusal::InvalidCode => 1,
+                    Refusal::CodeUsed => 2,
+                    Refusal::HighRiskUser => 3,
+                },
+            ],
         }
     }
 
-    pub fn decode(bytes: &[u8]) -> Self {
-        match bytes.split_first() {
-            Some((b'd', outcome)) => ClaimState::Done(outcome.to_vec()),
-            _ => ClaimState::Pending,
+    /// Bytes that no version of [`ClaimState::encode`] wrote are corrupt, never a guess.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::Corrupt("unreadable code claim".into());
+        match bytes {
+            [Self::PENDING] => Ok(ClaimState::Pending),
+            [Self::ISSUED, rest @ ..] if rest.len() == 40 => {
+                let (sealed, expiry) = rest.split_at(32);
+                Ok(ClaimState::Done(Outcome::Issued {
+                    sealed_token: sealed.try_into().map_err(|_| corrupt())?,
+                    expires_at: i64::from_be_bytes(expiry.try_into().map_err(|_| corrupt())?),
+                }))
+            }
+            [Self::REFUSED, tag] => Ok(ClaimState::Done(Outcome::Refused(match tag {
+                1 => Refusal::InvalidCode,
+                2 => Refusal::CodeUsed,
+                3 => Refusal::HighRiskUser,
+                _ => return Err(corrupt()),
+            }))),
+            _ => Err(corrupt()),
         }
     }
 }
@@ -57,13 +111,11 @@ pub trait ClaimStore: Send + Sync + std::fmt::Debug {
     /// or release it; otherwise the current state.
     async fn claim(&self, key: [u8; 32], lease: Duration)
     -> Result<Option<ClaimState>, StoreError>;
-    /// The current state, without taking anything.
-    async fn peek(&self, key: [u8; 32]) -> Result<Option<ClaimState>, StoreError>;
     /// Records the outcome for late-comers, kept for `keep`.
     async fn settle(
         &self,
         key: [u8; 32],
-        outcome: Vec<u8>,
+        outcome: Outcome,
         keep: Duration,
     ) -> Result<(), StoreError>;
     /// Gives the claim up so a retry can try again (after a transient failure).
@@ -100,19 +152,10 @@ impl ClaimStore for LocalClaims {
         Ok(None)
     }
 
-    async fn peek(&self, key: [u8; 32]) -> Result<Option<ClaimState>, StoreError> {
-        let now = Instant::now();
-        Ok(self
-            .map()
-            .get(&key)
-            .filter(|(_, until)| *until > now)
-            .map(|(state, _)| state.clone()))
-    }
-
     async fn settle(
         &self,
         key: [u8; 32],
-        outcome: Vec<u8>,
+        outcome: Outcome,
         keep: Duration,
     ) -> Result<(), StoreError> {
         self.map()
@@ -144,16 +187,25 @@ pub mod contract_tests {
             Some(ClaimState::Pending),
             "second waits"
         );
+        let outcome = Outcome::Issued {
+            sealed_token: [9; 32],
+            expires_at: 1_700_000_000,
+        };
         claims
-            .settle(key, b"outcome".to_vec(), Duration::from_secs(5))
+            .settle(key, outcome.clone(), Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!(
             claims.claim(key, Duration::from_secs(5)).await.unwrap(),
-            Some(ClaimState::Done(b"outcome".to_vec()))
+            Some(ClaimState::Done(outcome))
         );
         claims.release(key).await.unwrap();
-        assert_eq!(claims.peek(key).await.unwrap(), None);
+        assert_eq!(
+            claims.claim(key, Duration::from_secs(5)).await.unwrap(),
+            None,
+            "a released claim is free again"
+        );
+        claims.release(key).await.unwrap();
 
         let short = [8u8; 32];
         assert_eq!(
@@ -184,12 +236,32 @@ mod tests {
 
     #[test]
     fn states_round_trip_through_bytes() {
-        for state in [
+        let mut states = vec![
             ClaimState::Pending,
-            ClaimState::Done(vec![1, 2, 3]),
-            ClaimState::Done(vec![]),
+            ClaimState::Done(Outcome::Issued {
+                sealed_token: [0xab; 32],
+                expires_at: -5,
+            }),
+        ];
+        for refusal in [
+            Refusal::InvalidCode,
+            Refusal::CodeUsed,
+            Refusal::HighRiskUser,
         ] {
-            assert_eq!(ClaimState::decode(&state.encode()), state);
+            states.push(ClaimState::Done(Outcome::Refused(refusal)));
+        }
+        for state in states {
+            assert_eq!(ClaimState::decode(&state.encode()).unwrap(), state);
+        }
+    }
+
+    #[test]
+    fn unknown_bytes_are_corrupt_not_pending() {
+        for bytes in [&b""[..], b"d", b"pp", b"r\x09", &[b'i'; 40]] {
+            assert!(
+                matches!(ClaimState::decode(bytes), Err(StoreError::Corrupt(_))),
+                "{bytes:?}"
+            );
         }
     }
 }

@@ -14,7 +14,7 @@ mod sqlite;
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub use claims::contract_tests as claim_contract_tests;
-pub use claims::{ClaimState, ClaimStore, LocalClaims};
+pub use claims::{ClaimState, ClaimStore, LocalClaims, Outcome, Refusal};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis-store")]
 pub use redis::RedisStore;
@@ -76,6 +76,12 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
 
     /// Deletes every session that expired before `now` and says how many went.
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// Whether expired sessions stay until [`SessionStore::purge_expired`] deletes them; a
+    /// store that expires them by itself says `false` and is never purged.
+    fn needs_purge(&self) -> bool {
+        true
+    }
 }
 
 /// The stores one server uses: sessions, and claims on login codes.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::{AsyncCommands, aio::ConnectionManager, aio::ConnectionManagerConfig};
 
-use super::{ClaimState, ClaimStore, Session, SessionStore, StoreError};
+use super::{ClaimState, ClaimStore, Outcome, Session, SessionStore, StoreError};
 use crate::token::{TokenHash, hex};
 
 const SESSION_PREFIX: &str = "wxlogin:s:";
@@ -106,8 +106,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn purge_expired(&self, _now: i64) -> Result<u64, StoreError> {
-        // Redis expires keys itself.
         Ok(0)
+    }
+
+    /// Every session key carries a TTL, and Redis expires it.
+    fn needs_purge(&self) -> bool {
+        false
     }
 }
 
@@ -136,21 +140,19 @@ impl ClaimStore for RedisStore {
         }
         // Someone holds it. If the hold ended between the two commands, report it as pending:
         // the caller's next round wins it.
-        Ok(Some(self.peek(key).await?.unwrap_or(ClaimState::Pending)))
-    }
-
-    async fn peek(&self, key: [u8; 32]) -> Result<Option<ClaimState>, StoreError> {
         let mut c = self.conn.clone();
         let raw: Option<Vec<u8>> = self
             .run(async move { c.get(claim_key(&key)).await })
             .await?;
-        Ok(raw.map(|v| ClaimState::decode(&v)))
+        raw.map_or(Ok(Some(ClaimState::Pending)), |v| {
+            ClaimState::decode(&v).map(Some)
+        })
     }
 
     async fn settle(
         &self,
         key: [u8; 32],
-        outcome: Vec<u8>,
+        outcome: Outcome,
         keep: Duration,
     ) -> Result<(), StoreError> {
         let value = ClaimState::Done(outcome).encode();

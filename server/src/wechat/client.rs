@@ -1,4 +1,9 @@
 //! The `auth.code2Session` client: one pooled HTTP client, bounded time, bounded retries.
+//!
+//! In dev mode the same client talks to the built-in simulator in-process, through the
+//! simulator's own router: the request (query, secret and all) and the reading of the answer
+//! are the production ones, only the socket is skipped. That is what lets the login routes be
+//! built before, or without, any listener.
 
 use std::{
     sync::Arc,
@@ -7,14 +12,14 @@ use std::{
 
 use serde::Deserialize;
 
-use super::{Breaker, WechatError, WechatSession, errcode};
+use super::{Breaker, WechatError, WechatSession, errcode, simulator::Simulator};
 use crate::config::Secret;
 
 /// Calls WeChat's `GET /sns/jscode2session`. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
 pub struct WechatClient {
-    http: reqwest::Client,
-    endpoint: String,
+    transport: Transport,
+    timeout: Duration,
     appid: String,
     secret: Secret,
     busy_retries: u32,
@@ -24,12 +29,31 @@ pub struct WechatClient {
 
 impl std::fmt::Debug for WechatClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let endpoint = match &self.transport {
+            Transport::Http { endpoint, .. } => endpoint.as_str(),
+            Transport::Simulator(_) => "built-in simulator",
+        };
         f.debug_struct("WechatClient")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &endpoint)
             .field("appid", &self.appid)
             .finish_non_exhaustive()
     }
 }
+
+/// Where calls go.
+#[derive(Clone)]
+enum Transport {
+    /// WeChat itself, or a simulator at a URL.
+    Http {
+        http: reqwest::Client,
+        endpoint: String,
+    },
+    /// The dev simulator's routes, called without a socket.
+    Simulator(axum::Router),
+}
+
+/// The path of `auth.code2Session` under the API base.
+const CODE2SESSION_PATH: &str = "/sns/jscode2session";
 
 /// WeChat's answer: success and failure share one object, told apart by `errcode`.
 #[derive(Deserialize)]
@@ -69,9 +93,34 @@ impl WechatClient {
             .user_agent(concat!("wechat-login-server/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| WechatError::Unreachable(format!("cannot build HTTP client: {e}")))?;
-        Ok(Self {
-            http,
-            endpoint: format!("{}/sns/jscode2session", api_base.trim_end_matches('/')),
+        let endpoint = format!("{}{CODE2SESSION_PATH}", api_base.trim_end_matches('/'));
+        Ok(Self::with_transport(
+            Transport::Http { http, endpoint },
+            appid,
+            secret,
+            options,
+        ))
+    }
+
+    /// A client of the dev simulator, in-process. `secret` must be the simulator's.
+    pub fn simulated(sim: &Simulator, secret: Secret, options: ClientOptions) -> Self {
+        Self::with_transport(
+            Transport::Simulator(sim.router()),
+            sim.appid().to_owned(),
+            secret,
+            options,
+        )
+    }
+
+    fn with_transport(
+        transport: Transport,
+        appid: String,
+        secret: Secret,
+        options: ClientOptions,
+    ) -> Self {
+        Self {
+            transport,
+            timeout: options.timeout,
             appid,
             secret,
             busy_retries: options.busy_retries,
@@ -80,7 +129,12 @@ impl WechatClient {
                 options.breaker_threshold,
                 options.breaker_cooldown,
             )),
-        })
+        }
+    }
+
+    /// The AppID this client logs users into.
+    pub fn appid(&self) -> &str {
+        &self.appid
     }
 
     /// Exchanges a `wx.login()` code for the user's identity, retrying only WeChat's "busy",
@@ -116,23 +170,33 @@ impl WechatClient {
     }
 
     async fn call_once(&self, code: &str) -> Result<WechatSession, WechatError> {
-        // The query carries the secret: this URL must never be logged, and reqwest's errors
-        // are stripped of it below.
-        let response = self
-            .http
-            .get(&self.endpoint)
-            .query(&[
-                ("appid", self.appid.as_str()),
-                ("secret", self.secret.expose()),
-                ("js_code", code),
-                ("grant_type", "authorization_code"),
-            ])
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(transport_error)?;
-        if !status.is_success() {
+        // The query carries the secret: it must never be logged, and transport errors are
+        // stripped of the URL below.
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("appid", &self.appid)
+            .append_pair("secret", self.secret.expose())
+            .append_pair("js_code", code)
+            .append_pair("grant_type", "authorization_code")
+            .finish();
+        let (status, bytes) = match &self.transport {
+            Transport::Http { http, endpoint } => {
+                let response = http
+                    .get(format!("{endpoint}?{query}"))
+                    .send()
+                    .await
+                    .map_err(transport_error)?;
+                let status = response.status().as_u16();
+                (status, response.bytes().await.map_err(transport_error)?)
+            }
+            Transport::Simulator(router) => {
+                let uri = format!("{CODE2SESSION_PATH}?{query}");
+                let call = simulator_call(router.clone(), uri);
+                tokio::time::timeout(self.timeout, call)
+                    .await
+                    .map_err(|_| WechatError::Timeout)??
+            }
+        };
+        if !(200..300).contains(&status) {
             return Err(WechatError::BadResponse(format!("HTTP status {status}")));
         }
         // WeChat labels this JSON as text/plain, so the header is ignored on purpose.
@@ -164,6 +228,26 @@ impl WechatClient {
             }),
         }
     }
+}
+
+/// One `GET` through the simulator's router: status and body, as over HTTP.
+async fn simulator_call(
+    router: axum::Router,
+    uri: String,
+) -> Result<(u16, axum::body::Bytes), WechatError> {
+    use tower::ServiceExt;
+    let request = axum::http::Request::get(uri)
+        .body(axum::body::Body::empty())
+        .map_err(|e| WechatError::BadResponse(format!("cannot build the request: {e}")))?;
+    let response = router
+        .oneshot(request)
+        .await
+        .map_err(|e| WechatError::Unreachable(e.to_string()))?;
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map_err(|e| WechatError::BadResponse(e.to_string()))?;
+    Ok((status, bytes))
 }
 
 /// Maps a reqwest failure without its URL, which holds the secret.

@@ -14,7 +14,7 @@ use axum::{
 };
 use shared::{ErrorBody, ErrorCode};
 
-use crate::{store::StoreError, wechat::WechatError};
+use crate::{auth::AuthError, store::StoreError, wechat::WechatError};
 
 /// How long a client should wait after upstream trouble before trying again.
 const UPSTREAM_RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -58,6 +58,9 @@ pub enum ApiError {
     /// `405`.
     #[error("this endpoint does not accept that method")]
     MethodNotAllowed,
+    /// `504`: another request's exchange of the same code did not finish in time.
+    #[error("{0}")]
+    ExchangePending(AuthError),
     /// `500`: a bug; the detail goes to the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -135,6 +138,11 @@ impl ApiError {
                 ErrorCode::MethodNotAllowed,
                 None,
             ),
+            E::ExchangePending(_) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                ErrorCode::UpstreamTimeout,
+                Some(UPSTREAM_RETRY_AFTER),
+            ),
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, None),
         }
     }
@@ -154,6 +162,19 @@ impl ApiError {
             ApiError::Store(_) => "the session store is unavailable; try again shortly".into(),
             ApiError::Internal(_) => "something went wrong on the server".into(),
             other => other.to_string(),
+        }
+    }
+}
+
+/// The login rules' refusals, as the API states them.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::MalformedCode(why) => ApiError::MalformedCode(why),
+            AuthError::NotLoggedIn => ApiError::Unauthorized,
+            AuthError::Wechat(e) => ApiError::Wechat(e),
+            AuthError::Store(e) => ApiError::Store(e),
+            e @ AuthError::ExchangePending => ApiError::ExchangePending(e),
         }
     }
 }

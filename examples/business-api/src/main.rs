@@ -1,0 +1,39 @@
+//! `cargo run -p business-api`: the business app with the login in it, configured exactly as
+//! the login server is (same flags and environment; dev mode without `WECHAT_APPID`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use server::{LoginState, config::Config};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    server::cli::init_logging();
+    let config = Config::parse();
+    let addr = config.listen_addr;
+    let login = match LoginState::open(config).await {
+        Ok(login) => login,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Expired sessions are deleted in the background for as long as this guard lives.
+    let _purge = login.spawn_purge();
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!("cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(%addr, dev = login.simulator.is_some(), "business API listening");
+    let app = business_api::app(login);
+    match server::serve(listener, app, server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}

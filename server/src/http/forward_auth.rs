@@ -1,0 +1,65 @@
+//! `GET /auth`: forward authentication, so a backend in any language learns the user behind a
+//! request from its reverse proxy. nginx (`auth_request`), Traefik (`forwardAuth`) and Envoy
+//! (`ext_authz`) send us the client's `Authorization` header; a `2xx` lets the request through
+//! with the headers below copied onto it, anything else is the client's answer.
+//!
+//! The proxy must also drop these headers when the client sends them itself, or a client
+//! could name any user: `deploy/nginx.conf` shows how.
+
+use axum::{
+    Router,
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    routing::get,
+};
+use shared::{ErrorBody, paths};
+
+use crate::{auth::AuthUser, http::ApiError, state::LoginState};
+
+/// The user's openid in this mini-program.
+pub const OPENID_HEADER: HeaderName = HeaderName::from_static("x-wechat-openid");
+/// The mini-program's AppID.
+pub const APPID_HEADER: HeaderName = HeaderName::from_static("x-wechat-appid");
+/// The user's unionid, only when WeChat gave one.
+pub const UNIONID_HEADER: HeaderName = HeaderName::from_static("x-wechat-unionid");
+
+pub fn router() -> Router<LoginState> {
+    Router::new().route(paths::FORWARD_AUTH, get(forward_auth))
+}
+
+#[utoipa::path(
+    get,
+    path = "/auth",
+    tag = "login",
+    summary = "Forward auth: who the bearer token belongs to, as headers for a reverse proxy",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged in; copy these headers onto the upstream request",
+            headers(
+                ("X-WeChat-OpenId" = String, description = "The user's openid"),
+                ("X-WeChat-AppId" = String, description = "The mini-program's AppID"),
+                ("X-WeChat-UnionId" = String, description = "The user's unionid, when known"),
+                ("Cache-Control" = String, description = "no-store"),
+            )),
+        (status = 401, description = "No token, or one that is malformed, unknown, expired or revoked",
+            body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 503, description = "The session store is unavailable",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub(super) async fn forward_auth(user: AuthUser) -> Result<(StatusCode, HeaderMap), ApiError> {
+    let mut headers = HeaderMap::with_capacity(4);
+    headers.insert(OPENID_HEADER, header_value(&user.openid)?);
+    headers.insert(APPID_HEADER, header_value(&user.appid)?);
+    if let Some(unionid) = &user.unionid {
+        headers.insert(UNIONID_HEADER, header_value(unionid)?);
+    }
+    // A proxy may cache auth answers; one user's answer must never serve another's request.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok((StatusCode::NO_CONTENT, headers))
+}
+
+/// WeChat's ids are URL-safe ASCII; anything else would be a corrupt session, not a header.
+fn header_value(id: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(id)
+        .map_err(|_| ApiError::Internal("a stored WeChat id is not a valid header value".into()))
+}

@@ -1,0 +1,42 @@
+//! `GET /me`: who the bearer token belongs to, for the mini-program's pages and as the
+//! smallest example of a handler that takes [`AuthUser`].
+
+use axum::{
+    Json, Router,
+    http::header,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use shared::{ErrorBody, MeResponse, paths};
+
+use crate::{auth::AuthUser, state::LoginState};
+
+pub fn router() -> Router<LoginState> {
+    Router::new().route(paths::ME, get(me))
+}
+
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "login",
+    summary = "Who the bearer token belongs to",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The logged-in user", body = MeResponse,
+            headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 401, description = "No token, or one that is malformed, unknown, expired or revoked",
+            body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 503, description = "The session store is unavailable: retry, do not log in again",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub(super) async fn me(user: AuthUser) -> Response {
+    let body = MeResponse {
+        openid: user.openid,
+        unionid: user.unionid,
+        appid: user.appid,
+        expires_at: user.expires_at,
+    };
+    // User data: no shared cache may keep it for the next caller.
+    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
