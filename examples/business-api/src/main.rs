@@ -27,7 +27,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(%addr, dev = login.simulator.is_some(), "business API listening");
+    if login.simulator.is_some() {
+        tracing::warn!(
+            "DEV MODE: no WECHAT_APPID set, logins go to the built-in WeChat simulator \
+             (get a code with POST http://{addr}/sim/wx.login)"
+        );
+    }
+    tracing::info!(%addr, "business API listening");
     let app = business_api::app(login);
     match server::serve(listener, app, server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
