@@ -212,6 +212,24 @@ async fn forward_auth_answers_204_with_the_users_headers() {
     assert_eq!(answer.headers["x-wechat-appid"], DEV_APPID);
     assert!(answer.headers.get("x-wechat-unionid").is_none());
     assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+
+    // Traefik keeps the client's method; Envoy also appends the client's path.
+    for (method, path) in [
+        ("POST", "/auth"),
+        ("DELETE", "/auth"),
+        ("PUT", "/auth/api/orders/7"),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let answer = call(&app, request).await;
+        assert_eq!(answer.status, 204, "{method} {path}");
+        assert_eq!(answer.headers["x-wechat-openid"], dave.as_str());
+        assert_unauthorized(&call(&app, get_with(path, None)).await);
+    }
 }
 
 #[tokio::test]

@@ -3,13 +3,18 @@
 //! (`ext_authz`) send us the client's `Authorization` header; a `2xx` lets the request through
 //! with the headers below copied onto it, anything else is the client's answer.
 //!
+//! Proxies differ in what they send: nginx's subrequest is a `GET` of `/auth`, Traefik keeps
+//! the client's method, and Envoy keeps the method and appends the client's path to its prefix
+//! (`/auth/api/orders`). So every usual method is answered, at `/auth` and below it; only the
+//! `Authorization` header decides.
+//!
 //! The proxy must also drop these headers when the client sends them itself, or a client
 //! could name any user: `deploy/nginx.conf` shows how.
 
 use axum::{
     Router,
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
-    routing::get,
+    routing::{MethodFilter, on},
 };
 use shared::{ErrorBody, paths};
 
@@ -23,11 +28,21 @@ pub const APPID_HEADER: HeaderName = HeaderName::from_static("x-wechat-appid");
 pub const UNIONID_HEADER: HeaderName = HeaderName::from_static("x-wechat-unionid");
 
 pub fn router() -> Router<LoginState> {
-    Router::new().route(paths::FORWARD_AUTH, get(forward_auth))
+    let methods = MethodFilter::GET
+        .or(MethodFilter::POST)
+        .or(MethodFilter::PUT)
+        .or(MethodFilter::PATCH)
+        .or(MethodFilter::DELETE);
+    Router::new()
+        .route(paths::FORWARD_AUTH, on(methods, forward_auth))
+        .route(
+            &format!("{}/{{*original_path}}", paths::FORWARD_AUTH),
+            on(methods, forward_auth),
+        )
 }
 
 #[utoipa::path(
-    get,
+    method(get, post, put, patch, delete),
     path = "/auth",
     tag = "login",
     summary = "Forward auth: who the bearer token belongs to, as headers for a reverse proxy",
