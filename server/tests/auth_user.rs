@@ -287,6 +287,30 @@ async fn store_trouble_is_a_503_never_a_401() {
     assert_unauthorized(&call(&app, get_with("/api/hello", None)).await);
 }
 
+#[tokio::test]
+async fn auth_user_guards_a_whole_group_of_routes_as_a_layer() {
+    let login = login_state(Arc::new(MemoryStore::default()));
+    let state = TeamState {
+        login: login.clone(),
+        greeting: "hi",
+    };
+    // Handlers that do not take AuthUser themselves, protected by the layer.
+    let admin = Router::new()
+        .route("/admin/report", get(|| async { "the report" }))
+        .route_layer(axum::middleware::from_extractor_with_state::<AuthUser, _>(
+            state.clone(),
+        ));
+    let app: Router = Router::new()
+        .merge(admin)
+        .merge(server::routes(login.clone()))
+        .with_state(state);
+    assert_unauthorized(&call(&app, get_with("/admin/report", None)).await);
+    let token = log_in(&app, &login, "gina").await;
+    let answer = call(&app, get_with("/admin/report", Some(&token))).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "the report");
+}
+
 #[test]
 fn the_routes_are_built_without_a_socket_or_a_runtime() {
     // No listener and no Tokio runtime: building the service and its routes is plain code.
