@@ -59,8 +59,13 @@ fn test() -> Result {
             "warnings",
         ])
     })?;
-    // The multi-instance tests start a Redis server of their own.
-    install::apt(&[("redis-server", "redis-server")])?;
+    // The multi-instance tests start a Redis server of their own; the forward-auth tests an
+    // nginx of their own (Debian's is built with auth_request). Checked by absolute path:
+    // nginx lives in /usr/sbin, which a non-login root shell may not have on PATH.
+    install::apt(&[
+        ("redis-server", "redis-server"),
+        ("/usr/sbin/nginx", "nginx"),
+    ])?;
     run::step("cargo tests", || {
         run::cargo(&["test", "--workspace", "--locked"])
     })?;

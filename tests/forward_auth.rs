@@ -1,0 +1,680 @@
+//! Forward auth behind a real nginx: `deploy/nginx.conf`, changed only in its three addresses,
+//! between the client and a backend that records what reaches it, with the login server
+//! answering nginx's `GET /auth` subrequests.
+//!
+//! The expected identity never comes from the system under test: the WeChat simulator plays
+//! WeChat, and the openid it hands out for a user (`openid_for`) is the truth the backend must
+//! be told.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use reqwest::header::{HeaderName, HeaderValue};
+use serde_json::json;
+use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
+use tokio::{net::TcpListener, task::JoinHandle};
+use workspace_tests::{TestServer, error_body, free_port, temp_dir};
+
+/// The example configuration, exactly as shipped.
+const NGINX_CONF: &str = include_str!("../deploy/nginx.conf");
+
+// ---------------------------------------------------------------------------------------------
+// The backend: any HTTP service behind nginx. It answers JSON and remembers every request.
+
+/// What one request brought to the backend.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: Method,
+    path: String,
+    /// Every header whose name reads `x-wechat-…` once `_` is taken for `-`, in arrival order,
+    /// duplicates included: exactly what a backend could mistake for an identity.
+    wechat: Vec<(String, String)>,
+    authorization: Option<String>,
+    body: String,
+}
+
+impl Seen {
+    fn values(&self, name: &str) -> Vec<&str> {
+        self.wechat
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+#[derive(Debug)]
+struct Backend {
+    addr: SocketAddr,
+    seen: Log,
+    task: JoinHandle<()>,
+}
+
+impl Backend {
+    /// `/api/backend-error` answers 500 and `/api/backend-denied` 401, each with a body of its
+    /// own, so a test can tell the backend's errors from nginx's; everything else answers 200.
+    async fn start() -> Self {
+        let seen = Log::default();
+        let app = Router::new().fallback(record).with_state(seen.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        Self { addr, seen, task }
+    }
+
+    fn hits(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the backend saw a request")
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn record(
+    State(seen): State<Log>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let wechat = headers
+        .iter()
+        .filter(|(name, _)| name.as_str().replace('_', "-").starts_with("x-wechat-"))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let path = uri.path().to_owned();
+    seen.lock().unwrap().push(Seen {
+        method,
+        path: path.clone(),
+        wechat,
+        authorization: headers
+            .get("authorization")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    let status = match path.as_str() {
+        "/api/backend-error" => StatusCode::INTERNAL_SERVER_ERROR,
+        "/api/backend-denied" => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::OK,
+    };
+    (
+        status,
+        Json(json!({ "backend": status.as_u16(), "path": path })),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// nginx: a child process of our own on a free loopback port, killed on drop.
+
+#[derive(Debug)]
+struct Nginx {
+    port: u16,
+    prefix: PathBuf,
+    child: Option<Child>,
+}
+
+impl Nginx {
+    /// Starts nginx with `deploy/nginx.conf` pointed at `login` and `backend`, and returns once
+    /// it accepts connections. A port taken between choosing and binding it means another try
+    /// on another port.
+    async fn start(login: SocketAddr, backend: SocketAddr) -> Self {
+        let binary = nginx_binary();
+        let prefix = temp_dir("nginx");
+        std::fs::create_dir_all(prefix.join("logs")).unwrap();
+        let mut nginx = Self {
+            port: 0,
+            prefix,
+            child: None,
+        };
+        for attempt in 1..=5 {
+            nginx.port = free_port();
+            let conf = nginx.prefix.join("nginx.conf");
+            std::fs::write(&conf, adapt(NGINX_CONF, nginx.port, login, backend)).unwrap();
+            match nginx.spawn(&binary, &conf).await {
+                Ok(()) => return nginx,
+                Err(log) if log.contains("Address already in use") && attempt < 5 => continue,
+                Err(log) => panic!("nginx did not start:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt panics or returns")
+    }
+
+    /// Runs nginx in the foreground as one process (so killing it leaves no workers behind) and
+    /// waits until it has bound its port.
+    async fn spawn(&mut self, binary: &Path, conf: &Path) -> Result<(), String> {
+        let pid_file = self.prefix.join("nginx.pid");
+        let stderr_file = self.prefix.join("logs/stderr.log");
+        std::fs::remove_file(&pid_file).ok();
+        let globals = format!(
+            "daemon off; master_process off; pid {}; error_log stderr;",
+            path_str(&pid_file)
+        );
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(&self.prefix)
+            .arg("-c")
+            .arg(conf)
+            .args(["-g", &globals])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // A file rather than a pipe: nobody has to drain it while the test runs.
+            .stderr(std::fs::File::create(&stderr_file).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+        let pid = child.id().to_string();
+        self.child = Some(child);
+
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let child = self.child.as_mut().unwrap();
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Err(format!("exited with {status}:\n{}", self.log()));
+            }
+            // nginx writes its pid file only after it has bound every listen socket, so a
+            // file with our child's pid means the port is ours, not some other process's.
+            let bound = std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == pid);
+            if bound
+                && tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not listening after 15 s:\n{}", self.log()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// nginx's error output and access log, for failure messages.
+    fn log(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.prefix.join(name)).unwrap_or_default();
+        format!(
+            "--- error log\n{}--- access log\n{}",
+            read("logs/stderr.log"),
+            read("logs/access.log")
+        )
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+        if std::thread::panicking() {
+            eprintln!("nginx on port {}:\n{}", self.port, self.log());
+        }
+        std::fs::remove_dir_all(&self.prefix).ok();
+    }
+}
+
+/// `nginx` from `PATH`, else Debian's `/usr/sbin/nginx` (root's `PATH` may lack `/usr/sbin`);
+/// it must have the auth_request module. Never skips: a missing nginx fails the test.
+fn nginx_binary() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nginx"))
+            .find(|p| p.is_file())
+    });
+    let binary = on_path
+        .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
+        .unwrap_or_else(|| {
+            panic!(
+                "nginx is not installed; `cargo xtask test` installs it (Debian package nginx), \
+                 or run `apt-get install nginx`"
+            )
+        });
+    // `nginx -V` prints its build options on stderr.
+    let version = Command::new(&binary).arg("-V").output().unwrap();
+    let options = String::from_utf8_lossy(&version.stderr);
+    assert!(
+        options.contains("http_auth_request_module"),
+        "{} lacks the auth_request module (Debian's nginx has it):\n{options}",
+        binary.display()
+    );
+    binary
+}
+
+/// The shipped configuration with its listen port and two upstream addresses replaced; each
+/// must appear exactly once, so a changed file fails here rather than half-adapted.
+fn adapt(conf: &str, port: u16, login: SocketAddr, backend: SocketAddr) -> String {
+    [
+        ("listen 8000;", format!("listen 127.0.0.1:{port};")),
+        ("server 127.0.0.1:3000;", format!("server {login};")),
+        ("server 127.0.0.1:8080;", format!("server {backend};")),
+    ]
+    .into_iter()
+    .fold(conf.to_owned(), |conf, (from, to)| {
+        assert_eq!(
+            conf.matches(from).count(),
+            1,
+            "deploy/nginx.conf should contain `{from}` exactly once"
+        );
+        conf.replacen(from, &to, 1)
+    })
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("temp paths are UTF-8")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The three together.
+
+struct Gateway {
+    login: TestServer,
+    backend: Backend,
+    nginx: Nginx,
+    http: reqwest::Client,
+}
+
+impl Gateway {
+    async fn start() -> Self {
+        let login = TestServer::start(&[]).await;
+        let backend = Backend::start().await;
+        let nginx = Nginx::start(login.addr, backend.addr).await;
+        Self {
+            login,
+            backend,
+            nginx,
+            http: client(),
+        }
+    }
+
+    /// The simulator stands in for WeChat: what it says a user's openid is, is the truth.
+    fn openid_of(&self, user: &str) -> String {
+        self.sim().openid_for(user)
+    }
+
+    fn appid(&self) -> String {
+        self.sim().appid().to_owned()
+    }
+
+    fn sim(&self) -> &server::wechat::simulator::Simulator {
+        self.login.state.simulator.as_ref().expect("dev mode")
+    }
+
+    /// Logs `user` in at the login server directly; the token.
+    async fn token_for(&self, user: &str) -> String {
+        let code = self.login.wx_login_as(user).await;
+        let response = self.login.post_login(&code).await;
+        assert_eq!(response.status(), 200, "login as {user}");
+        response.json::<LoginResponse>().await.unwrap().token
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.nginx.url(path))
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A 401 in the login server's shape: JSON `unauthorized`, one `WWW-Authenticate: Bearer`.
+async fn assert_unauthorized(response: reqwest::Response) {
+    assert_eq!(response.status(), 401);
+    let challenges: Vec<_> = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        challenges.len() == 1 && challenges[0].starts_with("Bearer"),
+        "WWW-Authenticate: {challenges:?}"
+    );
+    assert_eq!(
+        error_body(response).await.error.code,
+        ErrorCode::Unauthorized
+    );
+}
+
+/// A 503 in the login server's shape: JSON `store_unavailable`, a `Retry-After` in seconds.
+async fn assert_unavailable(response: reqwest::Response) -> u64 {
+    assert_eq!(response.status(), 503);
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .unwrap()
+        .parse::<u64>()
+        .expect("Retry-After in seconds");
+    assert_eq!(
+        error_body(response).await.error.code,
+        ErrorCode::StoreUnavailable
+    );
+    retry_after
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases.
+
+#[tokio::test]
+async fn a_logged_in_request_reaches_the_backend_as_that_user() {
+    let gw = Gateway::start().await;
+    let alice = gw.token_for("alice").await;
+    let bob = gw.token_for("bob").await;
+    assert_ne!(gw.openid_of("alice"), gw.openid_of("bob"));
+
+    for (user, token) in [("alice", &alice), ("bob", &bob)] {
+        let response = gw
+            .get("/api/profile")
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", gw.nginx.log());
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["path"], "/api/profile", "the backend's own answer");
+
+        let seen = gw.backend.last();
+        assert_eq!(
+            seen.values("x-wechat-openid"),
+            [gw.openid_of(user)],
+            "{user}"
+        );
+        assert_eq!(seen.values("x-wechat-appid"), [gw.appid()]);
+        assert!(
+            seen.values("x-wechat-unionid").is_empty(),
+            "WeChat gave none"
+        );
+        assert_eq!(seen.authorization, None, "the token stays with nginx");
+    }
+
+    // A body and a method other than GET get through: the auth subrequest neither consumes
+    // the body nor turns the call into a GET.
+    let response = gw
+        .http
+        .post(gw.nginx.url("/api/notes"))
+        .bearer_auth(&alice)
+        .json(&json!({ "text": "hello" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = gw.backend.last();
+    assert_eq!(seen.method, Method::POST);
+    assert_eq!(seen.path, "/api/notes");
+    assert_eq!(seen.body, r#"{"text":"hello"}"#);
+    assert_eq!(seen.values("x-wechat-openid"), [gw.openid_of("alice")]);
+    assert_eq!(gw.backend.hits(), 3);
+}
+
+#[tokio::test]
+async fn a_forged_identity_without_a_valid_token_is_refused_before_the_backend() {
+    let gw = Gateway::start().await;
+    let victim = gw.openid_of("alice");
+    let forged = |request: reqwest::RequestBuilder| {
+        request
+            .header("X-WeChat-OpenId", &victim)
+            .header("X-WeChat-AppId", gw.appid())
+    };
+
+    assert_unauthorized(forged(gw.get("/api/profile")).send().await.unwrap()).await;
+    for bad in [
+        "not-a-token",
+        "",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let request = forged(gw.get("/api/profile")).bearer_auth(bad);
+        assert_unauthorized(request.send().await.unwrap()).await;
+    }
+    let basic = forged(gw.get("/api/profile")).basic_auth("alice", Some("pw"));
+    assert_unauthorized(basic.send().await.unwrap()).await;
+
+    assert_eq!(gw.backend.hits(), 0, "nothing reached the backend");
+}
+
+#[tokio::test]
+async fn forged_identity_headers_beside_a_valid_token_are_replaced() {
+    let gw = Gateway::start().await;
+    let mallory = gw.token_for("mallory").await;
+    let victim = gw.openid_of("alice");
+
+    let mut forged = reqwest::header::HeaderMap::new();
+    let value = |v: &str| HeaderValue::from_str(v).unwrap();
+    forged.append("x-wechat-openid", value(&victim));
+    forged.append("x-wechat-openid", value("oSecondForgedCopy"));
+    forged.append("x-wechat-appid", value("wxforgedappid000"));
+    forged.append("x-wechat-unionid", value("uForgedUnionId"));
+    // Gateways in the CGI tradition read this as X-WeChat-OpenId.
+    forged.append(HeaderName::from_static("x_wechat_openid"), value(&victim));
+
+    let response = gw
+        .get("/api/profile")
+        .bearer_auth(&mallory)
+        .headers(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", gw.nginx.log());
+
+    let mut seen = gw.backend.last().wechat;
+    seen.sort();
+    let mut expected = vec![
+        ("x-wechat-appid".to_owned(), gw.appid()),
+        ("x-wechat-openid".to_owned(), gw.openid_of("mallory")),
+    ];
+    expected.sort();
+    assert_eq!(
+        seen, expected,
+        "only nginx's identity headers, the real user's, reach the backend"
+    );
+}
+
+#[tokio::test]
+async fn after_logout_the_token_is_refused_through_nginx() {
+    let gw = Gateway::start().await;
+    let token = gw.token_for("dave").await;
+    let response = gw
+        .get("/api/profile")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let logout = gw
+        .http
+        .post(gw.nginx.url("/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(logout.status().is_success(), "logout: {}", logout.status());
+
+    assert_unauthorized(
+        gw.get("/api/profile")
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(gw.backend.hits(), 1, "only the request before the logout");
+}
+
+#[tokio::test]
+async fn a_login_through_nginx_gives_a_token_that_works_through_nginx() {
+    let gw = Gateway::start().await;
+    // wx.login() happens on the phone; the simulator that plays it is not behind nginx.
+    let code = gw.login.wx_login_as("carol").await;
+    let response = gw
+        .http
+        .post(gw.nginx.url("/login"))
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", gw.nginx.log());
+    let token = response.json::<LoginResponse>().await.unwrap().token;
+
+    let check = gw
+        .get("/checklogin")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(check.status(), 200);
+    assert!(check.json::<CheckLoginResponse>().await.unwrap().is_login);
+
+    // /me is proxied as it is: the same answer through nginx as from the login server.
+    let via_nginx = gw.get("/me").bearer_auth(&token).send().await.unwrap();
+    let direct = gw
+        .login
+        .http
+        .get(gw.login.url("/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(via_nginx.status(), direct.status(), "/me");
+    assert_eq!(
+        via_nginx.text().await.unwrap(),
+        direct.text().await.unwrap(),
+        "/me"
+    );
+
+    let response = gw
+        .get("/api/orders")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        gw.backend.last().values("x-wechat-openid"),
+        [gw.openid_of("carol")]
+    );
+
+    // Only the listed login endpoints are public: not the simulator, not /auth itself, and
+    // nothing outside /api/ reaches the backend.
+    for path in ["/sim/wx.login", "/auth", "/healthz", "/orders"] {
+        let response = gw.get(path).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    assert_eq!(gw.backend.hits(), 1);
+}
+
+#[tokio::test]
+async fn the_backends_own_errors_pass_through_untouched() {
+    let gw = Gateway::start().await;
+    let token = gw.token_for("erin").await;
+    // nginx's error_page for 401 and 500 serves only its own statuses, never the backend's
+    // (proxy_intercept_errors is off): the backend's bodies arrive as it sent them.
+    for (path, status) in [("/api/backend-error", 500), ("/api/backend-denied", 401)] {
+        let response = gw.get(path).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body, json!({ "backend": status, "path": path }));
+    }
+    assert_eq!(gw.backend.hits(), 2);
+}
+
+#[tokio::test]
+async fn the_login_server_down_is_a_json_503_with_retry_after() {
+    let login = TestServer::start(&[]).await;
+    let backend = Backend::start().await;
+    let nginx = Nginx::start(login.addr, backend.addr).await;
+    let http = client();
+    let token = login.login().await.token;
+    login.stop().await;
+
+    let response = http
+        .get(nginx.url("/api/profile"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(assert_unavailable(response).await > 0);
+    let response = http
+        .post(nginx.url("/login"))
+        .json(&json!({ "code": "0a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(assert_unavailable(response).await > 0);
+    assert_eq!(backend.hits(), 0);
+}
+
+/// `/auth` answering 503 as the contract says it does on store trouble: a stand-in login
+/// server, since making the real one's store fail takes more than this file should know.
+#[tokio::test]
+async fn a_store_outage_at_auth_is_a_json_503_with_the_login_servers_retry_after() {
+    let app = Router::new().route(
+        "/auth",
+        get(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "7")],
+                Json(json!({ "error": { "code": "store_unavailable", "message": "down" } })),
+            )
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let login = listener.local_addr().unwrap();
+    let stub = tokio::spawn(async move {
+        axum::serve(listener, app).await.ok();
+    });
+    let backend = Backend::start().await;
+    let nginx = Nginx::start(login, backend.addr).await;
+
+    let response = client()
+        .get(nginx.url("/api/profile"))
+        .bearer_auth("any-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assert_unavailable(response).await, 7);
+    assert_eq!(backend.hits(), 0);
+    stub.abort();
+}
