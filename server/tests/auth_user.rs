@@ -213,7 +213,7 @@ async fn forward_auth_answers_204_with_the_users_headers() {
     assert!(answer.headers.get("x-wechat-unionid").is_none());
     assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
 
-    // Traefik keeps the client's method; Envoy also appends the client's path.
+    // Traefik (preserveRequestMethod) keeps the client's method; Envoy also appends its path.
     for (method, path) in [
         ("POST", "/auth"),
         ("DELETE", "/auth"),

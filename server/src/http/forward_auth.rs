@@ -4,8 +4,8 @@
 //! with the headers below copied onto it, anything else is the client's answer.
 //!
 //! Proxies differ in what they send: nginx's subrequest is a `GET` of `/auth`, Traefik keeps
-//! the client's method, and Envoy keeps the method and appends the client's path to its prefix
-//! (`/auth/api/orders`). So every usual method is answered, at `/auth` and below it; only the
+//! the client's method when `preserveRequestMethod` is set, and Envoy keeps the method and
+//! appends the client's path to its prefix (`/auth/api/orders`). So every usual method is answered, at `/auth` and below it; only the
 //! `Authorization` header decides.
 //!
 //! The proxy must also drop these headers when the client sends them itself, or a client
