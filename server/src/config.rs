@@ -19,10 +19,20 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:3000")]
     pub listen_addr: SocketAddr,
 
-    /// The mini-program's AppID. Without it the server runs in dev mode against its built-in
-    /// WeChat simulator.
+    /// The mini-program's AppID. Without it (and without a secret) the server runs in dev
+    /// mode against its built-in WeChat simulator.
     #[arg(long, env = "WECHAT_APPID")]
     pub wechat_appid: Option<String>,
+
+    /// Allows dev mode on a non-loopback LISTEN_ADDR, for a phone on the LAN. Dev mode mints
+    /// login codes for anyone who asks, so without this it listens on loopback only.
+    #[arg(
+        long = "dev",
+        env = "DEV_MODE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub dev_anywhere: bool,
 
     /// The mini-program's AppSecret. Never logged, never echoed.
     #[arg(long, env = "WECHAT_SECRET", hide_env_values = true)]
@@ -41,7 +51,8 @@ pub struct Config {
     #[arg(
         long,
         env = "SESSION_STORE",
-        default_value = "sqlite://data/sessions.db"
+        default_value = "sqlite://data/sessions.db",
+        value_parser = StoreUrlParser
     )]
     pub session_store: StoreUrl,
 
@@ -103,10 +114,46 @@ pub struct Config {
 }
 
 impl Config {
-    /// Dev mode is chosen by the absence of an AppID, so a fresh checkout runs with no set-up
-    /// while a production deployment cannot fall into it by accident once configured.
+    /// Dev mode is chosen by the absence of both WeChat credentials, so a fresh checkout runs
+    /// with no set-up while a deployment that set either cannot fall into it by accident.
     pub fn dev_mode(&self) -> bool {
-        self.wechat_appid.is_none()
+        self.wechat_appid.is_none() && self.wechat_secret.is_none()
+    }
+
+    /// The rules that span several settings; each setting's own shape is checked as it is
+    /// parsed. Called once at start-up by everything that builds the service.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.wechat_appid, &self.wechat_secret) {
+            (Some(_), None) => {
+                return Err(
+                    "WECHAT_APPID is set but WECHAT_SECRET is not: set both for \
+                            WeChat, or neither for dev mode"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                return Err(
+                    "WECHAT_SECRET is set but WECHAT_APPID is not: set WECHAT_APPID \
+                            too (dev mode starts only when neither is set)"
+                        .into(),
+                );
+            }
+            (Some(_), Some(_)) if self.dev_anywhere => {
+                return Err("DEV_MODE is set together with WECHAT_APPID: dev mode runs \
+                            without WeChat credentials; unset one of them"
+                    .into());
+            }
+            _ => {}
+        }
+        if self.dev_mode() && !self.listen_addr.ip().is_loopback() && !self.dev_anywhere {
+            return Err(format!(
+                "dev mode serves a WeChat simulator that mints login codes for anyone, so it \
+                 listens on loopback only; LISTEN_ADDR is {}. Set DEV_MODE=1 (--dev) to allow \
+                 it, or set WECHAT_APPID and WECHAT_SECRET for production",
+                self.listen_addr
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -134,9 +181,36 @@ impl FromStr for StoreUrl {
             Ok(StoreUrl::Redis(s.to_owned()))
         } else {
             Err(format!(
-                "unsupported session store {s:?}: use sqlite://PATH, redis://HOST:PORT/DB or memory"
+                "unsupported session store {:?}: use sqlite://PATH, redis://HOST:PORT/DB or memory",
+                redact_password(s)
             ))
         }
+    }
+}
+
+/// Parses `SESSION_STORE` with an error of its own: clap's usual one quotes the raw value,
+/// which may hold a password.
+#[derive(Debug, Clone, Copy)]
+struct StoreUrlParser;
+
+impl clap::builder::TypedValueParser for StoreUrlParser {
+    type Value = StoreUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<StoreUrl, clap::Error> {
+        let invalid = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid SESSION_STORE: {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| invalid("not UTF-8".into()))?;
+        text.parse().map_err(invalid)
     }
 }
 
@@ -152,6 +226,30 @@ impl fmt::Display for StoreUrl {
                 write!(f, "redis://{host}")
             }
         }
+    }
+}
+
+/// `s` with the password of a URL's user-info replaced by `***`, for error messages.
+pub fn redact_password(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut url) if url.password().is_some() => {
+            // Only fails for URLs that cannot have a password, and this one has one.
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        // Not a URL with a password the parser sees, yet it may hold one: redact the user-info
+        // by hand.
+        _ if s.contains('@') => {
+            let (before, after) = s.rsplit_once('@').unwrap_or((s, ""));
+            match before.split_once("://") {
+                Some((scheme, userinfo)) => {
+                    let user = userinfo.split(':').next().unwrap_or("");
+                    format!("{scheme}://{user}:***@{after}")
+                }
+                None => format!("***@{after}"),
+            }
+        }
+        _ => s.to_owned(),
     }
 }
 
@@ -185,24 +283,32 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Parses `90`, `90s`, `15m`, `12h` or `7d`.
+/// Parses `250ms`, `90`, `90s`, `15m`, `12h` or `7d`. Zero is refused: every duration here is
+/// a timeout, a lifetime or an interval, and none of them means anything at zero.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 12h or 7d"))?;
-    let scale = match unit {
-        "" | "s" => 1,
-        "ms" => return Ok(Duration::from_millis(n)),
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => return Err(format!("unknown duration unit {other:?}: use s, m, h or d")),
+        .map_err(|_| format!("{s:?} is not a duration like 250ms, 90s, 15m, 12h or 7d"))?;
+    if n == 0 {
+        return Err(format!("{s:?}: the duration must be longer than zero"));
+    }
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?}: use ms, s, m, h or d"
+            ));
+        }
     };
-    n.checked_mul(scale)
-        .map(Duration::from_secs)
+    n.checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
         .ok_or_else(|| format!("{s:?} is too long"))
 }
 
@@ -216,8 +322,50 @@ mod tests {
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("7w").is_err());
+        assert!(
+            parse_duration("7w")
+                .unwrap_err()
+                .contains("ms, s, m, h or d")
+        );
         assert!(parse_duration("d").is_err());
+        for zero in ["0", "0s", "0ms", "0d"] {
+            assert!(parse_duration(zero).unwrap_err().contains("zero"), "{zero}");
+        }
+        assert!(Config::try_parse_from(["server", "--purge-interval", "0"]).is_err());
+    }
+
+    #[test]
+    fn dev_mode_needs_neither_credential_and_loopback_unless_allowed() {
+        let parse = |args: &[&str]| Config::parse_from([&["server"], args].concat());
+        assert!(parse(&[]).validate().is_ok());
+        let err = parse(&["--wechat-secret", "s"]).validate().unwrap_err();
+        assert!(err.contains("WECHAT_APPID"), "{err}");
+        assert!(!parse(&["--wechat-secret", "s"]).dev_mode());
+        let err = parse(&["--wechat-appid", "wx1"]).validate().unwrap_err();
+        assert!(err.contains("WECHAT_SECRET"), "{err}");
+        let err = parse(&["--listen-addr", "0.0.0.0:3000"])
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("DEV_MODE=1"), "{err}");
+        assert!(
+            parse(&["--listen-addr", "0.0.0.0:3000", "--dev"])
+                .validate()
+                .is_ok()
+        );
+        assert!(parse(&["--listen-addr", "[::1]:3000"]).validate().is_ok());
+        let production = [
+            "--listen-addr",
+            "0.0.0.0:3000",
+            "--wechat-appid",
+            "wx1",
+            "--wechat-secret",
+            "s",
+        ];
+        assert!(parse(&production).validate().is_ok());
+        let err = parse(&[&production[..], &["--dev"]].concat())
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("DEV_MODE"), "{err}");
     }
 
     #[test]
@@ -247,8 +395,17 @@ mod tests {
     }
 
     #[test]
-    fn bad_store_urls_are_refused_with_a_hint() {
+    fn bad_store_urls_are_refused_with_a_hint_and_without_their_password() {
         let err = "postgres://x".parse::<StoreUrl>().unwrap_err();
         assert!(err.contains("sqlite://PATH"));
+        for url in [
+            "postgres://admin:hunter2@db.internal:5432/x",
+            "mysql://:hunter2@db",
+            "weird:/admin:hunter2@db",
+        ] {
+            let err = url.parse::<StoreUrl>().unwrap_err();
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains("***"), "{err}");
+        }
     }
 }

@@ -34,6 +34,8 @@ pub struct LoginState {
 impl LoginState {
     /// Opens the stores the configuration names, then [`LoginState::new`].
     pub async fn open(config: Config) -> Result<Self, StartError> {
+        // Before anything is created on disk or over the network.
+        config.validate().map_err(StartError::Config)?;
         let stores = Stores::open(&config.session_store, config.store_timeout).await?;
         Self::new(config, stores)
     }
@@ -42,6 +44,7 @@ impl LoginState {
     /// simulator, called in-process, with a fresh secret per process so that the client is
     /// still seen to send it correctly.
     pub fn new(config: Config, stores: Stores) -> Result<Self, StartError> {
+        config.validate().map_err(StartError::Config)?;
         let options = ClientOptions {
             connect_timeout: config.wechat_connect_timeout,
             timeout: config.wechat_timeout,
@@ -60,16 +63,18 @@ impl LoginState {
                 )?,
                 None,
             ),
-            (Some(_), None) => {
-                return Err(StartError::Config(
-                    "WECHAT_APPID is set but WECHAT_SECRET is not".into(),
-                ));
-            }
-            (None, _) => {
+            (None, None) => {
                 let secret = Secret::new(uuid::Uuid::new_v4().simple().to_string());
                 let sim = Simulator::with_code_ttl(DEV_APPID, secret.expose(), config.sim_code_ttl);
                 let client = WechatClient::simulated(&sim, secret, options);
                 (client, Some(sim))
+            }
+            // Config::validate has refused these already; a caller that skipped it still
+            // gets an error, not dev mode.
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(StartError::Config(
+                    "set both WECHAT_APPID and WECHAT_SECRET, or neither for dev mode".into(),
+                ));
             }
         };
         let login_limiter = Arc::new(RateLimiter::new(

@@ -73,6 +73,7 @@ impl DevServer {
             .map_err(|e| format!("no free loopback port: {e}"))?;
         let child = Command::new(binary)
             .env_remove("WECHAT_APPID")
+            .env_remove("WECHAT_SECRET")
             .env("LISTEN_ADDR", addr.to_string())
             .env("SESSION_STORE", "memory")
             // The fuzzer is one client sending thousands of logins: limiting it would only
