@@ -108,6 +108,32 @@ pub struct Config {
     #[arg(long, env = "HARNESS_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../client-wasm/harness/dist"))]
     pub harness_dir: std::path::PathBuf,
 
+    /// Time a client has to send a request's headers, from the moment the server waits for
+    /// them: on a new connection and between requests of a kept-alive one. It closes
+    /// connections that trickle headers or sit idle.
+    #[arg(long, env = "HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Time one request may take from its headers to its answer; past it the client gets a
+    /// 503. Above the slowest login WeChat's timeouts and busy retries allow.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Connections served at once; past it new ones wait in the kernel's queue. Keep it below
+    /// the process's file-descriptor limit.
+    #[arg(
+        long,
+        env = "MAX_CONNECTIONS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections: u32,
+
+    /// After SIGTERM or Ctrl-C: how long requests in flight may finish before the
+    /// connections left are dropped.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// How often expired sessions are deleted from the store.
     #[arg(long, env = "PURGE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub purge_interval: Duration,

@@ -17,14 +17,14 @@
 //! }
 //!
 //! # async fn run(config: server::config::Config) -> Result<(), Box<dyn std::error::Error>> {
-//! let login = LoginState::open(config).await?;
+//! let login = LoginState::open(config.clone()).await?;
 //! let _purge = login.spawn_purge();
 //! let app: Router = Router::new()
 //!     .route("/api/hello", get(hello))
 //!     .merge(server::routes(login.clone()))
 //!     .with_state(login);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! server::serve(listener, app, server::shutdown_signal()).await?;
+//! server::serve(listener, app, &config, server::shutdown_signal()).await?;
 //! # Ok(()) }
 //! ```
 //! Any other stack puts the standalone server behind its proxy and asks `GET /auth` on every
@@ -40,6 +40,7 @@
 //! - [`store`]: the `SessionStore` trait and its SQLite and memory backends.
 //! - [`wechat`]: the code2Session client and the WeChat simulator.
 //! - [`rate_limit`]: per-client limits on `POST /login`.
+//! - [`serve`]: connections with header, request and shutdown deadlines and a cap.
 //! - [`state`]: [`LoginState`], what handlers share, built from the configuration without a
 //!   socket.
 
@@ -48,6 +49,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod rate_limit;
+pub mod serve;
 pub mod state;
 pub mod store;
 pub mod token;
@@ -55,11 +57,11 @@ pub mod wechat;
 
 pub use auth::AuthUser;
 pub use http::{ApiError, routes};
+pub use serve::serve;
 pub use state::{DEV_APPID, LoginState, PurgeGuard};
 
 use std::{future::Future, net::SocketAddr};
 
-use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::{store::StoreError, wechat::WechatError};
@@ -119,23 +121,9 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let _purge = self.state.spawn_purge();
-        serve(self.listener, http::router(self.state), shutdown).await
+        let config = self.state.config.clone();
+        serve(self.listener, http::router(self.state), &config, shutdown).await
     }
-}
-
-/// Serves any app that contains the login routes: with each connection's peer address (the
-/// login rate limit keys on it) and a graceful stop when `shutdown` completes.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }
 
 /// Completes on Ctrl-C or SIGTERM, whichever comes first.

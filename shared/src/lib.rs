@@ -163,6 +163,8 @@ pub enum ErrorCode {
     NotFound,
     /// The route exists but not for this method.
     MethodNotAllowed,
+    /// The server did not finish the request in time; see `Retry-After`.
+    RequestTimeout,
     /// A bug on the server; details are in its log.
     Internal,
     /// A code this client does not know yet.
@@ -180,6 +182,7 @@ impl ErrorCode {
                 | ErrorCode::UpstreamUnavailable
                 | ErrorCode::UpstreamTimeout
                 | ErrorCode::StoreUnavailable
+                | ErrorCode::RequestTimeout
                 | ErrorCode::Internal
         )
     }

@@ -59,10 +59,11 @@ impl TestServer {
         let addr = listener.local_addr().expect("bound");
         let purge = state.spawn_purge();
         let router = app(state.clone());
+        let config = state.config.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _purge = purge;
-            server::serve(listener, router, async {
+            server::serve(listener, router, &config, async {
                 stopped.await.ok();
             })
             .await

@@ -116,7 +116,8 @@ fn path_str(p: &Path) -> &str {
 #[derive(Debug)]
 pub struct ServerProcess {
     pub addr: SocketAddr,
-    child: Child,
+    /// `None` once handed out by [`ServerProcess::into_child`].
+    child: Option<Child>,
 }
 
 impl ServerProcess {
@@ -132,11 +133,15 @@ impl ServerProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-        let mut process = Self { addr, child };
+        let mut process = Self {
+            addr,
+            child: Some(child),
+        };
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Ok(Some(status)) = process.child.try_wait() {
+            let child = process.child.as_mut().expect("held");
+            if let Ok(Some(status)) = child.try_wait() {
                 panic!("{binary} exited at start-up with {status}");
             }
             let health = http.get(process.url("/healthz")).send().await;
@@ -151,11 +156,18 @@ impl ServerProcess {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+
+    /// The process itself, no longer killed on drop: for tests that end it their own way.
+    pub fn into_child(mut self) -> Child {
+        self.child.take().expect("the child is held until now")
+    }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
     }
 }

@@ -34,8 +34,9 @@ async fn main() -> ExitCode {
         );
     }
     tracing::info!(%addr, "business API listening");
+    let config = login.config.clone();
     let app = business_api::app(login);
-    match server::serve(listener, app, server::shutdown_signal()).await {
+    match server::serve(listener, app, &config, server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");

@@ -61,6 +61,9 @@ pub enum ApiError {
     /// `504`: another request's exchange of the same code did not finish in time.
     #[error("{0}")]
     ExchangePending(AuthError),
+    /// `503`, with `Retry-After`: the request outlived `REQUEST_TIMEOUT`.
+    #[error("the server did not finish this request in time")]
+    RequestTimeout,
     /// `500`: a bug; the detail goes to the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -141,6 +144,11 @@ impl ApiError {
             E::ExchangePending(_) => (
                 StatusCode::GATEWAY_TIMEOUT,
                 ErrorCode::UpstreamTimeout,
+                Some(UPSTREAM_RETRY_AFTER),
+            ),
+            E::RequestTimeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::RequestTimeout,
                 Some(UPSTREAM_RETRY_AFTER),
             ),
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, None),
