@@ -241,3 +241,88 @@ async fn a_built_harness_is_served_in_dev_mode_only() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn a_code_replayed_after_logout_is_code_used_never_the_dead_token() {
+    let server = TestServer::start(&[]).await;
+    let code = server.wx_login().await;
+    let first = server.post_login(&code).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "no-store");
+    let token = first.json::<shared::LoginResponse>().await.unwrap().token;
+    // Within the replay window, while the session lives: the same token (a lost answer).
+    let again = server.post_login(&code).await;
+    assert_eq!(
+        again.json::<shared::LoginResponse>().await.unwrap().token,
+        token
+    );
+
+    assert_eq!(server.logout(&token).await.status(), 204);
+    let replay = server.post_login(&code).await;
+    assert_eq!(replay.status(), 400);
+    assert_eq!(
+        error_body(replay).await.error.code,
+        shared::ErrorCode::CodeUsed
+    );
+    assert_eq!(
+        server.upstream_calls(),
+        1,
+        "the replay never reached WeChat"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn past_the_replay_window_a_code_is_used_even_while_its_session_lives() {
+    let server = TestServer::start(&["--code-replay-window", "200ms"]).await;
+    let code = server.wx_login().await;
+    let token = server
+        .post_login(&code)
+        .await
+        .json::<shared::LoginResponse>()
+        .await
+        .unwrap()
+        .token;
+    // Replays answer the same token until the window closes, then `code_used`: wait for that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let replay = server.post_login(&code).await;
+        if replay.status() == 400 {
+            assert_eq!(
+                error_body(replay).await.error.code,
+                shared::ErrorCode::CodeUsed
+            );
+            break;
+        }
+        let replayed = replay.json::<shared::LoginResponse>().await.unwrap().token;
+        assert_eq!(replayed, token, "only ever the first login's token");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the window never closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        server.check_bearer(&token).await,
+        "the session itself lives on"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn answers_with_tokens_or_user_data_are_not_cached() {
+    let server = TestServer::start(&[]).await;
+    let token = server.login().await.token;
+    for path in ["/checklogin", "/me"] {
+        let response = server
+            .http
+            .get(server.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+    }
+    server.stop().await;
+}

@@ -85,7 +85,7 @@ pub async fn login(state: &LoginState, code: &str) -> Result<Issued, AuthError> 
     loop {
         match state.stores.claims.claim(key, lease).await? {
             None => return exchange_and_settle(state, code, key).await,
-            Some(ClaimState::Done(outcome)) => return open_outcome(outcome, code),
+            Some(ClaimState::Done(outcome)) => return open_outcome(state, outcome, code).await,
             Some(ClaimState::Pending) if Instant::now() < deadline => {
                 tokio::time::sleep(CLAIM_POLL).await;
             }
@@ -113,7 +113,12 @@ async fn exchange_and_settle(
         Err(_) => None,
     };
     let settled = match outcome {
-        // WeChat's answer about this code will not change while the code lives.
+        // A success is replayed for the short window only; WeChat's refusals stand for as long
+        // as the code lives.
+        Some(outcome @ Outcome::Issued { .. }) => {
+            let window = state.config.code_replay_window.min(CODE_LIFE);
+            state.stores.claims.settle(key, outcome, window).await
+        }
         Some(outcome) => state.stores.claims.settle(key, outcome, CODE_LIFE).await,
         // Transient trouble: let a retry with the same code try again.
         None => state.stores.claims.release(key).await,
@@ -182,16 +187,33 @@ fn final_refusal(e: &WechatError) -> Option<Refusal> {
     }
 }
 
-/// What another request's exchange of this code came to.
-fn open_outcome(outcome: Outcome, code: &str) -> Result<Issued, AuthError> {
+/// What another request's exchange of this code came to. A token whose session has ended
+/// (logged out, expired) is never handed out again: the code is spent.
+async fn open_outcome(
+    state: &LoginState,
+    outcome: Outcome,
+    code: &str,
+) -> Result<Issued, AuthError> {
     match outcome {
         Outcome::Issued {
             sealed_token,
             expires_at,
-        } => Ok(Issued {
-            token: Token::unseal(&sealed_token, code),
-            expires_in: seconds_until(expires_at),
-        }),
+        } => {
+            let token = Token::unseal(&sealed_token, code);
+            let live = state
+                .stores
+                .sessions
+                .get(token.hash(), unix_now())
+                .await?
+                .is_some();
+            if !live {
+                return Err(WechatError::CodeUsed.into());
+            }
+            Ok(Issued {
+                token,
+                expires_in: seconds_until(expires_at),
+            })
+        }
         Outcome::Refused(Refusal::InvalidCode) => Err(WechatError::InvalidCode.into()),
         Outcome::Refused(Refusal::CodeUsed) => Err(WechatError::CodeUsed.into()),
         Outcome::Refused(Refusal::HighRiskUser) => Err(WechatError::HighRiskUser.into()),

@@ -108,6 +108,12 @@ pub struct Config {
     #[arg(long, env = "HARNESS_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../client-wasm/harness/dist"))]
     pub harness_dir: std::path::PathBuf,
 
+    /// How long a repeated `POST /login` with the same code gets the token of the first one
+    /// (a double tap, a retry after a lost answer). Later, and once that session has ended,
+    /// the code is `code_used`.
+    #[arg(long, env = "CODE_REPLAY_WINDOW", default_value = "30s", value_parser = parse_duration)]
+    pub code_replay_window: Duration,
+
     /// Time a client has to send a request's headers, from the moment the server waits for
     /// them: on a new connection and between requests of a kept-alive one. It closes
     /// connections that trickle headers or sit idle.

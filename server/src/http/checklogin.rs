@@ -5,8 +5,9 @@
 //! header wins. No token at all is a plain "not logged in", as in the seed.
 
 use axum::{
-    Json, Router,
+    Router,
     extract::{RawQuery, State},
+    response::Response,
     routing::get,
 };
 use shared::{CheckLoginResponse, ErrorBody, paths};
@@ -31,7 +32,8 @@ pub fn router() -> Router<LoginState> {
     params(("token" = Option<String>, Query, description = "The login token (legacy form)")),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "A definite answer", body = CheckLoginResponse),
+        (status = 200, description = "A definite answer", body = CheckLoginResponse,
+            headers(("Cache-Control" = String, description = "no-store"))),
         (status = 503, description = "The session store is unavailable: retry, do not log in again",
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
@@ -40,7 +42,7 @@ pub(super) async fn check_login(
     State(state): State<LoginState>,
     MaybeBearer(bearer): MaybeBearer,
     RawQuery(query): RawQuery,
-) -> Result<Json<CheckLoginResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     // Parsed by hand: a repeated or odd query must not turn into a plain-text rejection.
     let from_query = || {
         url::form_urlencoded::parse(query.as_deref()?.as_bytes())
@@ -49,5 +51,5 @@ pub(super) async fn check_login(
     };
     let token = bearer.or_else(from_query);
     let is_login = auth::is_logged_in(&state, token.as_deref()).await?;
-    Ok(Json(CheckLoginResponse { is_login }))
+    Ok(super::private(CheckLoginResponse { is_login }))
 }

@@ -1,6 +1,6 @@
 //! `POST /login`: step 2 of the flow, where the mini-program hands over its `wx.login()` code.
 
-use axum::{Json, Router, extract::State, routing::post};
+use axum::{Router, extract::State, response::Response, routing::post};
 use shared::{ErrorBody, LoginRequest, LoginResponse, paths};
 
 use crate::{
@@ -24,7 +24,8 @@ pub fn router() -> Router<LoginState> {
                    five-minute life returns the same token without a second WeChat call.",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Logged in", body = LoginResponse),
+        (status = 200, description = "Logged in", body = LoginResponse,
+            headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, description = "Malformed body, or a malformed, unknown, expired or used code", body = ErrorBody),
         (status = 403, description = "WeChat refused a high-risk user", body = ErrorBody),
         (status = 413, description = "Body over 4 KiB", body = ErrorBody),
@@ -43,14 +44,14 @@ pub(super) async fn login(
     State(state): State<LoginState>,
     ClientIp(ip): ClientIp,
     AppJson(request): AppJson<LoginRequest>,
-) -> Result<Json<LoginResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     // Before the body is even judged: a flood of junk is throttled too.
     state
         .login_limiter
         .check(ip, std::time::Instant::now())
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let issued = auth::login(&state, &request.code).await?;
-    Ok(Json(LoginResponse {
+    Ok(super::private(LoginResponse {
         token: issued.token.into_string(),
         expires_in: issued.expires_in,
     }))

@@ -1,12 +1,7 @@
 //! `GET /me`: who the bearer token belongs to, for the mini-program's pages and as the
 //! smallest example of a handler that takes [`AuthUser`].
 
-use axum::{
-    Json, Router,
-    http::header,
-    response::{IntoResponse, Response},
-    routing::get,
-};
+use axum::{Router, response::Response, routing::get};
 use shared::{ErrorBody, MeResponse, paths};
 
 use crate::{auth::AuthUser, state::LoginState};
@@ -37,6 +32,5 @@ pub(super) async fn me(user: AuthUser) -> Response {
         appid: user.appid,
         expires_at: user.expires_at,
     };
-    // User data: no shared cache may keep it for the next caller.
-    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+    super::private(body)
 }

@@ -30,6 +30,17 @@ use crate::state::LoginState;
 /// room for growth while a flood of large bodies costs nothing.
 pub const BODY_LIMIT: usize = 4 * 1024;
 
+/// A JSON answer that carries a token or user data: `Cache-Control: no-store`, so no browser,
+/// WebView or shared proxy keeps it for a later caller.
+fn private<T: serde::Serialize>(body: T) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
 /// The login endpoints (`/login`, `/checklogin`, `/logout`, `/me`, `/auth`, and in dev mode
 /// the simulator at `/sim` and the harness at `/harness/`), ready to merge into an app of any
 /// state type. Fallbacks, health checks and access logs stay the app's own.

@@ -1,9 +1,9 @@
 //! The default store: one SQLite file, so `cargo run -p server` keeps logins across restarts
 //! with nothing else installed.
 //!
-//! WAL journaling lets readers proceed while a write commits, and `synchronous=NORMAL` keeps
-//! every committed login through a process crash (a power cut may lose the last moments, which
-//! only costs those users a fresh login). rusqlite is synchronous, so each call runs on tokio's
+//! WAL journaling lets readers proceed while a write commits. `synchronous=FULL` syncs every
+//! commit: with `NORMAL` a power cut could undo a logout that had already answered 204, and a
+//! token the user believed dead would work again. rusqlite is synchronous, so each call runs on tokio's
 //! blocking pool; `/checklogin` reads use their own connections so they never wait behind a
 //! login's write.
 
@@ -56,7 +56,7 @@ impl SqliteStore {
         writer
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = NORMAL;
+                 PRAGMA synchronous = FULL;
                  PRAGMA busy_timeout = 5000;",
             )
             .map_err(unavailable)?;
