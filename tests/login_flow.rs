@@ -124,12 +124,29 @@ async fn an_expired_code_is_refused() {
 
 #[tokio::test]
 async fn token_ttl_is_configurable_and_enforced() {
-    let server = TestServer::start(&["--token-ttl", "1s"]).await;
+    // Expiry is stamped in whole seconds, so a 3 s token has at least 2 s left when checked
+    // at once: "logged in" right after login cannot flake on a second boundary.
+    let server = TestServer::start(&["--token-ttl", "3s"]).await;
+    let logged_in_at = std::time::Instant::now();
     let login = server.login().await;
-    assert_eq!(login.expires_in, 1);
+    assert!((2..=3).contains(&login.expires_in), "{}", login.expires_in);
     assert!(server.check_bearer(&login.token).await);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert!(!server.check_bearer(&login.token).await);
+    // Then wait for the expiry itself, polling with a deadline.
+    loop {
+        if !server.check_bearer(&login.token).await {
+            break;
+        }
+        assert!(
+            logged_in_at.elapsed() < std::time::Duration::from_secs(6),
+            "still logged in 6 s after a 3 s token was issued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        logged_in_at.elapsed() >= std::time::Duration::from_secs(1),
+        "expired too early: {:?}",
+        logged_in_at.elapsed()
+    );
 }
 
 #[tokio::test]
