@@ -3,7 +3,7 @@
 //! the test did not start.
 
 use std::{
-    io::{Read, Write},
+    io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -35,7 +35,7 @@ impl RedisServer {
             dir,
             child: None,
         };
-        redis.spawn();
+        redis.spawn(true);
         redis
     }
 
@@ -43,7 +43,8 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    fn spawn(&mut self) {
+    /// `may_move`: the port may change (first start); a restart must keep it.
+    fn spawn(&mut self, may_move: bool) {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--dir", path_str(&self.dir)])
@@ -68,6 +69,17 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.pings() {
+            // redis-server cannot listen on port 0 and be told apart; when the free port we
+            // picked was taken in between, it exits at once: pick another.
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() && may_move {
+                self.port = free_port();
+                self.child = None;
+                return self.spawn(true);
+            }
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not come up on {}",
@@ -97,7 +109,7 @@ impl RedisServer {
     /// Starts it again on the same port and data folder.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        self.spawn(false);
     }
 }
 
@@ -121,18 +133,22 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `binary` with `env` (plus `LISTEN_ADDR`) and waits until `/healthz` answers.
+    /// Starts `binary` with `env` on `127.0.0.1:0` and waits until `/healthz` answers. The
+    /// child binds the port itself and its log says which, so no port is guessed and none can
+    /// be taken in between.
     pub async fn start(binary: &str, env: &[(&str, &str)]) -> Self {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new(binary)
+        let mut child = Command::new(binary)
             .env_clear()
-            .env("LISTEN_ADDR", addr.to_string())
-            .env("RUST_LOG", "warn")
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn,server::cli=info")
+            .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let addr = bound_address(&mut child, Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{binary} did not say where it listens"));
         let mut process = Self {
             addr,
             child: Some(child),
@@ -161,6 +177,29 @@ impl ServerProcess {
     pub fn into_child(mut self) -> Child {
         self.child.take().expect("the child is held until now")
     }
+}
+
+/// Reads the child's log until its "listening" line and returns the address in it; the rest
+/// of the log goes on to our stderr, where a failing test shows it.
+fn bound_address(child: &mut Child, limit: Duration) -> Option<SocketAddr> {
+    let stderr = child.stderr.take()?;
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            if line.contains("listening") {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix("addr="))
+                    .and_then(|a| a.parse::<SocketAddr>().ok());
+                if let (Some(addr), Some(found)) = (addr, found.take()) {
+                    found.send(addr).ok();
+                }
+            }
+        }
+    });
+    address.recv_timeout(limit).ok()
 }
 
 impl Drop for ServerProcess {
