@@ -20,15 +20,19 @@ pub struct Config {
     /// Cap of the doubling delay. A `Retry-After` longer than this ends the attempts at once
     /// (state `failed`) rather than leaving callers waiting for longer than the host expects.
     pub max_backoff_ms: u64,
-    /// Storage key of the token; `token` is what the original app used, so existing installs
-    /// keep their session.
+    /// Storage key of the bare token string; `token` is what the original app used, so
+    /// existing installs keep their session and other code reading the key finds the token.
     pub storage_key: String,
+    /// Storage key of the token's expiry (a number of milliseconds). Must differ from
+    /// `storage_key`.
+    pub expiry_storage_key: String,
     /// A token that expires within this margin counts as expired, so that a request made with
     /// it does not die in flight.
     pub expiry_margin_ms: u64,
     /// A business-API 401 for a token that was itself issued because of a 401 less than this
-    /// long ago means the server keeps rejecting fresh tokens: the machine stops (state
-    /// `failed`) instead of logging in again and again.
+    /// long ago means the server keeps rejecting fresh tokens: the machine keeps the token
+    /// (marked refused) instead of logging in again and again, so such a server costs at most
+    /// one login per this period.
     pub relogin_guard_ms: u64,
 }
 
@@ -39,6 +43,7 @@ impl Default for Config {
             base_backoff_ms: 500,
             max_backoff_ms: 30_000,
             storage_key: "token".to_owned(),
+            expiry_storage_key: "token_expires_at_ms".to_owned(),
             expiry_margin_ms: 60_000,
             relogin_guard_ms: 60_000,
         }
@@ -47,7 +52,8 @@ impl Default for Config {
 
 impl Config {
     /// Reads a config object; absent (or `null`) fields keep their defaults, unknown fields are
-    /// an error, like the serde derive.
+    /// an error, like the serde derive. Two storage keys that are the same are an error too
+    /// (the expiry would overwrite the token).
     pub fn from_json(text: &str) -> Result<Config, String> {
         let json = codec::parse(text).map_err(|e| ["not JSON: ", e].concat())?;
         let Json::Obj(members) = &json else {
@@ -74,14 +80,22 @@ impl Config {
                 "max_backoff_ms" => config.max_backoff_ms = number()?,
                 "expiry_margin_ms" => config.expiry_margin_ms = number()?,
                 "relogin_guard_ms" => config.relogin_guard_ms = number()?,
-                "storage_key" => {
-                    value
+                "storage_key" | "expiry_storage_key" => {
+                    let text = value
                         .as_str()
-                        .ok_or("field `storage_key` must be a string")?
-                        .clone_into(&mut config.storage_key);
+                        .ok_or_else(|| ["field `", key, "` must be a string"].concat())?;
+                    let field = if key == "storage_key" {
+                        &mut config.storage_key
+                    } else {
+                        &mut config.expiry_storage_key
+                    };
+                    text.clone_into(field);
                 }
                 other => return Err(["unknown field `", other, "`"].concat()),
             }
+        }
+        if config.storage_key == config.expiry_storage_key {
+            return Err("`storage_key` and `expiry_storage_key` must differ".to_owned());
         }
         Ok(config)
     }
@@ -101,6 +115,7 @@ mod tests {
         let config: Config = serde_json::from_str("{}").unwrap();
         assert_eq!(config, Config::default());
         assert_eq!(config.storage_key, "token");
+        assert_eq!(config.expiry_storage_key, "token_expires_at_ms");
     }
 
     #[test]
@@ -119,6 +134,7 @@ mod tests {
             base_backoff_ms: 1,
             max_backoff_ms: 2,
             storage_key: "k\"".into(),
+            expiry_storage_key: "k\u{e9}".into(),
             expiry_margin_ms: 4,
             relogin_guard_ms: 5,
         };
@@ -135,6 +151,9 @@ mod tests {
             r#"{"max_attempts":-1}"#,
             r#"{"max_attempts":4294967296}"#,
             r#"{"storage_key":1}"#,
+            r#"{"expiry_storage_key":[]}"#,
+            r#"{"expiry_storage_key":"token"}"#,
+            r#"{"storage_key":"a","expiry_storage_key":"a"}"#,
         ] {
             assert!(Config::from_json(bad).is_err(), "{bad}");
         }

@@ -12,10 +12,12 @@ use crate::failure::Failure;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Effect {
-    /// Read `key` and answer with `storage_read`.
+    /// Read `key` and answer with `storage_read`. The machine asks for several keys at once;
+    /// each read gets its own answer.
     ReadStorage { key: String },
-    /// Store the string `value` under `key`.
-    WriteStorage { key: String, value: String },
+    /// Store `value` under `key`, as the JSON value it is (a string or a number): wx storage
+    /// keeps JSON values natively, so it is stored as is, never as JSON text.
+    WriteStorage { key: String, value: StorageValue },
     /// Remove `key`.
     RemoveStorage { key: String },
     /// Call `wx.login()` and answer with `wx_login_succeeded` or `wx_login_failed`. Never asked
@@ -35,6 +37,14 @@ pub enum Effect {
     },
     /// Answer with `timer_fired` after `delay_ms`.
     StartTimer { timer: u32, delay_ms: u64 },
+    /// The token the machine holds changed: a stored token was read and accepted, a login
+    /// produced one, or it was dropped (`token: null`: a 401, a `false` from the check, expiry,
+    /// logout, forget, a forced login). Hosts keep their copy of the current token from this
+    /// effect only. At most one per event, just before `state_changed` (or last).
+    TokenChanged {
+        token: Option<String>,
+        expires_at_ms: Option<u64>,
+    },
     /// The state (or what the snapshot shows of it) changed; at most one per event, always last.
     StateChanged(Snapshot),
     /// Answer these `ensure_login` callers.
@@ -42,6 +52,30 @@ pub enum Effect {
         waiters: Vec<u32>,
         result: WaiterResult,
     },
+}
+
+/// A value for the host's storage: the token (a string) or its expiry (a number of
+/// milliseconds). A host whose storage keeps strings only (localStorage) stores the number's
+/// decimal digits; the machine reads them back either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StorageValue {
+    Text(String),
+    Number(u64),
+}
+
+impl StorageValue {
+    /// The value as a string-only storage keeps it.
+    pub fn to_text(&self) -> String {
+        match self {
+            StorageValue::Text(text) => text.clone(),
+            StorageValue::Number(n) => {
+                let mut out = String::new();
+                crate::codec::push_u64(&mut out, *n);
+                out
+            }
+        }
+    }
 }
 
 /// HTTP method of a request.
@@ -144,7 +178,11 @@ impl Effect {
             Effect::WriteStorage { key, value } => {
                 w.str_member("type", "write_storage");
                 w.str_member("key", key);
-                w.str_member("value", value);
+                w.key("value");
+                match value {
+                    StorageValue::Text(text) => w.string(text),
+                    StorageValue::Number(n) => w.u64(*n),
+                }
             }
             Effect::RemoveStorage { key } => {
                 w.str_member("type", "remove_storage");
@@ -174,6 +212,16 @@ impl Effect {
                 w.u64(u64::from(*timer));
                 w.key("delay_ms");
                 w.u64(*delay_ms);
+            }
+            Effect::TokenChanged {
+                token,
+                expires_at_ms,
+            } => {
+                w.str_member("type", "token_changed");
+                w.key("token");
+                w.opt_string(token.as_deref());
+                w.key("expires_at_ms");
+                w.opt_u64(*expires_at_ms);
             }
             Effect::StateChanged(snapshot) => {
                 w.str_member("type", "state_changed");
@@ -301,6 +349,34 @@ mod tests {
                 }),
                 r#"{"type":"state_changed","state":"retry-waiting","token_expires_at_ms":null,"verified":false,"attempt":1,"last_error":{"code":"network_error","message":"down"}}"#,
             ),
+            (
+                Effect::WriteStorage {
+                    key: "token".into(),
+                    value: StorageValue::Text("t".into()),
+                },
+                r#"{"type":"write_storage","key":"token","value":"t"}"#,
+            ),
+            (
+                Effect::WriteStorage {
+                    key: "exp".into(),
+                    value: StorageValue::Number(1_700_000_000_000),
+                },
+                r#"{"type":"write_storage","key":"exp","value":1700000000000}"#,
+            ),
+            (
+                Effect::TokenChanged {
+                    token: Some("t".into()),
+                    expires_at_ms: Some(5),
+                },
+                r#"{"type":"token_changed","token":"t","expires_at_ms":5}"#,
+            ),
+            (
+                Effect::TokenChanged {
+                    token: None,
+                    expires_at_ms: None,
+                },
+                r#"{"type":"token_changed","token":null,"expires_at_ms":null}"#,
+            ),
         ];
         for (effect, json) in fx {
             assert_eq!(serde_json::to_string(&effect).unwrap(), json);
@@ -310,5 +386,11 @@ mod tests {
             );
             assert_eq!(serde_json::from_str::<Effect>(json).unwrap(), effect);
         }
+    }
+
+    #[test]
+    fn storage_values_as_text() {
+        assert_eq!(StorageValue::Text("t".into()).to_text(), "t");
+        assert_eq!(StorageValue::Number(42).to_text(), "42");
     }
 }

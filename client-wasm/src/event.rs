@@ -10,17 +10,17 @@ use crate::codec::{self, Json};
 /// One input to [`Machine::handle`](crate::Machine::handle). Hosts speaking JSON go through
 /// [`Event::from_json`]; the serde `Serialize` impl writes the same JSON.
 ///
-/// Times are milliseconds on any clock the host keeps monotonic enough for token lifetimes
-/// (`Date.now()` is what the mini-program has); the machine never reads a clock itself. Only the
-/// events that need the time carry `now_ms`; a host may add it to every event, unused fields are
-/// ignored.
+/// Every event carries `now_ms`, the host's time when it happened: milliseconds on any clock the
+/// host keeps monotonic enough for token lifetimes (`Date.now()` is what the mini-program has).
+/// The machine never reads a clock itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// The app started (`App.onLaunch`): read the stored token and verify or replace it.
     Launched { now_ms: u64 },
     /// Answer to `read_storage`. `value` is `null`/absent/`""` when there is nothing stored; a
-    /// non-string value (a host that stored an object) is accepted as its JSON text.
+    /// non-string value (the expiry, stored as a number, or an object some other code stored)
+    /// is accepted as its JSON text.
     StorageRead {
         key: String,
         value: Option<String>,
@@ -31,11 +31,11 @@ pub enum Event {
     EnsureLogin { waiter: u32, now_ms: u64 },
     /// The user asked to log in: always a fresh `wx.login` + `POST /login`, even when logged in,
     /// unless one is already under way (then this joins it).
-    LoginRequested,
+    LoginRequested { now_ms: u64 },
     /// Answer to `wx_login`.
-    WxLoginSucceeded { code: String },
+    WxLoginSucceeded { code: String, now_ms: u64 },
     /// Answer to `wx_login` when it failed (`fail` callback).
-    WxLoginFailed { err_msg: String },
+    WxLoginFailed { err_msg: String, now_ms: u64 },
     /// Answer to `http_request` when the server answered, whatever the status.
     HttpResponse {
         request: u32,
@@ -48,18 +48,22 @@ pub enum Event {
         now_ms: u64,
     },
     /// Answer to `http_request` when no HTTP answer came (network down, timeout, abort).
-    HttpFailed { request: u32, err_msg: String },
+    HttpFailed {
+        request: u32,
+        err_msg: String,
+        now_ms: u64,
+    },
     /// A `start_timer` ran out. Firing a timer the machine no longer cares about is harmless,
     /// so the host never needs to cancel timers.
-    TimerFired { timer: u32 },
+    TimerFired { timer: u32, now_ms: u64 },
     /// A business API call of the app got `401`: the token is no good, log in again. `token` is
     /// the bearer that call used; with it, 401s of calls made with an already replaced token are
     /// ignored instead of starting yet another login.
     ApiUnauthorized { token: Option<String>, now_ms: u64 },
     /// The user logs out: forget the token here and tell the server.
-    LogoutRequested,
+    LogoutRequested { now_ms: u64 },
     /// Drop the token locally without telling the server (e.g. the user cleared data).
-    ForgetToken,
+    ForgetToken { now_ms: u64 },
 }
 
 impl Event {
@@ -87,12 +91,16 @@ impl Event {
                 waiter: f.u32("waiter")?,
                 now_ms: f.u64("now_ms")?,
             },
-            "login_requested" => Event::LoginRequested,
+            "login_requested" => Event::LoginRequested {
+                now_ms: f.u64("now_ms")?,
+            },
             "wx_login_succeeded" => Event::WxLoginSucceeded {
                 code: f.string("code")?,
+                now_ms: f.u64("now_ms")?,
             },
             "wx_login_failed" => Event::WxLoginFailed {
                 err_msg: f.opt_string("err_msg")?.unwrap_or_default(),
+                now_ms: f.u64("now_ms")?,
             },
             "http_response" => Event::HttpResponse {
                 request: f.u32("request")?,
@@ -105,16 +113,22 @@ impl Event {
             "http_failed" => Event::HttpFailed {
                 request: f.u32("request")?,
                 err_msg: f.opt_string("err_msg")?.unwrap_or_default(),
+                now_ms: f.u64("now_ms")?,
             },
             "timer_fired" => Event::TimerFired {
                 timer: f.u32("timer")?,
+                now_ms: f.u64("now_ms")?,
             },
             "api_unauthorized" => Event::ApiUnauthorized {
                 token: f.opt_string("token")?,
                 now_ms: f.u64("now_ms")?,
             },
-            "logout_requested" => Event::LogoutRequested,
-            "forget_token" => Event::ForgetToken,
+            "logout_requested" => Event::LogoutRequested {
+                now_ms: f.u64("now_ms")?,
+            },
+            "forget_token" => Event::ForgetToken {
+                now_ms: f.u64("now_ms")?,
+            },
             other => {
                 let mut m = message("unknown event type ", "");
                 codec::write_string(&mut m, other);
@@ -206,12 +220,27 @@ mod tests {
     }
 
     #[test]
-    fn unit_like_events_ignore_extra_fields() {
+    fn every_event_needs_its_time_and_extra_fields_are_ignored() {
         assert_eq!(
-            parse(r#"{"type":"login_requested","now_ms":5}"#),
-            Event::LoginRequested
+            parse(r#"{"type":"login_requested","now_ms":5,"extra":[1]}"#),
+            Event::LoginRequested { now_ms: 5 }
         );
-        assert_eq!(parse(r#"{"type":"forget_token"}"#), Event::ForgetToken);
+        for json in [
+            r#"{"type":"launched"}"#,
+            r#"{"type":"login_requested"}"#,
+            r#"{"type":"logout_requested"}"#,
+            r#"{"type":"forget_token"}"#,
+            r#"{"type":"wx_login_failed"}"#,
+            r#"{"type":"wx_login_succeeded","code":"c"}"#,
+            r#"{"type":"http_failed","request":1}"#,
+            r#"{"type":"timer_fired","timer":1}"#,
+        ] {
+            assert_eq!(
+                Event::from_json(json).unwrap_err(),
+                "field `now_ms` must be present",
+                "{json}"
+            );
+        }
     }
 
     #[test]
@@ -235,6 +264,11 @@ mod tests {
         assert!(matches!(event, Event::StorageRead { value: None, .. }));
         let event = parse(r#"{"type":"storage_read","key":"token","now_ms":1}"#);
         assert!(matches!(event, Event::StorageRead { value: None, .. }));
+        // The expiry, as wx storage keeps it: a number.
+        let event = parse(
+            r#"{"type":"storage_read","key":"token_expires_at_ms","value":1700000000000,"now_ms":1}"#,
+        );
+        assert!(matches!(event, Event::StorageRead { value: Some(v), .. } if v == "1700000000000"));
         let event =
             parse(r#"{"type":"storage_read","key":"token","value":{"token":"t"},"now_ms":1}"#);
         assert!(
@@ -262,11 +296,11 @@ mod tests {
                 "field `now_ms` must be an unsigned integer",
             ),
             (
-                r#"{"type":"timer_fired","timer":4294967296}"#,
+                r#"{"type":"timer_fired","timer":4294967296,"now_ms":0}"#,
                 "field `timer` must be a 32-bit unsigned integer",
             ),
             (
-                r#"{"type":"wx_login_succeeded","code":5}"#,
+                r#"{"type":"wx_login_succeeded","code":5,"now_ms":0}"#,
                 "field `code` must be a string",
             ),
             (
@@ -297,10 +331,14 @@ mod tests {
                 waiter: 3,
                 now_ms: 4,
             },
-            Event::LoginRequested,
-            Event::WxLoginSucceeded { code: "c".into() },
+            Event::LoginRequested { now_ms: 9 },
+            Event::WxLoginSucceeded {
+                code: "c".into(),
+                now_ms: 10,
+            },
             Event::WxLoginFailed {
                 err_msg: "e\n".into(),
+                now_ms: 11,
             },
             Event::HttpResponse {
                 request: 5,
@@ -312,8 +350,12 @@ mod tests {
             Event::HttpFailed {
                 request: 7,
                 err_msg: String::new(),
+                now_ms: 12,
             },
-            Event::TimerFired { timer: u32::MAX },
+            Event::TimerFired {
+                timer: u32::MAX,
+                now_ms: 13,
+            },
             Event::ApiUnauthorized {
                 token: Some("t".into()),
                 now_ms: 8,
@@ -322,8 +364,8 @@ mod tests {
                 token: None,
                 now_ms: 8,
             },
-            Event::LogoutRequested,
-            Event::ForgetToken,
+            Event::LogoutRequested { now_ms: 14 },
+            Event::ForgetToken { now_ms: u64::MAX },
         ];
         for event in events {
             let json = serde_json::to_string(&event).unwrap();

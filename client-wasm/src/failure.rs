@@ -19,8 +19,10 @@ pub mod codes {
     pub const BAD_RESPONSE: &str = "bad_response";
     /// The caller was still waiting when the user logged out.
     pub const LOGGED_OUT: &str = "logged_out";
-    /// The server rejected a token right after issuing it, twice in a row: see
-    /// [`Config::relogin_guard_ms`](crate::Config::relogin_guard_ms).
+    /// A business API rejected a token issued for an earlier 401 moments ago, so the machine
+    /// keeps it instead of logging in again (see
+    /// [`Config::relogin_guard_ms`](crate::Config::relogin_guard_ms)); the hosts' request
+    /// helpers reject with this code when the retry with the new token got a 401 too.
     pub const UNAUTHORIZED: &str = "unauthorized";
 }
 

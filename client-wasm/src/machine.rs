@@ -11,16 +11,19 @@
 //!   and a new `wx_login` is never asked for while an earlier one is unanswered;
 //! - a login code is sent in exactly one `POST /login`; retries get a new code;
 //! - every `ensure_login` caller is answered exactly once, and none waits past the last attempt;
-//! - answers to requests and timers the machine no longer waits for are ignored.
+//!   none waits for a check either: a usable stored token is handed out while it is verified;
+//! - answers to requests and timers the machine no longer waits for are ignored;
+//! - hosts learn the held token from `token_changed` only, emitted whenever it changes, and the
+//!   token held is the one in storage.
 
 use shared::{LoginResponse, paths};
 
 use crate::backoff;
 use crate::config::Config;
-use crate::effect::{Effect, Method, Snapshot, StateName, WaiterResult};
+use crate::effect::{Effect, Method, Snapshot, StateName, StorageValue, WaiterResult};
 use crate::event::Event;
 use crate::failure::{Failure, Remedy, classify, codes};
-use crate::storage::{self, StoredToken};
+use crate::storage::{self, Found, StoredToken};
 use crate::wire;
 
 /// A token the machine holds, with what it knows about it.
@@ -35,9 +38,23 @@ struct Session {
     after_401: bool,
     /// Whether the server confirmed it (fresh login or `is_login: true`).
     verified: bool,
+    /// Set when a business API rejected it and the loop guard kept it instead of logging in
+    /// again (see [`Machine::on_api_unauthorized`]); shown as the snapshot's `last_error`.
+    refused: Option<Failure>,
 }
 
 impl Session {
+    fn stored(stored: StoredToken) -> Self {
+        Self {
+            token: stored.token,
+            expires_at_ms: stored.expires_at_ms,
+            issued_at_ms: None,
+            after_401: false,
+            verified: false,
+            refused: None,
+        }
+    }
+
     fn usable_at(&self, now_ms: u64, margin_ms: u64) -> bool {
         self.expires_at_ms
             .is_none_or(|expiry| now_ms.saturating_add(margin_ms) < expiry)
@@ -73,12 +90,20 @@ impl Attempt {
     }
 }
 
+/// The answers to the two storage reads, as they come in (`None`: not answered yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Reads {
+    token: Option<Option<String>>,
+    expiry: Option<Option<String>>,
+}
+
 /// Where the machine is. Data that only matters in one state lives in that state, so it cannot
 /// be stale elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Unknown,
-    ReadingStorage,
+    ReadingStorage(Reads),
+    /// A stored token is held and handed out while `GET /checklogin` verifies it.
     Checking {
         session: Session,
         request: u32,
@@ -108,7 +133,7 @@ impl State {
     fn name(&self) -> StateName {
         match self {
             State::Unknown => StateName::Unknown,
-            State::ReadingStorage => StateName::ReadingStorage,
+            State::ReadingStorage(_) => StateName::ReadingStorage,
             State::Checking { .. } => StateName::Checking,
             State::GettingCode { .. } => StateName::GettingCode,
             State::ExchangingCode { .. } => StateName::ExchangingCode,
@@ -124,7 +149,20 @@ impl State {
         match self {
             State::Checking { session, .. } | State::LoggedIn { session } => Some(session),
             State::Unknown
-            | State::ReadingStorage
+            | State::ReadingStorage(_)
+            | State::GettingCode { .. }
+            | State::ExchangingCode { .. }
+            | State::RetryWaiting { .. }
+            | State::Failed { .. }
+            | State::LoggedOut => None,
+        }
+    }
+
+    fn session_mut(&mut self) -> Option<&mut Session> {
+        match self {
+            State::Checking { session, .. } | State::LoggedIn { session } => Some(session),
+            State::Unknown
+            | State::ReadingStorage(_)
             | State::GettingCode { .. }
             | State::ExchangingCode { .. }
             | State::RetryWaiting { .. }
@@ -139,8 +177,8 @@ impl State {
 pub struct Machine {
     config: Config,
     state: State,
-    /// `ensure_login` callers not answered yet. Non-empty only while a login or check is under
-    /// way (or before launch): every transition into a resting state answers them.
+    /// `ensure_login` callers not answered yet. Non-empty only while storage is read or a login
+    /// is under way (or before launch): every transition that gets or drops a token answers them.
     waiters: Vec<u32>,
     /// Source of request and timer ids; shared so that an id names one thing only.
     next_id: u32,
@@ -149,6 +187,8 @@ pub struct Machine {
     wx_in_flight: bool,
     /// What the host was last told, to send `state_changed` only on change.
     reported: Snapshot,
+    /// The token (and expiry) the host was last told of, to send `token_changed` only on change.
+    reported_token: Option<(String, Option<u64>)>,
 }
 
 impl Machine {
@@ -166,6 +206,7 @@ impl Machine {
                 attempt: 0,
                 last_error: None,
             },
+            reported_token: None,
         };
         machine.reported = machine.snapshot();
         machine
@@ -191,11 +232,10 @@ impl Machine {
             }
             State::RetryWaiting { attempt, error, .. } => (attempt.number, Some(error.clone())),
             State::Failed { error } => (0, Some(error.clone())),
-            State::Unknown
-            | State::ReadingStorage
-            | State::Checking { .. }
-            | State::LoggedIn { .. }
-            | State::LoggedOut => (0, None),
+            State::Checking { session, .. } | State::LoggedIn { session } => {
+                (0, session.refused.clone())
+            }
+            State::Unknown | State::ReadingStorage(_) | State::LoggedOut => (0, None),
         };
         let session = self.state.session();
         Snapshot {
@@ -213,12 +253,12 @@ impl Machine {
         match event {
             Event::Launched { .. } => self.on_launched(&mut fx),
             Event::StorageRead { key, value, now_ms } => {
-                self.on_storage_read(&key, value.as_deref(), now_ms, &mut fx);
+                self.on_storage_read(&key, value, now_ms, &mut fx);
             }
             Event::EnsureLogin { waiter, now_ms } => self.on_ensure_login(waiter, now_ms, &mut fx),
-            Event::LoginRequested => self.on_login_requested(&mut fx),
-            Event::WxLoginSucceeded { code } => self.on_wx_login_succeeded(code, &mut fx),
-            Event::WxLoginFailed { err_msg } => self.on_wx_login_failed(err_msg, &mut fx),
+            Event::LoginRequested { .. } => self.on_login_requested(&mut fx),
+            Event::WxLoginSucceeded { code, .. } => self.on_wx_login_succeeded(code, &mut fx),
+            Event::WxLoginFailed { err_msg, .. } => self.on_wx_login_failed(err_msg, &mut fx),
             Event::HttpResponse {
                 request,
                 status,
@@ -235,16 +275,37 @@ impl Machine {
                 now_ms,
                 &mut fx,
             ),
-            Event::HttpFailed { request, err_msg } => {
-                // A network failure needs no time: nothing it leads to depends on it.
-                self.on_http_answer(request, Answer::Failed { err_msg: &err_msg }, 0, &mut fx);
+            Event::HttpFailed {
+                request,
+                err_msg,
+                now_ms,
+            } => {
+                self.on_http_answer(
+                    request,
+                    Answer::Failed { err_msg: &err_msg },
+                    now_ms,
+                    &mut fx,
+                );
             }
-            Event::TimerFired { timer } => self.on_timer_fired(timer, &mut fx),
+            Event::TimerFired { timer, .. } => self.on_timer_fired(timer, &mut fx),
             Event::ApiUnauthorized { token, now_ms } => {
                 self.on_api_unauthorized(token.as_deref(), now_ms, &mut fx);
             }
-            Event::LogoutRequested => self.on_logout(&mut fx),
-            Event::ForgetToken => self.on_forget_token(&mut fx),
+            Event::LogoutRequested { .. } => self.on_logout(&mut fx),
+            Event::ForgetToken { .. } => self.on_forget_token(&mut fx),
+        }
+        // The token and the snapshot are compared with what the host was told, so each event
+        // reports the net change once, however many steps it took.
+        let held = self
+            .state
+            .session()
+            .map(|s| (s.token.clone(), s.expires_at_ms));
+        if held != self.reported_token {
+            fx.push(Effect::TokenChanged {
+                token: held.as_ref().map(|(token, _)| token.clone()),
+                expires_at_ms: held.as_ref().and_then(|(_, expiry)| *expiry),
+            });
+            self.reported_token = held;
         }
         let snapshot = self.snapshot();
         if snapshot != self.reported {
@@ -260,7 +321,7 @@ impl Machine {
         match self.state {
             State::Unknown => self.read_storage(fx),
             // Launch was implied by an earlier event (an `ensure_login` or a forced login).
-            State::ReadingStorage
+            State::ReadingStorage(_)
             | State::Checking { .. }
             | State::GettingCode { .. }
             | State::ExchangingCode { .. }
@@ -271,43 +332,49 @@ impl Machine {
         }
     }
 
+    /// Collects the answers for the two keys; once both are in, decides what the stored values
+    /// mean. A usable token is held (and handed out) at once while the check runs; an older
+    /// form is rewritten in the current one first.
     fn on_storage_read(
         &mut self,
         key: &str,
-        value: Option<&str>,
+        value: Option<String>,
         now_ms: u64,
         fx: &mut Vec<Effect>,
     ) {
-        if self.state != State::ReadingStorage || key != self.config.storage_key {
+        let State::ReadingStorage(reads) = &mut self.state else {
+            return;
+        };
+        if key == self.config.storage_key {
+            reads.token = Some(value);
+        } else if key == self.config.expiry_storage_key {
+            reads.expiry = Some(value);
+        } else {
             return;
         }
-        match storage::decode(value) {
-            None => {
-                if value.is_some_and(|v| !v.trim().is_empty()) {
-                    // Junk under our key: clear it so it is not re-read at every launch.
-                    self.remove_storage(fx);
-                }
-                self.start_login(Attempt::first(false), fx);
+        let (Some(token), Some(expiry)) = (&reads.token, &reads.expiry) else {
+            // The other answer is still to come.
+            return;
+        };
+        let Found { token, rewrite } = storage::read(token.as_deref(), expiry.as_deref());
+        let Some(stored) = token else {
+            if rewrite {
+                // Junk under our keys: clear it so it is not re-read at every launch.
+                self.remove_storage(fx);
             }
-            Some(StoredToken {
-                token,
-                expires_at_ms,
-            }) => {
-                let session = Session {
-                    token,
-                    expires_at_ms,
-                    issued_at_ms: None,
-                    after_401: false,
-                    verified: false,
-                };
-                if session.usable_at(now_ms, self.config.expiry_margin_ms) {
-                    self.check(session, fx);
-                } else {
-                    // Expired: the server would refuse it, so do not even ask.
-                    self.remove_storage(fx);
-                    self.start_login(Attempt::first(false), fx);
-                }
+            self.start_login(Attempt::first(false), fx);
+            return;
+        };
+        let session = Session::stored(stored);
+        if session.usable_at(now_ms, self.config.expiry_margin_ms) {
+            if rewrite {
+                self.persist(&session.token, session.expires_at_ms, fx);
             }
+            self.check(session, fx);
+        } else {
+            // Expired: the server would refuse it, so do not even ask.
+            self.remove_storage(fx);
+            self.start_login(Attempt::first(false), fx);
         }
     }
 
@@ -318,12 +385,14 @@ impl Machine {
                 self.waiters.push(waiter);
                 self.read_storage(fx);
             }
-            State::ReadingStorage
-            | State::Checking { .. }
+            State::ReadingStorage(_)
             | State::GettingCode { .. }
             | State::ExchangingCode { .. }
             | State::RetryWaiting { .. } => self.waiters.push(waiter),
-            State::LoggedIn { session } => {
+            // A stored token being checked is handed out like a confirmed one: waiting for the
+            // check would delay every launch by a round trip, and a token the server refuses
+            // surfaces anyway (the check's answer, or a business API's 401).
+            State::Checking { session, .. } | State::LoggedIn { session } => {
                 if session.usable_at(now_ms, self.config.expiry_margin_ms) {
                     let token = session.token.clone();
                     fx.push(Effect::ResolveWaiters {
@@ -349,7 +418,7 @@ impl Machine {
             // Everything else, the held token and a running backoff included, gives way to a
             // fresh login with a full attempt budget: the user asked for exactly that.
             State::Unknown
-            | State::ReadingStorage
+            | State::ReadingStorage(_)
             | State::Checking { .. }
             | State::LoggedIn { .. }
             | State::RetryWaiting { .. }
@@ -435,7 +504,7 @@ impl Machine {
             // A stale answer (logout, forced login or timer moved on), or the logout request,
             // which is fire and forget.
             State::Unknown
-            | State::ReadingStorage
+            | State::ReadingStorage(_)
             | State::Checking { .. }
             | State::GettingCode { .. }
             | State::ExchangingCode { .. }
@@ -489,20 +558,14 @@ impl Machine {
                         if storage::is_valid_token(&token) =>
                     {
                         let expires_at_ms = now_ms.saturating_add(expires_in.saturating_mul(1000));
-                        let stored = StoredToken {
+                        self.persist(&token, Some(expires_at_ms), fx);
+                        let session = Session {
                             token,
                             expires_at_ms: Some(expires_at_ms),
-                        };
-                        fx.push(Effect::WriteStorage {
-                            key: self.config.storage_key.clone(),
-                            value: storage::encode(&stored),
-                        });
-                        let session = Session {
-                            token: stored.token,
-                            expires_at_ms: stored.expires_at_ms,
                             issued_at_ms: Some(now_ms),
                             after_401: attempt.after_401,
                             verified: true,
+                            refused: None,
                         };
                         self.logged_in(session, fx);
                         return;
@@ -540,7 +603,7 @@ impl Machine {
             } if *t == timer => attempt.clone().next(error.clone()),
             // A timer of a backoff that a user action or logout already ended.
             State::Unknown
-            | State::ReadingStorage
+            | State::ReadingStorage(_)
             | State::Checking { .. }
             | State::GettingCode { .. }
             | State::ExchangingCode { .. }
@@ -553,10 +616,18 @@ impl Machine {
     }
 
     /// A 401 from a business API means the held token is dead: drop it and log in once more.
-    /// If the token was itself issued for such a 401 only moments ago, the server is rejecting
-    /// whatever it issues (clock skew, a misconfigured API): stop instead of looping.
+    /// Calls that were made with the same token and fail alike find no token held (or a newer
+    /// one) and are ignored, so any number of concurrent 401s cause one login.
+    ///
+    /// If the token was itself issued for such a 401 less than `relogin_guard_ms` ago, the
+    /// server (or that API) is rejecting whatever it issues: clock skew, an API that does not
+    /// accept these tokens. Logging in again would only repeat it, once per call. The token is
+    /// kept instead, marked refused (the snapshot's `last_error`, code `unauthorized`), and
+    /// callers' requests fail with their 401. Once the guard time has passed, a 401 logs in
+    /// again: at most one such login per `relogin_guard_ms`.
     fn on_api_unauthorized(&mut self, token: Option<&str>, now_ms: u64, fx: &mut Vec<Effect>) {
-        let Some(session) = self.state.session() else {
+        let guard_ms = self.config.relogin_guard_ms;
+        let Some(session) = self.state.session_mut() else {
             // No token held: a login is already replacing it, or the user logged out.
             return;
         };
@@ -567,17 +638,18 @@ impl Machine {
         let looping = session.after_401
             && session
                 .issued_at_ms
-                .is_some_and(|at| now_ms.saturating_sub(at) < self.config.relogin_guard_ms);
-        self.remove_storage(fx);
+                .is_some_and(|at| now_ms.saturating_sub(at) < guard_ms);
         if looping {
-            let error = Failure::new(
-                codes::UNAUTHORIZED,
-                "the server rejected a token it had just issued; not logging in again",
-            );
-            self.fail(error, fx);
-        } else {
-            self.start_login(Attempt::first(true), fx);
+            if session.refused.is_none() {
+                session.refused = Some(Failure::new(
+                    codes::UNAUTHORIZED,
+                    "the server rejected a token it had just issued; not logging in again for now",
+                ));
+            }
+            return;
         }
+        self.remove_storage(fx);
+        self.start_login(Attempt::first(true), fx);
     }
 
     /// Logging out never waits for the server: the token is gone locally at once, and the
@@ -612,7 +684,7 @@ impl Machine {
             | State::RetryWaiting { .. }
             | State::Failed { .. }
             | State::LoggedOut => {}
-            State::ReadingStorage | State::Checking { .. } | State::LoggedIn { .. } => {
+            State::ReadingStorage(_) | State::Checking { .. } | State::LoggedIn { .. } => {
                 if self.waiters.is_empty() {
                     self.state = State::LoggedOut;
                 } else {
@@ -624,21 +696,40 @@ impl Machine {
 
     // ---- transitions shared by several events ------------------------------------------------
 
+    /// Asks for both keys; the answers may come in any order (see `on_storage_read`).
     fn read_storage(&mut self, fx: &mut Vec<Effect>) {
-        fx.push(Effect::ReadStorage {
-            key: self.config.storage_key.clone(),
-        });
-        self.state = State::ReadingStorage;
+        for key in [&self.config.storage_key, &self.config.expiry_storage_key] {
+            fx.push(Effect::ReadStorage { key: key.clone() });
+        }
+        self.state = State::ReadingStorage(Reads::default());
     }
 
-    fn remove_storage(&mut self, fx: &mut Vec<Effect>) {
-        fx.push(Effect::RemoveStorage {
+    /// Writes a token in the current form: the bare string, and the expiry as a number (or no
+    /// expiry key at all when it is unknown).
+    fn persist(&self, token: &str, expires_at_ms: Option<u64>, fx: &mut Vec<Effect>) {
+        fx.push(Effect::WriteStorage {
             key: self.config.storage_key.clone(),
+            value: StorageValue::Text(token.to_owned()),
+        });
+        fx.push(match expires_at_ms {
+            Some(expires_at_ms) => Effect::WriteStorage {
+                key: self.config.expiry_storage_key.clone(),
+                value: StorageValue::Number(expires_at_ms),
+            },
+            None => Effect::RemoveStorage {
+                key: self.config.expiry_storage_key.clone(),
+            },
         });
     }
 
-    /// Verifies a stored token. Only called with a valid token, so no request ever carries an
-    /// empty bearer.
+    fn remove_storage(&self, fx: &mut Vec<Effect>) {
+        for key in [&self.config.storage_key, &self.config.expiry_storage_key] {
+            fx.push(Effect::RemoveStorage { key: key.clone() });
+        }
+    }
+
+    /// Holds a stored token, hands it to everyone waiting, and verifies it in the background.
+    /// Only called with a valid token, so no request ever carries an empty bearer.
     fn check(&mut self, session: Session, fx: &mut Vec<Effect>) {
         let request = self.next_id();
         fx.push(Effect::HttpRequest {
@@ -648,6 +739,7 @@ impl Machine {
             bearer: Some(session.token.clone()),
             body: None,
         });
+        self.answer_waiters(&session.token, fx);
         self.state = State::Checking { session, request };
     }
 
@@ -699,15 +791,19 @@ impl Machine {
     }
 
     fn logged_in(&mut self, session: Session, fx: &mut Vec<Effect>) {
+        self.answer_waiters(&session.token, fx);
+        self.state = State::LoggedIn { session };
+    }
+
+    fn answer_waiters(&mut self, token: &str, fx: &mut Vec<Effect>) {
         if !self.waiters.is_empty() {
             fx.push(Effect::ResolveWaiters {
                 waiters: std::mem::take(&mut self.waiters),
                 result: WaiterResult::Ok {
-                    token: session.token.clone(),
+                    token: token.to_owned(),
                 },
             });
         }
-        self.state = State::LoggedIn { session };
     }
 
     fn fail(&mut self, error: Failure, fx: &mut Vec<Effect>) {

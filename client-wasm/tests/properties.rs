@@ -1,23 +1,32 @@
 //! Property tests: random interleavings of callers, user actions, 401s, answers (good, bad,
-//! late) and timers. The fake host asserts the per-step invariants (no empty bearer, one
-//! wx.login in flight, one POST per code, waiters answered at most once, known state names);
-//! after each run the host answers everything still outstanding until the machine rests, and
-//! then every caller must have been answered.
+//! late, storage reads in any order) and timers. The fake host asserts the per-step invariants
+//! (no empty bearer, one wx.login in flight, one POST per code, waiters answered at most once,
+//! nobody waiting on a check, known state names, `token_changed` only on change and agreeing
+//! with what is handed out and stored); after each run the host answers everything still
+//! outstanding until the machine rests, and then every caller must have been answered.
 
 mod common;
 
-use client_wasm::{Config, Event, StateName, WaiterResult};
-use common::{Host, error_body, login_ok, stored};
+use client_wasm::{Config, Event, StateName, StorageValue, WaiterResult};
+use common::{EXPIRY_KEY, Host, TOKEN_KEY, error_body, first_form, login_ok, text};
 use proptest::prelude::*;
 
 /// A stored value at launch.
 #[derive(Debug, Clone)]
 enum Stored {
     Nothing,
+    /// The current form: bare token, expiry as a number.
     Valid,
+    /// The current form in a string-only storage: the expiry's digits.
+    ValidText,
+    /// The JSON text of the first form.
+    ValidFirstForm,
     Expired,
+    ExpiredFirstForm,
     Bare,
     Junk,
+    /// An expiry with no token.
+    StrayExpiry,
 }
 
 /// One thing that can happen next. Indices pick among outstanding items (modulo their count);
@@ -27,6 +36,8 @@ enum Step {
     Launch,
     AnswerRead,
     Ensure,
+    /// The next storage read answered before the others.
+    AnswerLastRead,
     LoginRequested,
     Logout,
     Forget,
@@ -46,6 +57,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         1 => Just(Step::Launch),
         2 => Just(Step::AnswerRead),
+        1 => Just(Step::AnswerLastRead),
         4 => Just(Step::Ensure),
         1 => Just(Step::LoginRequested),
         1 => Just(Step::Logout),
@@ -64,9 +76,13 @@ fn stored_value() -> impl Strategy<Value = Stored> {
     prop_oneof![
         Just(Stored::Nothing),
         Just(Stored::Valid),
+        Just(Stored::ValidText),
+        Just(Stored::ValidFirstForm),
         Just(Stored::Expired),
+        Just(Stored::ExpiredFirstForm),
         Just(Stored::Bare),
         Just(Stored::Junk),
+        Just(Stored::StrayExpiry),
     ]
 }
 
@@ -78,6 +94,27 @@ fn config() -> impl Strategy<Value = Config> {
         relogin_guard_ms: guard,
         ..Config::default()
     })
+}
+
+/// Fills the device's storage as `stored` says, before launch.
+fn put(h: &mut Host, stored: &Stored) {
+    let now = h.now_ms;
+    match stored {
+        Stored::Nothing => {}
+        Stored::Valid => h.put_token("stored-tok", Some(now + 3_600_000)),
+        Stored::ValidText => {
+            h.put(TOKEN_KEY, text("stored-tok"));
+            h.put(EXPIRY_KEY, text(&(now + 3_600_000).to_string()));
+        }
+        Stored::ValidFirstForm => {
+            h.put(TOKEN_KEY, text(&first_form("stored-tok", now + 3_600_000)));
+        }
+        Stored::Expired => h.put_token("stale-tok", Some(now - 1)),
+        Stored::ExpiredFirstForm => h.put(TOKEN_KEY, text(&first_form("stale-tok", now - 1))),
+        Stored::Bare => h.put(TOKEN_KEY, text("seed-tok")),
+        Stored::Junk => h.put(TOKEN_KEY, text("{oops")),
+        Stored::StrayExpiry => h.put(EXPIRY_KEY, StorageValue::Number(now + 5)),
+    }
 }
 
 /// The fake server's answer number `outcome` to `path`: successes, definite refusals,
@@ -128,33 +165,37 @@ fn run(h: &mut Host, step: Step, next_waiter: &mut u32) {
                 h.answer_read();
             }
         }
+        Step::AnswerLastRead => {
+            if let Some(key) = h.reads.pop() {
+                h.reads.insert(0, key);
+                h.answer_read();
+            }
+        }
         Step::Ensure => {
             *next_waiter += 1;
             h.ensure(*next_waiter);
         }
         Step::LoginRequested => {
-            h.send(Event::LoginRequested);
+            h.login_requested();
         }
         Step::Logout => {
-            h.send(Event::LogoutRequested);
+            h.logout();
         }
         Step::Forget => {
-            h.send(Event::ForgetToken);
+            h.forget();
         }
         Step::Unauthorized(which) => {
-            let current = h.resolved.values().rev().find_map(|r| match r {
+            let last_handed_out = h.resolved.values().rev().find_map(|r| match r {
                 WaiterResult::Ok { token } => Some(token.clone()),
                 WaiterResult::Err(_) => None,
             });
-            let token = match which % 3 {
-                0 => current,
-                1 => Some("some-old-token".to_owned()),
+            let token = match which % 4 {
+                0 => h.token.clone(),
+                1 => last_handed_out,
+                2 => Some("some-old-token".to_owned()),
                 _ => None,
             };
-            h.send(Event::ApiUnauthorized {
-                token,
-                now_ms: h.now_ms,
-            });
+            h.unauthorized(token.as_deref());
         }
         Step::Wx(ok) => {
             if h.wx_pending > 0 {
@@ -174,12 +215,19 @@ fn run(h: &mut Host, step: Step, next_waiter: &mut u32) {
             if !h.timers.is_empty() {
                 let (timer, due) = h.timers.remove(index % h.timers.len());
                 h.now_ms = h.now_ms.max(due);
-                h.send(Event::TimerFired { timer });
+                h.send(Event::TimerFired {
+                    timer,
+                    now_ms: h.now_ms,
+                });
             }
         }
         Step::BogusTimer(timer) => {
             if h.timers.iter().all(|(t, _)| *t != timer) {
-                assert!(h.send(Event::TimerFired { timer }).is_empty());
+                let fx = h.send(Event::TimerFired {
+                    timer,
+                    now_ms: h.now_ms,
+                });
+                assert!(fx.is_empty());
             }
         }
         Step::BogusHttp(request, outcome) => {
@@ -244,14 +292,7 @@ proptest! {
         outcomes in proptest::collection::vec(any::<u8>(), 1..8),
     ) {
         let mut h = Host::new(config);
-        let now = h.now_ms;
-        match stored_at_launch {
-            Stored::Nothing => None,
-            Stored::Valid => h.storage.insert("token".into(), stored("stored-tok", now + 3_600_000)),
-            Stored::Expired => h.storage.insert("token".into(), stored("stale-tok", now - 1)),
-            Stored::Bare => h.storage.insert("token".into(), "seed-tok".into()),
-            Stored::Junk => h.storage.insert("token".into(), "{oops".into()),
-        };
+        put(&mut h, &stored_at_launch);
         let mut waiters = 0u32;
         for step in steps {
             run(&mut h, step, &mut waiters);
@@ -270,11 +311,12 @@ proptest! {
         for w in 1..=waiters {
             prop_assert!(h.resolved.contains_key(&w), "waiter {} never answered", w);
         }
-        // What storage holds agrees with the state: a logged-in machine's token is stored
-        // (unless it is the old app's bare one, left as found), and a stored token never
-        // outlives an explicit logout.
+        // What storage holds agrees with the state (the host checks a held token is stored,
+        // in the current form, at every step), and a stored token never outlives an explicit
+        // logout.
         if state == StateName::LoggedOut {
-            prop_assert!(!h.storage.contains_key("token"));
+            prop_assert!(!h.storage.contains_key(TOKEN_KEY));
+            prop_assert!(!h.storage.contains_key(EXPIRY_KEY));
         }
         // An expired token is never handed out: the only stored token that was expired at
         // launch is "stale-tok", and no time passed before the read in that case.
@@ -292,10 +334,7 @@ proptest! {
         callers in 1u32..6,
     ) {
         let mut h = Host::new(Config::default());
-        let now = h.now_ms;
-        if let Stored::Valid = stored_at_launch {
-            h.storage.insert("token".into(), stored("stored-tok", now + 3_600_000));
-        }
+        put(&mut h, &stored_at_launch);
         h.launch();
         for w in 1..=callers {
             h.ensure(w);
@@ -307,8 +346,14 @@ proptest! {
         for w in 1..=callers {
             prop_assert_eq!(&h.resolved[&w], &first);
         }
+        let usable = matches!(
+            stored_at_launch,
+            Stored::Valid | Stored::ValidText | Stored::ValidFirstForm | Stored::Bare
+        );
         prop_assert_eq!(h.log.iter().filter(|e| **e == client_wasm::Effect::WxLogin).count(),
-            usize::from(!matches!(stored_at_launch, Stored::Valid)));
+            usize::from(!usable));
+        // Whatever was stored, it ends in the current form.
+        prop_assert_eq!(h.stored_text(TOKEN_KEY), h.token.clone());
     }
 
     /// Whatever the host sends, the JSON API answers with effects or an error, never a panic.

@@ -40,10 +40,27 @@ async function waitForState(page, state, timeout = 15000) {
   await page.waitForSelector(`${STATE}[data-state="${state}"]`, { timeout });
 }
 
-/** The token as the machine stored it (the same JSON form the mini-program stores). */
+/** The token as the machine stored it: the bare string under `token`, as in the mini-program. */
 async function storedToken(page) {
-  const raw = await page.evaluate(() => localStorage.getItem('token'));
-  return raw === null ? null : JSON.parse(raw).token;
+  return page.evaluate(() => localStorage.getItem('token'));
+}
+
+/** The stored expiry: its digits under `token_expires_at_ms` (localStorage keeps strings). */
+async function storedExpiry(page) {
+  return page.evaluate(() => localStorage.getItem('token_expires_at_ms'));
+}
+
+/** Clicks "Call /me" and waits for the answer; resolves with { status, code, text }. */
+async function callMe(page) {
+  await page.click('#call-me');
+  await page.waitForFunction(() => {
+    const status = document.querySelector('#me-result').dataset.status;
+    return status !== 'none' && status !== 'pending';
+  });
+  return page.evaluate(() => {
+    const el = document.querySelector('#me-result');
+    return { status: el.dataset.status, code: el.dataset.code, text: el.textContent };
+  });
 }
 
 function count(requests, wanted) {
@@ -67,6 +84,9 @@ test('a first visit logs in and shows the state, expiry and log', async (t) => {
 
   const token = await storedToken(page);
   assert.ok(token, 'a token is stored in localStorage');
+  assert.match(token, /^\S+$/, 'the bare token, not JSON');
+  const expiry = Number(await storedExpiry(page));
+  assert.ok(expiry > Date.now() + 6 * 24 * 3600 * 1000, `expiry ${expiry}`);
   assert.equal((await server.api('GET', '/checklogin', undefined, token)).body.is_login, true);
   assert.equal(count(requests, 'POST /login'), 1);
   assert.equal(count(requests, 'POST /sim/wx.login'), 1);
@@ -76,7 +96,7 @@ test('a first visit logs in and shows the state, expiry and log', async (t) => {
   assert.match(await page.textContent('#expires'), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in 6 d 23 h/);
   assert.match(await page.textContent('#token'), new RegExp(`^${token.slice(0, 10)}`));
   const log = await page.textContent('#log');
-  for (const kind of ['"launched"', '"read_storage"', '"wx_login"', '"http_request"', '"state_changed"']) {
+  for (const kind of ['"launched"', '"read_storage"', '"wx_login"', '"http_request"', '"token_changed"', '"state_changed"']) {
     assert.ok(log.includes(kind), `the log shows ${kind}`);
   }
 
@@ -157,9 +177,9 @@ test('the trouble buttons: busy retries after a delay, an invalid code retries a
     // A fresh login: two codes (the failed one and the retry's), then a new token.
     await page.waitForFunction(
       (old) => {
-        const raw = localStorage.getItem('token');
+        const stored = localStorage.getItem('token');
         const state = document.querySelector('#login-state').dataset.state;
-        return raw !== null && JSON.parse(raw).token !== old && state === 'logged-in';
+        return stored !== null && stored !== old && state === 'logged-in';
       },
       token,
       { timeout: 15000 },
@@ -184,4 +204,62 @@ test('forget drops the cached token; a reload then logs in afresh', async (t) =>
   await waitForState(page, 'logged-in');
   assert.equal(count(requests, 'GET /checklogin'), 0);
   assert.equal(count(requests, 'POST /login'), 1);
+});
+
+test('Call /me shows the answer: status and body with the openid', async (t) => {
+  const { page } = await browser(t);
+  await page.goto(`${server.base}/harness/`);
+  await waitForState(page, 'logged-in');
+  const token = await storedToken(page);
+  const me = await server.api('GET', '/me', undefined, token);
+  assert.equal(me.status, 200, me.text);
+
+  const shown = await callMe(page);
+  assert.equal(shown.status, '200');
+  assert.match(shown.text, /^HTTP 200/);
+  assert.ok(shown.text.includes(`"openid":"${me.body.openid}"`), shown.text);
+});
+
+test('Call /me with a token revoked on the server: one new login, then the retry answers 200', async (t) => {
+  const { page, requests } = await browser(t);
+  await page.goto(`${server.base}/harness/`);
+  await waitForState(page, 'logged-in');
+  const old = await storedToken(page);
+  assert.equal((await server.api('POST', '/logout', undefined, old)).status, 204);
+
+  requests.length = 0;
+  const shown = await callMe(page);
+  assert.equal(shown.status, '200', shown.text);
+  assert.equal(count(requests, 'GET /me'), 2, 'the 401 and the retry');
+  assert.equal(count(requests, 'POST /login'), 1);
+  assert.equal(count(requests, 'POST /sim/wx.login'), 1);
+  const fresh = await storedToken(page);
+  assert.notEqual(fresh, old);
+  assert.match(await page.textContent('#token'), new RegExp(`^${fresh.slice(0, 10)}`));
+});
+
+test('a stored token in the first JSON format is used without a login and rewritten', async (t) => {
+  const { page, requests } = await browser(t);
+  const { code } = (await server.api('POST', '/sim/wx.login', {})).body;
+  const { token, expires_in: expiresIn } = (await server.api('POST', '/login', { code })).body;
+  const expiresAt = Date.now() + expiresIn * 1000;
+
+  // Open the origin's storage, put the previous version's value there, then start for real.
+  await page.goto(`${server.base}/harness/`);
+  await waitForState(page, 'logged-in');
+  await page.evaluate(
+    ([stored]) => {
+      localStorage.clear();
+      localStorage.setItem('token', stored);
+    },
+    [JSON.stringify({ token, expires_at_ms: expiresAt })],
+  );
+  requests.length = 0;
+  await page.reload();
+  await waitForState(page, 'logged-in');
+
+  assert.equal(count(requests, 'POST /login'), 0);
+  assert.equal(count(requests, 'POST /sim/wx.login'), 0);
+  assert.equal(await storedToken(page), token, 'rewritten as the bare token');
+  assert.equal(await storedExpiry(page), String(expiresAt));
 });

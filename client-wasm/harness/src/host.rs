@@ -4,15 +4,20 @@
 //! It does what `miniprogram/lib/host.js` does in the mini-program, with browser stand-ins:
 //! localStorage for `wx.setStorageSync` and friends, `fetch` for `wx.request`, the dev
 //! server's `POST /sim/wx.login` for `wx.login()`, `setTimeout` for timers. The machine decides
-//! everything (when to check, log in, retry, give up); this file only translates.
+//! everything (when to check, log in, retry, give up); this file only translates. It also has
+//! the mini-program's `request()` ([`Host::api_get`]): a business API call with the token, and
+//! one retry with a new token after a 401.
 
 use std::{
     cell::{Cell, RefCell},
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
+    future::Future,
+    pin::Pin,
     rc::Rc,
+    task::{Context, Poll, Waker},
 };
 
-use client_wasm::{Config, Effect, Event, Machine, Method, Snapshot, StateName, WaiterResult};
+use client_wasm::{Config, Effect, Event, Failure, Machine, Method, Snapshot, WaiterResult};
 use gloo_net::http::{Request, RequestBuilder};
 use gloo_storage::{LocalStorage, Storage};
 use leptos::{prelude::*, task::spawn_local};
@@ -30,10 +35,27 @@ const LOG_LIMIT: usize = 400;
 pub struct Ui {
     /// The machine's last `state_changed`.
     pub snapshot: RwSignal<Snapshot>,
-    /// The token the last successful `resolve_waiters` handed out; `None` after logout/forget.
+    /// The token the machine holds, as its last `token_changed` said.
     pub token: RwSignal<Option<String>>,
+    /// The last `/me` call's outcome.
+    pub me: RwSignal<ApiCall>,
     /// Every event and effect, oldest first.
     pub log: RwSignal<Vec<LogLine>>,
+}
+
+/// A business API call as the page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiCall {
+    NotMade,
+    Pending,
+    /// The server answered (any status but a 401 that the retry got too).
+    Answered {
+        status: u16,
+        body: String,
+    },
+    /// No answer (`network`), the login failed (its code), or the retry got a 401 too
+    /// (`unauthorized`).
+    Failed(Failure),
 }
 
 /// One line of the page's log.
@@ -81,6 +103,8 @@ struct Inner {
     queue: RefCell<VecDeque<Event>>,
     draining: Cell<bool>,
     next_waiter: Cell<u32>,
+    /// Callers awaiting an `ensure_login` answer ([`Host::token`]), by waiter id.
+    waiters: RefCell<HashMap<u32, Rc<Slot<WaiterResult>>>>,
     next_log_id: Cell<u64>,
     started_ms: u64,
     ui: Ui,
@@ -101,6 +125,7 @@ impl Host {
         let ui = Ui {
             snapshot: RwSignal::new(machine.snapshot()),
             token: RwSignal::new(None),
+            me: RwSignal::new(ApiCall::NotMade),
             log: RwSignal::new(Vec::new()),
         };
         let host = Host(Rc::new(Inner {
@@ -108,6 +133,7 @@ impl Host {
             queue: RefCell::new(VecDeque::new()),
             draining: Cell::new(false),
             next_waiter: Cell::new(1),
+            waiters: RefCell::new(HashMap::new()),
             next_log_id: Cell::new(1),
             started_ms: now_ms(),
             ui,
@@ -116,36 +142,106 @@ impl Host {
     }
 
     /// The mini-program's `onLaunch`: `launched` (read storage, then check or log in), then
-    /// `ensure_login` so the page gets a token as the first page of the app does.
+    /// `ensure_login` as the app's first page does.
     pub fn launch(&self) {
         self.dispatch(Event::Launched { now_ms: now_ms() });
         self.ensure_login();
     }
 
-    /// Asks for a usable token; the answer comes as a `resolve_waiters` effect.
+    /// Asks for a usable token without waiting for it (the page learns the token from
+    /// `token_changed`, and a failure from the snapshot).
     pub fn ensure_login(&self) {
-        let waiter = self.0.next_waiter.get();
-        self.0.next_waiter.set(waiter.wrapping_add(1));
+        let waiter = self.next_waiter();
         self.dispatch(Event::EnsureLogin {
             waiter,
             now_ms: now_ms(),
         });
     }
 
+    /// A usable token, logging in if needed (`getApp().ensureLogin()`); concurrent callers
+    /// share one login. An error has the machine's code (`network_error`, `logged_out`, …).
+    pub async fn token(&self) -> Result<String, Failure> {
+        let waiter = self.next_waiter();
+        let slot = Rc::new(Slot::default());
+        self.0.waiters.borrow_mut().insert(waiter, slot.clone());
+        self.dispatch(Event::EnsureLogin {
+            waiter,
+            now_ms: now_ms(),
+        });
+        match Receive(slot).await {
+            WaiterResult::Ok { token } => Ok(token),
+            WaiterResult::Err(failure) => Err(failure),
+        }
+    }
+
+    fn next_waiter(&self) -> u32 {
+        let waiter = self.0.next_waiter.get();
+        self.0.next_waiter.set(waiter.wrapping_add(1));
+        waiter
+    }
+
     /// A fresh login even when logged in (the mini-program's `app.login()`).
     pub fn login(&self) {
-        self.dispatch(Event::LoginRequested);
+        self.dispatch(Event::LoginRequested { now_ms: now_ms() });
         self.ensure_login();
     }
 
     /// Logs out here and on the server.
     pub fn logout(&self) {
-        self.dispatch(Event::LogoutRequested);
+        self.dispatch(Event::LogoutRequested { now_ms: now_ms() });
     }
 
     /// Drops the stored token without telling the server (as if storage had been cleared).
     pub fn forget(&self) {
-        self.dispatch(Event::ForgetToken);
+        self.dispatch(Event::ForgetToken { now_ms: now_ms() });
+    }
+
+    /// The "Call /me" button: `GET /me` through [`Host::api_get`], shown in [`Ui::me`].
+    pub fn call_me(&self) {
+        let host = self.clone();
+        self.0.ui.me.set(ApiCall::Pending);
+        spawn_local(async move {
+            let outcome = match host.api_get(ME).await {
+                Ok((status, body)) => {
+                    host.note(format!("GET {ME} → {status}"));
+                    ApiCall::Answered { status, body }
+                }
+                Err(failure) => {
+                    host.note(format!(
+                        "GET {ME} failed: {}: {}",
+                        failure.code, failure.message
+                    ));
+                    ApiCall::Failed(failure)
+                }
+            };
+            host.0.ui.me.set(outcome);
+        });
+    }
+
+    /// A business API call with the session's token, the mini-program's `request()`: wait for a
+    /// token, `GET path` with `Authorization: Bearer`, and on a 401 tell the machine (which
+    /// logs in once, however many calls report the same token), wait for the new token and
+    /// retry once. The retry's own 401 is the answer (`unauthorized`), not a new login
+    /// trigger: an API that refuses every token must not cause a login per call.
+    pub async fn api_get(&self, path: &str) -> Result<(u16, String), Failure> {
+        let token = self.token().await?;
+        let (status, body) = get_with_bearer(path, &token).await?;
+        if status != 401 {
+            return Ok((status, body));
+        }
+        self.dispatch(Event::ApiUnauthorized {
+            token: Some(token),
+            now_ms: now_ms(),
+        });
+        let fresh = self.token().await?;
+        let (status, body) = get_with_bearer(path, &fresh).await?;
+        if status == 401 {
+            return Err(Failure::new(
+                UNAUTHORIZED,
+                format!("{path} refused the new token too (HTTP 401): {body}"),
+            ));
+        }
+        Ok((status, body))
     }
 
     /// Makes the simulator answer the next code2Session with `errcode`, then logs in afresh so
@@ -208,20 +304,27 @@ impl Host {
                 });
             }
             Effect::WriteStorage { key, value } => {
-                if let Err(e) = LocalStorage::raw().set_item(&key, &value) {
+                // localStorage keeps strings only: the token as it is, the expiry's digits
+                // (the machine reads either back).
+                if let Err(e) = LocalStorage::raw().set_item(&key, &value.to_text()) {
                     self.note(format!("localStorage refused to store {key:?}: {e:?}"));
                 }
             }
             Effect::RemoveStorage { key } => {
                 let _ = LocalStorage::raw().remove_item(&key);
-                self.0.ui.token.set(None);
             }
             Effect::WxLogin => {
                 let host = self.clone();
                 spawn_local(async move {
                     let event = match wx_login().await {
-                        Ok(code) => Event::WxLoginSucceeded { code },
-                        Err(err_msg) => Event::WxLoginFailed { err_msg },
+                        Ok(code) => Event::WxLoginSucceeded {
+                            code,
+                            now_ms: now_ms(),
+                        },
+                        Err(err_msg) => Event::WxLoginFailed {
+                            err_msg,
+                            now_ms: now_ms(),
+                        },
                     };
                     host.dispatch(event);
                 });
@@ -244,25 +347,26 @@ impl Host {
                 let host = self.clone();
                 let delay = u32::try_from(delay_ms).unwrap_or(u32::MAX);
                 gloo_timers::callback::Timeout::new(delay, move || {
-                    host.dispatch(Event::TimerFired { timer });
+                    host.dispatch(Event::TimerFired {
+                        timer,
+                        now_ms: now_ms(),
+                    });
                 })
                 .forget();
             }
-            Effect::StateChanged(snapshot) => {
-                // Logged in with no waiter left to hand us the token (a retry timer finished
-                // the login): ask for it, as the mini-program's host does.
-                let ask_for_token = snapshot.state == StateName::LoggedIn
-                    && self.0.ui.token.with_untracked(Option::is_none);
-                self.0.ui.snapshot.set(snapshot);
-                if ask_for_token {
-                    self.ensure_login();
+            // The only source of the page's current token.
+            Effect::TokenChanged { token, .. } => self.0.ui.token.set(token),
+            Effect::StateChanged(snapshot) => self.0.ui.snapshot.set(snapshot),
+            Effect::ResolveWaiters { waiters, result } => {
+                // Callers of `token()` get the answer; fire-and-forget `ensure_login`s have no
+                // slot (their outcome shows through `token_changed` and the snapshot).
+                for waiter in waiters {
+                    let slot = self.0.waiters.borrow_mut().remove(&waiter);
+                    if let Some(slot) = slot {
+                        slot.fill(result.clone());
+                    }
                 }
             }
-            Effect::ResolveWaiters { waiters: _, result } => match result {
-                WaiterResult::Ok { token } => self.0.ui.token.set(Some(token)),
-                // The error is in the snapshot (`last_error`) and in the log already.
-                WaiterResult::Err(_) => {}
-            },
         }
     }
 
@@ -353,6 +457,7 @@ async fn http(
     let failed = |e: gloo_net::Error| Event::HttpFailed {
         request,
         err_msg: format!("request:fail {e}"),
+        now_ms: now_ms(),
     };
     let response = match answer {
         Ok(response) => response,
@@ -372,6 +477,70 @@ async fn http(
             now_ms: now_ms(),
         },
         Err(e) => failed(e),
+    }
+}
+
+/// The path of the server's "who am I" endpoint.
+const ME: &str = "/me";
+/// The code of a request whose retry with a new token got a 401 too (the machine's own code
+/// for a refused token, `client_wasm::codes::UNAUTHORIZED`).
+const UNAUTHORIZED: &str = client_wasm::codes::UNAUTHORIZED;
+/// The code of a request that got no HTTP answer, as the mini-program's `request()` says it.
+const NETWORK: &str = "network";
+
+/// `GET path` with `Authorization: Bearer <token>`: the status and body of any answer, or a
+/// `network` failure when none came (within [`REQUEST_TIMEOUT_MS`]).
+async fn get_with_bearer(path: &str, token: &str) -> Result<(u16, String), Failure> {
+    let timeout = web_sys::AbortSignal::timeout_with_u32(REQUEST_TIMEOUT_MS);
+    let failed = |e: gloo_net::Error| Failure::new(NETWORK, format!("request:fail {e}"));
+    let response = Request::get(path)
+        .abort_signal(Some(&timeout))
+        .header("Authorization", &format!("Bearer {token}"))
+        .send()
+        .await
+        .map_err(failed)?;
+    let body = response.text().await.map_err(failed)?;
+    Ok((response.status(), body))
+}
+
+/// A one-shot slot: `fill` it once, and the [`Receive`] future awaiting it wakes with the value.
+/// (The harness has no channel crate; this is all it needs.)
+struct Slot<T> {
+    value: RefCell<Option<T>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self {
+            value: RefCell::new(None),
+            waker: RefCell::new(None),
+        }
+    }
+}
+
+impl<T> Slot<T> {
+    fn fill(&self, value: T) {
+        *self.value.borrow_mut() = Some(value);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+struct Receive<T>(Rc<Slot<T>>);
+
+impl<T> Future for Receive<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.0.value.borrow_mut().take() {
+            Some(value) => Poll::Ready(value),
+            None => {
+                *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }
 

@@ -3,12 +3,14 @@
 //!
 //! Ids and `data-state` are the browser tests' handles (`tests/browser/`): `#login-state`
 //! carries the state's stable name (`StateName::as_str()`) in `data-state`; the buttons are
-//! `#login`, `#logout`, `#forget`, `#sim-busy` and `#sim-invalid-code`; the log is `#log`.
+//! `#login`, `#logout`, `#forget`, `#call-me`, `#sim-busy` and `#sim-invalid-code`; the `/me`
+//! answer is `#me-result` (`data-status`: `none`, `pending`, the HTTP status, or `error` with
+//! the failure's code in `data-code`); the log is `#log`.
 
 use client_wasm::Snapshot;
 use leptos::prelude::*;
 
-use crate::host::{Host, LogKind, now_ms};
+use crate::host::{ApiCall, Host, LogKind, now_ms};
 
 /// WeChat's "system busy, try again" errcode: transient, the machine retries with a new code.
 const ERRCODE_BUSY: i32 = -1;
@@ -88,6 +90,21 @@ pub fn App() -> impl IntoView {
                     <button id="forget" on:click=act(Host::forget)>"Forget cached token"</button>
                 </div>
                 <div class="group">
+                    <h2>"API"</h2>
+                    <button id="call-me" on:click=act(Host::call_me)>"Call /me"</button>
+                    <p class="hint small">
+                        "GET /me with the token; on a 401 the machine logs in again and the "
+                        "call is retried once."
+                    </p>
+                    <pre
+                        id="me-result"
+                        data-status=move || ui.me.with(api_status)
+                        data-code=move || ui.me.with(api_code)
+                    >
+                        {move || ui.me.with(api_text)}
+                    </pre>
+                </div>
+                <div class="group">
                     <h2>"Simulate WeChat trouble (next login)"</h2>
                     <button id="sim-busy" class="warn" on:click=act(|h| h.simulate_fault(ERRCODE_BUSY))>
                         "System busy (-1)"
@@ -130,6 +147,34 @@ pub fn App() -> impl IntoView {
     // asks for a token.
     stored.with_value(Host::launch);
     page
+}
+
+/// `#me-result`'s `data-status`.
+fn api_status(call: &ApiCall) -> String {
+    match call {
+        ApiCall::NotMade => "none".to_owned(),
+        ApiCall::Pending => "pending".to_owned(),
+        ApiCall::Answered { status, .. } => status.to_string(),
+        ApiCall::Failed(_) => "error".to_owned(),
+    }
+}
+
+/// `#me-result`'s `data-code`: the failure's code, empty otherwise.
+fn api_code(call: &ApiCall) -> String {
+    match call {
+        ApiCall::Failed(failure) => failure.code.clone(),
+        ApiCall::NotMade | ApiCall::Pending | ApiCall::Answered { .. } => String::new(),
+    }
+}
+
+/// `#me-result`'s text: status and body, or what went wrong.
+fn api_text(call: &ApiCall) -> String {
+    match call {
+        ApiCall::NotMade => "not called yet".to_owned(),
+        ApiCall::Pending => "calling…".to_owned(),
+        ApiCall::Answered { status, body } => format!("HTTP {status}\n{body}"),
+        ApiCall::Failed(failure) => format!("failed: {}: {}", failure.code, failure.message),
+    }
 }
 
 fn kind_arrow(kind: LogKind) -> &'static str {

@@ -1,12 +1,17 @@
 //! A fake host for the machine: it keeps storage, records every effect, tracks what is
-//! outstanding (wx.login, requests, timers, reads) and checks the machine's invariants on every
-//! step, so both the scripted tests and the property tests get those checks for free.
+//! outstanding (wx.login, requests, timers, reads) and the token `token_changed` announced, and
+//! checks the machine's invariants on every step, so both the scripted tests and the property
+//! tests get those checks for free.
 
 #![allow(dead_code)] // each test binary uses a different part of the driver
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use client_wasm::{Config, Effect, Event, Machine, Method, StateName, WaiterResult};
+use client_wasm::{Config, Effect, Event, Machine, Method, StateName, StorageValue, WaiterResult};
+
+/// The default storage keys.
+pub const TOKEN_KEY: &str = "token";
+pub const EXPIRY_KEY: &str = "token_expires_at_ms";
 
 /// An `http_request` the host has not answered yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +35,11 @@ impl Request {
 pub struct Host {
     pub machine: Machine,
     pub now_ms: u64,
-    pub storage: BTreeMap<String, String>,
+    /// The device's storage, JSON values as wx storage keeps them.
+    pub storage: BTreeMap<String, StorageValue>,
+    /// The current token and its expiry, as the last `token_changed` said.
+    pub token: Option<String>,
+    pub token_expires_at_ms: Option<u64>,
     /// Every effect ever returned, in order.
     pub log: Vec<Effect>,
     /// Unanswered `wx_login`s (the machine must keep this at most 1).
@@ -53,6 +62,8 @@ impl Host {
             machine: Machine::new(config),
             now_ms: 1_000_000,
             storage: BTreeMap::new(),
+            token: None,
+            token_expires_at_ms: None,
             log: Vec::new(),
             wx_pending: 0,
             requests: Vec::new(),
@@ -85,14 +96,16 @@ impl Host {
             serde_json::to_string(&effects).unwrap()
         );
         for (i, effect) in effects.iter().enumerate() {
-            self.record(effect, i + 1 == effects.len(), &event);
+            self.record(effect, &effects[i + 1..], &event);
         }
         self.check_resting_state();
+        self.check_token(&effects);
         self.log.extend(effects.iter().cloned());
         effects
     }
 
-    fn record(&mut self, effect: &Effect, last: bool, event: &Event) {
+    fn record(&mut self, effect: &Effect, after: &[Effect], event: &Event) {
+        let last = after.is_empty();
         match effect {
             Effect::ReadStorage { key } => self.reads.push(key.clone()),
             Effect::WriteStorage { key, value } => {
@@ -159,6 +172,26 @@ impl Host {
                 assert!(*delay_ms <= self.machine.config().max_backoff_ms);
                 self.timers.push((*timer, self.now_ms + delay_ms));
             }
+            Effect::TokenChanged {
+                token,
+                expires_at_ms,
+            } => {
+                assert!(
+                    matches!(after, [] | [Effect::StateChanged(_)]),
+                    "token_changed must come last or just before state_changed: {after:?}"
+                );
+                assert!(
+                    (token, expires_at_ms) != (&self.token, &self.token_expires_at_ms),
+                    "token_changed without a change after {event:?}"
+                );
+                if let Some(token) = token {
+                    assert!(!token.is_empty() && !token.contains(char::is_whitespace));
+                } else {
+                    assert_eq!(*expires_at_ms, None);
+                }
+                self.token = token.clone();
+                self.token_expires_at_ms = *expires_at_ms;
+            }
             Effect::StateChanged(snapshot) => {
                 assert!(last, "state_changed must be the last effect");
                 assert_eq!(snapshot.state, self.machine.state());
@@ -180,11 +213,12 @@ impl Host {
         }
     }
 
-    /// In a state where nothing is under way, nobody may be left waiting.
+    /// In a state where no login is under way, nobody may be left waiting (not even for a
+    /// check: a token being checked is handed out).
     fn check_resting_state(&self) {
         let resting = matches!(
             self.machine.state(),
-            StateName::LoggedIn | StateName::Failed | StateName::LoggedOut
+            StateName::Checking | StateName::LoggedIn | StateName::Failed | StateName::LoggedOut
         );
         if resting {
             assert!(
@@ -196,6 +230,66 @@ impl Host {
         }
     }
 
+    /// The host's token (from `token_changed`) is the one the machine holds, is the one it
+    /// hands out, and is what storage holds, in the current form.
+    fn check_token(&self, effects: &[Effect]) {
+        let holds = matches!(
+            self.machine.state(),
+            StateName::Checking | StateName::LoggedIn
+        );
+        assert_eq!(
+            self.token.is_some(),
+            holds,
+            "token {:?} in state {}",
+            self.token,
+            self.state()
+        );
+        for effect in effects {
+            if let Effect::ResolveWaiters {
+                result: WaiterResult::Ok { token },
+                ..
+            } = effect
+            {
+                assert_eq!(
+                    Some(token),
+                    self.token.as_ref(),
+                    "handed out a token not held"
+                );
+            }
+        }
+        if let Some(token) = &self.token {
+            let config = self.machine.config();
+            let text = |key: &str| self.storage.get(key).map(StorageValue::to_text);
+            assert_eq!(text(&config.storage_key).as_ref(), Some(token), "storage");
+            assert_eq!(
+                text(&config.expiry_storage_key),
+                self.token_expires_at_ms.map(|ms| ms.to_string()),
+                "stored expiry"
+            );
+        }
+    }
+
+    /// Puts a value in the device's storage, as some earlier app version left it.
+    pub fn put(&mut self, key: &str, value: StorageValue) {
+        self.storage.insert(key.to_owned(), value);
+    }
+
+    /// Stores a token in the current form (bare token, expiry as a number).
+    pub fn put_token(&mut self, token: &str, expires_at_ms: Option<u64>) {
+        self.put(TOKEN_KEY, text(token));
+        match expires_at_ms {
+            Some(ms) => self.put(EXPIRY_KEY, StorageValue::Number(ms)),
+            None => {
+                self.storage.remove(EXPIRY_KEY);
+            }
+        }
+    }
+
+    /// The stored value of `key` as a string-only storage would hold it.
+    pub fn stored_text(&self, key: &str) -> Option<String> {
+        self.storage.get(key).map(StorageValue::to_text)
+    }
+
     // ---- conveniences for scripted tests -----------------------------------------------------
 
     pub fn launch(&mut self) -> Vec<Effect> {
@@ -204,15 +298,26 @@ impl Host {
         })
     }
 
-    /// Answers the oldest outstanding storage read from the fake storage.
+    /// Answers the oldest outstanding storage read from the fake storage, as the JSON path
+    /// hands it over (a number as its digits).
     pub fn answer_read(&mut self) -> Vec<Effect> {
         let key = self.reads.remove(0);
-        let value = self.storage.get(&key).cloned();
+        let value = self.storage.get(&key).map(StorageValue::to_text);
         self.send(Event::StorageRead {
             key,
             value,
             now_ms: self.now_ms,
         })
+    }
+
+    /// Answers every outstanding storage read; the effects of all the answers.
+    pub fn answer_reads(&mut self) -> Vec<Effect> {
+        assert!(!self.reads.is_empty(), "no read to answer");
+        let mut effects = Vec::new();
+        while !self.reads.is_empty() {
+            effects.extend(self.answer_read());
+        }
+        effects
     }
 
     pub fn ensure(&mut self, waiter: u32) -> Vec<Effect> {
@@ -232,7 +337,10 @@ impl Host {
         assert_eq!(self.wx_pending, 1, "no wx_login to answer");
         self.wx_pending = 0;
         let code = self.fresh_code();
-        self.send(Event::WxLoginSucceeded { code })
+        self.send(Event::WxLoginSucceeded {
+            code,
+            now_ms: self.now_ms,
+        })
     }
 
     pub fn wx_fail(&mut self) -> Vec<Effect> {
@@ -240,6 +348,7 @@ impl Host {
         self.wx_pending = 0;
         self.send(Event::WxLoginFailed {
             err_msg: "login:fail".into(),
+            now_ms: self.now_ms,
         })
     }
 
@@ -277,6 +386,7 @@ impl Host {
         self.send(Event::HttpFailed {
             request: req.id,
             err_msg: "request:fail".into(),
+            now_ms: self.now_ms,
         })
     }
 
@@ -291,7 +401,35 @@ impl Host {
             .unwrap();
         let (timer, due) = self.timers.remove(i);
         self.now_ms = self.now_ms.max(due);
-        self.send(Event::TimerFired { timer })
+        self.send(Event::TimerFired {
+            timer,
+            now_ms: self.now_ms,
+        })
+    }
+
+    pub fn login_requested(&mut self) -> Vec<Effect> {
+        self.send(Event::LoginRequested {
+            now_ms: self.now_ms,
+        })
+    }
+
+    pub fn logout(&mut self) -> Vec<Effect> {
+        self.send(Event::LogoutRequested {
+            now_ms: self.now_ms,
+        })
+    }
+
+    pub fn forget(&mut self) -> Vec<Effect> {
+        self.send(Event::ForgetToken {
+            now_ms: self.now_ms,
+        })
+    }
+
+    pub fn unauthorized(&mut self, token: Option<&str>) -> Vec<Effect> {
+        self.send(Event::ApiUnauthorized {
+            token: token.map(str::to_owned),
+            now_ms: self.now_ms,
+        })
     }
 
     /// wx.login → POST /login → 200 with `token`.
@@ -310,12 +448,18 @@ pub fn error_body(code: &str) -> String {
     serde_json::json!({"error": {"code": code, "message": "msg"}}).to_string()
 }
 
-/// The stored form of a token, as the machine writes it.
-pub fn stored(token: &str, expires_at_ms: u64) -> String {
-    client_wasm::encode_stored_token(&client_wasm::StoredToken {
+/// A string storage value.
+pub fn text(s: &str) -> StorageValue {
+    StorageValue::Text(s.to_owned())
+}
+
+/// The JSON text this crate stored under `token` before the two keys.
+pub fn first_form(token: &str, expires_at_ms: u64) -> String {
+    serde_json::to_string(&client_wasm::StoredToken {
         token: token.to_owned(),
         expires_at_ms: Some(expires_at_ms),
     })
+    .unwrap()
 }
 
 /// The `state_changed` states among `effects`.
@@ -329,11 +473,22 @@ pub fn states(effects: &[Effect]) -> Vec<&'static str> {
         .collect()
 }
 
-/// The effects without `state_changed`, for exact comparisons.
+/// The tokens `token_changed` announced among `effects` (`None`: dropped).
+pub fn tokens(effects: &[Effect]) -> Vec<Option<&str>> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::TokenChanged { token, .. } => Some(token.as_deref()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The effects without the reports (`state_changed`, `token_changed`), for exact comparisons.
 pub fn actions(effects: &[Effect]) -> Vec<Effect> {
     effects
         .iter()
-        .filter(|e| !matches!(e, Effect::StateChanged(_)))
+        .filter(|e| !matches!(e, Effect::StateChanged(_) | Effect::TokenChanged { .. }))
         .cloned()
         .collect()
 }
