@@ -1,6 +1,7 @@
 // The mini-program's entry: starts the login state machine (WASM, via lib/host.js) at launch
-// and shares it with every page. Pages call `getApp().ensureLogin()` whenever they need a
-// token; concurrent calls share one login.
+// and shares it with every page. Pages call `getApp().request({url: '/me'})` for the app's own
+// APIs (the token is attached, a 401 logs in again and retries once), or
+// `getApp().ensureLogin()` when they need the token itself; concurrent calls share one login.
 const config = require('./config.js');
 const { createSession } = require('./lib/host.js');
 
@@ -16,7 +17,8 @@ try {
 
 App({
   globalData: {
-    // The current token ('' when none), also kept in storage under config.machine.storage_key.
+    // The current token ('' when none), also kept in storage under config.machine.storage_key
+    // (the bare string) with its expiry under config.machine.expiry_storage_key (a number).
     token: '',
     // What the pages show: state, verified, attempt, expiresAt, error ({code, message} or null).
     login: { state: 'unknown', verified: false, attempt: 0, expiresAt: null, error: null },
@@ -36,14 +38,25 @@ App({
         this.listeners.slice().forEach((listener) => listener(view, token));
       },
     });
-    // Log in right away so the first page finds a token. A failure is not lost: it is in
-    // globalData.login.error and on the page, and the next ensureLogin() tries again.
+    // Log in right away so the first page finds a token (a saved one is used at once and
+    // verified in the background). A failure is not lost: it is in globalData.login.error and
+    // on the page, and the next ensureLogin() tries again.
     this.ensureLogin().catch(() => {});
   },
 
   /** Resolves with a usable token, logging in if needed; rejects with an Error that has `code`. */
   ensureLogin() {
     return this.session.ensureLogin();
+  },
+
+  /**
+   * wx.request with the token, as a promise (see lib/host.js): `url` is a path on
+   * config.baseUrl ('/me') or an absolute URL of the app's own servers. Resolves with
+   * {statusCode, data, header} for any answer but a 401 the retry got too; rejects with an
+   * Error whose `code` is `invalid_request`, `network`, `unauthorized` or the login's code.
+   */
+  request(options) {
+    return this.session.request(options);
   },
 
   /** A fresh login (the page's button). */

@@ -5,12 +5,14 @@ module.exports = {
   baseUrl: 'http://127.0.0.1:3000',
   // wx.request's own default is 60 s; a login should give up on a dead network sooner.
   requestTimeoutMs: 10000,
-  // client-wasm's machine config (see its Config): attempts and backoff of the login, and the
-  // storage key the token lives under ('token', as the original app used).
+  // client-wasm's machine config (see its Config): attempts and backoff of the login, the
+  // storage key the bare token lives under ('token', as the original app used, so other code
+  // reading wx.getStorageSync('token') keeps working) and the key of its expiry (a number, ms).
   machine: {
     max_attempts: 5,
     base_backoff_ms: 500,
     max_backoff_ms: 30000,
     storage_key: 'token',
+    expiry_storage_key: 'token_expires_at_ms',
   },
 };

@@ -1,7 +1,9 @@
 // The host side of the login state machine (client-wasm): feeds it events and carries out the
 // effects it returns with the mini-program's own APIs — storage, wx.login, wx.request,
 // setTimeout. The machine decides everything (when to log in, retry, give up); this file only
-// translates. Event and effect formats are documented in client-wasm/src/lib.rs.
+// translates. Event and effect formats are documented in client-wasm/src/lib.rs. It also offers
+// `request()`, wx.request for the app's own APIs with the token attached and one retry after a
+// 401.
 'use strict';
 
 /**
@@ -9,10 +11,10 @@
  *
  * options.wasm            the generated module (`wasm/client.js`), or null when it failed to load
  * options.loadError       why it failed to load, shown to the user
- * options.baseUrl         the server, e.g. 'http://127.0.0.1:3000'
- * options.machine         client-wasm's config object (backoff, attempts, storage key)
+ * options.baseUrl         the server, e.g. 'http://127.0.0.1:3000'; `request()` paths are relative to it
+ * options.machine         client-wasm's config object (backoff, attempts, storage keys)
  * options.requestTimeoutMs
- * options.onChange(view, token)  called after every state change
+ * options.onChange(view, token)  called after every change of the state or of the token
  */
 function createSession(options) {
   const wasm = options.wasm;
@@ -23,12 +25,17 @@ function createSession(options) {
   };
 
   let client = null;
+  // The token the machine holds ('' when none), as its last `token_changed` said: the only
+  // source of it, so it can never be stale after a logout, a 401 or a background re-login.
   let token = '';
   let view = { state: 'unknown', verified: false, attempt: 0, expiresAt: null, error: null };
   let nextWaiter = 1;
   const waiters = {};
   const queue = [];
   let draining = false;
+  // Whether the view or the token changed while carrying out an event's effects: listeners hear
+  // of it once per event, with both up to date.
+  let dirty = false;
 
   function changed(next) {
     view = next;
@@ -54,6 +61,10 @@ function createSession(options) {
           continue;
         }
         effects.forEach(perform);
+        if (dirty) {
+          dirty = false;
+          onChange(view, token);
+        }
       }
     } finally {
       draining = false;
@@ -68,46 +79,49 @@ function createSession(options) {
         break;
       }
       case 'write_storage':
+        // A JSON value (the token a string, its expiry a number): wx storage keeps it as is.
         wx.setStorageSync(effect.key, effect.value);
         break;
       case 'remove_storage':
         wx.removeStorageSync(effect.key);
-        token = '';
         break;
       case 'wx_login':
         wx.login({
           success(res) {
             if (res && res.code) {
-              dispatch({ type: 'wx_login_succeeded', code: res.code });
+              dispatch({ type: 'wx_login_succeeded', code: res.code, now_ms: now() });
             } else {
-              dispatch({ type: 'wx_login_failed', err_msg: (res && res.errMsg) || 'login:fail no code' });
+              dispatch({ type: 'wx_login_failed', err_msg: (res && res.errMsg) || 'login:fail no code', now_ms: now() });
             }
           },
           fail(err) {
-            dispatch({ type: 'wx_login_failed', err_msg: (err && err.errMsg) || 'login:fail' });
+            dispatch({ type: 'wx_login_failed', err_msg: (err && err.errMsg) || 'login:fail', now_ms: now() });
           },
         });
         break;
       case 'http_request':
-        request(effect);
+        machineRequest(effect);
         break;
       case 'start_timer':
         // Timers are never cancelled: the machine ignores one that fires late or is superfluous.
         setTimeout(function () {
-          dispatch({ type: 'timer_fired', timer: effect.timer });
+          dispatch({ type: 'timer_fired', timer: effect.timer, now_ms: now() });
         }, effect.delay_ms);
         break;
+      case 'token_changed':
+        token = effect.token || '';
+        view = Object.assign({}, view, { expiresAt: effect.expires_at_ms });
+        dirty = true;
+        break;
       case 'state_changed':
-        changed({
+        view = {
           state: effect.state,
           verified: effect.verified,
           attempt: effect.attempt,
           expiresAt: effect.token_expires_at_ms,
           error: effect.last_error,
-        });
-        // Logged in without a waiter to tell us the token (a retry timer finished the login
-        // after its callers gave up): ask for it; a held token is answered at once.
-        if (effect.state === 'logged-in' && !token) ensureLogin().catch(function () {});
+        };
+        dirty = true;
         break;
       case 'resolve_waiters':
         settle(effect.waiters, effect.result);
@@ -119,7 +133,7 @@ function createSession(options) {
 
   // wx.request calls `success` for every HTTP answer, 4xx and 5xx included, and `fail` only
   // when no answer came; the machine wants exactly that split.
-  function request(effect) {
+  function machineRequest(effect) {
     const header = {};
     if (effect.bearer !== null) header.Authorization = 'Bearer ' + effect.bearer;
     if (effect.body !== null) header['Content-Type'] = 'application/json';
@@ -142,13 +156,12 @@ function createSession(options) {
         });
       },
       fail(err) {
-        dispatch({ type: 'http_failed', request: effect.request, err_msg: (err && err.errMsg) || 'request:fail' });
+        dispatch({ type: 'http_failed', request: effect.request, err_msg: (err && err.errMsg) || 'request:fail', now_ms: now() });
       },
     });
   }
 
   function settle(ids, result) {
-    if (result.ok) token = result.ok.token;
     ids.forEach(function (id) {
       const waiter = waiters[id];
       if (!waiter) return;
@@ -156,10 +169,9 @@ function createSession(options) {
       if (result.ok) {
         waiter.resolve(result.ok.token);
       } else {
-        waiter.reject(loginError(result.err.code, result.err.message));
+        waiter.reject(codedError(result.err.code, result.err.message));
       }
     });
-    if (result.ok) changed(view);
   }
 
   // The module loads asynchronously; everything waits for it. A module that cannot load is a
@@ -170,7 +182,7 @@ function createSession(options) {
       dispatch({ type: 'launched', now_ms: now() });
     })
     .catch(function (error) {
-      const failure = loginError('wasm_unavailable', 'cannot load the login module: ' + describe(error));
+      const failure = codedError('wasm_unavailable', 'cannot load the login module: ' + describe(error));
       changed({ state: 'failed', verified: false, attempt: 0, expiresAt: null, error: { code: failure.code, message: failure.message } });
       throw failure;
     });
@@ -187,28 +199,113 @@ function createSession(options) {
     });
   }
 
+  /** A business API answered 401 for `rejected`: the machine drops it and logs in (once). */
+  function unauthorized(rejected) {
+    return ready.then(function () {
+      dispatch({ type: 'api_unauthorized', token: rejected, now_ms: now() });
+    });
+  }
+
+  /**
+   * wx.request for the app's own APIs, as a promise, with the session's token.
+   *
+   * `options` are wx.request's: `url` (absolute http(s)://, or a path starting with '/' taken
+   * relative to baseUrl), `method`, `data`, `header`, `timeout` (default requestTimeoutMs),
+   * `dataType`, `responseType`; callbacks are not used. The request waits for a token
+   * (ensureLogin) and carries `Authorization: Bearer <token>` (the caller's own Authorization
+   * header gives way). On a 401 the machine is told (api_unauthorized: one login however many
+   * requests report the same token), and the request is sent once more with the new token.
+   *
+   * Resolves with wx.request's success result ({statusCode, data, header, ...}) for any other
+   * status, `data` parsed when it is JSON. Rejects with an Error whose `code` is
+   * `invalid_request` (bad url), `network` (no answer; the message has wx's errMsg),
+   * `unauthorized` (the retry got a 401 too: not reported again, so an API that refuses every
+   * token cannot make the app log in over and over), or the login's own code when no token
+   * could be had (`network_error`, `logged_out`, ...).
+   *
+   * The token goes to whatever URL is given: use absolute URLs only for the app's own servers.
+   */
+  function request(requestOptions) {
+    const opts = requestOptions || {};
+    let url;
+    try {
+      url = resolveUrl(opts.url);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return ensureLogin().then(function (first) {
+      return send(url, opts, first).then(function (res) {
+        if (res.statusCode !== 401) return res;
+        return unauthorized(first)
+          .then(ensureLogin)
+          .then(function (fresh) {
+            return send(url, opts, fresh);
+          })
+          .then(function (retried) {
+            if (retried.statusCode !== 401) return retried;
+            throw codedError('unauthorized', 'request: ' + url + ' answered 401 to a new token too');
+          });
+      });
+    });
+  }
+
+  function resolveUrl(url) {
+    if (typeof url === 'string' && /^https?:\/\/[^/]/i.test(url)) return url;
+    if (typeof url === 'string' && url.charAt(0) === '/' && url.charAt(1) !== '/') return baseUrl + url;
+    throw codedError(
+      'invalid_request',
+      'request: url must be absolute (http:// or https://) or a path starting with "/", not ' + describeValue(url),
+    );
+  }
+
+  /** One wx.request with `token`; resolves with its success result, rejects when no answer came. */
+  function send(url, opts, bearer) {
+    return new Promise(function (resolve, reject) {
+      const header = {};
+      const given = opts.header || {};
+      for (const name in given) {
+        if (Object.prototype.hasOwnProperty.call(given, name) && name.toLowerCase() !== 'authorization') {
+          header[name] = given[name];
+        }
+      }
+      header.Authorization = 'Bearer ' + bearer;
+      const call = {
+        url: url,
+        method: (opts.method || 'GET').toUpperCase(),
+        header: header,
+        timeout: opts.timeout || options.requestTimeoutMs,
+        success(res) {
+          resolve(parsed(res, opts));
+        },
+        fail(err) {
+          const errMsg = (err && err.errMsg) || 'request:fail';
+          reject(codedError('network', 'request: no answer from ' + url + ' (' + errMsg + ')'));
+        },
+      };
+      if (opts.data !== undefined) call.data = opts.data;
+      if (opts.dataType !== undefined) call.dataType = opts.dataType;
+      if (opts.responseType !== undefined) call.responseType = opts.responseType;
+      wx.request(call);
+    });
+  }
+
   return {
     ensureLogin: ensureLogin,
+    request: request,
     /** A fresh login even when logged in (the button); resolves like ensureLogin. */
     login() {
       return ready.then(function () {
-        dispatch({ type: 'login_requested' });
+        dispatch({ type: 'login_requested', now_ms: now() });
         return ensureLogin();
       });
     },
     /** Forgets the token here and on the server. */
     logout() {
       return ready.then(function () {
-        token = '';
-        dispatch({ type: 'logout_requested' });
+        dispatch({ type: 'logout_requested', now_ms: now() });
       });
     },
-    /** A business API answered 401 for `rejected`: drop it and log in again (once). */
-    unauthorized(rejected) {
-      return ready.then(function () {
-        dispatch({ type: 'api_unauthorized', token: rejected, now_ms: now() });
-      });
-    },
+    unauthorized: unauthorized,
     view() {
       return view;
     },
@@ -218,7 +315,24 @@ function createSession(options) {
   };
 }
 
-function loginError(code, message) {
+/**
+ * wx.request parses a JSON body when dataType is 'json' (its default); some platforms hand over
+ * the text anyway when the content type has extra parameters. Parse it then, unless the caller
+ * asked for text or bytes.
+ */
+function parsed(res, opts) {
+  const wantsJson = (opts.dataType === undefined || opts.dataType === 'json') && (opts.responseType === undefined || opts.responseType === 'text');
+  if (wantsJson && typeof res.data === 'string' && /json/i.test(headerValue(res.header, 'content-type'))) {
+    try {
+      return Object.assign({}, res, { data: JSON.parse(res.data) });
+    } catch (error) {
+      // Not JSON after all: keep the text.
+    }
+  }
+  return res;
+}
+
+function codedError(code, message) {
   const error = new Error(message);
   error.code = code;
   return error;
@@ -228,16 +342,25 @@ function describe(error) {
   return (error && (error.message || error.errMsg)) || String(error);
 }
 
-/** `Retry-After` in whole seconds, from headers whose name case varies by platform. */
-function retryAfter(header) {
-  if (!header) return null;
+function describeValue(value) {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
+/** A header's value, whatever the case of its name (it varies by platform); '' when absent. */
+function headerValue(header, wanted) {
+  if (!header) return '';
   for (const name in header) {
-    if (name.toLowerCase() === 'retry-after') {
-      const seconds = parseInt(header[name], 10);
-      return seconds >= 0 ? seconds : null;
-    }
+    if (name.toLowerCase() === wanted) return String(header[name]);
   }
-  return null;
+  return '';
+}
+
+/** `Retry-After` in whole seconds, or null. */
+function retryAfter(header) {
+  const value = headerValue(header, 'retry-after');
+  if (value === '') return null;
+  const seconds = parseInt(value, 10);
+  return seconds >= 0 ? seconds : null;
 }
 
 module.exports = { createSession: createSession };

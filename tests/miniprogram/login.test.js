@@ -5,49 +5,15 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { Runtime, Device } = require('./runtime.js');
+const { Device } = require('./runtime.js');
 const { startServer, freePort } = require('../js/dev-server.js');
+const { FAST, configFor, launcher, loggedIn, issueToken, apiServer, waitFor } = require('./support.js');
 
-// Short backoff keeps the retry tests fast; everything else is the shipped config.
-const FAST = { max_attempts: 3, base_backoff_ms: 50, max_backoff_ms: 400, storage_key: 'token' };
+const EXPIRY_KEY = FAST.expiry_storage_key;
 
-/** The app's config module pointed at `baseUrl`, with `machine` overrides. */
-function configFor(baseUrl, machine = {}) {
-  return { '/config.js': { baseUrl, requestTimeoutMs: 2000, machine: { ...FAST, ...machine } } };
-}
-
-async function waitFor(what, predicate, timeoutMs = 10000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** Launches the app, tracks it for clean-up, and checks its health when the test ends. */
-function launcher(t) {
-  const runtimes = [];
-  t.after(async () => {
-    // Give late rejections a turn to surface before judging.
-    await new Promise((r) => setTimeout(r, 20));
-    for (const rt of runtimes) rt.close();
-    for (const rt of runtimes) rt.assertHealthy();
-  });
-  return (options) => {
-    const rt = new Runtime(options);
-    runtimes.push(rt);
-    return rt.launch();
-  };
-}
-
+/** The token as other code of the app reads it: the bare string under `token`. */
 function storedToken(device) {
-  const stored = device.get('token');
-  return stored === '' ? '' : JSON.parse(stored).token;
-}
-
-async function loggedIn(rt) {
-  await waitFor('logged-in', () => rt.app.globalData.login.state === 'logged-in' && rt.app.globalData.token !== '');
-  return rt.app.globalData.token;
+  return device.get('token');
 }
 
 test('first launch: one wx.login, one POST /login, token in storage and globalData, page shows it', async (t) => {
@@ -64,6 +30,7 @@ test('first launch: one wx.login, one POST /login, token in storage and globalDa
   assert.equal(rt.count('request', 'GET', '/checklogin'), 0, 'no check without a stored token');
   assert.equal(rt.app.globalData.token, token);
   assert.equal(storedToken(device), token);
+  assert.equal(typeof device.get(EXPIRY_KEY), 'number');
   assert.deepEqual((await server.api('GET', '/checklogin', undefined, token)).body, { is_login: true });
   assert.equal(rt.count('WXWebAssembly.instantiate'), 1);
   assert.deepEqual(rt.calls.find((c) => c.api === 'WXWebAssembly.instantiate'), { api: 'WXWebAssembly.instantiate', path: '/wasm/client_bg.wasm.br' });
@@ -87,6 +54,7 @@ test('relaunch with the stored token: no wx.login, no POST /login, only the chec
   const again = launch({ device, simBase: server.base, modules: configFor(server.base) });
   assert.equal(await again.app.ensureLogin(), token);
   assert.equal(await loggedIn(again), token);
+  await waitFor('the check', () => again.app.globalData.login.verified);
   assert.equal(again.count('login'), 0);
   assert.equal(again.count('request', 'POST', '/login'), 0);
   assert.equal(again.count('request', 'GET', '/checklogin'), 1);
@@ -94,7 +62,7 @@ test('relaunch with the stored token: no wx.login, no POST /login, only the chec
   assert.equal((await server.api('GET', '/sim/stats')).body.codes_issued, 1);
 });
 
-test('relaunch after the server forgot the session: exactly one new login', async (t) => {
+test('relaunch after the server forgot the session: the check replaces the token, with one login', async (t) => {
   const server = await startServer();
   t.after(() => server.stop());
   const launch = launcher(t);
@@ -105,13 +73,18 @@ test('relaunch after the server forgot the session: exactly one new login', asyn
   assert.equal((await server.api('POST', '/logout', undefined, old)).status, 204);
 
   const again = launch({ device, simBase: server.base, modules: configFor(server.base) });
-  const fresh = await again.app.ensureLogin();
+  // The saved token is handed out at once; the check in the background finds it revoked and
+  // logs in again without anyone asking.
+  assert.equal(await again.app.ensureLogin(), old);
+  await waitFor('the new token', () => again.app.globalData.token !== '' && again.app.globalData.token !== old);
+  const fresh = await loggedIn(again);
   assert.notEqual(fresh, old);
+  assert.equal(await again.app.ensureLogin(), fresh);
   assert.equal(again.count('request', 'GET', '/checklogin'), 1);
   assert.equal(again.count('login'), 1);
   assert.equal(again.count('request', 'POST', '/login'), 1);
   assert.equal(storedToken(device), fresh);
-  assert.equal(await loggedIn(again), fresh);
+  assert.equal((await server.api('GET', '/checklogin', undefined, fresh)).body.is_login, true);
 });
 
 test('pages calling ensureLogin concurrently share one login', async (t) => {
@@ -222,12 +195,15 @@ test('log out with the button, then log in again with it', async (t) => {
   rt.tap('onLogout');
   await waitFor('logged-out', () => rt.page.data.state === 'logged-out');
   assert.equal(device.get('token'), '');
+  assert.equal(device.get(EXPIRY_KEY), '');
   assert.equal(rt.app.globalData.token, '');
   await waitFor('POST /logout', () => rt.count('request', 'POST', '/logout') === 1);
   const logout = rt.calls.find((c) => c.api === 'request' && c.path === '/logout');
   assert.equal(logout.headers.authorization, `Bearer ${token}`);
-  // POST /logout is fire and forget; give it its turn before asking the server.
-  await new Promise((r) => setTimeout(r, 100));
+  // POST /logout is fire and forget for the app; the server has revoked the token once it
+  // answered.
+  await waitFor('the answer to POST /logout', () => logout.status !== undefined);
+  assert.equal(logout.status, 204);
   assert.deepEqual((await server.api('GET', '/checklogin', undefined, token)).body, { is_login: false });
   assert.match(rt.pageText(), /Logged out/);
 
@@ -238,4 +214,116 @@ test('log out with the button, then log in again with it', async (t) => {
   assert.equal(rt.count('login'), 2);
   await waitFor('the page', () => rt.page.data.loggedIn);
   assert.match(rt.pageText(), /Logged in/);
+});
+
+// ---- launch without waiting -------------------------------------------------------------------
+
+test('relaunch with a saved, unexpired token: ensureLogin and request answer before the check does', async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const launch = launcher(t);
+  const device = new Device();
+  const first = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  const token = await first.app.ensureLogin();
+  first.close();
+
+  // The check's answer is held back: whatever resolves before it is released did not wait.
+  const again = launch({ device, simBase: server.base, modules: configFor(server.base), holdAnswers: (call) => call.path === '/checklogin' });
+  assert.equal(await again.app.ensureLogin(), token);
+  const check = again.calls.find((c) => c.api === 'request' && c.path === '/checklogin');
+  assert.ok(check, 'the check went out');
+  assert.equal(check.headers.authorization, `Bearer ${token}`);
+  assert.equal(check.status, undefined, 'resolved while the check is unanswered');
+  assert.equal(again.app.globalData.login.state, 'checking');
+  assert.equal(again.app.globalData.token, token, 'the app knows the token already');
+
+  // A business request goes out with the saved token too, still before the check's answer.
+  const api = await apiServer(t, (hit) => ({ status: 200, body: { bearer: hit.headers.authorization } }));
+  const res = await again.app.request({ url: `${api.base}/whoami` });
+  assert.equal(res.statusCode, 200);
+  assert.deepEqual({ ...res.data }, { bearer: `Bearer ${token}` });
+  assert.equal(check.status, undefined, 'the check is still unanswered');
+
+  await waitFor('the held check', () => again.held.length === 1);
+  again.releaseHeld();
+  await waitFor('verified', () => again.app.globalData.login.state === 'logged-in' && again.app.globalData.login.verified);
+  assert.equal(check.status, 200);
+  assert.equal(again.count('login'), 0);
+  assert.equal(again.count('request', 'POST', '/login'), 0);
+});
+
+// ---- storage format ---------------------------------------------------------------------------
+
+test('after a login, storage holds the bare token under "token" and the expiry as a number', async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const launch = launcher(t);
+  const device = new Device();
+  const before = Date.now();
+  const rt = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  const token = await rt.app.ensureLogin();
+
+  // What other code of the app reads: wx.getStorageSync('token') is the token itself.
+  assert.equal(rt.evaluate("typeof wx.getStorageSync('token')"), 'string');
+  assert.equal(rt.evaluate("wx.getStorageSync('token')"), token);
+  const expiry = rt.evaluate(`wx.getStorageSync('${EXPIRY_KEY}')`);
+  assert.equal(typeof expiry, 'number');
+  // The server issues week-long tokens.
+  const week = 7 * 24 * 3600 * 1000;
+  assert.ok(expiry >= before + week && expiry <= Date.now() + week, `expiry ${expiry}`);
+  assert.equal(rt.app.globalData.login.expiresAt, expiry);
+});
+
+test('a device with the first JSON format under "token" keeps its session and is rewritten', async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const launch = launcher(t);
+  const { token, expires_in: expiresIn } = await issueToken(server);
+  const expiresAt = Date.now() + expiresIn * 1000;
+  const device = new Device();
+  // What the previous version of this app stored: JSON text, in a string.
+  device.set('token', JSON.stringify({ token, expires_at_ms: expiresAt }));
+
+  const rt = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  assert.equal(await rt.app.ensureLogin(), token);
+  await waitFor('verified', () => rt.app.globalData.login.verified);
+  assert.equal(rt.count('login'), 0, 'no wx.login');
+  assert.equal(rt.count('request', 'POST', '/login'), 0);
+  assert.equal(device.get('token'), token, 'rewritten as the bare token');
+  assert.equal(device.get(EXPIRY_KEY), expiresAt, 'with the expiry as a number');
+  assert.equal(rt.app.globalData.login.expiresAt, expiresAt);
+});
+
+test("the original app's bare token (no expiry) is used as is and verified", async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const launch = launcher(t);
+  const { token } = await issueToken(server);
+  const device = new Device();
+  device.set('token', token);
+
+  const rt = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  assert.equal(await rt.app.ensureLogin(), token);
+  await waitFor('verified', () => rt.app.globalData.login.verified);
+  assert.equal(rt.count('login'), 0);
+  assert.equal(device.get('token'), token);
+  assert.equal(device.get(EXPIRY_KEY), '', 'no expiry invented');
+});
+
+test('a saved token past its expiry is not used: one login, storage replaced', async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const launch = launcher(t);
+  const { token } = await issueToken(server);
+  const device = new Device();
+  device.set('token', token);
+  device.set(EXPIRY_KEY, Date.now() - 1000);
+
+  const rt = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  const fresh = await rt.app.ensureLogin();
+  assert.notEqual(fresh, token);
+  assert.equal(rt.count('request', 'GET', '/checklogin'), 0, 'an expired token is not even checked');
+  assert.equal(rt.count('login'), 1);
+  assert.equal(device.get('token'), fresh);
+  assert.ok(device.get(EXPIRY_KEY) > Date.now());
 });

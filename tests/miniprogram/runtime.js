@@ -26,6 +26,11 @@ class Device {
   get(key) {
     return this.storage.has(key) ? JSON.parse(this.storage.get(key)) : '';
   }
+
+  /** Stores `value` as setStorageSync would (for a device some earlier app version used). */
+  set(key, value) {
+    this.storage.set(key, JSON.stringify(value));
+  }
 }
 
 // Built-ins a fresh V8 context has but the mini-program runtime does not (WebAssembly), or
@@ -40,6 +45,8 @@ class Runtime {
    * options.modules    package files to replace, by absolute package path ('/config.js': {...})
    * options.root       the package folder (miniprogram/ by default)
    * options.libVersion the base library to simulate (project.config.json's by default)
+   * options.holdAnswers (call) => boolean: answers to matching wx.request calls are held
+   *                    back (the request did reach the server) until releaseHeld()
    */
   constructor(options = {}) {
     this.device = options.device || new Device();
@@ -51,6 +58,8 @@ class Runtime {
     this.verbose = Boolean(process.env.MP_LOG);
 
     this.calls = []; // every wx / WXWebAssembly call, for assertions
+    this.holdAnswers = options.holdAnswers; // see releaseHeld()
+    this.held = []; // answers held back: { call, deliver }
     this.logs = []; // console output of the sandbox
     this.errors = []; // exceptions thrown by sandbox callbacks (WeChat reports them to onError)
     this.rejections = []; // unhandled promise rejections while this runtime was open
@@ -113,6 +122,18 @@ class Runtime {
   /** The top page. */
   get page() {
     return this.pages[this.pages.length - 1];
+  }
+
+  /**
+   * Hands the held answers (of calls matching `filter`, all by default) to the app now, in the
+   * order they came; returns how many. Later answers are held no more when `stop` is set.
+   */
+  releaseHeld(filter = () => true, { stop = false } = {}) {
+    if (stop) this.holdAnswers = undefined;
+    const now = this.held.filter((h) => filter(h.call));
+    this.held = this.held.filter((h) => !filter(h.call));
+    for (const h of now) h.deliver();
+    return now.length;
   }
 
   /** wx calls of one kind: count('login'), count('request', 'POST', '/login'). */
@@ -369,7 +390,14 @@ class Runtime {
         ? new URLSearchParams(Object.entries(data).map(([k, v]) => [k, String(v)])).toString()
         : JSON.stringify(data);
     }
-    this.calls.push({ api: 'request', method, path: url.pathname, url: url.href, headers, body });
+    // `status` (or `failed`) is filled in when the answer reaches the app, so tests can wait
+    // for it (and see it has not come yet while it is held).
+    const call = { api: 'request', method, path: url.pathname, url: url.href, headers, body };
+    this.calls.push(call);
+    const hand = (deliver) => {
+      if (this.holdAnswers && this.holdAnswers(call)) this.held.push({ call, deliver });
+      else deliver();
+    };
 
     let aborted = false;
     hostRequest(url.href, { method, headers, body, timeout: options.timeout || 60000 })
@@ -383,13 +411,19 @@ class Runtime {
           }
         }
         const result = { data: responseData, statusCode: res.statusCode, header: res.headers, cookies: [], errMsg: 'request:ok' };
-        this.defer(options.success, this.toSandbox(result));
-        this.defer(options.complete, this.toSandbox(result));
+        hand(() => {
+          call.status = res.statusCode;
+          this.defer(options.success, this.toSandbox(result));
+          this.defer(options.complete, this.toSandbox(result));
+        });
       })
       .catch((error) => {
         const result = { errMsg: aborted ? 'request:fail abort' : `request:fail ${error.message}` };
-        this.defer(options.fail, this.toSandbox(result));
-        this.defer(options.complete, this.toSandbox(result));
+        hand(() => {
+          call.failed = result.errMsg;
+          this.defer(options.fail, this.toSandbox(result));
+          this.defer(options.complete, this.toSandbox(result));
+        });
       });
     return {
       abort() {
@@ -450,6 +484,24 @@ function hostRequest(url, { method = 'GET', headers = {}, body, timeout = 10000 
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/**
+ * Resolves once `predicate()` (which may return a promise) is true, checking every few
+ * milliseconds; rejects after `timeoutMs`. For waiting on something the app or a server does,
+ * instead of sleeping for a guessed time.
+ */
+async function waitFor(what, predicate, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** One turn of Node's event loop: unhandled rejections of the turns before are reported by then. */
+function nextTurn() {
+  return new Promise((r) => setImmediate(r));
 }
 
 function compareVersions(a, b) {
@@ -528,4 +580,4 @@ function render(template, data) {
   return out.join(' ');
 }
 
-module.exports = { Runtime, Device, hostRequest, render, PACKAGE_ROOT };
+module.exports = { Runtime, Device, hostRequest, render, waitFor, nextTurn, PACKAGE_ROOT };

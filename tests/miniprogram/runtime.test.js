@@ -9,7 +9,7 @@ const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const zlib = require('node:zlib');
-const { Runtime, Device, render, PACKAGE_ROOT } = require('./runtime.js');
+const { Runtime, Device, render, waitFor, PACKAGE_ROOT } = require('./runtime.js');
 const { freePort } = require('../js/dev-server.js');
 
 /** A runtime with its sandbox built but no app launched. */
@@ -133,6 +133,29 @@ test('wx.request: success for every HTTP status, fail only without an answer', a
   assert.equal(rt.count('request', 'GET', '/json'), 2);
 });
 
+test('wx.request: answers can be held back and released; each call records its answer', async (t) => {
+  const server = http.createServer((req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const rt = sandbox(t, { holdAnswers: (call) => call.path === '/held' });
+
+  const order = [];
+  rt.context.__seen = (what) => order.push(what);
+  const held = callWx(rt, `(wx, done) => wx.request({ url: '${base}/held', success: (r) => { __seen('held'); done(r); } })`);
+  const free = await callWx(rt, `(wx, done) => wx.request({ url: '${base}/free', success: (r) => { __seen('free'); done(r); } })`);
+  assert.equal(free.statusCode, 200);
+  const [heldCall, freeCall] = rt.calls;
+  assert.equal(freeCall.status, 200);
+  await waitFor('the held answer to arrive', () => rt.held.length === 1);
+  assert.equal(heldCall.status, undefined, 'not handed to the app yet');
+  assert.deepEqual(order, ['free']);
+  assert.equal(rt.releaseHeld(), 1);
+  assert.equal((await held).statusCode, 200);
+  assert.equal(heldCall.status, 200);
+  assert.deepEqual(order, ['free', 'held']);
+});
+
 test('storage: absent is empty string, values are cloned, and they outlive a launch', (t) => {
   const device = new Device();
   const rt = sandbox(t, { device });
@@ -152,7 +175,7 @@ test('storage: absent is empty string, values are cloned, and they outlive a lau
 test('an error thrown from a sandbox callback is recorded and fails assertHealthy', async (t) => {
   const rt = sandbox(t);
   rt.evaluate("setTimeout(() => { throw new Error('boom'); }, 1)");
-  await new Promise((r) => setTimeout(r, 20));
+  await waitFor('the timer to throw', () => rt.errors.length > 0);
   assert.equal(rt.errors.length, 1);
   assert.throws(() => rt.assertHealthy(), /uncaught error in the mini-program: boom/);
 });

@@ -1,5 +1,6 @@
-// The home page: shows where the login stands (from the app's login session) and offers one
-// button, "Log in" or "Log out".
+// The home page: shows where the login stands (from the app's login session), who is logged in
+// (the openid from GET /me, fetched through getApp().request), and offers one button, "Log in"
+// or "Log out".
 const app = getApp();
 
 const TITLES = {
@@ -30,16 +31,57 @@ function present(view, token) {
   };
 }
 
+/** What the template shows for GET /me's outcome: the openid, or why there is none. */
+function presentProfile(outcome) {
+  if (outcome.error) {
+    return { openid: '', profileError: 'Cannot load your profile: ' + outcome.error.message + ' (' + outcome.error.code + ')' };
+  }
+  const res = outcome.response;
+  if (res.statusCode === 200 && res.data && typeof res.data.openid === 'string') {
+    return { openid: res.data.openid, profileError: '' };
+  }
+  const code = res.data && res.data.error && res.data.error.code;
+  return { openid: '', profileError: 'Cannot load your profile: HTTP ' + res.statusCode + (code ? ' (' + code + ')' : '') };
+}
+
 Page({
-  data: present(app.globalData.login, app.globalData.token),
+  data: Object.assign(present(app.globalData.login, app.globalData.token), { openid: '', profileError: '' }),
 
   onLoad() {
-    this.stopWatching = app.onLoginChange((view, token) => this.setData(present(view, token)));
-    this.setData(present(app.globalData.login, app.globalData.token));
+    // The token the profile on show (or being fetched) belongs to.
+    this.profileToken = '';
+    this.stopWatching = app.onLoginChange((view, token) => this.update(view, token));
+    this.update(app.globalData.login, app.globalData.token);
   },
 
   onUnload() {
+    this.unloaded = true;
     this.stopWatching();
+  },
+
+  update(view, token) {
+    this.setData(present(view, token));
+    if (!token) {
+      // Logged out, or a new login under way: the old profile is no longer this session's.
+      this.profileToken = '';
+      this.setData({ openid: '', profileError: '' });
+    } else if (token !== this.profileToken) {
+      this.profileToken = token;
+      this.loadProfile(token);
+    }
+  },
+
+  /** GET /me for the session of `token`; a failure is shown, never thrown. */
+  loadProfile(token) {
+    const show = (outcome) => {
+      // A later session's profile is on its way already (or the page is gone).
+      if (this.unloaded || this.profileToken !== token) return;
+      this.setData(presentProfile(outcome));
+    };
+    app.request({ url: '/me' }).then(
+      (response) => show({ response: response }),
+      (error) => show({ error: { code: error.code || 'error', message: error.message } }),
+    );
   },
 
   onLogin() {
