@@ -129,7 +129,7 @@ fn answer(h: &mut Host, index: usize, outcome: u8) {
                 h.respond(&req, 200, &login_ok(&token, 7 * 24 * 3600), None)
             }
             4 => h.respond(&req, 400, &error_body("invalid_code"), None),
-            5 => h.respond(&req, 409, &error_body("code_used"), None),
+            5 => h.respond(&req, 400, &error_body("code_used"), None),
             6 => h.respond(
                 &req,
                 503,

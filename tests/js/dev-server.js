@@ -44,14 +44,15 @@ async function startServer({ port, env = {}, harness = false } = {}) {
   for (const [what, file, hint] of needed) {
     if (!fs.existsSync(file)) throw new Error(`${what} missing at ${file}: build it with \`${hint}\``);
   }
-  port = port || (await freePort());
-  const base = `http://127.0.0.1:${port}`;
+  // Without a port asked for, the server binds port 0 itself and its log says which: no port
+  // is guessed, so none can be taken in between.
   const childEnv = {
     ...process.env,
-    LISTEN_ADDR: `127.0.0.1:${port}`,
+    LISTEN_ADDR: `127.0.0.1:${port || 0}`,
     SESSION_STORE: 'memory',
     HARNESS_DIR,
-    RUST_LOG: process.env.RUST_LOG || 'warn',
+    RUST_LOG: process.env.RUST_LOG || 'warn,server::cli=info',
+    NO_COLOR: '1',
     ...env,
   };
   delete childEnv.WECHAT_APPID; // dev mode: logins go to the built-in simulator
@@ -60,12 +61,34 @@ async function startServer({ port, env = {}, harness = false } = {}) {
   running.add(child);
   child.unref();
   let output = '';
+  let announce;
+  const announced = new Promise((resolve) => (announce = resolve));
   for (const stream of [child.stdout, child.stderr]) {
-    stream.on('data', (d) => (output += d));
+    stream.on('data', (d) => {
+      output += d;
+      const said = /listening.*\baddr=127\.0\.0\.1:(\d+)/.exec(output);
+      if (said) announce(Number(said[1]));
+    });
     stream.unref();
   }
   const exited = new Promise((resolve) => child.once('exit', resolve));
   exited.then(() => running.delete(child));
+  let giveUp;
+  const bound = await Promise.race([
+    announced,
+    exited.then((code) => {
+      throw new Error(`server exited with ${code}:\n${output}`);
+    }),
+    new Promise((resolve) => {
+      giveUp = setTimeout(resolve, 15000, null);
+    }),
+  ]).finally(() => clearTimeout(giveUp));
+  if (bound === null) {
+    child.kill('SIGKILL');
+    throw new Error(`server did not say where it listens within 15 s:\n${output}`);
+  }
+  port = bound;
+  const base = `http://127.0.0.1:${port}`;
 
   const api = async (method, pathname, body, token) => {
     const headers = {};
