@@ -23,6 +23,7 @@ async fn instance(redis: &RedisServer, upstream: &Upstream) -> ServerProcess {
             ("WECHAT_API_BASE", &upstream.base),
             ("SESSION_STORE", &redis.url()),
             ("LOGIN_RATE_PER_MINUTE", "0"),
+            ("UPSTREAM_RATE_PER_SECOND", "0"),
         ],
     )
     .await

@@ -89,11 +89,35 @@ pub struct Config {
     #[arg(long, env = "LOGIN_RATE_BURST", default_value_t = 20)]
     pub login_rate_burst: u32,
 
-    /// Header holding the client's address when behind a trusted reverse proxy, for example
-    /// `X-Forwarded-For` (its last entry is used: the one the proxy added) or `X-Real-IP`.
-    /// Unset: the TCP peer address. Set it only behind a proxy, or clients can spoof it.
+    /// `POST /login` clients whose allowance is tracked at once; past it, new clients share
+    /// one allowance until idle ones are forgotten. Bounds the limiter's memory.
+    #[arg(
+        long,
+        env = "LOGIN_RATE_MAX_CLIENTS",
+        default_value_t = crate::rate_limit::DEFAULT_MAX_CLIENTS,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub login_rate_max_clients: u32,
+
+    /// code2Session calls this server makes per second at most, whoever asks (0: no limit). It
+    /// keeps a flood of well-formed junk codes from spending the AppID's WeChat quota.
+    #[arg(long, env = "UPSTREAM_RATE_PER_SECOND", default_value_t = 200)]
+    pub upstream_rate_per_second: u32,
+
+    /// Your reverse proxies, as comma-separated CIDRs or addresses (`127.0.0.1,10.0.0.0/8`).
+    /// Only a peer in this list may name the client in `TRUSTED_PROXY_HEADER`.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = crate::client_ip::parse_network
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// The header in which `TRUSTED_PROXIES` name the client: `X-Forwarded-For` (the default
+    /// when proxies are listed; read from the right, skipping your own hops) or `X-Real-IP`.
     #[arg(long, env = "TRUSTED_PROXY_HEADER")]
-    pub trusted_proxy_header: Option<String>,
+    pub trusted_proxy_header: Option<axum::http::HeaderName>,
 
     /// Consecutive WeChat failures (unreachable, timeout, busy) that open the circuit breaker.
     #[arg(long, env = "BREAKER_THRESHOLD", default_value_t = 5)]
@@ -152,6 +176,18 @@ impl Config {
         self.wechat_appid.is_none() && self.wechat_secret.is_none()
     }
 
+    /// Whose forwarding header names the client, and which header that is.
+    pub fn trusted_proxies(&self) -> crate::client_ip::TrustedProxies {
+        if self.trusted_proxies.is_empty() {
+            return crate::client_ip::TrustedProxies::default();
+        }
+        let header = self
+            .trusted_proxy_header
+            .clone()
+            .unwrap_or(axum::http::HeaderName::from_static("x-forwarded-for"));
+        crate::client_ip::TrustedProxies::new(self.trusted_proxies.clone(), Some(header))
+    }
+
     /// The rules that span several settings; each setting's own shape is checked as it is
     /// parsed. Called once at start-up by everything that builds the service.
     pub fn validate(&self) -> Result<(), String> {
@@ -176,6 +212,14 @@ impl Config {
                     .into());
             }
             _ => {}
+        }
+        if self.trusted_proxy_header.is_some() && self.trusted_proxies.is_empty() {
+            return Err(
+                "TRUSTED_PROXY_HEADER is set but TRUSTED_PROXIES is empty: list the \
+                        addresses of your reverse proxies (e.g. TRUSTED_PROXIES=127.0.0.1), \
+                        whose header alone is believed"
+                    .into(),
+            );
         }
         if self.dev_mode() && !self.listen_addr.ip().is_loopback() && !self.dev_anywhere {
             return Err(format!(
@@ -398,6 +442,22 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.contains("DEV_MODE"), "{err}");
+    }
+
+    #[test]
+    fn proxies_are_cidrs_and_the_header_needs_them() {
+        let parse = |args: &[&str]| Config::try_parse_from([&["server"], args].concat());
+        let c = parse(&["--trusted-proxies", "127.0.0.1,10.0.0.0/8"]).unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(c.validate().is_ok());
+        let err = parse(&["--trusted-proxies", "10.0.0.0/33"]).unwrap_err();
+        assert!(err.to_string().contains("CIDR"), "{err}");
+        let err = parse(&["--trusted-proxy-header", "X-Real-IP"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("TRUSTED_PROXIES"), "{err}");
+        assert!(parse(&["--trusted-proxy-header", "bad header"]).is_err());
     }
 
     #[test]

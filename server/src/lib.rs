@@ -39,13 +39,15 @@
 //! - [`token`]: where tokens are generated and hashed.
 //! - [`store`]: the `SessionStore` trait and its SQLite and memory backends.
 //! - [`wechat`]: the code2Session client and the WeChat simulator.
-//! - [`rate_limit`]: per-client limits on `POST /login`.
+//! - [`rate_limit`]: per-client limits on `POST /login`, and the budget of WeChat calls.
+//! - [`client_ip`]: who the client is, behind trusted proxies only.
 //! - [`serve`]: connections with header, request and shutdown deadlines and a cap.
 //! - [`state`]: [`LoginState`], what handlers share, built from the configuration without a
 //!   socket.
 
 pub mod auth;
 pub mod cli;
+pub mod client_ip;
 pub mod config;
 pub mod http;
 pub mod rate_limit;

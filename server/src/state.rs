@@ -6,8 +6,9 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     StartError,
+    client_ip::TrustedProxies,
     config::{Config, Secret},
-    rate_limit::RateLimiter,
+    rate_limit::ClientLimiter,
     store::{Stores, unix_now},
     wechat::{WechatClient, client::ClientOptions, simulator::Simulator},
 };
@@ -24,8 +25,10 @@ pub struct LoginState {
     /// Trait objects rather than type parameters: the backend is picked at run time from
     /// `SESSION_STORE`, and one dynamic call per request is noise next to its I/O.
     pub stores: Stores,
-    /// Per-client-IP limit on `POST /login`.
-    pub login_limiter: Arc<RateLimiter>,
+    /// Per-client limit on `POST /login`.
+    pub login_limiter: Arc<ClientLimiter>,
+    /// Whose word on the client's address is taken.
+    pub proxies: Arc<TrustedProxies>,
     pub wechat: WechatClient,
     /// Present in dev mode only, where it is also served at `/sim`.
     pub simulator: Option<Simulator>,
@@ -52,6 +55,7 @@ impl LoginState {
             backoff: Duration::from_millis(200),
             breaker_threshold: config.breaker_threshold,
             breaker_cooldown: config.breaker_cooldown,
+            rate_per_second: config.upstream_rate_per_second,
         };
         let (wechat, simulator) = match (&config.wechat_appid, &config.wechat_secret) {
             (Some(appid), Some(secret)) => (
@@ -77,14 +81,17 @@ impl LoginState {
                 ));
             }
         };
-        let login_limiter = Arc::new(RateLimiter::new(
+        let login_limiter = Arc::new(ClientLimiter::new(
             config.login_rate_per_minute,
             config.login_rate_burst,
+            config.login_rate_max_clients,
         ));
+        let proxies = Arc::new(config.trusted_proxies());
         Ok(Self {
             config: Arc::new(config),
             stores,
             login_limiter,
+            proxies,
             wechat,
             simulator,
         })

@@ -79,6 +79,7 @@ impl DevServer {
             // The fuzzer is one client sending thousands of logins: limiting it would only
             // test the limiter.
             .env("LOGIN_RATE_PER_MINUTE", "0")
+            .env("UPSTREAM_RATE_PER_SECOND", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

@@ -107,7 +107,8 @@ impl ApiError {
                     ErrorCode::UpstreamUnavailable,
                     Some(UPSTREAM_RETRY_AFTER),
                 ),
-                WechatError::CircuitOpen { retry_after } => (
+                WechatError::CircuitOpen { retry_after }
+                | WechatError::OverBudget { retry_after } => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::UpstreamUnavailable,
                     Some(*retry_after),

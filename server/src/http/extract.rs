@@ -99,8 +99,8 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
-/// The client's address: the TCP peer, or the configured trusted proxy header's value when
-/// one is set (see `TRUSTED_PROXY_HEADER`).
+/// The client's address: the TCP peer, or the one our trusted proxies report for it (see
+/// [`crate::client_ip`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub std::net::IpAddr);
 
@@ -111,21 +111,12 @@ impl FromRequestParts<LoginState> for ClientIp {
         parts: &mut Parts,
         state: &LoginState,
     ) -> Result<Self, Self::Rejection> {
-        let from_header = state
-            .config
-            .trusted_proxy_header
-            .as_deref()
-            .and_then(|name| {
-                let value = parts.headers.get(name)?.to_str().ok()?;
-                // X-Forwarded-For grows left to right; the trusted proxy appended the last entry.
-                value.rsplit(',').next()?.trim().parse().ok()
-            });
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        Ok(ClientIp(from_header.or(peer).unwrap_or(
-            std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        )))
+        // Served without a socket (a test's `oneshot`), there is no peer: all such requests
+        // are one client.
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or(
+            std::net::Ipv4Addr::UNSPECIFIED.into(),
+            |ConnectInfo(addr)| addr.ip(),
+        );
+        Ok(ClientIp(state.proxies.client_ip(peer, &parts.headers)))
     }
 }

@@ -48,7 +48,7 @@ pub(super) async fn login(
     // Before the body is even judged: a flood of junk is throttled too.
     state
         .login_limiter
-        .check(ip, std::time::Instant::now())
+        .check(ip)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let issued = auth::login(&state, &request.code).await?;
     Ok(super::private(LoginResponse {

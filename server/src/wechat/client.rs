@@ -13,7 +13,7 @@ use std::{
 use serde::Deserialize;
 
 use super::{Breaker, WechatError, WechatSession, errcode, simulator::Simulator};
-use crate::config::Secret;
+use crate::{config::Secret, rate_limit::UpstreamBudget};
 
 /// Calls WeChat's `GET /sns/jscode2session`. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
@@ -25,6 +25,7 @@ pub struct WechatClient {
     busy_retries: u32,
     backoff: Duration,
     breaker: Arc<Breaker>,
+    budget: Arc<UpstreamBudget>,
 }
 
 impl std::fmt::Debug for WechatClient {
@@ -77,6 +78,8 @@ pub struct ClientOptions {
     pub backoff: Duration,
     pub breaker_threshold: u32,
     pub breaker_cooldown: Duration,
+    /// Calls per second at most, across all clones (0: no limit).
+    pub rate_per_second: u32,
 }
 
 impl WechatClient {
@@ -129,6 +132,7 @@ impl WechatClient {
                 options.breaker_threshold,
                 options.breaker_cooldown,
             )),
+            budget: Arc::new(UpstreamBudget::new(options.rate_per_second)),
         }
     }
 
@@ -140,6 +144,9 @@ impl WechatClient {
     /// Exchanges a `wx.login()` code for the user's identity, retrying only WeChat's "busy",
     /// and failing fast while the circuit breaker is open.
     pub async fn code_to_session(&self, code: &str) -> Result<WechatSession, WechatError> {
+        self.budget
+            .spend()
+            .map_err(|retry_after| WechatError::OverBudget { retry_after })?;
         self.breaker
             .admit(Instant::now())
             .map_err(|retry_after| WechatError::CircuitOpen { retry_after })?;

@@ -67,6 +67,10 @@ pub enum WechatError {
     Timeout,
     #[error("WeChat is unreachable: {0}")]
     Unreachable(String),
+    /// This server's own budget of calls per second is spent (`UPSTREAM_RATE_PER_SECOND`);
+    /// WeChat was not asked.
+    #[error("this server's budget of WeChat calls per second is spent")]
+    OverBudget { retry_after: std::time::Duration },
     /// Recent calls kept failing; logins fail fast until the breaker lets a trial through.
     #[error("WeChat calls are suspended after repeated failures (circuit open)")]
     CircuitOpen { retry_after: std::time::Duration },
