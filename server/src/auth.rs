@@ -84,7 +84,7 @@ pub async fn login(state: &LoginState, code: &str) -> Result<Issued, AuthError> 
     let deadline = Instant::now() + lease + Duration::from_secs(1);
     loop {
         match state.stores.claims.claim(key, lease).await? {
-            None => return exchange_and_settle(state, code, key).await,
+            None => return exchange_detached(state, code, key, lease).await,
             Some(ClaimState::Done(outcome)) => return open_outcome(state, outcome, code).await,
             Some(ClaimState::Pending) if Instant::now() < deadline => {
                 tokio::time::sleep(CLAIM_POLL).await;
@@ -97,45 +97,57 @@ pub async fn login(state: &LoginState, code: &str) -> Result<Issued, AuthError> 
 /// How often a request waiting on another's exchange looks for the outcome.
 const CLAIM_POLL: Duration = Duration::from_millis(20);
 
-/// The claim is the caller's: do the real work and leave the outcome for late-comers.
+/// Runs the exchange in a task of its own. Once WeChat is asked, the code is spent whatever
+/// happens to the request: if the client hangs up, the caller's future is dropped, but the
+/// exchange still finishes and records its outcome, and the client's retry with the same code
+/// gets that outcome.
+async fn exchange_detached(
+    state: &LoginState,
+    code: &str,
+    key: [u8; 32],
+    lease: Duration,
+) -> Result<Issued, AuthError> {
+    let state = state.clone();
+    let code = code.to_owned();
+    let task = tokio::spawn(async move { exchange_and_settle(&state, &code, key, lease).await });
+    match task.await {
+        Ok(result) => result,
+        // A bug in the exchange: let the panic surface where panics are handled.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => Err(AuthError::ExchangePending),
+    }
+}
+
+/// The claim is the caller's: ask WeChat, keep the session, and leave the outcome for
+/// late-comers. `lease` is how long the claim is ours.
 async fn exchange_and_settle(
     state: &LoginState,
     code: &str,
     key: [u8; 32],
+    lease: Duration,
 ) -> Result<Issued, AuthError> {
-    let result = exchange(state, code).await;
-    let outcome = match &result {
-        Ok((token, expires_at)) => Some(Outcome::Issued {
-            sealed_token: token.seal(code),
-            expires_at: *expires_at,
-        }),
-        Err(AuthError::Wechat(e)) => final_refusal(e).map(Outcome::Refused),
-        Err(_) => None,
-    };
-    let settled = match outcome {
-        // A success is replayed for the short window only; WeChat's refusals stand for as long
-        // as the code lives.
-        Some(outcome @ Outcome::Issued { .. }) => {
-            let window = state.config.code_replay_window.min(CODE_LIFE);
-            state.stores.claims.settle(key, outcome, window).await
+    let lease_ends = Instant::now() + lease;
+    let wechat = match state.wechat.code_to_session(code).await {
+        Ok(wechat) => wechat,
+        Err(e) => {
+            let recorded = match final_refusal(&e) {
+                // WeChat's refusals stand for as long as the code lives.
+                Some(refusal) => {
+                    let outcome = Outcome::Refused(refusal);
+                    state.stores.claims.settle(key, outcome, CODE_LIFE).await
+                }
+                // Transient trouble: let a retry with the same code try again.
+                None => state.stores.claims.release(key).await,
+            };
+            if let Err(store) = recorded {
+                tracing::warn!(error = %store, "could not record a refused code exchange");
+            }
+            return Err(e.into());
         }
-        Some(outcome) => state.stores.claims.settle(key, outcome, CODE_LIFE).await,
-        // Transient trouble: let a retry with the same code try again.
-        None => state.stores.claims.release(key).await,
     };
-    if let Err(e) = settled {
-        tracing::warn!(error = %e, "could not record the outcome of a code exchange");
-    }
-    let (token, expires_at) = result?;
-    Ok(Issued {
-        token,
-        expires_in: seconds_until(expires_at),
-    })
-}
-
-/// The exchange proper: WeChat, then the session store.
-async fn exchange(state: &LoginState, code: &str) -> Result<(Token, i64), AuthError> {
-    let wechat = state.wechat.code_to_session(code).await?;
+    // WeChat has spent the code: from here on, store trouble is waited out within the lease
+    // rather than reported, since a retry could only be told "code used".
     let token = Token::generate();
     let now = unix_now();
     let expires_at = now.saturating_add(state.config.token_ttl.as_secs() as i64);
@@ -147,8 +159,49 @@ async fn exchange(state: &LoginState, code: &str) -> Result<(Token, i64), AuthEr
         expires_at,
     };
     tracing::info!(openid = %session.openid, token = ?token.hash(), "login");
-    state.stores.sessions.insert(token.hash(), session).await?;
-    Ok((token, expires_at))
+    let hash = token.hash();
+    persist(lease_ends, || {
+        state.stores.sessions.insert(hash, session.clone())
+    })
+    .await?;
+    // A success is replayed for the short window only.
+    let window = state.config.code_replay_window.min(CODE_LIFE);
+    let outcome = Outcome::Issued {
+        sealed_token: token.seal(code),
+        expires_at,
+    };
+    let settled = persist(lease_ends, || {
+        state.stores.claims.settle(key, outcome.clone(), window)
+    })
+    .await;
+    if let Err(e) = settled {
+        // The session stands and this caller has its token; only a replay of the code is lost.
+        tracing::warn!(error = %e, "could not record the outcome of a code exchange");
+    }
+    Ok(Issued {
+        token,
+        expires_in: seconds_until(expires_at),
+    })
+}
+
+/// Runs a store write until it succeeds or `until` passes, backing off between tries.
+async fn persist<F, Fut>(until: Instant, mut write: F) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), StoreError>>,
+{
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match write().await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() + delay >= until => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "store write failed after WeChat answered; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 /// WeChat's documented life of a code: no claim needs to outlive it.

@@ -11,7 +11,8 @@
 //! raw token.
 
 use std::{
-    collections::HashMap,
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -123,15 +124,125 @@ pub trait ClaimStore: Send + Sync + std::fmt::Debug {
 }
 
 /// Claims for a single process (memory and SQLite stores).
-#[derive(Debug, Default)]
+///
+/// Each claim lives until its deadline; a min-heap of deadlines lets every call drop the
+/// expired ones from the front, so no call scans the whole map. The heap is lazy: a claim that
+/// was settled or released leaves its old deadline behind, recognised as stale by its serial
+/// number when it comes up. Past `cap` live claims, new ones are refused (the store is "full")
+/// rather than evicting a live one, which would let a code be exchanged twice.
+#[derive(Debug)]
 pub struct LocalClaims {
     /// std mutex: held for a map operation only, never across an await.
-    claims: Mutex<HashMap<[u8; 32], (ClaimState, Instant)>>,
+    inner: Mutex<Deadlines>,
+    cap: usize,
+}
+
+/// Live claims allowed at once by default. Each is a few dozen bytes; logins are bounded far
+/// below this by the upstream budget long before it is reached.
+pub const DEFAULT_MAX_CLAIMS: usize = 200_000;
+
+#[derive(Debug, Default)]
+struct Deadlines {
+    claims: HashMap<[u8; 32], Claim>,
+    /// `(deadline, serial)` of every claim written, soonest first; stale ones included.
+    queue: BinaryHeap<Reverse<(Instant, u64, [u8; 32])>>,
+    next_serial: u64,
+}
+
+#[derive(Debug)]
+struct Claim {
+    state: ClaimState,
+    serial: u64,
+}
+
+impl Deadlines {
+    fn expire(&mut self, now: Instant) {
+        while let Some(Reverse((until, serial, key))) = self.queue.peek().copied() {
+            if until > now {
+                break;
+            }
+            self.queue.pop();
+            if self.claims.get(&key).is_some_and(|c| c.serial == serial) {
+                self.claims.remove(&key);
+            }
+        }
+        // Many settles and releases inside one lease leave stale deadlines behind; keep the
+        // heap within a small multiple of the live claims.
+        if self.queue.len() > 2 * self.claims.len() + 1024 {
+            let claims = &self.claims;
+            self.queue.retain(|Reverse((_, serial, key))| {
+                claims.get(key).is_some_and(|c| c.serial == *serial)
+            });
+        }
+    }
+
+    fn put(&mut self, key: [u8; 32], state: ClaimState, until: Instant) {
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.claims.insert(key, Claim { state, serial });
+        self.queue.push(Reverse((until, serial, key)));
+    }
+}
+
+impl Default for LocalClaims {
+    fn default() -> Self {
+        Self::with_cap(DEFAULT_MAX_CLAIMS)
+    }
 }
 
 impl LocalClaims {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (ClaimState, Instant)>> {
-        self.claims.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn with_cap(cap: usize) -> Self {
+        Self {
+            inner: Mutex::new(Deadlines::default()),
+            cap: cap.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Deadlines> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Live claims, expired ones not counted.
+    pub fn len(&self) -> usize {
+        let mut inner = self.lock();
+        inner.expire(Instant::now());
+        inner.claims.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn claim_at(
+        &self,
+        key: [u8; 32],
+        lease: Duration,
+        now: Instant,
+    ) -> Result<Option<ClaimState>, StoreError> {
+        let mut inner = self.lock();
+        inner.expire(now);
+        if let Some(claim) = inner.claims.get(&key) {
+            return Ok(Some(claim.state.clone()));
+        }
+        if inner.claims.len() >= self.cap {
+            return Err(StoreError::Unavailable(format!(
+                "{} login codes are being exchanged at once, the most this process holds",
+                self.cap
+            )));
+        }
+        inner.put(key, ClaimState::Pending, now + lease);
+        Ok(None)
+    }
+
+    /// Its deadline stays in the queue, stale, until it comes up.
+    fn release_now(&self, key: [u8; 32]) {
+        self.lock().claims.remove(&key);
+    }
+
+    fn settle_at(&self, key: [u8; 32], outcome: Outcome, keep: Duration, now: Instant) {
+        let mut inner = self.lock();
+        inner.expire(now);
+        inner.put(key, ClaimState::Done(outcome), now + keep);
     }
 }
 
@@ -142,14 +253,7 @@ impl ClaimStore for LocalClaims {
         key: [u8; 32],
         lease: Duration,
     ) -> Result<Option<ClaimState>, StoreError> {
-        let now = Instant::now();
-        let mut map = self.map();
-        map.retain(|_, (_, until)| *until > now);
-        if let Some((state, _)) = map.get(&key) {
-            return Ok(Some(state.clone()));
-        }
-        map.insert(key, (ClaimState::Pending, now + lease));
-        Ok(None)
+        self.claim_at(key, lease, Instant::now())
     }
 
     async fn settle(
@@ -158,13 +262,12 @@ impl ClaimStore for LocalClaims {
         outcome: Outcome,
         keep: Duration,
     ) -> Result<(), StoreError> {
-        self.map()
-            .insert(key, (ClaimState::Done(outcome), Instant::now() + keep));
+        self.settle_at(key, outcome, keep, Instant::now());
         Ok(())
     }
 
     async fn release(&self, key: [u8; 32]) -> Result<(), StoreError> {
-        self.map().remove(&key);
+        self.release_now(key);
         Ok(())
     }
 }
@@ -232,6 +335,100 @@ mod tests {
     #[tokio::test]
     async fn local_claims_meet_the_contract() {
         contract_tests::run_all(&LocalClaims::default()).await;
+    }
+
+    #[test]
+    fn local_claims_expire_by_their_own_deadlines() {
+        let claims = LocalClaims::default();
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let issued = Outcome::Issued {
+            sealed_token: [1; 32],
+            expires_at: 0,
+        };
+        assert_eq!(claims.claim_at([1; 32], 10 * s, t0).unwrap(), None);
+        assert_eq!(claims.claim_at([2; 32], 2 * s, t0).unwrap(), None);
+        // Settled with a shorter life than its lease: the lease's old deadline must not matter.
+        claims.settle_at([1; 32], issued.clone(), s, t0);
+        assert_eq!(
+            claims.claim_at([1; 32], s, t0).unwrap(),
+            Some(ClaimState::Done(issued))
+        );
+        assert_eq!(
+            claims.claim_at([1; 32], 5 * s, t0 + s).unwrap(),
+            None,
+            "settled life over"
+        );
+        assert_eq!(
+            claims.claim_at([2; 32], s, t0 + s).unwrap(),
+            Some(ClaimState::Pending),
+            "lease still running"
+        );
+        assert_eq!(
+            claims.claim_at([2; 32], s, t0 + 2 * s).unwrap(),
+            None,
+            "lease over"
+        );
+        // [1] was claimed again at t0+1s for 5 s: its first deadline (t0+10s) is stale.
+        assert_eq!(
+            claims.claim_at([1; 32], s, t0 + 5 * s).unwrap(),
+            Some(ClaimState::Pending)
+        );
+        assert_eq!(claims.claim_at([1; 32], s, t0 + 6 * s).unwrap(), None);
+    }
+
+    #[test]
+    fn local_claims_refuse_past_their_cap_and_make_room_as_claims_expire() {
+        let claims = LocalClaims::with_cap(100);
+        let t0 = Instant::now();
+        let key = |n: u32| {
+            let mut k = [0; 32];
+            k[..4].copy_from_slice(&n.to_be_bytes());
+            k
+        };
+        for n in 0..100 {
+            assert_eq!(
+                claims.claim_at(key(n), Duration::from_secs(1), t0).unwrap(),
+                None
+            );
+        }
+        assert!(matches!(
+            claims.claim_at(key(100), Duration::from_secs(1), t0),
+            Err(StoreError::Unavailable(_))
+        ));
+        // A live claim is still answered while full.
+        assert_eq!(
+            claims.claim_at(key(5), Duration::from_secs(1), t0).unwrap(),
+            Some(ClaimState::Pending)
+        );
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(
+            claims
+                .claim_at(key(100), Duration::from_secs(1), later)
+                .unwrap(),
+            None
+        );
+        assert_eq!(claims.lock().claims.len(), 1);
+    }
+
+    #[test]
+    fn released_claims_leave_no_lasting_weight() {
+        let claims = LocalClaims::with_cap(10);
+        let t0 = Instant::now();
+        for _ in 0..100_000 {
+            assert_eq!(
+                claims
+                    .claim_at([3; 32], Duration::from_secs(60), t0)
+                    .unwrap(),
+                None
+            );
+            claims.release_now([3; 32]);
+        }
+        assert!(
+            claims.lock().queue.len() <= 1024 + 3,
+            "{}",
+            claims.lock().queue.len()
+        );
     }
 
     #[test]
