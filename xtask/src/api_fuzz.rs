@@ -2,8 +2,8 @@
 //! against a dev-mode server started here, checked against the server's own `/openapi.json`.
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -68,22 +68,31 @@ struct DevServer {
 
 impl DevServer {
     fn start(binary: &Path) -> Result<Self> {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free loopback port: {e}"))?;
-        let child = Command::new(binary)
+        // Port 0: the child binds a free port itself and its log says which, so no port is
+        // guessed and none can be taken in between.
+        let mut child = Command::new(binary)
             .env_remove("WECHAT_APPID")
             .env_remove("WECHAT_SECRET")
-            .env("LISTEN_ADDR", addr.to_string())
+            .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("SESSION_STORE", "memory")
             // The fuzzer is one client sending thousands of logins: limiting it would only
             // test the limiter.
             .env("LOGIN_RATE_PER_MINUTE", "0")
             .env("UPSTREAM_RATE_PER_SECOND", "0")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,server::cli=info")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let addr = match bound_address(&mut child, Duration::from_secs(20)) {
+            Some(addr) => addr,
+            None => {
+                child.kill().ok();
+                child.wait().ok();
+                return Err("the server did not say where it listens within 20 s".into());
+            }
+        };
         let server = Self { addr, child };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !server.healthy() {
@@ -109,6 +118,30 @@ impl DevServer {
             && stream.read_to_string(&mut answer).is_ok()
             && answer.starts_with("HTTP/1.1 200")
     }
+}
+
+/// Reads the child's log until its "listening" line and returns the address in it; the whole
+/// log goes on to our stderr.
+fn bound_address(child: &mut Child, limit: Duration) -> Option<SocketAddr> {
+    let stderr = child.stderr.take()?;
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr)
+            .lines()
+            .map_while(std::io::Result::ok)
+        {
+            eprintln!("{line}");
+            let addr = line
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix("addr="))
+                .and_then(|a| a.parse::<SocketAddr>().ok());
+            if let (true, Some(addr)) = (line.contains("listening"), addr) {
+                // Only the first is awaited; later sends find the receiver gone.
+                found.send(addr).ok();
+            }
+        }
+    });
+    address.recv_timeout(limit).ok()
 }
 
 impl Drop for DevServer {
