@@ -41,6 +41,7 @@
 //! - [`wechat`]: the code2Session client and the WeChat simulator.
 //! - [`rate_limit`]: per-client limits on `POST /login`, and the budget of WeChat calls.
 //! - [`client_ip`]: who the client is, behind trusted proxies only.
+//! - [`open_data`]: decrypting WeChat's `encryptedData` and checking `rawData` signatures.
 //! - [`serve`]: connections with header, request and shutdown deadlines and a cap.
 //! - [`state`]: [`LoginState`], what handlers share, built from the configuration without a
 //!   socket.
@@ -50,6 +51,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod config;
 pub mod http;
+pub mod open_data;
 pub mod rate_limit;
 pub mod serve;
 pub mod state;
