@@ -4,6 +4,7 @@
 //! serves WeChat's exact request and response shapes so development and tests run the same
 //! client over real HTTP, without an AppID and without the internet.
 
+pub mod access_token;
 mod breaker;
 pub mod client;
 pub mod simulator;
