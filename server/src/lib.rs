@@ -37,6 +37,7 @@
 //!   type that chooses HTTP statuses; one module per endpoint.
 //! - [`auth`]: the login rules, free of HTTP, with their own error.
 //! - [`token`]: where tokens are generated and hashed.
+//! - [`data_keys`]: the keys that seal `session_key` at rest, and the sealed form.
 //! - [`store`]: the `SessionStore` trait and its SQLite and memory backends.
 //! - [`wechat`]: the code2Session client and the WeChat simulator.
 //! - [`rate_limit`]: per-client limits on `POST /login`.
@@ -47,6 +48,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod data_keys;
 pub mod http;
 pub mod rate_limit;
 pub mod serve;
