@@ -6,9 +6,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use server::store::{RedisStore, claim_contract_tests, contract_tests};
+use server::store::{
+    RedisStore, claim_contract_tests,
+    contract_tests::{self, scope},
+};
 use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
-use workspace_tests::{RedisServer, ServerProcess, Upstream, error_body};
+use workspace_tests::{DATA_KEY, RedisServer, ServerProcess, Upstream, error_body};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_login-server");
 const APPID: &str = "wxscaleouttest01";
@@ -21,6 +24,7 @@ async fn instance(redis: &RedisServer, upstream: &Upstream) -> ServerProcess {
             ("WECHAT_APPID", APPID),
             ("WECHAT_SECRET", SECRET),
             ("WECHAT_API_BASE", &upstream.base),
+            ("DATA_KEY", DATA_KEY),
             ("SESSION_STORE", &redis.url()),
             ("LOGIN_RATE_PER_MINUTE", "0"),
         ],
@@ -57,7 +61,7 @@ async fn is_login(http: &reqwest::Client, server: &ServerProcess, token: &str) -
 #[tokio::test]
 async fn the_redis_store_meets_the_store_contracts() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url(), Duration::from_secs(1))
+    let store = RedisStore::connect(&redis.url(), Duration::from_secs(1), &scope())
         .await
         .unwrap();
     contract_tests::run_all(&store).await;

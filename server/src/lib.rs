@@ -82,6 +82,8 @@ pub enum StartError {
     Wechat(#[from] WechatError),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("cannot set up the data key: {0}")]
+    DataKey(#[from] crate::data_keys::DataKeyError),
 }
 
 /// The standalone login server: the login service on a bound listener.

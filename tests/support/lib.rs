@@ -235,9 +235,16 @@ impl Drop for Upstream {
     }
 }
 
-/// A production-mode test configuration: WeChat at `base` with these credentials, plus
-/// `extra` flags.
+/// The data key of the production-mode tests (`DATA_KEY`), fixed so that a test can seal a
+/// session of its own or restart a server on the same store.
+pub const DATA_KEY: &str = "dGVzdC1kYXRhLWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE=";
+
+/// A production-mode test configuration: WeChat at `base` with these credentials and
+/// [`DATA_KEY`], plus `extra` flags (a later `--data-key` or `--data-keys` wins).
 pub fn wechat_config(appid: &str, secret: &str, base: &str, extra: &[&str]) -> Config {
+    let replaces_key = extra
+        .iter()
+        .any(|a| *a == "--data-key" || *a == "--data-keys");
     let mut args = vec![
         "--wechat-appid",
         appid,
@@ -246,6 +253,9 @@ pub fn wechat_config(appid: &str, secret: &str, base: &str, extra: &[&str]) -> C
         "--wechat-api-base",
         base,
     ];
+    if !replaces_key {
+        args.extend_from_slice(&["--data-key", DATA_KEY]);
+    }
     args.extend_from_slice(extra);
     config(&args)
 }
