@@ -4,7 +4,9 @@
 //! the same contract, checked by one shared test suite (`store::contract_tests`):
 //! - keys are [`TokenHash`]es, never raw tokens;
 //! - `get` treats an expired session as absent, so expiry holds even before the purge runs;
-//! - `remove` is idempotent and takes effect for every reader at once.
+//! - `remove` is idempotent and takes effect for every reader at once;
+//! - a session comes back as it went in, its appid and sealed session_key included: stores
+//!   never see a session_key in the clear (see `data_keys.rs`).
 
 mod claims;
 mod memory;
