@@ -248,6 +248,8 @@ async fn a_built_harness_is_served_in_dev_mode_only() {
         "wxprod",
         "--wechat-secret",
         "s",
+        "--data-key",
+        workspace_tests::DATA_KEY,
     ]);
     let prod = TestServer::start_with(cfg, None).await;
     let page = prod.http.get(prod.url("/harness/")).send().await.unwrap();

@@ -1,27 +1,41 @@
-//! Several server processes sharing one Redis: one login state, one code exchange, and calm
-//! behaviour when Redis goes away and comes back.
+//! Several server processes sharing one Redis: one login state per app (and key prefix), one
+//! code exchange, and calm behaviour when Redis goes away and comes back.
 
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use server::store::{RedisStore, claim_contract_tests, contract_tests};
+use server::store::{
+    RedisStore, claim_contract_tests,
+    contract_tests::{self, scope},
+};
 use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
-use workspace_tests::{RedisServer, ServerProcess, Upstream, error_body};
+use workspace_tests::{DATA_KEY, RedisServer, ServerProcess, Upstream, error_body};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_login-server");
 const APPID: &str = "wxscaleouttest01";
 const SECRET: &str = "scale-out-secret";
 
 async fn instance(redis: &RedisServer, upstream: &Upstream) -> ServerProcess {
+    instance_with_prefix(redis, upstream, "").await
+}
+
+/// An instance for `upstream`'s app, its Redis keys under `prefix`.
+async fn instance_with_prefix(
+    redis: &RedisServer,
+    upstream: &Upstream,
+    prefix: &str,
+) -> ServerProcess {
     ServerProcess::start(
         BINARY,
         &[
-            ("WECHAT_APPID", APPID),
-            ("WECHAT_SECRET", SECRET),
+            ("WECHAT_APPID", upstream.sim.appid()),
+            ("WECHAT_SECRET", upstream.sim.secret()),
             ("WECHAT_API_BASE", &upstream.base),
+            ("DATA_KEY", DATA_KEY),
             ("SESSION_STORE", &redis.url()),
+            ("REDIS_KEY_PREFIX", prefix),
             ("LOGIN_RATE_PER_MINUTE", "0"),
             ("UPSTREAM_RATE_PER_SECOND", "0"),
         ],
@@ -45,6 +59,14 @@ async fn check(http: &reqwest::Client, server: &ServerProcess, token: &str) -> r
         .unwrap()
 }
 
+async fn logout(http: &reqwest::Client, server: &ServerProcess, token: &str) -> reqwest::Response {
+    http.post(server.url("/logout"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn is_login(http: &reqwest::Client, server: &ServerProcess, token: &str) -> bool {
     let response = check(http, server, token).await;
     assert_eq!(response.status(), 200);
@@ -58,7 +80,7 @@ async fn is_login(http: &reqwest::Client, server: &ServerProcess, token: &str) -
 #[tokio::test]
 async fn the_redis_store_meets_the_store_contracts() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url(), Duration::from_secs(1))
+    let store = RedisStore::connect(&redis.url(), Duration::from_secs(1), &scope())
         .await
         .unwrap();
     contract_tests::run_all(&store).await;
@@ -84,17 +106,83 @@ async fn a_token_from_one_instance_works_on_the_other_and_logout_is_seen_at_once
         "issued by A, accepted by B"
     );
 
-    let response = http
-        .post(b.url("/logout"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
+    assert_eq!(logout(&http, &b, &token).await.status(), 204);
     assert!(
         !is_login(&http, &a, &token).await,
         "logged out on B, refused by A"
     );
+}
+
+/// A token of `server`'s app, from a fresh login of `user`.
+async fn token_of(
+    http: &reqwest::Client,
+    server: &ServerProcess,
+    upstream: &Upstream,
+    user: &str,
+) -> String {
+    let response = login(http, server, &upstream.sim.issue_code(user)).await;
+    assert_eq!(response.status(), 200);
+    response.json::<LoginResponse>().await.unwrap().token
+}
+
+#[tokio::test]
+async fn apps_and_prefixes_sharing_one_redis_never_accept_each_others_tokens() {
+    let redis = RedisServer::start();
+    let app_a = Upstream::start(APPID, SECRET).await;
+    let app_b = Upstream::start("wxscaleouttest02", SECRET).await;
+    let a = instance(&redis, &app_a).await;
+    let a_again = instance(&redis, &app_a).await;
+    let b = instance(&redis, &app_b).await;
+    let a_staging = instance_with_prefix(&redis, &app_a, "staging:").await;
+    let http = reqwest::Client::new();
+
+    let token_a = token_of(&http, &a, &app_a, "gus").await;
+    assert!(
+        is_login(&http, &a_again, &token_a).await,
+        "same app, same prefix: one login state"
+    );
+    assert!(
+        !is_login(&http, &b, &token_a).await,
+        "app A's token on app B"
+    );
+    assert!(
+        !is_login(&http, &a_staging, &token_a).await,
+        "app A's token under another prefix"
+    );
+    let me = http
+        .get(b.url("/me"))
+        .bearer_auth(&token_a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    let token_b = token_of(&http, &b, &app_b, "gus").await;
+    assert!(
+        !is_login(&http, &a, &token_b).await,
+        "app B's token on app A"
+    );
+    let token_staging = token_of(&http, &a_staging, &app_a, "hal").await;
+    assert!(!is_login(&http, &a, &token_staging).await);
+    assert!(is_login(&http, &a_staging, &token_staging).await);
+
+    // App B logging out A's token ends nothing of A's.
+    assert_eq!(logout(&http, &b, &token_a).await.status(), 204);
+    assert!(is_login(&http, &a, &token_a).await);
+
+    // Every key names its app, under its prefix.
+    let keys: Vec<String> = redis.dump().await.into_iter().map(|(k, _)| k).collect();
+    let spaces = [
+        format!("wxlogin:{APPID}:"),
+        "wxlogin:wxscaleouttest02:".to_owned(),
+        format!("staging:wxlogin:{APPID}:"),
+    ];
+    for key in &keys {
+        assert!(spaces.iter().any(|s| key.starts_with(s)), "{key}");
+    }
+    for space in &spaces {
+        let sessions = format!("{space}s:");
+        assert!(keys.iter().any(|k| k.starts_with(&sessions)), "{keys:?}");
+    }
 }
 
 #[tokio::test]

@@ -42,6 +42,32 @@ fn a_secret_without_an_appid_refuses_to_start_and_names_wechat_appid() {
 }
 
 #[test]
+fn production_without_a_data_key_or_with_a_malformed_one_refuses_to_start() {
+    let wechat = [
+        ("WECHAT_APPID", "wxguardtest00001"),
+        ("WECHAT_SECRET", "a-real-secret"),
+        ("LISTEN_ADDR", "127.0.0.1:0"),
+    ];
+    let (status, stderr) = refused(&wechat);
+    assert!(!status.success());
+    assert!(stderr.contains("DATA_KEY"), "{stderr}");
+
+    // 26 bytes, not 32: the length is told, the value is not.
+    let short_key = "c2hvcnQtZGF0YS1rZXktb2YtMjQtYnl0ZXM=";
+    for (var, value, why) in [
+        ("DATA_KEY", short_key, "bytes"),
+        ("DATA_KEY", "not*base64*at*all", "not base64"),
+        ("DATA_KEYS", "not*base64*at*all", "not base64"),
+    ] {
+        let (status, stderr) = refused(&[&wechat[..], &[(var, value)]].concat());
+        assert!(!status.success(), "{var}={value}");
+        assert!(stderr.contains(var) && stderr.contains(why), "{stderr}");
+        assert!(!stderr.contains(value), "the key is echoed: {stderr}");
+        assert!(!stderr.contains("a-real-secret"), "{stderr}");
+    }
+}
+
+#[test]
 fn zero_durations_and_unknown_stores_are_start_up_errors() {
     let (status, stderr) = refused(&[("PURGE_INTERVAL", "0"), ("LISTEN_ADDR", "127.0.0.1:0")]);
     assert!(!status.success());

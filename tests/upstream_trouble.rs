@@ -7,11 +7,12 @@ use std::{
 };
 
 use server::{
+    data_keys::{DataKeys, SessionKey},
     store::{MemoryStore, Session, Stores, unix_now},
     token::Token,
 };
 use shared::ErrorCode;
-use workspace_tests::{TestServer, error_body, wechat_config};
+use workspace_tests::{DATA_KEY, TestServer, error_body, wechat_config};
 
 #[tokio::test]
 async fn a_busy_answer_is_retried_and_then_succeeds() {
@@ -47,6 +48,9 @@ async fn wechat_busy_beyond_the_retry_budget_is_a_503_with_retry_after() {
     );
 }
 
+/// The app of the servers that serve [`seeded_store`].
+const SEEDED_APPID: &str = "wxreal";
+
 /// A session put straight into the store, so `/checklogin` has something to find while the
 /// server cannot reach WeChat at all.
 async fn seeded_store() -> (Stores, Token) {
@@ -57,9 +61,14 @@ async fn seeded_store() -> (Stores, Token) {
         .insert(
             token.hash(),
             Session {
+                appid: SEEDED_APPID.into(),
                 openid: "o-seeded".into(),
                 unionid: None,
-                session_key: "seeded-key".into(),
+                session_key: DataKeys::parse(DATA_KEY).unwrap().seal(
+                    &SessionKey::new("c2VlZGVkLWtleQ=="),
+                    SEEDED_APPID,
+                    "o-seeded",
+                ),
                 created_at: unix_now(),
                 expires_at: unix_now() + 3600,
             },
@@ -73,7 +82,7 @@ async fn seeded_store() -> (Stores, Token) {
 async fn wechat_unreachable_fails_fast_while_checklogin_keeps_answering() {
     let (store, token) = seeded_store().await;
     let base = workspace_tests::closed_port_base();
-    let cfg = wechat_config("wxreal", "s", &base, &[]);
+    let cfg = wechat_config(SEEDED_APPID, "s", &base, &[]);
     let server = TestServer::start_with(cfg, Some(store)).await;
 
     let started = Instant::now();
@@ -108,7 +117,7 @@ async fn wechat_that_never_answers_times_out_with_504() {
     });
     let (store, token) = seeded_store().await;
     let base = format!("http://{addr}");
-    let cfg = wechat_config("wxreal", "s", &base, &["--wechat-timeout", "1s"]);
+    let cfg = wechat_config(SEEDED_APPID, "s", &base, &["--wechat-timeout", "1s"]);
     let server = std::sync::Arc::new(TestServer::start_with(cfg, Some(store)).await);
 
     let started = Instant::now();

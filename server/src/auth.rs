@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use shared::code_rules;
 
 use crate::{
+    data_keys::{OpenError, SessionKey},
     state::LoginState,
     store::{ClaimState, Outcome, Refusal, Session, StoreError, unix_now},
     token::Token,
@@ -33,6 +34,10 @@ pub enum AuthError {
     /// Another request holds this code's exchange and did not finish within its lease.
     #[error("another request's exchange of this code did not finish in time")]
     ExchangePending,
+    /// The session is live but its session_key does not open under the configured data keys;
+    /// only code that needs the session_key meets this.
+    #[error("cannot open the session_key: {0}")]
+    SessionKey(#[from] OpenError),
 }
 
 /// A fresh login: the raw token (shown to the client once, never stored) and its lifetime.
@@ -151,10 +156,16 @@ async fn exchange_and_settle(
     let token = Token::generate();
     let now = unix_now();
     let expires_at = now.saturating_add(state.config.token_ttl.as_secs() as i64);
+    let appid = state.appid().to_owned();
     let session = Session {
+        session_key: state.data_keys.seal(
+            &SessionKey::new(wechat.session_key),
+            &appid,
+            &wechat.openid,
+        ),
+        appid,
         openid: wechat.openid,
         unionid: wechat.unionid,
-        session_key: wechat.session_key,
         created_at: now,
         expires_at,
     };
@@ -277,19 +288,36 @@ async fn open_outcome(
 /// store lookup; store trouble is [`AuthError::Store`], never a "not logged in" that would
 /// send every client into a fresh login.
 pub async fn authenticate(state: &LoginState, token: Option<&str>) -> Result<AuthUser, AuthError> {
+    let session = live_session(state, token).await?;
+    Ok(AuthUser {
+        openid: session.openid,
+        unionid: session.unionid,
+        appid: session.appid,
+        expires_at: session.expires_at,
+    })
+}
+
+/// The live session of `token` in this app. A session of another app (several apps sharing
+/// one store) is as unknown here as a token never issued.
+async fn live_session(state: &LoginState, token: Option<&str>) -> Result<Session, AuthError> {
     let token = token.and_then(Token::parse).ok_or(AuthError::NotLoggedIn)?;
-    let session = state
+    state
         .stores
         .sessions
         .get(token.hash(), unix_now())
         .await?
-        .ok_or(AuthError::NotLoggedIn)?;
-    Ok(AuthUser {
-        openid: session.openid,
-        unionid: session.unionid,
-        appid: state.appid().to_owned(),
-        expires_at: session.expires_at,
-    })
+        .filter(|session| session.appid == state.appid())
+        .ok_or(AuthError::NotLoggedIn)
+}
+
+/// WeChat's session_key of `token`'s session, for code that must use it (decrypting the
+/// user's open data). A key that does not open under the configured data keys is
+/// [`AuthError::SessionKey`] here only: the session itself stays logged in.
+pub async fn session_key(state: &LoginState, token: Option<&str>) -> Result<SessionKey, AuthError> {
+    let session = live_session(state, token).await?;
+    Ok(state
+        .data_keys
+        .open(&session.session_key, &session.appid, &session.openid)?)
 }
 
 /// Whether `token` names a live session: [`authenticate`] as a yes or no, for `/checklogin`.

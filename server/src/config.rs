@@ -5,6 +5,8 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use clap::Parser;
 
+use crate::data_keys::DataKeys;
+
 /// Configuration of one server process. Each flag has an environment variable of the same
 /// meaning so the binary runs the same under a shell, systemd or a container.
 #[derive(Debug, Clone, Parser)]
@@ -52,7 +54,7 @@ pub struct Config {
         long,
         env = "SESSION_STORE",
         default_value = "sqlite://data/sessions.db",
-        value_parser = StoreUrlParser
+        value_parser = Quiet { var: "SESSION_STORE", parse: str::parse::<StoreUrl> }
     )]
     pub session_store: StoreUrl,
 
@@ -167,6 +169,32 @@ pub struct Config {
     /// How often expired sessions are deleted from the store.
     #[arg(long, env = "PURGE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub purge_interval: Duration,
+
+    /// The key that seals each session_key in the store: 32 random bytes in base64 (`openssl
+    /// rand -base64 32`). Required with WECHAT_APPID; dev mode keeps a generated one beside its
+    /// SQLite file. Never logged, never echoed.
+    #[arg(
+        long,
+        env = "DATA_KEY",
+        hide_env_values = true,
+        value_parser = Quiet { var: "DATA_KEY", parse: parse_data_key }
+    )]
+    pub data_key: Option<DataKeys>,
+
+    /// Instead of DATA_KEY, for rotation: comma-separated keys; the first seals new sessions,
+    /// every one opens older ones. Setting both is refused.
+    #[arg(
+        long,
+        env = "DATA_KEYS",
+        hide_env_values = true,
+        value_parser = Quiet { var: "DATA_KEYS", parse: parse_data_keys }
+    )]
+    pub data_keys: Option<DataKeys>,
+
+    /// Put before every Redis key (for example `staging:`), for environments that share one
+    /// Redis; keys also carry the AppID, so apps never see each other's sessions.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "")]
+    pub redis_key_prefix: String,
 }
 
 impl Config {
@@ -221,6 +249,7 @@ impl Config {
                     .into(),
             );
         }
+        self.validate_data_keys()?;
         if self.dev_mode() && !self.listen_addr.ip().is_loopback() && !self.dev_anywhere {
             return Err(format!(
                 "dev mode serves a WeChat simulator that mints login codes for anyone, so it \
@@ -231,6 +260,48 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Data keys: the settings that give them, and which one wins.
+impl Config {
+    /// The configured data keys (DATA_KEYS or DATA_KEY), if any; dev mode may have none.
+    pub fn configured_data_keys(&self) -> Option<&DataKeys> {
+        self.data_keys.as_ref().or(self.data_key.as_ref())
+    }
+
+    /// One way to give the keys, and production must give them: a server that generated its
+    /// own would seal sessions no other instance, and no restart elsewhere, could open.
+    fn validate_data_keys(&self) -> Result<(), String> {
+        if self.data_key.is_some() && self.data_keys.is_some() {
+            return Err(
+                "DATA_KEY and DATA_KEYS are both set: use DATA_KEYS alone for several \
+                        keys (its first key seals), or DATA_KEY alone for one"
+                    .into(),
+            );
+        }
+        if !self.dev_mode() && self.configured_data_keys().is_none() {
+            return Err(
+                "WECHAT_APPID is set but DATA_KEY is not: production seals each \
+                        session_key under a key of yours. Make one with \
+                        `openssl rand -base64 32` and set DATA_KEY (or DATA_KEYS)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// DATA_KEY: exactly one key.
+fn parse_data_key(text: &str) -> Result<DataKeys, String> {
+    if text.contains(',') {
+        return Err("it holds one key; put several in DATA_KEYS instead".into());
+    }
+    parse_data_keys(text)
+}
+
+/// DATA_KEYS: one key or several, comma-separated.
+fn parse_data_keys(text: &str) -> Result<DataKeys, String> {
+    DataKeys::parse(text).map_err(|e| format!("{e} (the value is not shown)"))
 }
 
 /// Where the session store lives.
@@ -264,29 +335,33 @@ impl FromStr for StoreUrl {
     }
 }
 
-/// Parses `SESSION_STORE` with an error of its own: clap's usual one quotes the raw value,
-/// which may hold a password.
+/// Parses a setting with an error of its own, which names the variable and shows only what
+/// `parse` says: clap's usual error quotes the raw value, and these values hold passwords
+/// (`SESSION_STORE`) or keys (`DATA_KEY`).
 #[derive(Debug, Clone, Copy)]
-struct StoreUrlParser;
+struct Quiet<T> {
+    var: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+}
 
-impl clap::builder::TypedValueParser for StoreUrlParser {
-    type Value = StoreUrl;
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Quiet<T> {
+    type Value = T;
 
     fn parse_ref(
         &self,
         cmd: &clap::Command,
         _arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
-    ) -> Result<StoreUrl, clap::Error> {
+    ) -> Result<T, clap::Error> {
         let invalid = |why: String| {
             clap::Error::raw(
                 clap::error::ErrorKind::ValueValidation,
-                format!("invalid SESSION_STORE: {why}\n"),
+                format!("invalid {}: {why}\n", self.var),
             )
             .with_cmd(cmd)
         };
         let text = value.to_str().ok_or_else(|| invalid("not UTF-8".into()))?;
-        text.parse().map_err(invalid)
+        (self.parse)(text).map_err(invalid)
     }
 }
 
@@ -436,12 +511,56 @@ mod tests {
             "wx1",
             "--wechat-secret",
             "s",
+            "--data-key",
+            KEY,
         ];
         assert!(parse(&production).validate().is_ok());
         let err = parse(&[&production[..], &["--dev"]].concat())
             .validate()
             .unwrap_err();
         assert!(err.contains("DEV_MODE"), "{err}");
+    }
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn production_needs_a_data_key_and_one_way_of_giving_it() {
+        let parse = |args: &[&str]| Config::parse_from([&["server"], args].concat());
+        let wechat = ["--wechat-appid", "wx1", "--wechat-secret", "s"];
+        let err = parse(&wechat).validate().unwrap_err();
+        assert!(
+            err.contains("DATA_KEY") && err.contains("openssl rand"),
+            "{err}"
+        );
+        let c = parse(&[&wechat[..], &["--data-keys", &format!("{KEY},{KEY}")]].concat());
+        assert!(c.validate().is_ok());
+        assert!(c.configured_data_keys().is_some());
+        let both = parse(&[&wechat[..], &["--data-key", KEY, "--data-keys", KEY]].concat());
+        let err = both.validate().unwrap_err();
+        assert!(err.contains("DATA_KEY and DATA_KEYS"), "{err}");
+        // Dev mode needs none.
+        assert!(parse(&[]).configured_data_keys().is_none());
+        assert!(parse(&[]).validate().is_ok());
+    }
+
+    #[test]
+    fn malformed_data_keys_are_start_up_errors_that_never_echo_the_key() {
+        let short = "c2hvcnQta2V5LW9mLTE2Yg=="; // 16 bytes
+        for (args, expect) in [
+            (["--data-key", "not base64 at all!"], "not base64"),
+            (["--data-key", short], "16 bytes"),
+            (["--data-keys", &format!("{KEY},{short}")], "key 2"),
+            (["--data-key", &format!("{KEY},{KEY}")], "DATA_KEYS instead"),
+        ] {
+            let err = Config::try_parse_from([&["server"], &args[..]].concat())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expect), "{err}");
+            assert!(!err.contains(args[1]), "the key is echoed: {err}");
+            assert!(!err.contains(&KEY[..12]), "the key is echoed: {err}");
+        }
+        let c = Config::parse_from(["server", "--data-key", KEY]);
+        assert!(!format!("{c:?}").contains(&KEY[..12]));
     }
 
     #[test]
@@ -467,6 +586,7 @@ mod tests {
         assert_eq!(c.session_store, StoreUrl::Sqlite("data/sessions.db".into()));
         assert_eq!(c.token_ttl, Duration::from_secs(7 * 86_400));
         assert!(c.dev_mode());
+        assert_eq!(c.redis_key_prefix, "");
     }
 
     #[test]

@@ -37,6 +37,7 @@
 //!   type that chooses HTTP statuses; one module per endpoint.
 //! - [`auth`]: the login rules, free of HTTP, with their own error.
 //! - [`token`]: where tokens are generated and hashed.
+//! - [`data_keys`]: the keys that seal `session_key` at rest, and the sealed form.
 //! - [`store`]: the `SessionStore` trait and its SQLite and memory backends.
 //! - [`wechat`]: the code2Session client and the WeChat simulator.
 //! - [`rate_limit`]: per-client limits on `POST /login`, and the budget of WeChat calls.
@@ -50,6 +51,7 @@ pub mod auth;
 pub mod cli;
 pub mod client_ip;
 pub mod config;
+pub mod data_keys;
 pub mod http;
 pub mod open_data;
 pub mod rate_limit;
@@ -84,6 +86,8 @@ pub enum StartError {
     Wechat(#[from] WechatError),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("cannot set up the data key: {0}")]
+    DataKey(#[from] crate::data_keys::DataKeyError),
 }
 
 /// The standalone login server: the login service on a bound listener.

@@ -7,9 +7,10 @@ use std::{sync::Arc, time::Duration};
 use crate::{
     StartError,
     client_ip::TrustedProxies,
-    config::{Config, Secret},
+    config::{Config, Secret, StoreUrl},
+    data_keys::DataKeys,
     rate_limit::ClientLimiter,
-    store::{Stores, unix_now},
+    store::{Scope, Stores, unix_now},
     wechat::{WechatClient, client::ClientOptions, simulator::Simulator},
 };
 
@@ -32,6 +33,8 @@ pub struct LoginState {
     pub wechat: WechatClient,
     /// Present in dev mode only, where it is also served at `/sim`.
     pub simulator: Option<Simulator>,
+    /// Seal each session_key before it is stored, and open it for code that needs it.
+    pub data_keys: DataKeys,
 }
 
 impl LoginState {
@@ -39,8 +42,17 @@ impl LoginState {
     pub async fn open(config: Config) -> Result<Self, StartError> {
         // Before anything is created on disk or over the network.
         config.validate().map_err(StartError::Config)?;
-        let stores = Stores::open(&config.session_store, config.store_timeout).await?;
-        Self::new(config, stores)
+        let data_keys = data_keys(&config)?;
+        let scope = Scope {
+            appid: config
+                .wechat_appid
+                .clone()
+                .unwrap_or_else(|| DEV_APPID.to_owned()),
+            redis_key_prefix: config.redis_key_prefix.clone(),
+            data_keys: data_keys.clone(),
+        };
+        let stores = Stores::open(&config.session_store, config.store_timeout, &scope).await?;
+        Self::build(config, stores, data_keys)
     }
 
     /// The login service over stores the caller opened. Dev mode (no AppID) gets the built-in
@@ -48,6 +60,11 @@ impl LoginState {
     /// still seen to send it correctly.
     pub fn new(config: Config, stores: Stores) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
+        let data_keys = data_keys(&config)?;
+        Self::build(config, stores, data_keys)
+    }
+
+    fn build(config: Config, stores: Stores, data_keys: DataKeys) -> Result<Self, StartError> {
         let options = ClientOptions {
             connect_timeout: config.wechat_connect_timeout,
             timeout: config.wechat_timeout,
@@ -94,6 +111,7 @@ impl LoginState {
             proxies,
             wechat,
             simulator,
+            data_keys,
         })
     }
 
@@ -122,6 +140,33 @@ impl LoginState {
             }
         }))
     }
+}
+
+/// The configured data keys; in dev mode without any, the key file beside the SQLite file
+/// (created on first start), or for the other stores a key of this process alone.
+fn data_keys(config: &Config) -> Result<DataKeys, StartError> {
+    if let Some(keys) = config.configured_data_keys() {
+        return Ok(keys.clone());
+    }
+    if !config.dev_mode() {
+        // Config::validate has refused this already; a caller that skipped it still gets an
+        // error, not a key nobody else has.
+        return Err(StartError::Config(
+            "set DATA_KEY: production seals each session_key under a key of yours".into(),
+        ));
+    }
+    Ok(match &config.session_store {
+        StoreUrl::Sqlite(path) => DataKeys::load_or_create(&dev_key_file(path))?,
+        StoreUrl::Memory | StoreUrl::Redis(_) => DataKeys::generate(),
+    })
+}
+
+/// Where dev mode keeps its data key: `data_key` in the SQLite file's folder.
+pub fn dev_key_file(database: &std::path::Path) -> std::path::PathBuf {
+    database
+        .parent()
+        .unwrap_or(std::path::Path::new(""))
+        .join("data_key")
 }
 
 /// Stops the purge task of [`LoginState::spawn_purge`] when dropped.

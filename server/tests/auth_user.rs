@@ -16,7 +16,9 @@ use clap::Parser;
 use http_body_util::BodyExt;
 use server::{
     AuthUser, DEV_APPID, LoginState,
+    auth::AuthError,
     config::Config,
+    data_keys::{DataKeys, OpenError, SessionKey},
     store::{LocalClaims, MemoryStore, Session, SessionStore, StoreError, Stores},
     token::TokenHash,
 };
@@ -63,6 +65,22 @@ fn dev_config() -> Config {
 
 fn login_state(sessions: Arc<dyn SessionStore>) -> LoginState {
     LoginState::new(dev_config(), Stores::local(sessions)).expect("dev mode builds")
+}
+
+/// A session as `login` would have stored it for `openid` of `appid`, with a session_key
+/// sealed under `login`'s data key.
+fn session_of(login: &LoginState, appid: &str, openid: &str, expires_in: i64) -> Session {
+    let now = server::store::unix_now();
+    Session {
+        appid: appid.into(),
+        openid: openid.into(),
+        unionid: None,
+        session_key: login
+            .data_keys
+            .seal(&SessionKey::new("a2V5"), appid, openid),
+        created_at: now - 100,
+        expires_at: now + expires_in,
+    }
 }
 
 struct Answer {
@@ -170,17 +188,10 @@ async fn missing_malformed_unknown_and_revoked_tokens_get_the_json_401() {
 async fn an_expired_token_gets_the_json_401() {
     let sessions = Arc::new(MemoryStore::default());
     let login = login_state(sessions.clone());
-    let app = team_app(login);
     let token = server::token::Token::generate();
-    let now = server::store::unix_now();
-    let session = Session {
-        openid: "o-expired".into(),
-        unionid: None,
-        session_key: "a2V5".into(),
-        created_at: now - 100,
-        expires_at: now - 1,
-    };
+    let session = session_of(&login, DEV_APPID, "o-expired", -1);
     sessions.insert(token.hash(), session).await.unwrap();
+    let app = team_app(login);
     assert_unauthorized(&call(&app, get_with("/api/hello", Some(token.as_str()))).await);
 }
 
@@ -235,22 +246,84 @@ async fn forward_auth_answers_204_with_the_users_headers() {
 #[tokio::test]
 async fn forward_auth_passes_on_a_unionid_when_wechat_gave_one() {
     let sessions = Arc::new(MemoryStore::default());
-    let app = team_app(login_state(sessions.clone()));
+    let login = login_state(sessions.clone());
     let token = server::token::Token::generate();
-    let now = server::store::unix_now();
     let session = Session {
-        openid: "o-with-union".into(),
         unionid: Some("u-42".into()),
-        session_key: "a2V5".into(),
-        created_at: now,
-        expires_at: now + 60,
+        ..session_of(&login, DEV_APPID, "o-with-union", 60)
     };
     sessions.insert(token.hash(), session).await.unwrap();
+    let app = team_app(login);
     let answer = call(&app, get_with("/auth", Some(token.as_str()))).await;
     assert_eq!(answer.status, 204);
     assert_eq!(answer.headers["x-wechat-unionid"], "u-42");
     let me = call(&app, get_with("/me", Some(token.as_str()))).await;
     assert_eq!(me.body["unionid"], "u-42");
+}
+
+#[tokio::test]
+async fn a_session_of_another_app_in_the_same_store_is_not_logged_in() {
+    let sessions = Arc::new(MemoryStore::default());
+    let login = login_state(sessions.clone());
+    let theirs = server::token::Token::generate();
+    let session = session_of(&login, "wxanotherapp0001", "o-theirs", 3600);
+    sessions.insert(theirs.hash(), session).await.unwrap();
+    let app = team_app(login.clone());
+    for path in ["/api/hello", "/me", "/auth"] {
+        assert_unauthorized(&call(&app, get_with(path, Some(theirs.as_str()))).await);
+    }
+    let check = call(&app, get_with("/checklogin", Some(theirs.as_str()))).await;
+    assert_eq!(check.body["is_login"], false);
+    assert!(matches!(
+        server::auth::session_key(&login, Some(theirs.as_str())).await,
+        Err(AuthError::NotLoggedIn)
+    ));
+}
+
+#[tokio::test]
+async fn the_session_key_opens_for_code_that_needs_it_and_a_wrong_key_fails_only_there() {
+    let sessions = Arc::new(MemoryStore::default());
+    let login = login_state(sessions.clone());
+    let app = team_app(login.clone());
+    let token = log_in(&app, &login, "erin").await;
+    let key = server::auth::session_key(&login, Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(
+        base64_len(key.expose()),
+        16,
+        "WeChat's session_key: 16 bytes in base64"
+    );
+
+    // The same store under a server whose data key is another: the session still stands,
+    // only the session_key is out of reach, with an error that says why.
+    let mut config = dev_config();
+    config.data_key = Some(DataKeys::generate());
+    let other = LoginState::new(config, Stores::local(sessions)).unwrap();
+    let app = team_app(other.clone());
+    for path in ["/api/hello", "/me"] {
+        assert_eq!(call(&app, get_with(path, Some(&token))).await.status, 200);
+    }
+    assert_eq!(
+        call(&app, get_with("/auth", Some(&token))).await.status,
+        204
+    );
+    let check = call(&app, get_with("/checklogin", Some(&token))).await;
+    assert_eq!(check.body["is_login"], true);
+    match server::auth::session_key(&other, Some(&token)).await {
+        Err(AuthError::SessionKey(OpenError::UnknownKey { key_id })) => {
+            assert_eq!(key_id, login.data_keys.sealing_key_id());
+        }
+        other => panic!("expected the unknown-key error, got {other:?}"),
+    }
+}
+
+fn base64_len(text: &str) -> usize {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+        .len()
 }
 
 /// A store that is down: every call fails as a network store's would.

@@ -31,6 +31,8 @@ fn app() -> axum::Router {
             "wxproptest",
             "--wechat-secret",
             "s",
+            "--data-key",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
             "--wechat-api-base",
             &format!("http://{dead}"),
             "--wechat-connect-timeout",

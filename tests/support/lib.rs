@@ -235,9 +235,16 @@ impl Drop for Upstream {
     }
 }
 
-/// A production-mode test configuration: WeChat at `base` with these credentials, plus
-/// `extra` flags.
+/// The data key of the production-mode tests (`DATA_KEY`), fixed so that a test can seal a
+/// session of its own or restart a server on the same store.
+pub const DATA_KEY: &str = "dGVzdC1kYXRhLWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE=";
+
+/// A production-mode test configuration: WeChat at `base` with these credentials and
+/// [`DATA_KEY`], plus `extra` flags (a later `--data-key` or `--data-keys` wins).
 pub fn wechat_config(appid: &str, secret: &str, base: &str, extra: &[&str]) -> Config {
+    let replaces_key = extra
+        .iter()
+        .any(|a| *a == "--data-key" || *a == "--data-keys");
     let mut args = vec![
         "--wechat-appid",
         appid,
@@ -246,6 +253,9 @@ pub fn wechat_config(appid: &str, secret: &str, base: &str, extra: &[&str]) -> C
         "--wechat-api-base",
         base,
     ];
+    if !replaces_key {
+        args.extend_from_slice(&["--data-key", DATA_KEY]);
+    }
     args.extend_from_slice(extra);
     config(&args)
 }
@@ -270,4 +280,27 @@ pub fn temp_dir(label: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("{label}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Whether `needle` occurs anywhere in `haystack`: for tests that search files and dumps for
+/// something that must not be there.
+pub fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every file below `dir`, in any depth.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
 }

@@ -43,6 +43,32 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// Every key and its value (all are strings), as a dump or a replica would see them.
+    pub async fn dump(&self) -> Vec<(String, Vec<u8>)> {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut entries = Vec::new();
+        for key in keys {
+            let value: Vec<u8> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            entries.push((key, value));
+        }
+        entries
+    }
+
+    /// Its data folder, where the AOF files are: for tests that read what Redis put on disk.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `may_move`: the port may change (first start); a restart must keep it.
     fn spawn(&mut self, may_move: bool) {
         let child = Command::new("redis-server")

@@ -184,6 +184,7 @@ impl From<AuthError> for ApiError {
             AuthError::Wechat(e) => ApiError::Wechat(e),
             AuthError::Store(e) => ApiError::Store(e),
             e @ AuthError::ExchangePending => ApiError::ExchangePending(e),
+            e @ AuthError::SessionKey(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! the same contract, checked by one shared test suite (`store::contract_tests`):
 //! - keys are [`TokenHash`]es, never raw tokens;
 //! - `get` treats an expired session as absent, so expiry holds even before the purge runs;
-//! - `remove` is idempotent and takes effect for every reader at once.
+//! - `remove` is idempotent and takes effect for every reader at once;
+//! - a session comes back as it went in, its appid and sealed session_key included: stores
+//!   never see a session_key in the clear (see `data_keys.rs`).
 
 mod claims;
 mod memory;
@@ -24,17 +26,25 @@ use std::{fmt, sync::Arc};
 
 use async_trait::async_trait;
 
-use crate::{config::StoreUrl, token::TokenHash};
+use crate::{
+    config::StoreUrl,
+    data_keys::{DataKeys, SealedSessionKey},
+    token::TokenHash,
+};
 
 /// What the server remembers about one login. Serialisable for stores that keep it as a
 /// document (Redis).
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
+    /// The mini-program the login was for: a token is valid for its own app only, even where
+    /// several apps share one store.
+    pub appid: String,
     pub openid: String,
     pub unionid: Option<String>,
-    /// WeChat's key for this user's encrypted open data. Server-side only: WeChat forbids
-    /// sending it to the client, and `Debug` hides it so it cannot reach a log.
-    pub session_key: String,
+    /// WeChat's key for this user's encrypted open data, sealed under the data key (see
+    /// `data_keys.rs`): a leaked store does not yield it. Server-side only: WeChat forbids
+    /// sending it to the client.
+    pub session_key: SealedSessionKey,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds; the session is gone from this instant on.
@@ -44,9 +54,10 @@ pub struct Session {
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
+            .field("appid", &self.appid)
             .field("openid", &self.openid)
             .field("unionid", &self.unionid)
-            .field("session_key", &"[redacted]")
+            .field("session_key", &self.session_key)
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
             .finish()
@@ -84,6 +95,16 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     }
 }
 
+/// Whose sessions the stores hold, for what a backend derives from it: Redis names its keys
+/// after the app (and the prefix of a shared Redis); SQLite adopts the plaintext sessions an
+/// older version wrote by sealing them and stamping them with the app.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub appid: String,
+    pub redis_key_prefix: String,
+    pub data_keys: DataKeys,
+}
+
 /// The stores one server uses: sessions, and claims on login codes.
 #[derive(Debug, Clone)]
 pub struct Stores {
@@ -101,16 +122,20 @@ impl Stores {
         }
     }
 
-    /// Opens the stores the configuration names. `timeout` bounds every call to a networked
-    /// store.
+    /// Opens the stores the configuration names, for the app of `scope`. `timeout` bounds
+    /// every call to a networked store.
     #[cfg_attr(not(feature = "redis-store"), allow(unused_variables))]
-    pub async fn open(url: &StoreUrl, timeout: std::time::Duration) -> Result<Self, StoreError> {
+    pub async fn open(
+        url: &StoreUrl,
+        timeout: std::time::Duration,
+        scope: &Scope,
+    ) -> Result<Self, StoreError> {
         Ok(match url {
             StoreUrl::Memory => Self::local(Arc::new(MemoryStore::default())),
-            StoreUrl::Sqlite(path) => Self::local(Arc::new(SqliteStore::open(path)?)),
+            StoreUrl::Sqlite(path) => Self::local(Arc::new(SqliteStore::open(path, scope)?)),
             #[cfg(feature = "redis-store")]
             StoreUrl::Redis(url) => {
-                let redis = Arc::new(RedisStore::connect(url, timeout).await?);
+                let redis = Arc::new(RedisStore::connect(url, timeout, scope).await?);
                 Self {
                     sessions: redis.clone(),
                     claims: redis,
@@ -133,15 +158,29 @@ pub fn unix_now() -> i64 {
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract_tests {
     use super::*;
-    use crate::token::Token;
+    use crate::{data_keys::SessionKey, token::Token};
+
+    /// The app the contract's sessions belong to; a store under test is scoped to it.
+    pub const APPID: &str = "wxcontracttest01";
+
+    /// A scope for a store under test: [`APPID`] and a fresh data key.
+    pub fn scope() -> Scope {
+        Scope {
+            appid: APPID.into(),
+            redis_key_prefix: String::new(),
+            data_keys: DataKeys::generate(),
+        }
+    }
 
     /// Timestamps are relative to the real clock: networked stores expire keys by real time.
     fn session(openid: &str, expires_in: i64) -> Session {
         let now = unix_now();
+        let key = SessionKey::new("c2Vzc2lvbi1rZXktMTIzNA==");
         Session {
+            appid: APPID.into(),
             openid: openid.into(),
             unionid: None,
-            session_key: "c2Vzc2lvbi1rZXktMTIzNA==".into(),
+            session_key: DataKeys::generate().seal(&key, APPID, openid),
             created_at: now,
             expires_at: now + expires_in,
         }
@@ -160,6 +199,7 @@ pub mod contract_tests {
         let mut s = session("o-round-trip", 3600);
         s.unionid = Some("u-1".into());
         store.insert(key, s.clone()).await.unwrap();
+        // Every field comes back as it went in, the sealed session_key byte for byte.
         assert_eq!(store.get(key, unix_now()).await.unwrap(), Some(s));
         let other = Token::generate().hash();
         assert_eq!(store.get(other, unix_now()).await.unwrap(), None);

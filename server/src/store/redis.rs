@@ -1,9 +1,10 @@
 //! The Redis store, for several server instances behind a load balancer sharing one login
 //! state: a logout on one instance is seen by all of them at once.
 //!
-//! Keys are `wxlogin:s:<hex sha256(token)>` holding the session as JSON, expired by Redis's
-//! own TTL (so there is nothing to purge), and `wxlogin:c:<hex>` for code claims (see
-//! [`ClaimStore`]). One multiplexed connection, reconnected by the connection manager in the
+//! Keys are `{REDIS_KEY_PREFIX}wxlogin:{appid}:s:<hex sha256(token)>` holding the session as
+//! JSON (its session_key sealed), expired by Redis's own TTL (so there is nothing to purge),
+//! and `…wxlogin:{appid}:c:<hex>` for code claims (see [`ClaimStore`]). The AppID and prefix
+//! keep apps and environments that share one Redis out of each other's sessions and claims. One multiplexed connection, reconnected by the connection manager in the
 //! background; every command has a deadline, so a dead Redis yields an error quickly, never a
 //! hang.
 
@@ -12,16 +13,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::{AsyncCommands, aio::ConnectionManager, aio::ConnectionManagerConfig};
 
-use super::{ClaimState, ClaimStore, Outcome, Session, SessionStore, StoreError};
+use super::{ClaimState, ClaimStore, Outcome, Scope, Session, SessionStore, StoreError};
 use crate::token::{TokenHash, hex};
-
-const SESSION_PREFIX: &str = "wxlogin:s:";
-const CLAIM_PREFIX: &str = "wxlogin:c:";
 
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
     timeout: Duration,
+    /// `{prefix}wxlogin:{appid}:s:`
+    session_prefix: String,
+    /// `{prefix}wxlogin:{appid}:c:`
+    claim_prefix: String,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -31,9 +33,9 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`), failing at start-up rather than at the first
-    /// login when Redis is not there.
-    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+    /// Connects to `url` (`redis://host:port/db`) for the app of `scope`, failing at start-up
+    /// rather than at the first login when Redis is not there.
+    pub async fn connect(url: &str, timeout: Duration, scope: &Scope) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("bad Redis URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
@@ -48,7 +50,21 @@ impl RedisStore {
         .await
         .map_err(|_| StoreError::Unavailable("Redis did not answer in time".into()))?
         .map_err(unavailable)?;
-        Ok(Self { conn, timeout })
+        let base = format!("{}wxlogin:{}:", scope.redis_key_prefix, scope.appid);
+        Ok(Self {
+            conn,
+            timeout,
+            session_prefix: format!("{base}s:"),
+            claim_prefix: format!("{base}c:"),
+        })
+    }
+
+    fn session_key(&self, key: &TokenHash) -> String {
+        format!("{}{}", self.session_prefix, key.to_hex())
+    }
+
+    fn claim_key(&self, key: &[u8; 32]) -> String {
+        format!("{}{}", self.claim_prefix, hex(key))
     }
 
     /// Runs one command with the store's deadline.
@@ -67,28 +83,20 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("Redis: {e}"))
 }
 
-fn session_key(key: &TokenHash) -> String {
-    format!("{SESSION_PREFIX}{}", key.to_hex())
-}
-
-fn claim_key(key: &[u8; 32]) -> String {
-    format!("{CLAIM_PREFIX}{}", hex(key))
-}
-
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn insert(&self, key: TokenHash, s: Session) -> Result<(), StoreError> {
         let ttl_s = (s.expires_at - super::unix_now()).max(1) as u64;
         let json = serde_json::to_string(&s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut c = self.conn.clone();
-        self.run(async move { c.set_ex(session_key(&key), json, ttl_s).await })
+        self.run(async move { c.set_ex(self.session_key(&key), json, ttl_s).await })
             .await
     }
 
     async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Session>, StoreError> {
         let mut c = self.conn.clone();
         let raw: Option<String> = self
-            .run(async move { c.get(session_key(&key)).await })
+            .run(async move { c.get(self.session_key(&key)).await })
             .await?;
         let Some(raw) = raw else { return Ok(None) };
         let s: Session =
@@ -100,7 +108,7 @@ impl SessionStore for RedisStore {
     async fn remove(&self, key: TokenHash) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
         let n: u64 = self
-            .run(async move { c.del(session_key(&key)).await })
+            .run(async move { c.del(self.session_key(&key)).await })
             .await?;
         Ok(n > 0)
     }
@@ -126,7 +134,7 @@ impl ClaimStore for RedisStore {
         let won: Option<String> = self
             .run(async move {
                 redis::cmd("SET")
-                    .arg(claim_key(&key))
+                    .arg(self.claim_key(&key))
                     .arg(ClaimState::Pending.encode())
                     .arg("NX")
                     .arg("PX")
@@ -142,7 +150,7 @@ impl ClaimStore for RedisStore {
         // the caller's next round wins it.
         let mut c = self.conn.clone();
         let raw: Option<Vec<u8>> = self
-            .run(async move { c.get(claim_key(&key)).await })
+            .run(async move { c.get(self.claim_key(&key)).await })
             .await?;
         raw.map_or(Ok(Some(ClaimState::Pending)), |v| {
             ClaimState::decode(&v).map(Some)
@@ -158,12 +166,13 @@ impl ClaimStore for RedisStore {
         let value = ClaimState::Done(outcome).encode();
         let ms = keep.as_millis().max(1) as u64;
         let mut c = self.conn.clone();
-        self.run(async move { c.pset_ex(claim_key(&key), value, ms).await })
+        self.run(async move { c.pset_ex(self.claim_key(&key), value, ms).await })
             .await
     }
 
     async fn release(&self, key: [u8; 32]) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        self.run(async move { c.del(claim_key(&key)).await }).await
+        self.run(async move { c.del(self.claim_key(&key)).await })
+            .await
     }
 }

@@ -6,6 +6,14 @@
 //! token the user believed dead would work again. rusqlite is synchronous, so each call runs on tokio's
 //! blocking pool; `/checklogin` reads use their own connections so they never wait behind a
 //! login's write.
+//!
+//! The file is created readable by its owner only (SQLite gives its `-wal` and `-shm` files the
+//! same mode), and its schema is versioned with `PRAGMA user_version`:
+//! - 0: no table yet, or the table of versions before session_key was sealed (plaintext
+//!   `session_key`, no `appid`). Such a file is adopted at open: every live row is sealed under
+//!   the current data key and stamped with the server's AppID, expired rows are dropped, and
+//!   the file is vacuumed and its WAL truncated so no plaintext session_key survives on disk.
+//! - 1: `appid` per row, `session_key` a sealed BLOB.
 
 use std::{
     path::Path,
@@ -15,8 +23,13 @@ use std::{
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{Session, SessionStore, StoreError};
-use crate::token::TokenHash;
+use rusqlite::TransactionBehavior;
+
+use super::{Scope, Session, SessionStore, StoreError};
+use crate::{
+    data_keys::{SealedSessionKey, SessionKey},
+    token::TokenHash,
+};
 
 /// Read connections; two cores serve well with a few more than two.
 const READERS: usize = 4;
@@ -32,27 +45,33 @@ struct Inner {
     readers: Vec<Mutex<Connection>>,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS sessions (
+/// The schema this version writes, as `PRAGMA user_version` records it.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE sessions (
     token_hash  BLOB PRIMARY KEY NOT NULL,
+    appid       TEXT NOT NULL,
     openid      TEXT NOT NULL,
     unionid     TEXT,
-    session_key TEXT NOT NULL,
+    session_key BLOB NOT NULL,
     created_at  INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sessions_expires_at ON sessions (expires_at);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
 ";
 
 impl SqliteStore {
-    /// Opens (creating if needed, parent folders included) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens (creating if needed, parent folders included) the database at `path`, bringing
+    /// a file of an older schema up to date for the app of `scope` (see the module doc).
+    pub fn open(path: &Path, scope: &Scope) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let writer = Connection::open(path).map_err(unavailable)?;
+        create_private(path)?;
+        let mut writer = Connection::open(path).map_err(unavailable)?;
         writer
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
@@ -60,7 +79,7 @@ impl SqliteStore {
                  PRAGMA busy_timeout = 5000;",
             )
             .map_err(unavailable)?;
-        writer.execute_batch(SCHEMA).map_err(unavailable)?;
+        migrate(&mut writer, scope)?;
         let readers = (0..READERS)
             .map(|_| {
                 let conn = Connection::open_with_flags(
@@ -112,6 +131,148 @@ impl SqliteStore {
     }
 }
 
+/// Creates the database file with mode 0600 when it does not exist yet; SQLite would create
+/// it with the umask's mode, typically readable by everyone. An existing file keeps the mode
+/// its operator gave it.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Brings the file to [`SCHEMA_VERSION`]. One immediate transaction, so two processes opening
+/// one new file at once do not both create the table.
+fn migrate(conn: &mut Connection, scope: &Scope) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(unavailable)?;
+    let adopted = match version {
+        SCHEMA_VERSION => return Ok(()),
+        0 => {
+            let legacy: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master
+                     WHERE type = 'table' AND name = 'sessions')",
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(unavailable)?;
+            if legacy {
+                Some(adopt_plaintext_sessions(&tx, scope)?)
+            } else {
+                tx.execute_batch(SCHEMA_V1).map_err(unavailable)?;
+                None
+            }
+        }
+        newer => {
+            return Err(StoreError::Corrupt(format!(
+                "the database has schema version {newer}, newer than this server's \
+                 ({SCHEMA_VERSION}): run the newer server, or move the file aside"
+            )));
+        }
+    };
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(unavailable)?;
+    tx.commit().map_err(unavailable)?;
+    if let Some(count) = adopted {
+        wipe_free_space(conn)?;
+        tracing::info!(
+            sessions = count,
+            "SQLite store upgraded: plaintext session_keys sealed under the data key"
+        );
+    }
+    Ok(())
+}
+
+/// Moves the rows of the unsealed schema into the current one: session_key sealed under the
+/// current data key, `appid` the server's own (a file had one app's sessions). Expired rows are
+/// not carried over. Returns how many rows were.
+fn adopt_plaintext_sessions(tx: &Connection, scope: &Scope) -> Result<usize, StoreError> {
+    tx.execute_batch(
+        "DROP INDEX IF EXISTS sessions_expires_at;
+         ALTER TABLE sessions RENAME TO sessions_unsealed;",
+    )
+    .map_err(unavailable)?;
+    tx.execute_batch(SCHEMA_V1).map_err(unavailable)?;
+    let mut select = tx
+        .prepare(
+            "SELECT token_hash, openid, unionid, session_key, created_at, expires_at
+             FROM sessions_unsealed WHERE expires_at > ?1",
+        )
+        .map_err(unavailable)?;
+    let mut insert = tx
+        .prepare(
+            "INSERT INTO sessions
+             (token_hash, appid, openid, unionid, session_key, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .map_err(unavailable)?;
+    let mut rows = select
+        .query(params![super::unix_now()])
+        .map_err(unavailable)?;
+    let mut count = 0;
+    while let Some(row) = rows.next().map_err(unavailable)? {
+        let token_hash: Vec<u8> = row.get(0).map_err(unavailable)?;
+        let openid: String = row.get(1).map_err(unavailable)?;
+        let unionid: Option<String> = row.get(2).map_err(unavailable)?;
+        let plain: String = row.get(3).map_err(unavailable)?;
+        let sealed = scope
+            .data_keys
+            .seal(&SessionKey::new(plain), &scope.appid, &openid);
+        let created_at: i64 = row.get(4).map_err(unavailable)?;
+        let expires_at: i64 = row.get(5).map_err(unavailable)?;
+        insert
+            .execute(params![
+                token_hash,
+                scope.appid,
+                openid,
+                unionid,
+                sealed.as_bytes(),
+                created_at,
+                expires_at
+            ])
+            .map_err(unavailable)?;
+        count += 1;
+    }
+    drop(rows);
+    drop(select);
+    drop(insert);
+    tx.execute_batch("DROP TABLE sessions_unsealed;")
+        .map_err(unavailable)?;
+    Ok(count)
+}
+
+/// Rewrites the file without the pages the plaintext lived in, and empties the WAL, which
+/// held copies of them: a dropped table's pages otherwise stay on disk, readable, until reused.
+fn wipe_free_space(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("VACUUM;").map_err(unavailable)?;
+    let (busy, _, _): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .map_err(unavailable)?;
+    if busy != 0 {
+        return Err(StoreError::Unavailable(
+            "the upgraded database's WAL could not be emptied: another process has the file \
+             open. Stop it and start again"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // rusqlite rolls back an unfinished statement on drop, so a poisoned lock holds a usable
     // connection.
@@ -128,14 +289,15 @@ impl SessionStore for SqliteStore {
         self.write(move |c| {
             c.prepare_cached(
                 "INSERT OR REPLACE INTO sessions
-                 (token_hash, openid, unionid, session_key, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 (token_hash, appid, openid, unionid, session_key, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 key.as_bytes().as_slice(),
+                s.appid,
                 s.openid,
                 s.unionid,
-                s.session_key,
+                s.session_key.as_bytes(),
                 s.created_at,
                 s.expires_at
             ])
@@ -147,16 +309,17 @@ impl SessionStore for SqliteStore {
     async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Session>, StoreError> {
         self.read(key.as_bytes()[0] as usize, move |c| {
             c.prepare_cached(
-                "SELECT openid, unionid, session_key, created_at, expires_at
+                "SELECT appid, openid, unionid, session_key, created_at, expires_at
                  FROM sessions WHERE token_hash = ?1 AND expires_at > ?2",
             )?
             .query_row(params![key.as_bytes().as_slice(), now], |row| {
                 Ok(Session {
-                    openid: row.get(0)?,
-                    unionid: row.get(1)?,
-                    session_key: row.get(2)?,
-                    created_at: row.get(3)?,
-                    expires_at: row.get(4)?,
+                    appid: row.get(0)?,
+                    openid: row.get(1)?,
+                    unionid: row.get(2)?,
+                    session_key: SealedSessionKey::from_bytes(row.get(3)?),
+                    created_at: row.get(4)?,
+                    expires_at: row.get(5)?,
                 })
             })
             .optional()
@@ -186,11 +349,12 @@ impl SessionStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::contract_tests::{APPID, scope};
 
     #[tokio::test(flavor = "multi_thread")]
     async fn meets_the_store_contract() {
         let dir = tempdir();
-        let store = SqliteStore::open(&dir.join("nested/sessions.db")).unwrap();
+        let store = SqliteStore::open(&dir.join("nested/sessions.db"), &scope()).unwrap();
         super::super::contract_tests::run_all(&store).await;
         super::super::contract_tests::purge_deletes_expired_sessions(&store).await;
         std::fs::remove_dir_all(dir).ok();
@@ -201,20 +365,129 @@ mod tests {
         let dir = tempdir();
         let path = dir.join("sessions.db");
         let key = crate::token::Token::generate().hash();
+        let scope = scope();
         let session = Session {
+            appid: APPID.into(),
             openid: "o-durable".into(),
             unionid: None,
-            session_key: "k".into(),
+            session_key: scope
+                .data_keys
+                .seal(&SessionKey::new("k"), APPID, "o-durable"),
             created_at: 1,
             expires_at: i64::MAX,
         };
         {
-            let store = SqliteStore::open(&path).unwrap();
+            let store = SqliteStore::open(&path, &scope).unwrap();
             store.insert(key, session.clone()).await.unwrap();
         }
-        let reopened = SqliteStore::open(&path).unwrap();
+        let reopened = SqliteStore::open(&path, &scope).unwrap();
         assert_eq!(reopened.get(key, 2).await.unwrap(), Some(session));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// The schema of the versions before sealing, exactly as they created it.
+    const UNSEALED_SCHEMA: &str = "
+        CREATE TABLE IF NOT EXISTS sessions (
+            token_hash  BLOB PRIMARY KEY NOT NULL,
+            openid      TEXT NOT NULL,
+            unionid     TEXT,
+            session_key TEXT NOT NULL,
+            created_at  INTEGER NOT NULL,
+            expires_at  INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS sessions_expires_at ON sessions (expires_at);
+    ";
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_file_with_plaintext_session_keys_is_adopted_sealed_and_wiped() {
+        let dir = tempdir();
+        let path = dir.join("sessions.db");
+        let plain = "UGxhaW50ZXh0U2Vzc2lvbktleQ==";
+        let expired_plain = "RXhwaXJlZFNlc3Npb25LZXkxMg==";
+        let live = crate::token::Token::generate().hash();
+        let expired = crate::token::Token::generate().hash();
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+            old.execute_batch(UNSEALED_SCHEMA).unwrap();
+            for (key, session_key, expires_at) in
+                [(live, plain, i64::MAX), (expired, expired_plain, 10)]
+            {
+                old.execute(
+                    "INSERT INTO sessions VALUES (?1, 'o-old', 'u-old', ?2, 5, ?3)",
+                    params![key.as_bytes().as_slice(), session_key, expires_at],
+                )
+                .unwrap();
+            }
+            // As after a crash: the rows are in the WAL, not yet in the database file.
+            std::mem::forget(old);
+        }
+        let scope = scope();
+        let store = SqliteStore::open(&path, &scope).unwrap();
+
+        let session = store.get(live, 6).await.unwrap().expect("adopted");
+        assert_eq!(session.appid, APPID, "stamped with the server's app");
+        assert_eq!(
+            (session.openid.as_str(), session.unionid.as_deref()),
+            ("o-old", Some("u-old"))
+        );
+        let opened = scope
+            .data_keys
+            .open(&session.session_key, APPID, "o-old")
+            .unwrap();
+        assert_eq!(opened.expose(), plain);
+        assert_eq!(store.get(expired, 0).await.unwrap(), None, "dropped");
+
+        let raw =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, plain).unwrap();
+        for file in files_of(&path) {
+            let bytes = std::fs::read(&file).unwrap();
+            for needle in [plain.as_bytes(), raw.as_slice(), expired_plain.as_bytes()] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "plaintext session_key left in {}",
+                    file.display()
+                );
+            }
+        }
+        drop(store);
+        // Opening again finds the current schema and changes nothing.
+        let again = SqliteStore::open(&path, &scope).unwrap();
+        assert_eq!(again.get(live, 6).await.unwrap(), Some(session));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_file_from_a_newer_version_is_refused_not_rewritten() {
+        let dir = tempdir();
+        let path = dir.join("sessions.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 7;")
+            .unwrap();
+        let err = SqliteStore::open(&path, &scope()).unwrap_err().to_string();
+        assert!(err.contains("schema version 7"), "{err}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// The database file and whichever of its `-wal` and `-shm` companions exist.
+    fn files_of(path: &Path) -> Vec<std::path::PathBuf> {
+        let mut files = vec![path.to_owned()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let companion = std::path::PathBuf::from(name);
+            if companion.exists() {
+                files.push(companion);
+            }
+        }
+        files
     }
 
     fn tempdir() -> std::path::PathBuf {

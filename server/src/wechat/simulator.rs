@@ -15,6 +15,8 @@
 //! - `GET /stats` — `{"code2session_calls": n, "codes_issued": n}`, so tests can prove that
 //!   bad input never reached WeChat.
 //!
+//! In process, [`Simulator::session_key_of`] tells a test the session_key a user was given.
+//!
 //! [`WechatClient`]: super::WechatClient
 
 use std::{
@@ -72,6 +74,8 @@ struct SimState {
     recent_calls: HashMap<String, VecDeque<Instant>>,
     code2session_calls: u64,
     codes_issued: u64,
+    /// The session_key last issued to each user, as WeChat keeps one per user.
+    session_keys: HashMap<String, String>,
 }
 
 struct IssuedCode {
@@ -181,6 +185,12 @@ impl Simulator {
         }
     }
 
+    /// The session_key the last successful exchange gave `user`: what WeChat and the server
+    /// share, so a test can look for it where it must not be (a store file, a log).
+    pub fn session_key_of(&self, user: &str) -> Option<String> {
+        self.state().session_keys.get(user).cloned()
+    }
+
     /// The openid WeChat would give `user` in this app: stable per (app, user), opaque.
     pub fn openid_for(&self, user: &str) -> String {
         let digest = Sha256::digest(format!("{}:{user}", self.inner.appid));
@@ -236,13 +246,15 @@ impl Simulator {
             return error(errcode::RATE_LIMITED, "api minute-quota reach limit");
         }
         calls.push_back(now);
-        drop(state);
 
         let mut key = [0u8; 16];
         getrandom::fill(&mut key).expect("the OS random number generator failed");
+        let session_key = base64::engine::general_purpose::STANDARD.encode(key);
+        state.session_keys.insert(user.clone(), session_key.clone());
+        drop(state);
         json!({
             "openid": self.openid_for(&user),
-            "session_key": base64::engine::general_purpose::STANDARD.encode(key),
+            "session_key": session_key,
         })
     }
 }
@@ -307,6 +319,10 @@ mod tests {
         let first = sim.exchange(&query(&sim, &code));
         assert_eq!(first["openid"], sim.openid_for("alice"));
         assert!(first["session_key"].as_str().unwrap().len() >= 22);
+        assert_eq!(
+            sim.session_key_of("alice").as_deref(),
+            first["session_key"].as_str()
+        );
         assert_eq!(sim.exchange(&query(&sim, &code))["errcode"], 40163);
     }
 
