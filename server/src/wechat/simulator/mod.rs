@@ -15,7 +15,16 @@
 //! - `GET /stats` — `{"code2session_calls": n, "codes_issued": n}`, so tests can prove that
 //!   bad input never reached WeChat.
 //!
-//! In process, [`Simulator::session_key_of`] tells a test the session_key a user was given.
+//! - `POST /cgi-bin/stable_token`, `POST /wxa/business/getuserphonenumber?access_token` —
+//!   WeChat's access-token and phone-number APIs (see `open_api.rs`).
+//! - `POST /phone-code` — body `{"user", "phoneNumber"?}`; answers `{"code"}`, standing in for
+//!   the code a `getPhoneNumber` button gives.
+//! - `POST /open-data` — body `{"user"}`; answers `{"encryptedData", "iv", "rawData",
+//!   "signature"}` under the user's current session_key, as `wx.getUserInfo`-style APIs hand
+//!   them to the client.
+//!
+//! Each `wx.login()` gives the user a new session_key, as WeChat does. In process,
+//! [`Simulator::session_key_of`] tells a test the one a user holds.
 //!
 //! [`WechatClient`]: super::WechatClient
 
@@ -39,6 +48,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::errcode;
+
+mod open_api;
+
+pub use open_api::SimOpenData;
 
 /// WeChat's documented life of a login code.
 pub const CODE_TTL: Duration = Duration::from_secs(5 * 60);
@@ -74,8 +87,9 @@ struct SimState {
     recent_calls: HashMap<String, VecDeque<Instant>>,
     code2session_calls: u64,
     codes_issued: u64,
-    /// The session_key last issued to each user, as WeChat keeps one per user.
+    /// Each user's current session_key (base64), as WeChat keeps one per user.
     session_keys: HashMap<String, String>,
+    open: open_api::OpenState,
 }
 
 struct IssuedCode {
@@ -137,6 +151,13 @@ impl Simulator {
             .route("/wx.login", post(wx_login))
             .route("/faults", post(push_faults))
             .route("/stats", get(stats))
+            .route("/cgi-bin/stable_token", post(open_api::stable_token))
+            .route(
+                "/wxa/business/getuserphonenumber",
+                post(open_api::phone_number),
+            )
+            .route("/phone-code", post(open_api::phone_code))
+            .route("/open-data", post(open_api::open_data))
             .with_state(self.clone())
     }
 
@@ -160,6 +181,10 @@ impl Simulator {
             },
         );
         state.codes_issued += 1;
+        // WeChat gives the user a new session_key at every wx.login(); the exchange reveals it.
+        state
+            .session_keys
+            .insert(user.to_owned(), open_api::random_session_key());
         code
     }
 
@@ -185,8 +210,9 @@ impl Simulator {
         }
     }
 
-    /// The session_key the last successful exchange gave `user`: what WeChat and the server
-    /// share, so a test can look for it where it must not be (a store file, a log).
+    /// The session_key `user` holds now: given at their last `wx.login()`, revealed by the
+    /// exchange of that code. What WeChat and the server share, so a test can look for it where
+    /// it must not be (a store file, a log).
     pub fn session_key_of(&self, user: &str) -> Option<String> {
         self.state().session_keys.get(user).cloned()
     }
@@ -247,10 +273,11 @@ impl Simulator {
         }
         calls.push_back(now);
 
-        let mut key = [0u8; 16];
-        getrandom::fill(&mut key).expect("the OS random number generator failed");
-        let session_key = base64::engine::general_purpose::STANDARD.encode(key);
-        state.session_keys.insert(user.clone(), session_key.clone());
+        let session_key = state
+            .session_keys
+            .entry(user.clone())
+            .or_insert_with(open_api::random_session_key)
+            .clone();
         drop(state);
         json!({
             "openid": self.openid_for(&user),
