@@ -162,7 +162,7 @@ fn data_keys(config: &Config) -> Result<DataKeys, StartError> {
 }
 
 /// Where dev mode keeps its data key: `data_key` in the SQLite file's folder.
-pub fn dev_key_file(database: &std::path::Path) -> std::path::PathBuf {
+fn dev_key_file(database: &std::path::Path) -> std::path::PathBuf {
     database
         .parent()
         .unwrap_or(std::path::Path::new(""))
