@@ -141,6 +141,12 @@ impl Stores {
                     claims: redis,
                 }
             }
+            #[cfg(not(feature = "redis-store"))]
+            StoreUrl::Redis(_) => {
+                return Err(StoreError::Unavailable(
+                    "this build has no Redis support: build with the `redis-store` feature".into(),
+                ));
+            }
         })
     }
 }
