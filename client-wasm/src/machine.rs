@@ -416,7 +416,7 @@ impl Machine {
             (token, rewrite)
         };
         self.reads = None;
-        if self.state != State::ReadingStorage {
+        if !matches!(self.state, State::ReadingStorage) {
             // Unless a login or logout has written or removed the keys since (then what was
             // read is gone already).
             if logged_out_of && !self.token_keys_settled {
@@ -481,7 +481,7 @@ impl Machine {
     }
 
     fn on_login_requested(&mut self, fx: &mut Vec<Effect>) {
-        if self.state == State::Unknown {
+        if matches!(self.state, State::Unknown) {
             // Asked before launch: launch first, for the pending logouts and so that a stored
             // token pending its logout is removed.
             self.read_storage(fx);
@@ -749,7 +749,7 @@ impl Machine {
     /// login under way is abandoned (its answers become stale); a token the server issues for
     /// it is never used.
     fn on_logout(&mut self, fx: &mut Vec<Effect>) {
-        if self.state == State::Unknown {
+        if matches!(self.state, State::Unknown) {
             // Before launch: launch, or the pending logouts would never be read.
             self.read_storage(fx);
         }

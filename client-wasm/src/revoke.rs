@@ -87,7 +87,7 @@ impl Revokes {
         config: &Config,
         fx: &mut Vec<Effect>,
     ) {
-        if self.phase != Phase::Unread {
+        if !matches!(self.phase, Phase::Unread) {
             return;
         }
         let added = std::mem::take(&mut self.tokens);
@@ -103,7 +103,7 @@ impl Revokes {
 
     /// Sends the oldest pending token if nothing is in flight or waiting out a backoff.
     pub(crate) fn resume(&mut self, ids: &mut Ids, fx: &mut Vec<Effect>) {
-        if self.phase == Phase::Idle {
+        if matches!(self.phase, Phase::Idle) {
             self.send_now(ids, fx);
         }
     }
@@ -112,7 +112,7 @@ impl Revokes {
     /// calls [`Revokes::send_now`], once the token itself has left storage.
     pub(crate) fn add(&mut self, token: String, config: &Config, fx: &mut Vec<Effect>) {
         self.push(token);
-        if self.phase != Phase::Unread {
+        if !matches!(self.phase, Phase::Unread) {
             self.persist(config, fx);
         }
     }
@@ -196,7 +196,7 @@ impl Revokes {
 
     /// A timer ran out; `false` when it is not the revoke's.
     pub(crate) fn on_timer(&mut self, timer: u32, ids: &mut Ids, fx: &mut Vec<Effect>) -> bool {
-        if self.phase != (Phase::Waiting { timer }) {
+        if !matches!(self.phase, Phase::Waiting { timer: t } if t == timer) {
             return false;
         }
         self.send_now(ids, fx);
@@ -209,7 +209,8 @@ impl Revokes {
             self.tokens.push(token);
         }
         if self.tokens.len() > MAX_PENDING_LOGOUTS {
-            self.tokens.remove(0);
+            // (Not `remove(0)`, whose shifting drags a memmove into the wasm module.)
+            self.tokens = self.tokens.split_off(1);
         }
     }
 
