@@ -6,9 +6,9 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { withServer, loggedIn, waitFor } = require('./support.js');
+const { FAST, withServer, loggedIn, waitFor } = require('./support.js');
 
-const PENDING_KEY = 'logout_pending';
+const PENDING_KEY = FAST.logout_storage_key;
 const offline = (call) => call.path === '/logout';
 
 /** The app's POST /logout calls so far. */

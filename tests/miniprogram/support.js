@@ -8,7 +8,7 @@ const { Runtime, Device, waitFor, nextTurn } = require('./runtime.js');
 const { startServer } = require('../js/dev-server.js');
 
 // Short backoff keeps the retry tests fast; everything else is the shipped config.
-const FAST = { max_attempts: 3, base_backoff_ms: 50, max_backoff_ms: 400, storage_key: 'token', expiry_storage_key: 'token_expires_at_ms' };
+const FAST = { max_attempts: 3, base_backoff_ms: 50, max_backoff_ms: 400, storage_key: 'token', expiry_storage_key: 'token_expires_at_ms', logout_storage_key: 'logout_pending' };
 
 /** The app's config module pointed at `baseUrl`, with `machine` overrides. */
 function configFor(baseUrl, machine = {}) {
