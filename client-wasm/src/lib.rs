@@ -162,7 +162,7 @@
 //! Build note: compile with `RUSTFLAGS=-Ctarget-feature=-reference-types`. With reference types
 //! on (rustc's default), wasm-bindgen emits an externref table that Debian's `wasm-opt` 108
 //! breaks (`Table.set(): Argument 1 is invalid` at load), and older mini-program runtimes may
-//! lack the feature anyway. The module is about 51 KiB after `wasm-opt -Oz`.
+//! lack the feature anyway. The module is about 55 KiB after `wasm-opt -Oz`.
 
 pub mod effect;
 pub mod event;
