@@ -64,7 +64,10 @@ App({
     return this.session.login();
   },
 
-  /** Logs out here and on the server; a later ensureLogin() logs in again. */
+  /**
+   * Logs out here at once and on the server as soon as it can be reached (retried, across
+   * launches too, until it confirms); a later ensureLogin() logs in again.
+   */
   logout() {
     return this.session.logout();
   },

@@ -26,6 +26,11 @@ pub struct Config {
     /// Storage key of the token's expiry (a number of milliseconds). Must differ from
     /// `storage_key`.
     pub expiry_storage_key: String,
+    /// Storage key of the tokens logged out of whose `POST /logout` the server has not
+    /// confirmed yet (a JSON array of strings, oldest first): they outlive the app's process so
+    /// that a logout on a bad network still ends the session on the server, at a later launch
+    /// if need be. Must differ from the other two keys.
+    pub logout_storage_key: String,
     /// A token that expires within this margin counts as expired, so that a request made with
     /// it does not die in flight.
     pub expiry_margin_ms: u64,
@@ -44,6 +49,7 @@ impl Default for Config {
             max_backoff_ms: 30_000,
             storage_key: "token".to_owned(),
             expiry_storage_key: "token_expires_at_ms".to_owned(),
+            logout_storage_key: "logout_pending".to_owned(),
             expiry_margin_ms: 60_000,
             relogin_guard_ms: 60_000,
         }
@@ -53,7 +59,7 @@ impl Default for Config {
 impl Config {
     /// Reads a config object; absent (or `null`) fields keep their defaults, unknown fields are
     /// an error, like the serde derive. Two storage keys that are the same are an error too
-    /// (the expiry would overwrite the token).
+    /// (one value would overwrite the other).
     pub fn from_json(text: &str) -> Result<Config, String> {
         let json = codec::parse(text).map_err(|e| ["not JSON: ", e].concat())?;
         let Json::Obj(members) = &json else {
@@ -80,22 +86,30 @@ impl Config {
                 "max_backoff_ms" => config.max_backoff_ms = number()?,
                 "expiry_margin_ms" => config.expiry_margin_ms = number()?,
                 "relogin_guard_ms" => config.relogin_guard_ms = number()?,
-                "storage_key" | "expiry_storage_key" => {
+                "storage_key" | "expiry_storage_key" | "logout_storage_key" => {
                     let text = value
                         .as_str()
                         .ok_or_else(|| ["field `", key, "` must be a string"].concat())?;
-                    let field = if key == "storage_key" {
-                        &mut config.storage_key
-                    } else {
-                        &mut config.expiry_storage_key
+                    let field = match key {
+                        "storage_key" => &mut config.storage_key,
+                        "expiry_storage_key" => &mut config.expiry_storage_key,
+                        _ => &mut config.logout_storage_key,
                     };
                     text.clone_into(field);
                 }
                 other => return Err(["unknown field `", other, "`"].concat()),
             }
         }
-        if config.storage_key == config.expiry_storage_key {
-            return Err("`storage_key` and `expiry_storage_key` must differ".to_owned());
+        let keys = [
+            &config.storage_key,
+            &config.expiry_storage_key,
+            &config.logout_storage_key,
+        ];
+        if keys[0] == keys[1] || keys[0] == keys[2] || keys[1] == keys[2] {
+            return Err(
+                "`storage_key`, `expiry_storage_key` and `logout_storage_key` must differ"
+                    .to_owned(),
+            );
         }
         Ok(config)
     }
@@ -116,6 +130,7 @@ mod tests {
         assert_eq!(config, Config::default());
         assert_eq!(config.storage_key, "token");
         assert_eq!(config.expiry_storage_key, "token_expires_at_ms");
+        assert_eq!(config.logout_storage_key, "logout_pending");
     }
 
     #[test]
@@ -135,6 +150,7 @@ mod tests {
             max_backoff_ms: 2,
             storage_key: "k\"".into(),
             expiry_storage_key: "k\u{e9}".into(),
+            logout_storage_key: "k2".into(),
             expiry_margin_ms: 4,
             relogin_guard_ms: 5,
         };
@@ -154,6 +170,9 @@ mod tests {
             r#"{"expiry_storage_key":[]}"#,
             r#"{"expiry_storage_key":"token"}"#,
             r#"{"storage_key":"a","expiry_storage_key":"a"}"#,
+            r#"{"logout_storage_key":"token"}"#,
+            r#"{"logout_storage_key":"token_expires_at_ms"}"#,
+            r#"{"logout_storage_key":5}"#,
         ] {
             assert!(Config::from_json(bad).is_err(), "{bad}");
         }

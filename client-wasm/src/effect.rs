@@ -15,8 +15,9 @@ pub enum Effect {
     /// Read `key` and answer with `storage_read`. The machine asks for several keys at once;
     /// each read gets its own answer.
     ReadStorage { key: String },
-    /// Store `value` under `key`, as the JSON value it is (a string or a number): wx storage
-    /// keeps JSON values natively, so it is stored as is, never as JSON text.
+    /// Store `value` under `key`, as the JSON value it is (a string, a number or an array of
+    /// strings): wx storage keeps JSON values natively, so it is stored as is, never as JSON
+    /// text.
     WriteStorage { key: String, value: StorageValue },
     /// Remove `key`.
     RemoveStorage { key: String },
@@ -54,14 +55,16 @@ pub enum Effect {
     },
 }
 
-/// A value for the host's storage: the token (a string) or its expiry (a number of
-/// milliseconds). A host whose storage keeps strings only (localStorage) stores the number's
-/// decimal digits; the machine reads them back either way.
+/// A value for the host's storage: the token (a string), its expiry (a number of
+/// milliseconds), or the tokens whose logout the server has not confirmed (an array of
+/// strings). A host whose storage keeps strings only (localStorage) stores the number's
+/// decimal digits and the array's JSON text; the machine reads them back either way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum StorageValue {
     Text(String),
     Number(u64),
+    Tokens(Vec<String>),
 }
 
 impl StorageValue {
@@ -69,10 +72,24 @@ impl StorageValue {
     pub fn to_text(&self) -> String {
         match self {
             StorageValue::Text(text) => text.clone(),
-            StorageValue::Number(n) => {
-                let mut out = String::new();
-                crate::codec::push_u64(&mut out, *n);
-                out
+            StorageValue::Number(_) | StorageValue::Tokens(_) => {
+                let mut w = Writer::new();
+                self.write_json(&mut w);
+                w.finish()
+            }
+        }
+    }
+
+    fn write_json(&self, w: &mut Writer) {
+        match self {
+            StorageValue::Text(text) => w.string(text),
+            StorageValue::Number(n) => w.u64(*n),
+            StorageValue::Tokens(tokens) => {
+                w.begin_array();
+                for token in tokens {
+                    w.string(token);
+                }
+                w.end_array();
             }
         }
     }
@@ -179,10 +196,7 @@ impl Effect {
                 w.str_member("type", "write_storage");
                 w.str_member("key", key);
                 w.key("value");
-                match value {
-                    StorageValue::Text(text) => w.string(text),
-                    StorageValue::Number(n) => w.u64(*n),
-                }
+                value.write_json(w);
             }
             Effect::RemoveStorage { key } => {
                 w.str_member("type", "remove_storage");
@@ -364,6 +378,13 @@ mod tests {
                 r#"{"type":"write_storage","key":"exp","value":1700000000000}"#,
             ),
             (
+                Effect::WriteStorage {
+                    key: "logout_pending".into(),
+                    value: StorageValue::Tokens(vec!["a".into(), "b\"".into()]),
+                },
+                r#"{"type":"write_storage","key":"logout_pending","value":["a","b\""]}"#,
+            ),
+            (
                 Effect::TokenChanged {
                     token: Some("t".into()),
                     expires_at_ms: Some(5),
@@ -392,5 +413,10 @@ mod tests {
     fn storage_values_as_text() {
         assert_eq!(StorageValue::Text("t".into()).to_text(), "t");
         assert_eq!(StorageValue::Number(42).to_text(), "42");
+        assert_eq!(
+            StorageValue::Tokens(vec!["a".into(), "b".into()]).to_text(),
+            r#"["a","b"]"#
+        );
+        assert_eq!(StorageValue::Tokens(Vec::new()).to_text(), "[]");
     }
 }

@@ -86,7 +86,7 @@ mod tests {
         let fx = client.handle(r#"{"type":"launched","now_ms":0}"#).unwrap();
         assert_eq!(
             fx,
-            r#"[{"type":"read_storage","key":"tok"},{"type":"read_storage","key":"token_expires_at_ms"},{"type":"state_changed","state":"reading-storage","token_expires_at_ms":null,"verified":false,"attempt":0,"last_error":null}]"#
+            r#"[{"type":"read_storage","key":"tok"},{"type":"read_storage","key":"token_expires_at_ms"},{"type":"read_storage","key":"logout_pending"},{"type":"state_changed","state":"reading-storage","token_expires_at_ms":null,"verified":false,"attempt":0,"last_error":null}]"#
         );
         assert_eq!(client.state(), "reading-storage");
         assert!(

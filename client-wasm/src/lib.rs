@@ -16,7 +16,9 @@
 //! - `wire`: the server's answers read into `shared`'s wire types.
 //! - `failure`: what waiters see when something went wrong, and which HTTP errors are worth
 //!   retrying.
-//! - `storage`: how the token is kept in storage (two keys), and the older forms still read.
+//! - `storage`: how the token is kept in storage (two keys), the older forms still read, and
+//!   the pending logouts (a third key).
+//! - `revoke`: logouts kept and sent again until the server confirms them.
 //! - `backoff`: retry delays.
 //! - `config`: the tuning knobs.
 //! - [`json`]: the JSON-string API, what the wasm build exports (`wasm`, only on wasm32).
@@ -31,8 +33,9 @@
 //! only (it is never in `state_changed`, so snapshots can be logged).
 //!
 //! # Behaviour in brief
-//! - `launched` reads storage: the bare token under `storage_key` and its expiry (a number of
-//!   ms) under `expiry_storage_key`, one `read_storage` each. A stored token that is unexpired
+//! - `launched` reads storage: the bare token under `storage_key`, its expiry (a number of
+//!   ms) under `expiry_storage_key` and the pending logouts under `logout_storage_key`, one
+//!   `read_storage` each. A stored token that is unexpired
 //!   is held at once (`token_changed`, state `checking`) and verified with `GET /checklogin` in
 //!   the background; no token, or an expired one, goes straight to `wx.login` + `POST /login`
 //!   (never a check with an empty token). Older stored forms (JSON text under `storage_key`)
@@ -59,9 +62,17 @@
 //!   401 for a token issued for a previous 401 less than `relogin_guard_ms` ago does not log in
 //!   again: the token is kept, marked refused (`last_error` code `unauthorized`), so a server
 //!   that rejects whatever it issues costs at most one login per `relogin_guard_ms`.
-//! - `logout_requested`: remove storage, `POST /logout` with the token (fire and forget), state
-//!   `logged-out`, waiters get `logged_out`. `forget_token`: remove storage only. Neither is
-//!   sticky: a later `ensure_login` logs in again.
+//! - `logout_requested`: logged out on the device at once (the token's keys removed, state
+//!   `logged-out`, waiters get `logged_out`), and the token is revoked on the server: it is
+//!   added to the pending logouts in storage (an array under `logout_storage_key`, at most
+//!   8, the oldest dropped past that) *before* `POST /logout` goes out, and removed only when
+//!   the server answers 2xx or 401. No answer, 5xx, 429 or another 4xx keep it: sent again
+//!   after `base_backoff_ms`, doubling up to `max_backoff_ms` (never given up), at once after
+//!   a login or check the server answered with success or another logout, and at the next
+//!   launch. One `POST /logout` is in flight at a time, oldest token first; it never carries
+//!   the token held now, and a stored token that is pending its logout is not held again. A
+//!   pending logout holds up nothing: a new login goes ahead beside it. `forget_token`: remove
+//!   the token's keys only. Neither is sticky: a later `ensure_login` logs in again.
 //!
 //! # JSON formats
 //! Every event and effect is an object whose `type` names it. Ids (`waiter`, `request`,
@@ -70,7 +81,8 @@
 //! Config (all fields optional, unknown ones rejected; these are the defaults):
 //! ```json
 //! {"max_attempts":5,"base_backoff_ms":500,"max_backoff_ms":30000,"storage_key":"token",
-//!  "expiry_storage_key":"token_expires_at_ms","expiry_margin_ms":60000,"relogin_guard_ms":60000}
+//!  "expiry_storage_key":"token_expires_at_ms","logout_storage_key":"logout_pending",
+//!  "expiry_margin_ms":60000,"relogin_guard_ms":60000}
 //! ```
 //!
 //! Events (host → machine):
@@ -102,10 +114,13 @@
 //! ```json
 //! {"type":"read_storage","key":"token"}
 //! {"type":"read_storage","key":"token_expires_at_ms"}
+//! {"type":"read_storage","key":"logout_pending"}
 //! {"type":"write_storage","key":"token","value":"t2"}
 //! {"type":"write_storage","key":"token_expires_at_ms","value":1700604800500}
+//! {"type":"write_storage","key":"logout_pending","value":["t1","t2"]}
 //! {"type":"remove_storage","key":"token"}
 //! {"type":"remove_storage","key":"token_expires_at_ms"}
+//! {"type":"remove_storage","key":"logout_pending"}
 //! {"type":"wx_login"}
 //! {"type":"http_request","request":1,"method":"GET","path":"/checklogin","bearer":"t1","body":null}
 //! {"type":"http_request","request":2,"method":"POST","path":"/login","bearer":null,"body":"{\"code\":\"081abcDEF\"}"}
@@ -117,8 +132,10 @@
 //! {"type":"resolve_waiters","waiters":[7,8],"result":{"ok":{"token":"t2"}}}
 //! {"type":"resolve_waiters","waiters":[7],"result":{"err":{"code":"high_risk_user","message":"..."}}}
 //! ```
-//! `write_storage.value` is a JSON value, the token a string and the expiry a number: store it
-//! as is (`wx.setStorageSync(key, value)`; a string-only storage keeps the number's digits).
+//! `write_storage.value` is a JSON value, the token a string, the expiry a number and the
+//! pending logouts an array of strings: store it as is (`wx.setStorageSync(key, value)`; a
+//! string-only storage keeps the number's digits and the array's JSON text), and hand it back
+//! as is in `storage_read`.
 //! `http_request.path` is relative to the server base URL; send `Authorization: Bearer
 //! <bearer>` when `bearer` is not null and `Content-Type: application/json` when `body` is not
 //! null. `token_changed` comes whenever the held token changes (read from storage and
@@ -145,7 +162,7 @@
 //! Build note: compile with `RUSTFLAGS=-Ctarget-feature=-reference-types`. With reference types
 //! on (rustc's default), wasm-bindgen emits an externref table that Debian's `wasm-opt` 108
 //! breaks (`Table.set(): Argument 1 is invalid` at load), and older mini-program runtimes may
-//! lack the feature anyway. The module is about 51 KiB after `wasm-opt -Oz`.
+//! lack the feature anyway. The module is about 55 KiB after `wasm-opt -Oz`.
 
 pub mod effect;
 pub mod event;
@@ -156,6 +173,7 @@ mod backoff;
 mod codec;
 mod config;
 mod failure;
+mod revoke;
 mod storage;
 mod wire;
 
@@ -170,4 +188,5 @@ pub use event::Event;
 pub use failure::{Failure, codes};
 pub use json::JsonClient;
 pub use machine::Machine;
+pub use revoke::MAX_PENDING_LOGOUTS;
 pub use storage::StoredToken;

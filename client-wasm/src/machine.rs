@@ -14,7 +14,10 @@
 //!   none waits for a check either: a usable stored token is handed out while it is verified;
 //! - answers to requests and timers the machine no longer waits for are ignored;
 //! - hosts learn the held token from `token_changed` only, emitted whenever it changes, and the
-//!   token held is the one in storage.
+//!   token held is the one in storage;
+//! - a token the user logged out of is kept in storage until the server confirms its revoke,
+//!   is never held again, and is the only kind of token a `POST /logout` carries (see
+//!   [`revoke`](crate::revoke)).
 
 use shared::{LoginResponse, paths};
 
@@ -23,6 +26,7 @@ use crate::config::Config;
 use crate::effect::{Effect, Method, Snapshot, StateName, StorageValue, WaiterResult};
 use crate::event::Event;
 use crate::failure::{Failure, Remedy, classify, codes};
+use crate::revoke::Revokes;
 use crate::storage::{self, Found, StoredToken};
 use crate::wire;
 
@@ -90,11 +94,15 @@ impl Attempt {
     }
 }
 
-/// The answers to the two storage reads, as they come in (`None`: not answered yet).
+/// The answers to the launch's three reads, as they come in (`None`: not answered yet). They
+/// are collected whatever the state meanwhile: even when a login or logout has made the stored
+/// token moot for this process, a stored token that is pending its logout must be removed. The
+/// revokes get the pending logouts too; the copy here is what they were when read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Reads {
     token: Option<Option<String>>,
     expiry: Option<Option<String>>,
+    logged_out: Option<Vec<String>>,
 }
 
 /// Where the machine is. Data that only matters in one state lives in that state, so it cannot
@@ -102,7 +110,7 @@ struct Reads {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Unknown,
-    ReadingStorage(Reads),
+    ReadingStorage,
     /// A stored token is held and handed out while `GET /checklogin` verifies it.
     Checking {
         session: Session,
@@ -133,7 +141,7 @@ impl State {
     fn name(&self) -> StateName {
         match self {
             State::Unknown => StateName::Unknown,
-            State::ReadingStorage(_) => StateName::ReadingStorage,
+            State::ReadingStorage => StateName::ReadingStorage,
             State::Checking { .. } => StateName::Checking,
             State::GettingCode { .. } => StateName::GettingCode,
             State::ExchangingCode { .. } => StateName::ExchangingCode,
@@ -149,7 +157,7 @@ impl State {
         match self {
             State::Checking { session, .. } | State::LoggedIn { session } => Some(session),
             State::Unknown
-            | State::ReadingStorage(_)
+            | State::ReadingStorage
             | State::GettingCode { .. }
             | State::ExchangingCode { .. }
             | State::RetryWaiting { .. }
@@ -162,7 +170,7 @@ impl State {
         match self {
             State::Checking { session, .. } | State::LoggedIn { session } => Some(session),
             State::Unknown
-            | State::ReadingStorage(_)
+            | State::ReadingStorage
             | State::GettingCode { .. }
             | State::ExchangingCode { .. }
             | State::RetryWaiting { .. }
@@ -180,8 +188,16 @@ pub struct Machine {
     /// `ensure_login` callers not answered yet. Non-empty only while storage is read or a login
     /// is under way (or before launch): every transition that gets or drops a token answers them.
     waiters: Vec<u32>,
-    /// Source of request and timer ids; shared so that an id names one thing only.
-    next_id: u32,
+    /// The launch's reads, from `read_storage` until all three answers are in and used.
+    reads: Option<Reads>,
+    /// Tokens logged out of whose revoke the server has not confirmed; independent of `state`.
+    revokes: Revokes,
+    /// Whether this process has read the token stored at launch (and removed it if it is
+    /// pending its logout), or removed or replaced it. Until then no revoke is sent: a revoke
+    /// confirmed (and so no longer pending) while the stored token it names is still in storage
+    /// would let the next launch take that token for a live one.
+    token_keys_settled: bool,
+    ids: Ids,
     /// A `wx_login` is unanswered, possibly from a login abandoned since (logout, forced login).
     /// A new login then waits for that answer instead of asking again: the code is still good.
     wx_in_flight: bool,
@@ -197,7 +213,10 @@ impl Machine {
             config,
             state: State::Unknown,
             waiters: Vec::new(),
-            next_id: 1,
+            reads: None,
+            revokes: Revokes::new(),
+            token_keys_settled: false,
+            ids: Ids(1),
             wx_in_flight: false,
             reported: Snapshot {
                 state: StateName::Unknown,
@@ -225,6 +244,11 @@ impl Machine {
         &self.waiters
     }
 
+    /// Tokens logged out of whose `POST /logout` the server has not confirmed, oldest first.
+    pub fn pending_logouts(&self) -> &[String] {
+        self.revokes.tokens()
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let (attempt, last_error) = match &self.state {
             State::GettingCode { attempt } | State::ExchangingCode { attempt, .. } => {
@@ -235,7 +259,7 @@ impl Machine {
             State::Checking { session, .. } | State::LoggedIn { session } => {
                 (0, session.refused.clone())
             }
-            State::Unknown | State::ReadingStorage(_) | State::LoggedOut => (0, None),
+            State::Unknown | State::ReadingStorage | State::LoggedOut => (0, None),
         };
         let session = self.state.session();
         Snapshot {
@@ -294,6 +318,9 @@ impl Machine {
             Event::LogoutRequested { .. } => self.on_logout(&mut fx),
             Event::ForgetToken { .. } => self.on_forget_token(&mut fx),
         }
+        if self.token_keys_settled {
+            self.revokes.resume(&mut self.ids, &mut fx);
+        }
         // The token and the snapshot are compared with what the host was told, so each event
         // reports the net change once, however many steps it took.
         let held = self
@@ -320,8 +347,9 @@ impl Machine {
     fn on_launched(&mut self, fx: &mut Vec<Effect>) {
         match self.state {
             State::Unknown => self.read_storage(fx),
-            // Launch was implied by an earlier event (an `ensure_login` or a forced login).
-            State::ReadingStorage(_)
+            // Launch was implied by an earlier event (an `ensure_login`, a forced login, a
+            // logout).
+            State::ReadingStorage
             | State::Checking { .. }
             | State::GettingCode { .. }
             | State::ExchangingCode { .. }
@@ -332,9 +360,8 @@ impl Machine {
         }
     }
 
-    /// Collects the answers for the two keys; once both are in, decides what the stored values
-    /// mean. A usable token is held (and handed out) at once while the check runs; an older
-    /// form is rewritten in the current one first.
+    /// Collects the answers for the three keys (the pending logouts go to the revokes as well);
+    /// once all are in, decides what the stored token means.
     fn on_storage_read(
         &mut self,
         key: &str,
@@ -342,21 +369,63 @@ impl Machine {
         now_ms: u64,
         fx: &mut Vec<Effect>,
     ) {
-        let State::ReadingStorage(reads) = &mut self.state else {
-            return;
-        };
-        if key == self.config.storage_key {
-            reads.token = Some(value);
-        } else if key == self.config.expiry_storage_key {
-            reads.expiry = Some(value);
+        let reads = self.reads.as_mut();
+        if key == self.config.logout_storage_key {
+            let stored = storage::read_pending(value.as_deref());
+            if let Some(reads) = reads {
+                reads.logged_out = Some(stored.clone());
+            }
+            self.revokes
+                .on_read(stored, value.as_deref(), &self.config, fx);
+        } else if let Some(reads) = reads {
+            if key == self.config.storage_key {
+                reads.token = Some(value);
+            } else if key == self.config.expiry_storage_key {
+                reads.expiry = Some(value);
+            } else {
+                return;
+            }
         } else {
             return;
         }
-        let (Some(token), Some(expiry)) = (&reads.token, &reads.expiry) else {
-            // The other answer is still to come.
+        self.take_stored_token(now_ms, fx);
+    }
+
+    /// Once every read is in: a usable token is held (and handed out) at once while the check
+    /// runs; an older form is rewritten in the current one first. A token pending its logout
+    /// is no token, and is removed: it is still stored only if the app died between writing
+    /// the logout and removing the token, and the user logged out of it. If a login or logout
+    /// has moved on meanwhile, only that removal is left to do.
+    fn take_stored_token(&mut self, now_ms: u64, fx: &mut Vec<Effect>) {
+        let Some(Reads {
+            token: Some(token),
+            expiry: Some(expiry),
+            logged_out: Some(logged_out),
+        }) = &self.reads
+        else {
+            // An answer is still to come.
             return;
         };
         let Found { token, rewrite } = storage::read(token.as_deref(), expiry.as_deref());
+        let logged_out_of = token
+            .as_ref()
+            .is_some_and(|t| logged_out.contains(&t.token));
+        let (token, rewrite) = if logged_out_of {
+            (None, true)
+        } else {
+            (token, rewrite)
+        };
+        self.reads = None;
+        if !matches!(self.state, State::ReadingStorage) {
+            // Unless a login or logout has written or removed the keys since (then what was
+            // read is gone already).
+            if logged_out_of && !self.token_keys_settled {
+                self.remove_storage(fx);
+            }
+            self.token_keys_settled = true;
+            return;
+        }
+        self.token_keys_settled = true;
         let Some(stored) = token else {
             if rewrite {
                 // Junk under our keys: clear it so it is not re-read at every launch.
@@ -385,7 +454,7 @@ impl Machine {
                 self.waiters.push(waiter);
                 self.read_storage(fx);
             }
-            State::ReadingStorage(_)
+            State::ReadingStorage
             | State::GettingCode { .. }
             | State::ExchangingCode { .. }
             | State::RetryWaiting { .. } => self.waiters.push(waiter),
@@ -412,13 +481,18 @@ impl Machine {
     }
 
     fn on_login_requested(&mut self, fx: &mut Vec<Effect>) {
+        if matches!(self.state, State::Unknown) {
+            // Asked before launch: launch first, for the pending logouts and so that a stored
+            // token pending its logout is removed.
+            self.read_storage(fx);
+        }
         match self.state {
             // Already logging in: the user's press joins it rather than spending a second code.
             State::GettingCode { .. } | State::ExchangingCode { .. } => {}
             // Everything else, the held token and a running backoff included, gives way to a
             // fresh login with a full attempt budget: the user asked for exactly that.
             State::Unknown
-            | State::ReadingStorage(_)
+            | State::ReadingStorage
             | State::Checking { .. }
             | State::LoggedIn { .. }
             | State::RetryWaiting { .. }
@@ -449,7 +523,7 @@ impl Machine {
             );
             return;
         }
-        let request = self.next_id();
+        let request = self.ids.next();
         let body = wire::login_request(&code);
         fx.push(Effect::HttpRequest {
             request,
@@ -486,6 +560,12 @@ impl Machine {
         now_ms: u64,
         fx: &mut Vec<Effect>,
     ) {
+        if self
+            .revokes
+            .on_answer(request, answer, &self.config, &mut self.ids, fx)
+        {
+            return;
+        }
         match &self.state {
             State::Checking {
                 session,
@@ -501,17 +581,23 @@ impl Machine {
                 let attempt = attempt.clone();
                 self.on_login_answer(attempt, answer, now_ms, fx);
             }
-            // A stale answer (logout, forced login or timer moved on), or the logout request,
-            // which is fire and forget.
+            // A stale answer: a logout, forced login or timer moved on.
             State::Unknown
-            | State::ReadingStorage(_)
+            | State::ReadingStorage
             | State::Checking { .. }
             | State::GettingCode { .. }
             | State::ExchangingCode { .. }
             | State::LoggedIn { .. }
             | State::RetryWaiting { .. }
             | State::Failed { .. }
-            | State::LoggedOut => {}
+            | State::LoggedOut => return,
+        }
+        // The server works again: a revoke waiting out its backoff need not wait any longer.
+        if let Answer::Response {
+            status: 200..=299, ..
+        } = answer
+        {
+            self.revokes.send_now(&mut self.ids, fx);
         }
     }
 
@@ -595,6 +681,9 @@ impl Machine {
     }
 
     fn on_timer_fired(&mut self, timer: u32, fx: &mut Vec<Effect>) {
+        if self.revokes.on_timer(timer, &mut self.ids, fx) {
+            return;
+        }
         let next = match &self.state {
             State::RetryWaiting {
                 attempt,
@@ -603,7 +692,7 @@ impl Machine {
             } if *t == timer => attempt.clone().next(error.clone()),
             // A timer of a backoff that a user action or logout already ended.
             State::Unknown
-            | State::ReadingStorage(_)
+            | State::ReadingStorage
             | State::Checking { .. }
             | State::GettingCode { .. }
             | State::ExchangingCode { .. }
@@ -652,23 +741,24 @@ impl Machine {
         self.start_login(Attempt::first(true), fx);
     }
 
-    /// Logging out never waits for the server: the token is gone locally at once, and the
-    /// `POST /logout` that revokes it is fire and forget. Callers still waiting get
-    /// `logged_out`. A login under way is abandoned (its answers become stale); a token the
-    /// server issues for it is never used.
+    /// Logging out never waits for the server: the token is gone locally at once, and its
+    /// revoke (`POST /logout`) is kept in storage and sent until the server confirms it (see
+    /// [`revoke`](crate::revoke)). It is written before the token is removed: an app that dies
+    /// in between leaves it both stored and pending, and the next launch then treats it as
+    /// logged out of instead of losing the revoke. Callers still waiting get `logged_out`. A
+    /// login under way is abandoned (its answers become stale); a token the server issues for
+    /// it is never used.
     fn on_logout(&mut self, fx: &mut Vec<Effect>) {
-        let bearer = self.state.session().map(|s| s.token.clone());
-        self.remove_storage(fx);
-        if let Some(bearer) = bearer {
-            let request = self.next_id();
-            fx.push(Effect::HttpRequest {
-                request,
-                method: Method::Post,
-                path: paths::LOGOUT.to_owned(),
-                bearer: Some(bearer),
-                body: None,
-            });
+        if matches!(self.state, State::Unknown) {
+            // Before launch: launch, or the pending logouts would never be read.
+            self.read_storage(fx);
         }
+        if let Some(session) = self.state.session() {
+            let token = session.token.clone();
+            self.revokes.add(token, &self.config, fx);
+        }
+        self.remove_storage(fx);
+        self.revokes.send_now(&mut self.ids, fx);
         self.reject_waiters(Failure::new(codes::LOGGED_OUT, "logged out"), fx);
         self.state = State::LoggedOut;
     }
@@ -684,7 +774,7 @@ impl Machine {
             | State::RetryWaiting { .. }
             | State::Failed { .. }
             | State::LoggedOut => {}
-            State::ReadingStorage(_) | State::Checking { .. } | State::LoggedIn { .. } => {
+            State::ReadingStorage | State::Checking { .. } | State::LoggedIn { .. } => {
                 if self.waiters.is_empty() {
                     self.state = State::LoggedOut;
                 } else {
@@ -696,17 +786,24 @@ impl Machine {
 
     // ---- transitions shared by several events ------------------------------------------------
 
-    /// Asks for both keys; the answers may come in any order (see `on_storage_read`).
+    /// The launch: asks for the three keys, once (it is only called from `Unknown`); the
+    /// answers may come in any order (see `on_storage_read`).
     fn read_storage(&mut self, fx: &mut Vec<Effect>) {
-        for key in [&self.config.storage_key, &self.config.expiry_storage_key] {
+        for key in [
+            &self.config.storage_key,
+            &self.config.expiry_storage_key,
+            &self.config.logout_storage_key,
+        ] {
             fx.push(Effect::ReadStorage { key: key.clone() });
         }
-        self.state = State::ReadingStorage(Reads::default());
+        self.reads = Some(Reads::default());
+        self.state = State::ReadingStorage;
     }
 
     /// Writes a token in the current form: the bare string, and the expiry as a number (or no
     /// expiry key at all when it is unknown).
-    fn persist(&self, token: &str, expires_at_ms: Option<u64>, fx: &mut Vec<Effect>) {
+    fn persist(&mut self, token: &str, expires_at_ms: Option<u64>, fx: &mut Vec<Effect>) {
+        self.token_keys_settled = true;
         fx.push(Effect::WriteStorage {
             key: self.config.storage_key.clone(),
             value: StorageValue::Text(token.to_owned()),
@@ -722,7 +819,8 @@ impl Machine {
         });
     }
 
-    fn remove_storage(&self, fx: &mut Vec<Effect>) {
+    fn remove_storage(&mut self, fx: &mut Vec<Effect>) {
+        self.token_keys_settled = true;
         for key in [&self.config.storage_key, &self.config.expiry_storage_key] {
             fx.push(Effect::RemoveStorage { key: key.clone() });
         }
@@ -731,7 +829,7 @@ impl Machine {
     /// Holds a stored token, hands it to everyone waiting, and verifies it in the background.
     /// Only called with a valid token, so no request ever carries an empty bearer.
     fn check(&mut self, session: Session, fx: &mut Vec<Effect>) {
-        let request = self.next_id();
+        let request = self.ids.next();
         fx.push(Effect::HttpRequest {
             request,
             method: Method::Get,
@@ -779,7 +877,7 @@ impl Machine {
                     Some(wait) => backoff.max(wait),
                     None => backoff,
                 };
-                let timer = self.next_id();
+                let timer = self.ids.next();
                 fx.push(Effect::StartTimer { timer, delay_ms });
                 self.state = State::RetryWaiting {
                     attempt,
@@ -819,19 +917,25 @@ impl Machine {
             });
         }
     }
+}
 
-    fn next_id(&mut self) -> u32 {
-        let id = self.next_id;
+/// Source of request and timer ids, one for both, so that an id names one thing only.
+#[derive(Debug)]
+pub(crate) struct Ids(u32);
+
+impl Ids {
+    pub(crate) fn next(&mut self) -> u32 {
+        let id = self.0;
         // Wrapping after four billion requests is harmless: ids only need to differ from the
         // few outstanding ones. 0 is skipped so hosts may use it as "none".
-        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+        self.0 = self.0.checked_add(1).unwrap_or(1);
         id
     }
 }
 
 /// An HTTP request's outcome, borrowed from the event.
 #[derive(Debug, Clone, Copy)]
-enum Answer<'a> {
+pub(crate) enum Answer<'a> {
     Response {
         status: u16,
         body: &'a str,

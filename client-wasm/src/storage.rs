@@ -1,12 +1,16 @@
 //! How the token is kept in the host's key-value storage, and the older forms still read.
 //!
-//! Two keys (both named in [`Config`](crate::Config)):
+//! Two keys for the token (both named in [`Config`](crate::Config)):
 //! - `storage_key` (`token`): the bare token string. The original JS app kept it there, and other
 //!   code of the app still reads `wx.getStorageSync('token')` as the token, so it stays a plain
 //!   string, never JSON text.
 //! - `expiry_storage_key` (`token_expires_at_ms`): its absolute expiry in host milliseconds, a
 //!   number, so that an expired token is recognised without asking the server. wx storage keeps
 //!   numbers natively; a string-only storage (localStorage) keeps the digits, read back alike.
+//!
+//! A third key, `logout_storage_key` (`logout_pending`), holds the tokens the user logged out
+//! of whose `POST /logout` the server has not confirmed: a JSON array of strings, oldest first
+//! (see `revoke`).
 //!
 //! Older forms are read too, so installs keep their session across the upgrade, and rewritten
 //! in the current form once accepted:
@@ -17,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec;
+use crate::codec::{self, Json};
 
 /// A token as found in storage, or about to be written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +92,23 @@ pub fn read(token_raw: Option<&str>, expiry_raw: Option<&str>) -> Found {
             rewrite: true,
         },
     }
+}
+
+/// The tokens waiting for their logout's confirmation, as the host answered the read of
+/// `logout_pending`: a JSON array of token strings (wx storage hands over the array itself,
+/// which arrives as its JSON text; a string-only storage keeps that text). Entries that are
+/// not valid tokens are skipped, and anything that is not such an array holds none: a revoke
+/// is worth keeping, but not at the price of sending junk as a bearer.
+pub fn read_pending(raw: Option<&str>) -> Vec<String> {
+    let Some(Ok(Json::Arr(items))) = non_blank(raw).map(codec::parse) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(Json::as_str)
+        .filter(|token| is_valid_token(token))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `{"token":"…","expires_at_ms":…}`, the form this crate wrote before the two keys.
@@ -186,6 +207,25 @@ mod tests {
         // A junk expiry makes the token's expiry unknown, and is cleared.
         assert_eq!(read(Some("abc"), Some("soon")), found("abc", None, true));
         assert_eq!(read(Some("abc"), Some("-5")), found("abc", None, true));
+    }
+
+    #[test]
+    fn pending_logouts_are_an_array_of_tokens() {
+        let tokens = |raw: Option<&str>| read_pending(raw);
+        assert_eq!(tokens(Some(r#"["a","b"]"#)), ["a", "b"]);
+        assert_eq!(tokens(Some(r#" [ "a" ] "#)), ["a"]);
+        // Entries that could not be sent as a bearer are skipped; repeats are the caller's.
+        assert_eq!(tokens(Some(r#"["a","",1,"b c",null,"a"]"#)), ["a", "a"]);
+        for junk in [
+            None,
+            Some(""),
+            Some("  "),
+            Some("a"),
+            Some("{"),
+            Some(r#"{"a":1}"#),
+        ] {
+            assert!(tokens(junk).is_empty(), "{junk:?}");
+        }
     }
 
     #[test]

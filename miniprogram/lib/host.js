@@ -299,7 +299,11 @@ function createSession(options) {
         return ensureLogin();
       });
     },
-    /** Forgets the token here and on the server. */
+    /**
+     * Logs out here at once; the machine keeps the token in storage until the server confirms
+     * its revoke (resent with backoff, and at later launches), so the promise does not wait for
+     * the server.
+     */
     logout() {
       return ready.then(function () {
         dispatch({ type: 'logout_requested', now_ms: now() });

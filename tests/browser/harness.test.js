@@ -148,6 +148,45 @@ test('log out reaches logged-out and the server no longer accepts the token', as
   assert.notEqual(await storedToken(page), token);
 });
 
+test('a logout the network drops is kept and sent again after a reload, and the server ends the session', async (t) => {
+  const { page, requests } = await browser(t);
+  await page.goto(`${server.base}/harness/`);
+  await waitForState(page, 'logged-in');
+  const token = await storedToken(page);
+
+  // The network drops POST /logout: fetch fails, as wx.request's `fail` would.
+  const dropped = [];
+  let firstDropped;
+  const droppedOnce = new Promise((resolve) => (firstDropped = resolve));
+  await page.route('**/logout', (route) => {
+    dropped.push(route.request().headers().authorization);
+    firstDropped();
+    return route.abort('internetdisconnected');
+  });
+  await page.click('#logout');
+  await waitForState(page, 'logged-out');
+  await page.waitForFunction(() => localStorage.getItem('token') === null);
+  // localStorage keeps strings only: the pending logouts as their JSON text.
+  assert.equal(await page.evaluate(() => localStorage.getItem('logout_pending')), JSON.stringify([token]));
+  await droppedOnce;
+  assert.ok(dropped.every((auth) => auth === `Bearer ${token}`));
+  assert.equal((await server.api('GET', '/checklogin', undefined, token)).body.is_login, true, 'the session is still live');
+
+  // A reload with the network back: the logout is sent again and confirmed.
+  await page.unroute('**/logout');
+  requests.length = 0;
+  const resent = page.waitForResponse((r) => new URL(r.url()).pathname === '/logout');
+  await page.reload();
+  assert.equal((await resent).status(), 204);
+  assert.equal((await resent).request().headers().authorization, `Bearer ${token}`);
+  await page.waitForFunction(() => localStorage.getItem('logout_pending') === null);
+  assert.equal((await server.api('GET', '/checklogin', undefined, token)).body.is_login, false);
+  // The reloaded page logged in afresh beside it.
+  await waitForState(page, 'logged-in');
+  assert.notEqual(await storedToken(page), token);
+  assert.equal(count(requests, 'POST /logout'), 1);
+});
+
 test('WeChat busy once on the first login: the machine retries with a fresh code and logs in', async (t) => {
   const { page, requests } = await browser(t);
   const fault = await server.api('POST', '/sim/faults', { errcodes: [-1] });

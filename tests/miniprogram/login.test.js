@@ -5,9 +5,8 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { Device } = require('./runtime.js');
 const { startServer, freePort } = require('../js/dev-server.js');
-const { FAST, configFor, launcher, loggedIn, issueToken, apiServer, waitFor } = require('./support.js');
+const { FAST, withServer, earlierLogin, loggedIn, issueToken, apiServer, waitFor } = require('./support.js');
 
 const EXPIRY_KEY = FAST.expiry_storage_key;
 
@@ -17,12 +16,9 @@ function storedToken(device) {
 }
 
 test('first launch: one wx.login, one POST /login, token in storage and globalData, page shows it', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
-  const device = new Device();
+  const { server, device, launch } = await withServer(t);
 
-  const rt = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  const rt = launch();
   const token = await rt.app.ensureLogin();
 
   assert.equal(rt.count('login'), 1);
@@ -43,15 +39,10 @@ test('first launch: one wx.login, one POST /login, token in storage and globalDa
 });
 
 test('relaunch with the stored token: no wx.login, no POST /login, only the check', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
-  const device = new Device();
-  const first = launch({ device, simBase: server.base, modules: configFor(server.base) });
-  const token = await first.app.ensureLogin();
-  first.close();
+  const { server, launch } = await withServer(t);
+  const token = await earlierLogin(launch);
 
-  const again = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  const again = launch();
   assert.equal(await again.app.ensureLogin(), token);
   assert.equal(await loggedIn(again), token);
   await waitFor('the check', () => again.app.globalData.login.verified);
@@ -63,16 +54,11 @@ test('relaunch with the stored token: no wx.login, no POST /login, only the chec
 });
 
 test('relaunch after the server forgot the session: the check replaces the token, with one login', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
-  const device = new Device();
-  const first = launch({ device, simBase: server.base, modules: configFor(server.base) });
-  const old = await first.app.ensureLogin();
-  first.close();
+  const { server, device, launch } = await withServer(t);
+  const old = await earlierLogin(launch);
   assert.equal((await server.api('POST', '/logout', undefined, old)).status, 204);
 
-  const again = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  const again = launch();
   // The saved token is handed out at once; the check in the background finds it revoked and
   // logs in again without anyone asking.
   assert.equal(await again.app.ensureLogin(), old);
@@ -88,10 +74,8 @@ test('relaunch after the server forgot the session: the check replaces the token
 });
 
 test('pages calling ensureLogin concurrently share one login', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
-  const rt = launch({ simBase: server.base, modules: configFor(server.base) });
+  const { launch } = await withServer(t);
+  const rt = launch();
   // onLaunch already asked once; these join the same login.
   const tokens = await Promise.all([rt.app.ensureLogin(), rt.app.ensureLogin(), rt.app.ensureLogin(), rt.app.ensureLogin()]);
   assert.equal(new Set(tokens).size, 1);
@@ -100,12 +84,10 @@ test('pages calling ensureLogin concurrently share one login', async (t) => {
 });
 
 test('WeChat busy (-1) once: still ends logged in', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
+  const { server, launch } = await withServer(t);
   assert.equal((await server.api('POST', '/sim/faults', { errcodes: [-1] })).status, 204);
 
-  const rt = launch({ simBase: server.base, modules: configFor(server.base) });
+  const rt = launch();
   const token = await rt.app.ensureLogin();
   assert.equal(await loggedIn(rt), token);
   assert.equal((await server.api('GET', '/checklogin', undefined, token)).body.is_login, true);
@@ -115,13 +97,11 @@ test('WeChat busy (-1) once: still ends logged in', async (t) => {
 });
 
 test('WeChat busy with no server-side retry: the client backs off (Retry-After) and logs in', async (t) => {
-  const server = await startServer({ env: { WECHAT_BUSY_RETRIES: '0' } });
-  t.after(() => server.stop());
-  const launch = launcher(t);
+  const { server, launch } = await withServer(t, { env: { WECHAT_BUSY_RETRIES: '0' } });
   await server.api('POST', '/sim/faults', { errcodes: [-1] });
 
   // The server answers 503 with Retry-After (5 s); the machine must wait at least that long.
-  const rt = launch({ simBase: server.base, modules: configFor(server.base, { max_backoff_ms: 10000 }) });
+  const rt = launch({ machine: { max_backoff_ms: 10000 } });
   await waitFor('retry-waiting', () => rt.app.globalData.login.state === 'retry-waiting');
   assert.equal(rt.app.globalData.login.error.code, 'upstream_unavailable');
   assert.match(rt.pageText(), /retrying/);
@@ -133,13 +113,11 @@ test('WeChat busy with no server-side retry: the client backs off (Retry-After) 
 
 test('server down at launch: a clear error, no unhandled rejection; logs in once it is back', async (t) => {
   // WeChat (the simulator of one server) is up; our server's address is dead.
-  const wechat = await startServer();
-  t.after(() => wechat.stop());
-  const launch = launcher(t);
+  const { launch } = await withServer(t);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
 
-  const rt = launch({ simBase: wechat.base, modules: configFor(base) });
+  const rt = launch({ baseUrl: base });
   await assert.rejects(rt.app.ensureLogin(), (error) => error.code === 'network_error');
   await waitFor('failed', () => rt.app.globalData.login.state === 'failed');
   assert.equal(rt.app.globalData.login.error.code, 'network_error');
@@ -163,13 +141,11 @@ test('server down at launch: a clear error, no unhandled rejection; logs in once
 });
 
 test('server down at launch, back while the machine waits: its retry timer logs in', async (t) => {
-  const wechat = await startServer();
-  t.after(() => wechat.stop());
-  const launch = launcher(t);
+  const { launch } = await withServer(t);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
 
-  const rt = launch({ simBase: wechat.base, modules: configFor(base, { max_attempts: 20, base_backoff_ms: 100, max_backoff_ms: 200 }) });
+  const rt = launch({ baseUrl: base, machine: { max_attempts: 20, base_backoff_ms: 100, max_backoff_ms: 200 } });
   const launchLogin = rt.app.ensureLogin(); // a page waiting for its token through the outage
   await waitFor('retry-waiting', () => rt.app.globalData.login.state === 'retry-waiting');
   assert.equal(rt.app.globalData.login.error.code, 'network_error');
@@ -184,11 +160,8 @@ test('server down at launch, back while the machine waits: its retry timer logs 
 });
 
 test('log out with the button, then log in again with it', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
-  const device = new Device();
-  const rt = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  const { server, device, launch } = await withServer(t);
+  const rt = launch();
   const token = await loggedIn(rt);
   await waitFor('the page', () => rt.page.data.loggedIn);
 
@@ -219,16 +192,11 @@ test('log out with the button, then log in again with it', async (t) => {
 // ---- launch without waiting -------------------------------------------------------------------
 
 test('relaunch with a saved, unexpired token: ensureLogin and request answer before the check does', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
-  const device = new Device();
-  const first = launch({ device, simBase: server.base, modules: configFor(server.base) });
-  const token = await first.app.ensureLogin();
-  first.close();
+  const { launch } = await withServer(t);
+  const token = await earlierLogin(launch);
 
   // The check's answer is held back: whatever resolves before it is released did not wait.
-  const again = launch({ device, simBase: server.base, modules: configFor(server.base), holdAnswers: (call) => call.path === '/checklogin' });
+  const again = launch({ holdAnswers: (call) => call.path === '/checklogin' });
   assert.equal(await again.app.ensureLogin(), token);
   const check = again.calls.find((c) => c.api === 'request' && c.path === '/checklogin');
   assert.ok(check, 'the check went out');
@@ -255,12 +223,9 @@ test('relaunch with a saved, unexpired token: ensureLogin and request answer bef
 // ---- storage format ---------------------------------------------------------------------------
 
 test('after a login, storage holds the bare token under "token" and the expiry as a number', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
-  const device = new Device();
+  const { server, launch } = await withServer(t);
   const before = Date.now();
-  const rt = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  const rt = launch();
   const token = await rt.app.ensureLogin();
 
   // What other code of the app reads: wx.getStorageSync('token') is the token itself.
@@ -275,16 +240,13 @@ test('after a login, storage holds the bare token under "token" and the expiry a
 });
 
 test('a device with the first JSON format under "token" keeps its session and is rewritten', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
+  const { server, device, launch } = await withServer(t);
   const { token, expires_in: expiresIn } = await issueToken(server);
   const expiresAt = Date.now() + expiresIn * 1000;
-  const device = new Device();
   // What the previous version of this app stored: JSON text, in a string.
   device.set('token', JSON.stringify({ token, expires_at_ms: expiresAt }));
 
-  const rt = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  const rt = launch();
   assert.equal(await rt.app.ensureLogin(), token);
   await waitFor('verified', () => rt.app.globalData.login.verified);
   assert.equal(rt.count('login'), 0, 'no wx.login');
@@ -295,14 +257,11 @@ test('a device with the first JSON format under "token" keeps its session and is
 });
 
 test("the original app's bare token (no expiry) is used as is and verified", async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
+  const { server, device, launch } = await withServer(t);
   const { token } = await issueToken(server);
-  const device = new Device();
   device.set('token', token);
 
-  const rt = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  const rt = launch();
   assert.equal(await rt.app.ensureLogin(), token);
   await waitFor('verified', () => rt.app.globalData.login.verified);
   assert.equal(rt.count('login'), 0);
@@ -311,15 +270,12 @@ test("the original app's bare token (no expiry) is used as is and verified", asy
 });
 
 test('a saved token past its expiry is not used: one login, storage replaced', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
+  const { server, device, launch } = await withServer(t);
   const { token } = await issueToken(server);
-  const device = new Device();
   device.set('token', token);
   device.set(EXPIRY_KEY, Date.now() - 1000);
 
-  const rt = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  const rt = launch();
   const fresh = await rt.app.ensureLogin();
   assert.notEqual(fresh, token);
   assert.equal(rt.count('request', 'GET', '/checklogin'), 0, 'an expired token is not even checked');

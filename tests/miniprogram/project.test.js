@@ -43,6 +43,7 @@ test('config.js points at the local server by default and keeps the token under 
   assert.equal(config.baseUrl, 'http://127.0.0.1:3000');
   assert.equal(config.machine.storage_key, 'token');
   assert.equal(config.machine.expiry_storage_key, 'token_expires_at_ms');
+  assert.equal(config.machine.logout_storage_key, 'logout_pending');
 });
 
 test('the page template binds only data and handlers the page has', () => {

@@ -6,9 +6,8 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { Device } = require('./runtime.js');
-const { startServer, freePort } = require('../js/dev-server.js');
-const { configFor, launcher, loggedIn, apiServer, waitFor } = require('./support.js');
+const { freePort } = require('../js/dev-server.js');
+const { withServer, earlierLogin, loggedIn, apiServer, waitFor } = require('./support.js');
 
 /** A plain copy of a sandbox value (objects of the sandbox's realm compare badly). */
 const plain = (value) => JSON.parse(JSON.stringify(value));
@@ -30,10 +29,8 @@ async function fakeBackend(t, api) {
 }
 
 test('a path is sent to baseUrl with the token; JSON comes back parsed', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
-  const rt = launch({ simBase: server.base, modules: configFor(server.base) });
+  const { server, launch } = await withServer(t);
+  const rt = launch();
 
   const res = await rt.app.request({ url: '/checklogin' });
   const token = await loggedIn(rt);
@@ -46,11 +43,9 @@ test('a path is sent to baseUrl with the token; JSON comes back parsed', async (
 });
 
 test("the caller's method, data, headers and dataType pass through; its Authorization gives way", async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
+  const { launch } = await withServer(t);
   const api = await apiServer(t, (hit) => ({ status: 201, body: { method: hit.method, url: hit.url, body: hit.body, auth: hit.headers.authorization, trace: hit.headers['x-trace'] } }));
-  const launch = launcher(t);
-  const rt = launch({ simBase: server.base, modules: configFor(server.base) });
+  const rt = launch();
   const token = await rt.app.ensureLogin();
 
   const post = await rt.app.request({
@@ -70,10 +65,8 @@ test("the caller's method, data, headers and dataType pass through; its Authoriz
 });
 
 test('a bad url rejects with invalid_request, and nothing is sent', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
-  const rt = launch({ simBase: server.base, modules: configFor(server.base) });
+  const { launch } = await withServer(t);
+  const rt = launch();
   await rt.app.ensureLogin();
   // The page's own GET /me, done first so that the count below is this test's alone.
   await waitFor('the page to load the profile', () => rt.page.data.openid !== '' || rt.page.data.profileError !== '');
@@ -90,10 +83,8 @@ test('a bad url rejects with invalid_request, and nothing is sent', async (t) =>
 });
 
 test('no answer rejects with network and the errMsg', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
-  const rt = launch({ simBase: server.base, modules: configFor(server.base) });
+  const { launch } = await withServer(t);
+  const rt = launch();
   await rt.app.ensureLogin();
   const dead = await freePort();
   await assert.rejects(rt.app.request({ url: `http://127.0.0.1:${dead}/x` }), (error) => {
@@ -104,19 +95,16 @@ test('no answer rejects with network and the errMsg', async (t) => {
 });
 
 test("no token to be had: the request rejects with the login's error and is never sent", async (t) => {
-  const wechat = await startServer();
-  t.after(() => wechat.stop());
+  const { launch } = await withServer(t);
   const api = await apiServer(t, () => ({ status: 200, body: {} }));
-  const launch = launcher(t);
   const dead = `http://127.0.0.1:${await freePort()}`;
-  const rt = launch({ simBase: wechat.base, modules: configFor(dead) });
+  const rt = launch({ baseUrl: dead });
   await assert.rejects(rt.app.request({ url: `${api.base}/x` }), (error) => error.code === 'network_error');
   assert.equal(api.hits.length, 0);
 });
 
 test('concurrent requests that get a 401 together cause one login and are all retried once', async (t) => {
-  const wechat = await startServer();
-  t.after(() => wechat.stop());
+  const { launch } = await withServer(t);
   // tok-1 (the launch's) is refused by the API; later tokens are fine. (The page's own /me is
   // answered, so that only these requests see the 401s.)
   const backend = await fakeBackend(t, (hit, token) => {
@@ -124,8 +112,7 @@ test('concurrent requests that get a 401 together cause one login and are all re
     if (token === 'tok-1' || token === null) return { status: 401, body: { error: { code: 'unauthorized', message: 'no' } } };
     return { status: 200, body: { token } };
   });
-  const launch = launcher(t);
-  const rt = launch({ simBase: wechat.base, modules: configFor(backend.base) });
+  const rt = launch({ baseUrl: backend.base });
   assert.equal(await rt.app.ensureLogin(), 'tok-1');
 
   const results = await Promise.all([1, 2, 3, 4, 5].map((n) => rt.app.request({ url: `/api/${n}` })));
@@ -141,11 +128,9 @@ test('concurrent requests that get a 401 together cause one login and are all re
 });
 
 test('an API that always answers 401: unauthorized after exactly one retry, no login loop', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
+  const { server, launch } = await withServer(t);
   const api = await apiServer(t, () => ({ status: 401, body: { error: { code: 'unauthorized', message: 'never' } } }));
-  const launch = launcher(t);
-  const rt = launch({ simBase: server.base, modules: configFor(server.base) });
+  const rt = launch();
   await rt.app.ensureLogin();
   const logins = rt.count('login');
 
@@ -175,16 +160,11 @@ test('an API that always answers 401: unauthorized after exactly one retry, no l
 });
 
 test('a token revoked on the server, then 5 concurrent GET /me: one login, all answered 200 alike', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
-  const device = new Device();
-  const first = launch({ device, simBase: server.base, modules: configFor(server.base) });
-  const old = await first.app.ensureLogin();
-  first.close();
+  const { server, device, launch } = await withServer(t);
+  const old = await earlierLogin(launch);
   assert.equal((await server.api('POST', '/logout', undefined, old)).status, 204);
 
-  const rt = launch({ device, simBase: server.base, modules: configFor(server.base) });
+  const rt = launch();
   const results = await Promise.all([1, 2, 3, 4, 5].map(() => rt.app.request({ url: '/me' })));
   const openids = new Set();
   for (const res of results) {
@@ -207,10 +187,8 @@ test('a token revoked on the server, then 5 concurrent GET /me: one login, all a
 });
 
 test('the page shows the openid from /me once logged in', async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const launch = launcher(t);
-  const rt = launch({ simBase: server.base, modules: configFor(server.base) });
+  const { server, launch } = await withServer(t);
+  const rt = launch();
   const token = await loggedIn(rt);
   const me = await server.api('GET', '/me', undefined, token);
   assert.equal(me.status, 200, me.text);
@@ -227,15 +205,13 @@ test('the page shows the openid from /me once logged in', async (t) => {
 });
 
 test('the page shows a failing /me instead of throwing', async (t) => {
-  const wechat = await startServer();
-  t.after(() => wechat.stop());
+  const { launch } = await withServer(t);
   const backend = await fakeBackend(t, () => ({ status: 503, body: { error: { code: 'store_unavailable', message: 'down' } } }));
-  const launch = launcher(t);
-  const rt = launch({ simBase: wechat.base, modules: configFor(backend.base) });
+  const rt = launch({ baseUrl: backend.base });
   await loggedIn(rt);
   await waitFor('the profile error', () => rt.page.data.profileError !== '');
   assert.match(rt.pageText(), /Cannot load your profile: HTTP 503 \(store_unavailable\)/);
   assert.equal(rt.page.data.openid, '');
   assert.match(rt.pageText(), /Logged in/);
-  // (launcher's clean-up asserts no uncaught error or unhandled rejection.)
+  // (The launcher's clean-up asserts no uncaught error or unhandled rejection.)
 });

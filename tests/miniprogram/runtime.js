@@ -47,6 +47,9 @@ class Runtime {
    * options.libVersion the base library to simulate (project.config.json's by default)
    * options.holdAnswers (call) => boolean: answers to matching wx.request calls are held
    *                    back (the request did reach the server) until releaseHeld()
+   * options.failRequests (call) => boolean: matching wx.request calls get no answer, as with
+   *                    the network down: `fail` is called and nothing reaches the server.
+   *                    Kept as `failRequests`; set it to undefined to bring the network back.
    */
   constructor(options = {}) {
     this.device = options.device || new Device();
@@ -59,6 +62,7 @@ class Runtime {
 
     this.calls = []; // every wx / WXWebAssembly call, for assertions
     this.holdAnswers = options.holdAnswers; // see releaseHeld()
+    this.failRequests = options.failRequests;
     this.held = []; // answers held back: { call, deliver }
     this.logs = []; // console output of the sandbox
     this.errors = []; // exceptions thrown by sandbox callbacks (WeChat reports them to onError)
@@ -394,6 +398,15 @@ class Runtime {
     // for it (and see it has not come yet while it is held).
     const call = { api: 'request', method, path: url.pathname, url: url.href, headers, body };
     this.calls.push(call);
+    if (this.failRequests && this.failRequests(call)) {
+      const result = { errMsg: 'request:fail net::ERR_INTERNET_DISCONNECTED' };
+      this.defer(() => {
+        call.failed = result.errMsg;
+      });
+      this.defer(options.fail, this.toSandbox(result));
+      this.defer(options.complete, this.toSandbox(result));
+      return { abort() {} };
+    }
     const hand = (deliver) => {
       if (this.holdAnswers && this.holdAnswers(call)) this.held.push({ call, deliver });
       else deliver();

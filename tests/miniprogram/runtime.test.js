@@ -156,6 +156,32 @@ test('wx.request: answers can be held back and released; each call records its a
   assert.deepEqual(order, ['free', 'held']);
 });
 
+test('wx.request: failRequests makes matching calls fail without reaching the server, until lifted', async (t) => {
+  const seen = [];
+  const server = http.createServer((req, res) => {
+    seen.push(req.url);
+    res.writeHead(204).end();
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const rt = sandbox(t, { failRequests: (call) => call.path === '/down' });
+  // (A plain copy: arrays of the sandbox's realm compare badly.)
+  const request = async (path) => JSON.parse(JSON.stringify(await callWx(rt, `(wx, done) => wx.request({ url: '${base}${path}', method: 'POST', success: (r) => done(['success', r.statusCode]), fail: (e) => done(['fail', e.errMsg]) })`)));
+
+  const [outcome, errMsg] = await request('/down');
+  assert.equal(outcome, 'fail');
+  assert.match(errMsg, /^request:fail /);
+  assert.equal(rt.calls[0].failed, errMsg, 'recorded as failed when the app got it');
+  assert.deepEqual(await request('/up'), ['success', 204]);
+  assert.deepEqual(seen, ['/up'], 'the failed call never reached the server');
+
+  rt.failRequests = undefined;
+  assert.deepEqual(await request('/down'), ['success', 204]);
+  assert.deepEqual(seen, ['/up', '/down']);
+  assert.equal(rt.count('request', 'POST', '/down'), 2);
+});
+
 test('storage: absent is empty string, values are cloned, and they outlive a launch', (t) => {
   const device = new Device();
   const rt = sandbox(t, { device });

@@ -1,13 +1,14 @@
-// Helpers of the mini-program test files (login.test.js, request.test.js): launching the real
+// Helpers of the mini-program test files (*.test.js here): launching the real
 // app in the strict runtime against a server, waiting for it, and small HTTP servers of the
 // tests' own. Not a test file itself (node --test picks *.test.js).
 'use strict';
 
 const http = require('node:http');
-const { Runtime, waitFor, nextTurn } = require('./runtime.js');
+const { Runtime, Device, waitFor, nextTurn } = require('./runtime.js');
+const { startServer } = require('../js/dev-server.js');
 
 // Short backoff keeps the retry tests fast; everything else is the shipped config.
-const FAST = { max_attempts: 3, base_backoff_ms: 50, max_backoff_ms: 400, storage_key: 'token', expiry_storage_key: 'token_expires_at_ms' };
+const FAST = { max_attempts: 3, base_backoff_ms: 50, max_backoff_ms: 400, storage_key: 'token', expiry_storage_key: 'token_expires_at_ms', logout_storage_key: 'logout_pending' };
 
 /** The app's config module pointed at `baseUrl`, with `machine` overrides. */
 function configFor(baseUrl, machine = {}) {
@@ -28,6 +29,31 @@ function launcher(t) {
     runtimes.push(rt);
     return rt.launch();
   };
+}
+
+/**
+ * The usual start of a test: a dev server of its own (stopped when the test ends; `env` adds
+ * variables), one device, and `launch(options)`, which starts the app on that device with that
+ * server's WeChat simulator, and against that server unless `options.baseUrl` names another
+ * (a dead port, a fake backend). `options.machine` overrides the client's config; the rest
+ * goes to Runtime.
+ */
+async function withServer(t, { env } = {}) {
+  const server = await startServer(env ? { env } : {});
+  t.after(() => server.stop());
+  const start = launcher(t);
+  const device = new Device();
+  const launch = ({ machine, baseUrl = server.base, ...options } = {}) =>
+    start({ device, simBase: server.base, modules: configFor(baseUrl, machine), ...options });
+  return { server, device, launch };
+}
+
+/** An earlier use of the app: launched, logged in, closed. Resolves with the token it left stored. */
+async function earlierLogin(launch) {
+  const first = launch();
+  const token = await first.app.ensureLogin();
+  first.close();
+  return token;
 }
 
 /** Waits until the app is logged in with a token it knows; resolves with that token. */
@@ -68,4 +94,4 @@ async function apiServer(t, handler) {
   return { base: `http://127.0.0.1:${server.address().port}`, hits };
 }
 
-module.exports = { FAST, configFor, launcher, loggedIn, issueToken, apiServer, waitFor };
+module.exports = { FAST, configFor, launcher, withServer, earlierLogin, loggedIn, issueToken, apiServer, waitFor };

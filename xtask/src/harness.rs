@@ -87,8 +87,10 @@ pub fn browser_tests() -> Result {
         install::apt(&[("npm", "npm")])?;
         npm_install(&tests)
     })?;
+    let mut server = Default::default();
     run::step("server build (for the browser tests)", || {
-        run::build_server().map(drop)
+        server = run::build_server()?;
+        Ok(())
     })?;
     // Always rebuilt (cheap when nothing changed): a stale dist/ would test old code.
     build()?;
@@ -97,7 +99,7 @@ pub fn browser_tests() -> Result {
             Command::new("node")
                 // spec: one readable line per test in the log (TAP is the default when piped).
                 .args(["--test", "--test-reporter=spec", "tests/browser/"])
-                .env("SERVER_BIN", root.join("target/debug/server"))
+                .env("SERVER_BIN", &server)
                 .env("HARNESS_DIR", root.join("client-wasm/harness/dist"))
                 .current_dir(&root),
         )

@@ -54,6 +54,16 @@ pub fn cargo(args: &[&str]) -> Result {
     status(Command::new(cargo).args(args).current_dir(root()))
 }
 
+/// Where cargo puts what it builds: `CARGO_TARGET_DIR` when set (relative to the workspace,
+/// as cargo reads it), else `target/`. Machines that share cores between several checkouts
+/// point it elsewhere, and the binaries the tests start must be found there.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root().join(dir),
+        _ => root().join("target"),
+    }
+}
+
 /// Builds the server binary the JavaScript suites and the API fuzzer start, and says where it is.
 pub fn build_server() -> Result<PathBuf> {
     cargo(&[
@@ -64,5 +74,5 @@ pub fn build_server() -> Result<PathBuf> {
         "server",
         "--locked",
     ])?;
-    Ok(root().join("target/debug/server"))
+    Ok(target_dir().join("debug/server"))
 }

@@ -162,7 +162,7 @@ pub fn compile(root: &Path, krate: &str, profile: &str) -> Result<PathBuf> {
         eprintln!("    route: rustup's {TARGET} target");
         let mut cmd = Command::new(outer_cargo());
         cmd.args(["build", "--locked"]);
-        (cmd, root.join("target"))
+        (cmd, run::target_dir())
     } else {
         eprintln!(
             "    route: Debian rustc-web with -Zbuild-std ({TARGET} is not installed in rustup)"

@@ -186,7 +186,9 @@ impl Host {
         self.ensure_login();
     }
 
-    /// Logs out here and on the server.
+    /// Logs out here at once, and on the server once it confirms: the machine keeps the token
+    /// under `logout_pending` (its JSON text in localStorage) and resends it until then, after
+    /// a reload too.
     pub fn logout(&self) {
         self.dispatch(Event::LogoutRequested { now_ms: now_ms() });
     }

@@ -1,17 +1,23 @@
 //! A fake host for the machine: it keeps storage, records every effect, tracks what is
 //! outstanding (wx.login, requests, timers, reads) and the token `token_changed` announced, and
 //! checks the machine's invariants on every step, so both the scripted tests and the property
-//! tests get those checks for free.
+//! tests get those checks for free. It also keeps a model of the logouts the server has not
+//! confirmed, and checks storage against it: a token to revoke is never lost until confirmed.
+//! [`Host::relaunch`] ends the app's process and starts a new one over the same storage.
 
 #![allow(dead_code)] // each test binary uses a different part of the driver
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use client_wasm::{Config, Effect, Event, Machine, Method, StateName, StorageValue, WaiterResult};
+use client_wasm::{
+    Config, Effect, Event, MAX_PENDING_LOGOUTS, Machine, Method, StateName, StorageValue,
+    WaiterResult,
+};
 
 /// The default storage keys.
 pub const TOKEN_KEY: &str = "token";
 pub const EXPIRY_KEY: &str = "token_expires_at_ms";
+pub const LOGOUT_KEY: &str = "logout_pending";
 
 /// An `http_request` the host has not answered yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +60,16 @@ pub struct Host {
     /// Every code sent in a `POST /login`.
     pub codes_posted: BTreeSet<String>,
     next_code: u32,
+    /// Tokens issued by the fake server; unique across relaunches, as a real server's are.
+    next_token: u32,
+    /// The model: tokens the user logged out of whose `POST /logout` has not been confirmed
+    /// (204/401), oldest first, the oldest dropped past the cap. Storage must hold exactly
+    /// these once the machine has read them.
+    pub unconfirmed: Vec<String>,
+    /// Every token the user logged out of, confirmed or not: none may ever be held again.
+    pub logged_out_of: BTreeSet<String>,
+    /// Whether this process's machine has had the stored pending logouts.
+    pub pending_read: bool,
 }
 
 impl Host {
@@ -73,7 +89,27 @@ impl Host {
             resolved: BTreeMap::new(),
             codes_posted: BTreeSet::new(),
             next_code: 0,
+            next_token: 0,
+            unconfirmed: Vec::new(),
+            logged_out_of: BTreeSet::new(),
+            pending_read: false,
         }
+    }
+
+    /// The app's process ends (killed, or closed with requests and timers outstanding) and a
+    /// new one starts over the same storage: only what was stored survives. Waiters of the old
+    /// process that were never answered are gone with it.
+    pub fn relaunch(&mut self) {
+        self.machine = Machine::new(self.machine.config().clone());
+        self.token = None;
+        self.token_expires_at_ms = None;
+        self.wx_pending = 0;
+        self.requests.clear();
+        self.timers.clear();
+        self.reads.clear();
+        let resolved = &self.resolved;
+        self.asked.retain(|w| resolved.contains_key(w));
+        self.pending_read = false;
     }
 
     pub fn state(&self) -> &'static str {
@@ -89,6 +125,12 @@ impl Host {
                 "test bug: waiter {waiter} reused"
             );
         }
+        let held_before = self.token.clone();
+        if let Event::StorageRead { key, .. } = &event
+            && *key == self.machine.config().logout_storage_key
+        {
+            self.pending_read = true;
+        }
         let effects = self.machine.handle(event.clone());
         // The wasm path's hand-written JSON must be exactly serde's.
         assert_eq!(
@@ -98,10 +140,74 @@ impl Host {
         for (i, effect) in effects.iter().enumerate() {
             self.record(effect, &effects[i + 1..], &event);
         }
+        if let (Event::LogoutRequested { .. }, Some(token)) = (&event, held_before) {
+            self.logged_out_of.insert(token.clone());
+            self.unconfirmed.retain(|t| *t != token);
+            self.unconfirmed.push(token);
+            if self.unconfirmed.len() > MAX_PENDING_LOGOUTS {
+                self.unconfirmed.remove(0);
+            }
+        }
         self.check_resting_state();
         self.check_token(&effects);
+        self.check_revokes(&effects);
         self.log.extend(effects.iter().cloned());
         effects
+    }
+
+    /// The pending logouts in storage are the model's (once read), the machine's too, and none
+    /// is the token held now; no `POST /logout` carries the held token.
+    fn check_revokes(&self, effects: &[Effect]) {
+        if let Some(held) = &self.token {
+            assert!(
+                !self.logged_out_of.contains(held),
+                "the held token {held} is one the user logged out of"
+            );
+        }
+        for effect in effects {
+            if let Effect::HttpRequest {
+                path,
+                bearer: Some(bearer),
+                ..
+            } = effect
+                && path == "/logout"
+            {
+                assert_ne!(Some(bearer), self.token.as_ref(), "revoking the held token");
+            }
+        }
+        if self.pending_read {
+            assert_eq!(
+                self.stored_pending(),
+                self.unconfirmed,
+                "stored pending logouts"
+            );
+            assert_eq!(self.machine.pending_logouts(), &self.unconfirmed[..]);
+        }
+    }
+
+    /// The tokens stored under the pending-logouts key, as wx storage (an array) or a
+    /// string-only storage (its JSON text) holds them.
+    pub fn stored_pending(&self) -> Vec<String> {
+        let key = &self.machine.config().logout_storage_key;
+        match self.storage.get(key) {
+            None => Vec::new(),
+            Some(StorageValue::Tokens(tokens)) => {
+                assert!(!tokens.is_empty(), "an empty list is removed, not stored");
+                tokens.clone()
+            }
+            // A string-only storage's form, left as found when current.
+            Some(StorageValue::Text(text)) => serde_json::from_str(text)
+                .unwrap_or_else(|e| panic!("pending logouts stored as {text:?}: {e}")),
+            Some(other) => panic!("pending logouts stored as {other:?}"),
+        }
+    }
+
+    /// Puts pending logouts in storage as an earlier process left them; `expected` is what the
+    /// machine must make of them (the model's start).
+    pub fn put_pending(&mut self, value: StorageValue, expected: &[&str]) {
+        self.put(LOGOUT_KEY, value);
+        self.unconfirmed = expected.iter().map(|t| (*t).to_owned()).collect();
+        self.logged_out_of = self.unconfirmed.iter().cloned().collect();
     }
 
     fn record(&mut self, effect: &Effect, after: &[Effect], event: &Event) {
@@ -148,7 +254,17 @@ impl Host {
                     }
                     "/logout" => {
                         assert_eq!(*method, Method::Post);
-                        assert!(bearer.is_some(), "logout without a token");
+                        assert!(body.is_none());
+                        let bearer = bearer.as_ref().expect("logout without a token");
+                        // Written before it is sent: a process that dies now loses nothing.
+                        assert!(
+                            self.stored_pending().contains(bearer),
+                            "{bearer} sent to /logout before it was stored"
+                        );
+                        assert!(
+                            self.requests.iter().all(|r| r.path != "/logout"),
+                            "two revokes in flight"
+                        );
                     }
                     "/login" => {
                         assert_eq!(*method, Method::Post);
@@ -255,6 +371,14 @@ impl Host {
                     self.token.as_ref(),
                     "handed out a token not held"
                 );
+                let margin = self.machine.config().expiry_margin_ms;
+                assert!(
+                    self.token_expires_at_ms
+                        .is_none_or(|expiry| self.now_ms + margin < expiry),
+                    "handed out {token}, which expires at {:?}, at {}",
+                    self.token_expires_at_ms,
+                    self.now_ms
+                );
             }
         }
         if let Some(token) = &self.token {
@@ -332,6 +456,12 @@ impl Host {
         format!("code{}", self.next_code)
     }
 
+    /// A token the fake server has never issued before.
+    pub fn fresh_token(&mut self) -> String {
+        self.next_token += 1;
+        format!("tok-{}", self.next_token)
+    }
+
     /// Answers the outstanding wx.login with a new code.
     pub fn wx_ok(&mut self) -> Vec<Effect> {
         assert_eq!(self.wx_pending, 1, "no wx_login to answer");
@@ -366,6 +496,8 @@ impl Host {
         self.requests.remove(matching[0])
     }
 
+    /// Answers `req`, which must be outstanding (taken from `requests`). A 2xx or 401 to a
+    /// `POST /logout` confirms its revoke in the model.
     pub fn respond(
         &mut self,
         req: &Request,
@@ -373,6 +505,10 @@ impl Host {
         body: &str,
         retry_after_s: Option<u32>,
     ) -> Vec<Effect> {
+        if req.path == "/logout" && ((200..300).contains(&status) || status == 401) {
+            let bearer = req.bearer.as_ref().unwrap();
+            self.unconfirmed.retain(|t| t != bearer);
+        }
         self.send(Event::HttpResponse {
             request: req.id,
             status,
