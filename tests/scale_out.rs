@@ -85,6 +85,7 @@ async fn the_redis_store_meets_the_store_contracts() {
         .unwrap();
     contract_tests::run_all(&store).await;
     claim_contract_tests::run_all(&store).await;
+    server::store::user_contract_tests::run_all(&store).await;
 }
 
 #[tokio::test]

@@ -175,6 +175,18 @@ async fn exchange_and_settle(
         state.stores.sessions.insert(hash, session.clone())
     })
     .await?;
+    let remembered = persist(lease_ends, || {
+        state.stores.users.add_session_key(
+            &session.appid,
+            &session.openid,
+            session.session_key.clone(),
+        )
+    })
+    .await;
+    if let Err(e) = remembered {
+        // The login stands; open data made under the keys before this one may not open.
+        tracing::warn!(error = %e, "could not add the session_key to the user's key history");
+    }
     // A success is replayed for the short window only.
     let window = state.config.code_replay_window.min(CODE_LIFE);
     let outcome = Outcome::Issued {
@@ -318,6 +330,55 @@ pub async fn session_key(state: &LoginState, token: Option<&str>) -> Result<Sess
     Ok(state
         .data_keys
         .open(&session.session_key, &session.appid, &session.openid)?)
+}
+
+/// Every session_key that may have encrypted open data `token`'s user holds, newest first: the
+/// session's own, then the user's earlier ones (see `store/users.rs`). Keys the configured data
+/// keys cannot open are skipped; when none opens, [`AuthError::SessionKey`].
+pub async fn session_keys(
+    state: &LoginState,
+    token: Option<&str>,
+) -> Result<(AuthUser, Vec<SessionKey>), AuthError> {
+    let session = live_session(state, token).await?;
+    let history = state
+        .stores
+        .users
+        .user(&session.appid, &session.openid)
+        .await?
+        .map(|user| user.session_keys)
+        .unwrap_or_default();
+    let own = state
+        .data_keys
+        .open(&session.session_key, &session.appid, &session.openid);
+    let mut keys = Vec::with_capacity(history.len() + 1);
+    let mut first_error = None;
+    for opened in std::iter::once(own).chain(
+        history
+            .iter()
+            .filter(|sealed| **sealed != session.session_key)
+            .map(|sealed| {
+                state
+                    .data_keys
+                    .open(sealed, &session.appid, &session.openid)
+            }),
+    ) {
+        match opened {
+            Ok(key) => keys.push(key),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let (true, Some(e)) = (keys.is_empty(), first_error) {
+        return Err(e.into());
+    }
+    let user = AuthUser {
+        openid: session.openid,
+        unionid: session.unionid,
+        appid: session.appid,
+        expires_at: session.expires_at,
+    };
+    Ok((user, keys))
 }
 
 /// Whether `token` names a live session: [`authenticate`] as a yes or no, for `/checklogin`.

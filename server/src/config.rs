@@ -166,6 +166,11 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// How old open data may be, by its watermark, when `/wx/decrypt` opens it: a duration,
+    /// or `0` to accept any age.
+    #[arg(long, env = "OPEN_DATA_MAX_AGE", default_value = "1h", value_parser = parse_max_age)]
+    pub open_data_max_age: MaxAge,
+
     /// How often expired sessions are deleted from the store.
     #[arg(long, env = "PURGE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub purge_interval: Duration,
@@ -434,6 +439,18 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// An age limit that `0` turns off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxAge(pub Option<Duration>);
+
+/// `0` (no limit) or a duration as [`parse_duration`] reads it.
+pub fn parse_max_age(s: &str) -> Result<MaxAge, String> {
+    if s.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" {
+        return Ok(MaxAge(None));
+    }
+    parse_duration(s).map(|d| MaxAge(Some(d)))
+}
+
 /// Parses `250ms`, `90`, `90s`, `15m`, `12h` or `7d`. Zero is refused: every duration here is
 /// a timeout, a lifetime or an interval, and none of them means anything at zero.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -561,6 +578,21 @@ mod tests {
         }
         let c = Config::parse_from(["server", "--data-key", KEY]);
         assert!(!format!("{c:?}").contains(&KEY[..12]));
+    }
+
+    #[test]
+    fn the_open_data_age_limit_is_a_duration_or_zero_for_none() {
+        assert_eq!(
+            Config::parse_from(["server"]).open_data_max_age,
+            MaxAge(Some(Duration::from_secs(3600)))
+        );
+        assert_eq!(parse_max_age("0").unwrap(), MaxAge(None));
+        assert_eq!(parse_max_age("0s").unwrap(), MaxAge(None));
+        assert_eq!(
+            parse_max_age("90s").unwrap(),
+            MaxAge(Some(Duration::from_secs(90)))
+        );
+        assert!(parse_max_age("soon").is_err());
     }
 
     #[test]

@@ -300,6 +300,12 @@ impl SessionKey {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The 16 bytes WeChat's base64 stands for: the AES-128 key of the user's open data.
+    /// `None` for a key WeChat could not have sent.
+    pub fn raw_aes_key(&self) -> Option<[u8; 16]> {
+        STANDARD.decode(&self.0).ok()?.try_into().ok()
+    }
 }
 
 impl fmt::Debug for SessionKey {

@@ -392,6 +392,7 @@ fn the_routes_are_built_without_a_socket_or_a_runtime() {
         Stores {
             sessions: Arc::new(MemoryStore::default()),
             claims: Arc::new(LocalClaims::default()),
+            users: Arc::new(MemoryStore::default()),
         },
     )
     .unwrap();

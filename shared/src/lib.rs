@@ -27,6 +27,12 @@ pub mod paths {
     pub const FORWARD_AUTH: &str = "/auth";
     /// `GET`, liveness probe.
     pub const HEALTH: &str = "/healthz";
+    /// `POST`, Bearer, body [`DecryptRequest`](super::DecryptRequest): the user's open data,
+    /// decrypted with their session_key on the server.
+    pub const WX_DECRYPT: &str = "/wx/decrypt";
+    /// `POST`, Bearer, body [`VerifySignatureRequest`](super::VerifySignatureRequest), answer
+    /// [`VerifySignatureResponse`](super::VerifySignatureResponse).
+    pub const WX_VERIFY_SIGNATURE: &str = "/wx/verify-signature";
     /// `POST` (dev mode only): stands in for `wx.login()`, answer [`SimLoginResponse`](super::SimLoginResponse).
     pub const SIM_WX_LOGIN: &str = "/sim/wx.login";
 }
@@ -88,6 +94,36 @@ pub struct MeResponse {
     pub appid: String,
     /// Unix seconds from which the token is refused.
     pub expires_at: i64,
+}
+
+/// Body of `POST /wx/decrypt`: what a `wx.getUserInfo`-style API gave the client.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecryptRequest {
+    /// Base64, as WeChat gave it.
+    pub encrypted_data: String,
+    /// Base64 of 16 bytes, as WeChat gave it.
+    pub iv: String,
+}
+
+/// Body of `POST /wx/verify-signature`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifySignatureRequest {
+    /// The JSON text WeChat gave, unchanged.
+    pub raw_data: String,
+    /// Hex SHA-1 WeChat gave beside it.
+    pub signature: String,
+}
+
+/// Answer of `POST /wx/verify-signature`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifySignatureResponse {
+    /// Whether `signature == sha1(rawData + session_key)`.
+    pub valid: bool,
 }
 
 /// Answer of the dev simulator's `POST /sim/wx.login`.
@@ -165,6 +201,19 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The server did not finish the request in time; see `Retry-After`.
     RequestTimeout,
+    /// `encryptedData` or `iv` is not base64.
+    InvalidBase64,
+    /// `iv` is not 16 bytes, or `encryptedData` not a whole number of 16-byte blocks.
+    InvalidLength,
+    /// No session_key the server holds for this user opens the data: call `wx.login()` (or
+    /// `ensureFreshSession()`), then fetch the data again.
+    StaleSessionKey,
+    /// The decrypted data was made for another mini-program.
+    WatermarkMismatch,
+    /// The decrypted data is older than the server accepts: fetch it again.
+    OpenDataExpired,
+    /// The decrypted data is not WeChat open data (no watermark).
+    InvalidOpenData,
     /// A bug on the server; details are in its log.
     Internal,
     /// A code this client does not know yet.

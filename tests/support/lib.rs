@@ -113,7 +113,12 @@ impl TestServer {
 
     /// A full login; panics unless it succeeds.
     pub async fn login(&self) -> LoginResponse {
-        let code = self.wx_login().await;
+        self.login_as("dev-user").await
+    }
+
+    /// A full login of the simulator's `user`: a fresh `wx.login()` code, then `POST /login`.
+    pub async fn login_as(&self, user: &str) -> LoginResponse {
+        let code = self.wx_login_as(user).await;
         let response = self.post_login(&code).await;
         assert_eq!(response.status(), 200, "login failed");
         response.json().await.unwrap()

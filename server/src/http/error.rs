@@ -14,7 +14,7 @@ use axum::{
 };
 use shared::{ErrorBody, ErrorCode};
 
-use crate::{auth::AuthError, store::StoreError, wechat::WechatError};
+use crate::{auth::AuthError, open_data::OpenDataError, store::StoreError, wechat::WechatError};
 
 /// How long a client should wait after upstream trouble before trying again.
 const UPSTREAM_RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -61,6 +61,9 @@ pub enum ApiError {
     /// `504`: another request's exchange of the same code did not finish in time.
     #[error("{0}")]
     ExchangePending(AuthError),
+    /// `400`: open data that cannot be opened or is not acceptable, each with its own code.
+    #[error(transparent)]
+    OpenData(#[from] OpenDataError),
     /// `503`, with `Retry-After`: the request outlived `REQUEST_TIMEOUT`.
     #[error("the server did not finish this request in time")]
     RequestTimeout,
@@ -146,6 +149,20 @@ impl ApiError {
                 StatusCode::GATEWAY_TIMEOUT,
                 ErrorCode::UpstreamTimeout,
                 Some(UPSTREAM_RETRY_AFTER),
+            ),
+            E::OpenData(e) => (
+                StatusCode::BAD_REQUEST,
+                match e {
+                    OpenDataError::BadBase64(_) => ErrorCode::InvalidBase64,
+                    OpenDataError::BadIvLength | OpenDataError::BadDataLength => {
+                        ErrorCode::InvalidLength
+                    }
+                    OpenDataError::StaleSessionKey => ErrorCode::StaleSessionKey,
+                    OpenDataError::NoWatermark => ErrorCode::InvalidOpenData,
+                    OpenDataError::WrongApp => ErrorCode::WatermarkMismatch,
+                    OpenDataError::Expired { .. } => ErrorCode::OpenDataExpired,
+                },
+                None,
             ),
             E::RequestTimeout => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -14,6 +14,7 @@ mod health;
 mod login;
 mod logout;
 mod me;
+mod open_data;
 mod openapi;
 mod request_log;
 
@@ -50,7 +51,8 @@ pub fn routes<S>(state: LoginState) -> Router<S> {
         .merge(checklogin::router())
         .merge(me::router())
         .merge(forward_auth::router())
-        .merge(logout::router());
+        .merge(logout::router())
+        .merge(open_data::router());
     if let Some(sim) = &state.simulator {
         api = api
             .nest("/sim", sim.router())

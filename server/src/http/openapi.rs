@@ -21,11 +21,14 @@ use utoipa::{
         super::me::me,
         super::forward_auth::forward_auth,
         super::logout::logout,
+        super::open_data::decrypt,
+        super::open_data::verify_signature,
         super::health::health,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "login", description = "The login flow"),
+        (name = "open data", description = "The user's WeChat open data, opened with the session_key the server keeps"),
         (name = "operations", description = "Running the service"),
     )
 )]

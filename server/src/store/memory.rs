@@ -4,14 +4,16 @@ use std::{collections::HashMap, sync::Mutex};
 
 use async_trait::async_trait;
 
-use super::{Session, SessionStore, StoreError};
-use crate::token::TokenHash;
+use super::{Phone, Session, SessionStore, StoreError, UserRecord, UserStore};
+use crate::{data_keys::SealedSessionKey, token::TokenHash};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     /// A std mutex suffices: it is never held across an `.await` and every critical section is
     /// a single map operation.
     sessions: Mutex<HashMap<TokenHash, Session>>,
+    /// By appid, then openid.
+    users: Mutex<HashMap<(String, String), UserRecord>>,
 }
 
 impl MemoryStore {
@@ -44,14 +46,52 @@ impl SessionStore for MemoryStore {
     }
 }
 
+impl MemoryStore {
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), UserRecord>> {
+        self.users.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn user(&self, appid: &str, openid: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self
+            .users()
+            .get(&(appid.to_owned(), openid.to_owned()))
+            .cloned())
+    }
+
+    async fn add_session_key(
+        &self,
+        appid: &str,
+        openid: &str,
+        key: SealedSessionKey,
+    ) -> Result<(), StoreError> {
+        self.users()
+            .entry((appid.to_owned(), openid.to_owned()))
+            .or_default()
+            .push_session_key(key);
+        Ok(())
+    }
+
+    async fn set_phone(&self, appid: &str, openid: &str, phone: Phone) -> Result<(), StoreError> {
+        self.users()
+            .entry((appid.to_owned(), openid.to_owned()))
+            .or_default()
+            .phone = Some(phone);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::contract_tests;
+    use super::super::{contract_tests, users};
 
     #[tokio::test]
     async fn meets_the_store_contract() {
         let store = super::MemoryStore::default();
         contract_tests::run_all(&store).await;
         contract_tests::purge_deletes_expired_sessions(&store).await;
+        users::contract_tests::run_all(&store).await;
     }
 }

@@ -13,6 +13,7 @@ mod memory;
 #[cfg(feature = "redis-store")]
 mod redis;
 mod sqlite;
+mod users;
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub use claims::contract_tests as claim_contract_tests;
@@ -21,6 +22,9 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis-store")]
 pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
+#[cfg(any(test, feature = "contract-tests"))]
+pub use users::contract_tests as user_contract_tests;
+pub use users::{KEY_HISTORY, Phone, UserRecord, UserStore};
 
 use std::{fmt, sync::Arc};
 
@@ -105,20 +109,32 @@ pub struct Scope {
     pub data_keys: DataKeys,
 }
 
-/// The stores one server uses: sessions, and claims on login codes.
+/// The stores one server uses: sessions, claims on login codes, and what is kept per user.
 #[derive(Debug, Clone)]
 pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub claims: Arc<dyn ClaimStore>,
+    pub users: Arc<dyn UserStore>,
 }
 
 impl Stores {
-    /// Sessions in `sessions`, code claims kept in this process: right for every backend that
-    /// one process owns.
+    /// Sessions in `sessions`, code claims and users kept in this process: for tests that
+    /// bring a session store of their own.
     pub fn local(sessions: Arc<dyn SessionStore>) -> Self {
         Self {
             sessions,
             claims: Arc::new(LocalClaims::default()),
+            users: Arc::new(MemoryStore::default()),
+        }
+    }
+
+    /// Sessions and users in `store`, code claims in this process: right for every backend
+    /// that one process owns.
+    pub fn single<S: SessionStore + UserStore + 'static>(store: Arc<S>) -> Self {
+        Self {
+            sessions: store.clone(),
+            claims: Arc::new(LocalClaims::default()),
+            users: store,
         }
     }
 
@@ -131,14 +147,15 @@ impl Stores {
         scope: &Scope,
     ) -> Result<Self, StoreError> {
         Ok(match url {
-            StoreUrl::Memory => Self::local(Arc::new(MemoryStore::default())),
-            StoreUrl::Sqlite(path) => Self::local(Arc::new(SqliteStore::open(path, scope)?)),
+            StoreUrl::Memory => Self::single(Arc::new(MemoryStore::default())),
+            StoreUrl::Sqlite(path) => Self::single(Arc::new(SqliteStore::open(path, scope)?)),
             #[cfg(feature = "redis-store")]
             StoreUrl::Redis(url) => {
                 let redis = Arc::new(RedisStore::connect(url, timeout, scope).await?);
                 Self {
                     sessions: redis.clone(),
-                    claims: redis,
+                    claims: redis.clone(),
+                    users: redis,
                 }
             }
             #[cfg(not(feature = "redis-store"))]

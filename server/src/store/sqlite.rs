@@ -14,6 +14,8 @@
 //!   the current data key and stamped with the server's AppID, expired rows are dropped, and
 //!   the file is vacuumed and its WAL truncated so no plaintext session_key survives on disk.
 //! - 1: `appid` per row, `session_key` a sealed BLOB.
+//! - 2: a `users` table beside it: per app and openid, the last few sealed session_keys (JSON)
+//!   and the phone number (JSON). Added empty to a version-1 file.
 
 use std::{
     path::Path,
@@ -25,7 +27,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use rusqlite::TransactionBehavior;
 
-use super::{Scope, Session, SessionStore, StoreError};
+use super::{Phone, Scope, Session, SessionStore, StoreError, UserRecord, UserStore};
 use crate::{
     data_keys::{SealedSessionKey, SessionKey},
     token::TokenHash,
@@ -46,7 +48,7 @@ struct Inner {
 }
 
 /// The schema this version writes, as `PRAGMA user_version` records it.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE sessions (
@@ -59,6 +61,16 @@ CREATE TABLE sessions (
     expires_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
+";
+
+const SCHEMA_V2: &str = "
+CREATE TABLE users (
+    appid        TEXT NOT NULL,
+    openid       TEXT NOT NULL,
+    session_keys TEXT NOT NULL,
+    phone        TEXT,
+    PRIMARY KEY (appid, openid)
+) WITHOUT ROWID;
 ";
 
 impl SqliteStore {
@@ -160,6 +172,10 @@ fn migrate(conn: &mut Connection, scope: &Scope) -> Result<(), StoreError> {
         .map_err(unavailable)?;
     let adopted = match version {
         SCHEMA_VERSION => return Ok(()),
+        1 => {
+            tx.execute_batch(SCHEMA_V2).map_err(unavailable)?;
+            None
+        }
         0 => {
             let legacy: bool = tx
                 .query_row(
@@ -169,12 +185,14 @@ fn migrate(conn: &mut Connection, scope: &Scope) -> Result<(), StoreError> {
                     |row| row.get(0),
                 )
                 .map_err(unavailable)?;
-            if legacy {
+            let adopted = if legacy {
                 Some(adopt_plaintext_sessions(&tx, scope)?)
             } else {
                 tx.execute_batch(SCHEMA_V1).map_err(unavailable)?;
                 None
-            }
+            };
+            tx.execute_batch(SCHEMA_V2).map_err(unavailable)?;
+            adopted
         }
         newer => {
             return Err(StoreError::Corrupt(format!(
@@ -346,6 +364,85 @@ impl SessionStore for SqliteStore {
     }
 }
 
+/// JSON in a column: the store keeps the record's shape, never reads inside it.
+fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(column: usize, text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn user(&self, appid: &str, openid: &str) -> Result<Option<UserRecord>, StoreError> {
+        let (appid, openid) = (appid.to_owned(), openid.to_owned());
+        self.read(openid.len(), move |c| {
+            c.prepare_cached(
+                "SELECT session_keys, phone FROM users WHERE appid = ?1 AND openid = ?2",
+            )?
+            .query_row(params![appid, openid], |row| {
+                let keys: String = row.get(0)?;
+                let phone: Option<String> = row.get(1)?;
+                Ok(UserRecord {
+                    session_keys: from_json(0, &keys)?,
+                    phone: phone.map(|p| from_json(1, &p)).transpose()?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn add_session_key(
+        &self,
+        appid: &str,
+        openid: &str,
+        key: SealedSessionKey,
+    ) -> Result<(), StoreError> {
+        let (appid, openid) = (appid.to_owned(), openid.to_owned());
+        // Read and write on the one write connection, in one transaction: two logins of one
+        // user cannot lose each other's key.
+        self.write(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let keys: Option<String> = tx
+                .prepare_cached("SELECT session_keys FROM users WHERE appid = ?1 AND openid = ?2")?
+                .query_row(params![appid, openid], |row| row.get(0))
+                .optional()?;
+            let mut record = UserRecord {
+                session_keys: keys
+                    .map(|k| from_json(0, &k))
+                    .transpose()?
+                    .unwrap_or_default(),
+                phone: None,
+            };
+            record.push_session_key(key);
+            tx.prepare_cached(
+                "INSERT INTO users (appid, openid, session_keys) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (appid, openid) DO UPDATE SET session_keys = excluded.session_keys",
+            )?
+            .execute(params![appid, openid, to_json(&record.session_keys)?])?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn set_phone(&self, appid: &str, openid: &str, phone: Phone) -> Result<(), StoreError> {
+        let (appid, openid) = (appid.to_owned(), openid.to_owned());
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO users (appid, openid, session_keys, phone) VALUES (?1, ?2, '[]', ?3)
+                 ON CONFLICT (appid, openid) DO UPDATE SET phone = excluded.phone",
+            )?
+            .execute(params![appid, openid, to_json(&phone)?])
+            .map(drop)
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,6 +454,34 @@ mod tests {
         let store = SqliteStore::open(&dir.join("nested/sessions.db"), &scope()).unwrap();
         super::super::contract_tests::run_all(&store).await;
         super::super::contract_tests::purge_deletes_expired_sessions(&store).await;
+        super::super::user_contract_tests::run_all(&store).await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_gains_the_users_table_and_keeps_its_sessions() {
+        let dir = tempdir();
+        let path = dir.join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.execute_batch("PRAGMA user_version = 1;").unwrap();
+            conn.execute(
+                "INSERT INTO sessions VALUES (x'01', 'wxA', 'o-1', NULL, x'00', 0, 9999999999)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, &scope()).unwrap();
+        let rows: i64 = lock(&store.inner.writer)
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1, "the session is still there");
+        super::super::user_contract_tests::run_all(&store).await;
+        let version: i64 = lock(&store.inner.writer)
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
         std::fs::remove_dir_all(dir).ok();
     }
 

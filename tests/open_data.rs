@@ -1,0 +1,181 @@
+//! The user's open data through the session: `/wx/decrypt` and `/wx/verify-signature` against
+//! the dev simulator, which plays WeChat (new session_key per `wx.login()`, data encrypted under
+//! the current one). Data the tests seal themselves covers what WeChat never sends.
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use serde_json::{Value, json};
+use server::{open_data, store::unix_now, wechat::simulator::SimOpenData};
+use shared::{ErrorCode, VerifySignatureResponse};
+use workspace_tests::{TestServer, error_body};
+
+async fn login_as(server: &TestServer, user: &str) -> String {
+    server.login_as(user).await.token
+}
+
+async fn sim_open_data(server: &TestServer, user: &str) -> SimOpenData {
+    let response = server
+        .http
+        .post(server.url("/sim/open-data"))
+        .json(&json!({ "user": user }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+async fn decrypt(server: &TestServer, token: &str, data: &str, iv: &str) -> reqwest::Response {
+    server
+        .http
+        .post(server.url("/wx/decrypt"))
+        .bearer_auth(token)
+        .json(&json!({ "encryptedData": data, "iv": iv }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn refused_with(response: reqwest::Response) -> ErrorCode {
+    assert_eq!(response.status(), 400);
+    error_body(response).await.error.code
+}
+
+/// `value` sealed as WeChat would, under `user`'s current session_key.
+fn seal_for(server: &TestServer, user: &str, value: &Value) -> (String, String) {
+    let sim = server.state.simulator.as_ref().unwrap();
+    let key: [u8; 16] = STANDARD
+        .decode(sim.session_key_of(user).unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let iv = [3u8; 16];
+    let sealed = open_data::seal(value.to_string().as_bytes(), &key, &iv);
+    (STANDARD.encode(sealed), STANDARD.encode(iv))
+}
+
+#[tokio::test]
+async fn data_decrypts_with_the_sessions_key_and_answers_no_store() {
+    let server = TestServer::start(&[]).await;
+    let token = login_as(&server, "alice").await;
+    let data = sim_open_data(&server, "alice").await;
+    let response = decrypt(&server, &token, &data.encrypted_data, &data.iv).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let opened: Value = response.json().await.unwrap();
+    let sim = server.state.simulator.as_ref().unwrap();
+    assert_eq!(opened["openId"], sim.openid_for("alice"));
+    assert_eq!(opened["watermark"]["appid"], server::DEV_APPID);
+    assert!(
+        !opened
+            .to_string()
+            .contains(&sim.session_key_of("alice").unwrap())
+    );
+}
+
+#[tokio::test]
+async fn data_from_before_a_relogin_still_opens_but_not_past_the_history() {
+    let server = TestServer::start(&[]).await;
+    login_as(&server, "bob").await;
+    // Fetched, then the client logs in again before sending it: WeChat rotated the key.
+    let before = sim_open_data(&server, "bob").await;
+    let token = login_as(&server, "bob").await;
+    let response = decrypt(&server, &token, &before.encrypted_data, &before.iv).await;
+    assert_eq!(response.status(), 200, "the previous key is in the history");
+    // Three more logins: the key that sealed it is now older than the three kept.
+    let mut token = token;
+    for _ in 0..3 {
+        token = login_as(&server, "bob").await;
+    }
+    let response = decrypt(&server, &token, &before.encrypted_data, &before.iv).await;
+    assert_eq!(refused_with(response).await, ErrorCode::StaleSessionKey);
+    // And another user's token never opens bob's data.
+    let fresh = sim_open_data(&server, "bob").await;
+    let carol = login_as(&server, "carol").await;
+    let response = decrypt(&server, &carol, &fresh.encrypted_data, &fresh.iv).await;
+    assert_eq!(refused_with(response).await, ErrorCode::StaleSessionKey);
+}
+
+#[tokio::test]
+async fn every_kind_of_bad_open_data_gets_its_own_400() {
+    let server = TestServer::start(&["--open-data-max-age", "1h"]).await;
+    let token = login_as(&server, "dave").await;
+    let iv = STANDARD.encode([0u8; 16]);
+    let block = STANDARD.encode([0u8; 16]);
+
+    let bad_base64 = decrypt(&server, &token, "not*base64", &iv).await;
+    assert_eq!(refused_with(bad_base64).await, ErrorCode::InvalidBase64);
+    let short_iv = decrypt(&server, &token, &block, &STANDARD.encode([0u8; 8])).await;
+    assert_eq!(refused_with(short_iv).await, ErrorCode::InvalidLength);
+    let ragged = decrypt(&server, &token, &STANDARD.encode([0u8; 20]), &iv).await;
+    assert_eq!(refused_with(ragged).await, ErrorCode::InvalidLength);
+    let bad_padding = decrypt(&server, &token, &block, &iv).await;
+    assert_eq!(refused_with(bad_padding).await, ErrorCode::StaleSessionKey);
+
+    let now = unix_now();
+    let other_app = json!({"watermark": {"appid": "wxsomeoneelse000", "timestamp": now}});
+    let (data, iv2) = seal_for(&server, "dave", &other_app);
+    let response = decrypt(&server, &token, &data, &iv2).await;
+    assert_eq!(refused_with(response).await, ErrorCode::WatermarkMismatch);
+
+    let stale = json!({"watermark": {"appid": server::DEV_APPID, "timestamp": now - 3601}});
+    let (data, iv2) = seal_for(&server, "dave", &stale);
+    let response = decrypt(&server, &token, &data, &iv2).await;
+    assert_eq!(refused_with(response).await, ErrorCode::OpenDataExpired);
+
+    let unmarked = json!({"nickName": "dave"});
+    let (data, iv2) = seal_for(&server, "dave", &unmarked);
+    let response = decrypt(&server, &token, &data, &iv2).await;
+    assert_eq!(refused_with(response).await, ErrorCode::InvalidOpenData);
+
+    let fine = json!({"watermark": {"appid": server::DEV_APPID, "timestamp": now - 60}});
+    let (data, iv2) = seal_for(&server, "dave", &fine);
+    assert_eq!(decrypt(&server, &token, &data, &iv2).await.status(), 200);
+
+    let no_token = server
+        .http
+        .post(server.url("/wx/decrypt"))
+        .json(&json!({ "encryptedData": data, "iv": iv2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), 401);
+}
+
+#[tokio::test]
+async fn with_the_age_check_off_old_data_opens() {
+    let server = TestServer::start(&["--open-data-max-age", "0"]).await;
+    let token = login_as(&server, "erin").await;
+    let ancient = json!({"watermark": {"appid": server::DEV_APPID, "timestamp": 1_000}});
+    let (data, iv) = seal_for(&server, "erin", &ancient);
+    assert_eq!(decrypt(&server, &token, &data, &iv).await.status(), 200);
+}
+
+async fn verify(server: &TestServer, token: &str, raw: &str, signature: &str) -> bool {
+    let response = server
+        .http
+        .post(server.url("/wx/verify-signature"))
+        .bearer_auth(token)
+        .json(&json!({ "rawData": raw, "signature": signature }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response
+        .json::<VerifySignatureResponse>()
+        .await
+        .unwrap()
+        .valid
+}
+
+#[tokio::test]
+async fn signatures_hold_for_their_data_and_their_sessions_key_only() {
+    let server = TestServer::start(&[]).await;
+    let token = login_as(&server, "frank").await;
+    let data = sim_open_data(&server, "frank").await;
+    assert!(verify(&server, &token, &data.raw_data, &data.signature).await);
+    let changed = data.raw_data.replace("frank", "frenk");
+    assert!(!verify(&server, &token, &changed, &data.signature).await);
+    // Signed under another session's key.
+    let other = login_as(&server, "grace").await;
+    assert!(!verify(&server, &other, &data.raw_data, &data.signature).await);
+}
