@@ -43,7 +43,8 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    /// Every key and its value (all are strings), as a dump or a replica would see them.
+    /// Every key and its value, as a dump or a replica would see them: a string as it is, a
+    /// list as its items joined by newlines.
     pub async fn dump(&self) -> Vec<(String, Vec<u8>)> {
         let client = redis::Client::open(self.url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -54,11 +55,27 @@ impl RedisServer {
             .unwrap();
         let mut entries = Vec::new();
         for key in keys {
-            let value: Vec<u8> = redis::cmd("GET")
+            let kind: String = redis::cmd("TYPE")
                 .arg(&key)
                 .query_async(&mut conn)
                 .await
                 .unwrap();
+            let value: Vec<u8> = match kind.as_str() {
+                "string" => redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap(),
+                "list" => redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async::<Vec<Vec<u8>>>(&mut conn)
+                    .await
+                    .unwrap()
+                    .join(&b'\n'),
+                other => panic!("{key} holds a {other}, which the stores never write"),
+            };
             entries.push((key, value));
         }
         entries
