@@ -179,3 +179,104 @@ async fn signatures_hold_for_their_data_and_their_sessions_key_only() {
     let other = login_as(&server, "grace").await;
     assert!(!verify(&server, &other, &data.raw_data, &data.signature).await);
 }
+
+async fn phone_code(server: &TestServer, user: &str) -> String {
+    let response = server
+        .http
+        .post(server.url("/sim/phone-code"))
+        .json(&json!({ "user": user }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json::<Value>().await.unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn ask_phone(server: &TestServer, token: &str, code: &str) -> reqwest::Response {
+    server
+        .http
+        .post(server.url("/wx/phone"))
+        .bearer_auth(token)
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_phone_number_comes_through_a_stale_token_and_shows_on_me() {
+    let server = TestServer::start(&[]).await;
+    let sim = server.state.simulator.clone().unwrap();
+    let token = login_as(&server, "heidi").await;
+    let response = ask_phone(&server, &token, &phone_code(&server, "heidi").await).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let number: shared::PhoneNumber = response.json().await.unwrap();
+    assert_eq!(number.pure_phone_number, sim.phone_of("heidi"));
+    assert_eq!(number.country_code, "86");
+
+    // Something else fetched a new access token: ours answers 40001, is replaced, and the
+    // call is retried without the client seeing anything.
+    sim.invalidate_access_token();
+    let response = ask_phone(&server, &token, &phone_code(&server, "heidi").await).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(sim.access_token_calls(), 2, "one fetch, one refresh");
+
+    let me: shared::MeResponse = server
+        .http
+        .get(server.url("/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me.phone, Some(number));
+}
+
+#[tokio::test]
+async fn a_login_code_sent_for_a_phone_number_is_refused_saying_so() {
+    let server = TestServer::start(&[]).await;
+    let token = login_as(&server, "ivan").await;
+    let login_code = server.wx_login_as("ivan").await;
+    let response = ask_phone(&server, &token, &login_code).await;
+    assert_eq!(response.status(), 400);
+    let body = error_body(response).await;
+    assert_eq!(body.error.code, ErrorCode::InvalidCode);
+    assert!(
+        body.error.message.contains("getPhoneNumber"),
+        "{}",
+        body.error.message
+    );
+    assert!(
+        body.error.message.contains("wx.login()"),
+        "{}",
+        body.error.message
+    );
+}
+
+#[tokio::test]
+async fn thirty_two_concurrent_phone_requests_fetch_one_access_token() {
+    let server = std::sync::Arc::new(TestServer::start(&[]).await);
+    let sim = server.state.simulator.clone().unwrap();
+    let token = login_as(&server, "judy").await;
+    let mut codes = Vec::new();
+    for _ in 0..32 {
+        codes.push(phone_code(&server, "judy").await);
+    }
+    let tasks: Vec<_> = codes
+        .into_iter()
+        .map(|code| {
+            let (server, token) = (server.clone(), token.clone());
+            tokio::spawn(async move { ask_phone(&server, &token, &code).await.status() })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    assert_eq!(sim.access_token_calls(), 1);
+}

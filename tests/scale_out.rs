@@ -276,3 +276,50 @@ async fn redis_down_is_a_503_not_a_logout_and_recovery_needs_no_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn two_instances_on_one_redis_fetch_one_access_token_for_32_concurrent_requests() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start(APPID, SECRET).await;
+    let (a, b) = (
+        instance(&redis, &upstream).await,
+        instance(&redis, &upstream).await,
+    );
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let http = reqwest::Client::new();
+    let response = login(&http, &a, &upstream.sim.issue_code("kim")).await;
+    let token = response.json::<LoginResponse>().await.unwrap().token;
+    let tasks: Vec<_> = (0..32)
+        .map(|n| {
+            let server = if n % 2 == 0 { a.clone() } else { b.clone() };
+            let code = upstream.sim.issue_phone_code("kim", None);
+            let (http, token) = (http.clone(), token.clone());
+            tokio::spawn(async move {
+                http.post(server.url("/wx/phone"))
+                    .bearer_auth(token)
+                    .json(&serde_json::json!({ "code": code }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    assert_eq!(
+        upstream.sim.access_token_calls(),
+        1,
+        "one token for the app, shared through Redis"
+    );
+    // The token is kept sealed: the dump holds no access token in the clear.
+    let dump = redis.dump().await;
+    let token_keys: Vec<_> = dump.iter().filter(|(k, _)| k.ends_with(":t")).collect();
+    assert_eq!(
+        token_keys.len(),
+        1,
+        "{:?}",
+        dump.iter().map(|(k, _)| k).collect::<Vec<_>>()
+    );
+}

@@ -11,7 +11,9 @@ use crate::{
     data_keys::DataKeys,
     rate_limit::ClientLimiter,
     store::{Scope, Stores, unix_now},
-    wechat::{WechatClient, client::ClientOptions, simulator::Simulator},
+    wechat::{
+        WechatClient, access_token::AccessTokens, client::ClientOptions, simulator::Simulator,
+    },
 };
 
 /// The AppID the built-in simulator answers to in dev mode.
@@ -33,6 +35,9 @@ pub struct LoginState {
     pub wechat: WechatClient,
     /// Present in dev mode only, where it is also served at `/sim`.
     pub simulator: Option<Simulator>,
+    /// The app's access token for WeChat's server-to-server APIs (phone numbers), shared by
+    /// the instances of a Redis store.
+    pub access_tokens: AccessTokens,
     /// Seal each session_key before it is stored, and open it for code that needs it.
     pub data_keys: DataKeys,
 }
@@ -104,7 +109,13 @@ impl LoginState {
             config.login_rate_max_clients,
         ));
         let proxies = Arc::new(config.trusted_proxies());
+        let access_tokens = AccessTokens::new(
+            wechat.appid(),
+            Arc::new(wechat.clone()),
+            stores.tokens.clone(),
+        );
         Ok(Self {
+            access_tokens,
             config: Arc::new(config),
             stores,
             login_limiter,

@@ -393,6 +393,7 @@ fn the_routes_are_built_without_a_socket_or_a_runtime() {
             sessions: Arc::new(MemoryStore::default()),
             claims: Arc::new(LocalClaims::default()),
             users: Arc::new(MemoryStore::default()),
+            tokens: None,
         },
     )
     .unwrap();

@@ -33,6 +33,9 @@ pub mod paths {
     /// `POST`, Bearer, body [`VerifySignatureRequest`](super::VerifySignatureRequest), answer
     /// [`VerifySignatureResponse`](super::VerifySignatureResponse).
     pub const WX_VERIFY_SIGNATURE: &str = "/wx/verify-signature";
+    /// `POST`, Bearer, body [`PhoneRequest`](super::PhoneRequest), answer
+    /// [`PhoneNumber`](super::PhoneNumber).
+    pub const WX_PHONE: &str = "/wx/phone";
     /// `POST` (dev mode only): stands in for `wx.login()`, answer [`SimLoginResponse`](super::SimLoginResponse).
     pub const SIM_WX_LOGIN: &str = "/sim/wx.login";
 }
@@ -94,6 +97,9 @@ pub struct MeResponse {
     pub appid: String,
     /// Unix seconds from which the token is refused.
     pub expires_at: i64,
+    /// The number the user shared through `POST /wx/phone`, once they have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<PhoneNumber>,
 }
 
 /// Body of `POST /wx/decrypt`: what a `wx.getUserInfo`-style API gave the client.
@@ -124,6 +130,27 @@ pub struct VerifySignatureRequest {
 pub struct VerifySignatureResponse {
     /// Whether `signature == sha1(rawData + session_key)`.
     pub valid: bool,
+}
+
+/// Body of `POST /wx/phone`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneRequest {
+    /// The code of the `getPhoneNumber` button's event (`e.detail.code`), not a `wx.login()`
+    /// code.
+    pub code: String,
+}
+
+/// A user's phone number, as WeChat gives it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneNumber {
+    /// With the country code, e.g. `+8613800000000`.
+    pub phone_number: String,
+    /// Without it.
+    pub pure_phone_number: String,
+    pub country_code: String,
 }
 
 /// Answer of the dev simulator's `POST /sim/wx.login`.

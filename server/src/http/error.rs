@@ -97,7 +97,9 @@ impl ApiError {
                 Some(*retry_after),
             ),
             E::Wechat(w) => match w {
-                WechatError::InvalidCode => (StatusCode::BAD_REQUEST, ErrorCode::InvalidCode, None),
+                WechatError::InvalidCode | WechatError::InvalidPhoneCode => {
+                    (StatusCode::BAD_REQUEST, ErrorCode::InvalidCode, None)
+                }
                 WechatError::CodeUsed => (StatusCode::BAD_REQUEST, ErrorCode::CodeUsed, None),
                 WechatError::HighRiskUser => (StatusCode::FORBIDDEN, ErrorCode::HighRiskUser, None),
                 WechatError::RateLimited => (

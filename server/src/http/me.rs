@@ -1,10 +1,10 @@
 //! `GET /me`: who the bearer token belongs to, for the mini-program's pages and as the
 //! smallest example of a handler that takes [`AuthUser`].
 
-use axum::{Router, response::Response, routing::get};
-use shared::{ErrorBody, MeResponse, paths};
+use axum::{Router, extract::State, response::Response, routing::get};
+use shared::{ErrorBody, MeResponse, PhoneNumber, paths};
 
-use crate::{auth::AuthUser, state::LoginState};
+use crate::{auth::AuthUser, http::ApiError, state::LoginState, store::Phone};
 
 pub fn router() -> Router<LoginState> {
     Router::new().route(paths::ME, get(me))
@@ -25,12 +25,32 @@ pub fn router() -> Router<LoginState> {
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-pub(super) async fn me(user: AuthUser) -> Response {
+pub(super) async fn me(
+    State(state): State<LoginState>,
+    user: AuthUser,
+) -> Result<Response, ApiError> {
+    let phone = state
+        .stores
+        .users
+        .user(&user.appid, &user.openid)
+        .await?
+        .and_then(|record| record.phone)
+        .map(wire_phone);
     let body = MeResponse {
         openid: user.openid,
         unionid: user.unionid,
         appid: user.appid,
         expires_at: user.expires_at,
+        phone,
     };
-    super::private(body)
+    Ok(super::private(body))
+}
+
+/// The stored number as the API shows it.
+pub(super) fn wire_phone(phone: Phone) -> PhoneNumber {
+    PhoneNumber {
+        phone_number: phone.phone_number,
+        pure_phone_number: phone.pure_phone_number,
+        country_code: phone.country_code,
+    }
 }

@@ -1,8 +1,12 @@
-//! `POST /wx/decrypt` and `POST /wx/verify-signature`: the user's open data, checked and opened
-//! with the session_keys only the server holds. The client sends its token, never a key.
+//! `POST /wx/decrypt`, `/wx/verify-signature` and `/wx/phone`: the user's open data, checked
+//! and opened with the session_keys only the server holds, and the phone number through the
+//! app's access token. The client sends its token, never a key.
 
 use axum::{Router, extract::State, response::Response, routing::post};
-use shared::{DecryptRequest, ErrorBody, VerifySignatureRequest, VerifySignatureResponse, paths};
+use shared::{
+    DecryptRequest, ErrorBody, PhoneNumber, PhoneRequest, VerifySignatureRequest,
+    VerifySignatureResponse, paths,
+};
 
 use crate::{
     auth,
@@ -12,13 +16,14 @@ use crate::{
     },
     open_data::{self, Sealed},
     state::LoginState,
-    store::unix_now,
+    store::{Phone, unix_now},
 };
 
 pub fn router() -> Router<LoginState> {
     Router::new()
         .route(paths::WX_DECRYPT, post(decrypt))
         .route(paths::WX_VERIFY_SIGNATURE, post(verify_signature))
+        .route(paths::WX_PHONE, post(phone))
 }
 
 #[utoipa::path(
@@ -95,4 +100,60 @@ pub(super) async fn verify_signature(
     let key = auth::session_key(&state, token.as_deref()).await?;
     let valid = open_data::signature_matches(&request.raw_data, &request.signature, key.expose());
     Ok(super::private(VerifySignatureResponse { valid }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/wx/phone",
+    tag = "open data",
+    summary = "The user's phone number, from a getPhoneNumber button's code",
+    description = "Calls WeChat's getuserphonenumber with the app's access token (fetched once \
+                   and shared; refreshed and retried once when WeChat rejects it), keeps the \
+                   number with the user, where /me shows it.",
+    security(("bearer" = [])),
+    request_body = PhoneRequest,
+    responses(
+        (status = 200, description = "The number", body = PhoneNumber,
+            headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "invalid_code: not a live getPhoneNumber code (a wx.login \
+            code, or one older than five minutes); or a malformed body", body = ErrorBody),
+        (status = 401, description = "No token, or one that is not live", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 502, description = "WeChat refused or could not be reached", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "WeChat busy, or the session store is unavailable",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 504, description = "WeChat did not answer in time", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub(super) async fn phone(
+    State(state): State<LoginState>,
+    MaybeBearer(token): MaybeBearer,
+    AppJson(request): AppJson<PhoneRequest>,
+) -> Result<Response, ApiError> {
+    let user = auth::authenticate(&state, token.as_deref()).await?;
+    // Phone codes follow login codes' shape: junk never reaches WeChat.
+    auth::validate_code(&request.code)?;
+    let wechat = &state.wechat;
+    let info = state
+        .access_tokens
+        .with_token(|access_token| {
+            let code = request.code.clone();
+            async move { wechat.phone_number(&access_token, &code).await }
+        })
+        .await?;
+    let phone = Phone {
+        phone_number: info.phone_number,
+        pure_phone_number: info.pure_phone_number,
+        country_code: info.country_code,
+    };
+    state
+        .stores
+        .users
+        .set_phone(&user.appid, &user.openid, phone.clone())
+        .await?;
+    Ok(super::private(super::me::wire_phone(phone)))
 }

@@ -23,6 +23,7 @@ use utoipa::{
         super::logout::logout,
         super::open_data::decrypt,
         super::open_data::verify_signature,
+        super::open_data::phone,
         super::health::health,
     ),
     modifiers(&BearerAuth),

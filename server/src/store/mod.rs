@@ -115,6 +115,9 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub claims: Arc<dyn ClaimStore>,
     pub users: Arc<dyn UserStore>,
+    /// Where instances sharing this store share the app's access token (Redis); `None` for
+    /// stores one process owns, whose token lives in that process.
+    pub tokens: Option<Arc<dyn crate::wechat::access_token::SharedTokens>>,
 }
 
 impl Stores {
@@ -125,6 +128,7 @@ impl Stores {
             sessions,
             claims: Arc::new(LocalClaims::default()),
             users: Arc::new(MemoryStore::default()),
+            tokens: None,
         }
     }
 
@@ -135,6 +139,7 @@ impl Stores {
             sessions: store.clone(),
             claims: Arc::new(LocalClaims::default()),
             users: store,
+            tokens: None,
         }
     }
 
@@ -155,7 +160,8 @@ impl Stores {
                 Self {
                     sessions: redis.clone(),
                     claims: redis.clone(),
-                    users: redis,
+                    users: redis.clone(),
+                    tokens: Some(redis),
                 }
             }
             #[cfg(not(feature = "redis-store"))]

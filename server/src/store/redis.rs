@@ -18,9 +18,14 @@ use super::{
     UserRecord, UserStore,
 };
 use crate::{
-    data_keys::SealedSessionKey,
+    config::Secret,
+    data_keys::{DataKeys, SealedSessionKey, SessionKey},
     token::{TokenHash, hex},
+    wechat::access_token::{AccessToken, SharedTokens},
 };
+
+/// What an access token is sealed to, in place of an openid: its purpose.
+const ACCESS_TOKEN_LABEL: &str = "access_token";
 
 /// How long a user's key history outlives their last login: past any token's life, so data
 /// a live session's user fetched still opens.
@@ -36,6 +41,8 @@ pub struct RedisStore {
     claim_prefix: String,
     /// `REDIS_KEY_PREFIX`, for the per-user keys, which name their app themselves.
     key_prefix: String,
+    /// Seals the shared access token: a Redis dump must not hand out API access.
+    data_keys: DataKeys,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -69,6 +76,7 @@ impl RedisStore {
             session_prefix: format!("{base}s:"),
             claim_prefix: format!("{base}c:"),
             key_prefix: scope.redis_key_prefix.clone(),
+            data_keys: scope.data_keys.clone(),
         })
     }
 
@@ -84,6 +92,29 @@ impl RedisStore {
     /// sealed keys, newest first) and phone (JSON).
     fn user_key(&self, appid: &str, openid: &str, what: &str) -> String {
         format!("{}wxlogin:{appid}:u:{openid}:{what}", self.key_prefix)
+    }
+
+    /// `SET key value NX PX lease`: whether this call took the key.
+    async fn set_if_absent(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let won: Option<String> = self
+            .run(async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lease.as_millis().max(1) as u64)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(won.is_some())
     }
 
     /// Runs one command with the store's deadline.
@@ -149,20 +180,10 @@ impl ClaimStore for RedisStore {
         key: [u8; 32],
         lease: Duration,
     ) -> Result<Option<ClaimState>, StoreError> {
-        let mut c = self.conn.clone();
-        let won: Option<String> = self
-            .run(async move {
-                redis::cmd("SET")
-                    .arg(self.claim_key(&key))
-                    .arg(ClaimState::Pending.encode())
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(lease.as_millis().max(1) as u64)
-                    .query_async(&mut c)
-                    .await
-            })
+        let won = self
+            .set_if_absent(self.claim_key(&key), ClaimState::Pending.encode(), lease)
             .await?;
-        if won.is_some() {
+        if won {
             return Ok(None);
         }
         // Someone holds it. If the hold ended between the two commands, report it as pending:
@@ -267,5 +288,62 @@ impl UserStore for RedisStore {
         let key = self.user_key(appid, openid, "phone");
         let mut c = self.conn.clone();
         self.run(async move { c.set(key, json).await }).await
+    }
+}
+
+/// The app's access token as Redis keeps it, sealed.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredToken {
+    sealed: SealedSessionKey,
+    expires_at: i64,
+}
+
+#[async_trait]
+impl SharedTokens for RedisStore {
+    async fn get(&self, appid: &str) -> Result<Option<AccessToken>, StoreError> {
+        let key = format!("{}wxlogin:{appid}:t", self.key_prefix);
+        let mut c = self.conn.clone();
+        let raw: Option<String> = self.run(async move { c.get(key).await }).await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let stored: StoredToken =
+            serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Sealed under a key this instance lacks: as good as absent; a fresh one is fetched.
+        Ok(self
+            .data_keys
+            .open(&stored.sealed, appid, ACCESS_TOKEN_LABEL)
+            .ok()
+            .map(|token| AccessToken {
+                value: Secret::new(token.expose()),
+                expires_at: stored.expires_at,
+            }))
+    }
+
+    async fn put(&self, appid: &str, token: &AccessToken) -> Result<(), StoreError> {
+        let key = format!("{}wxlogin:{appid}:t", self.key_prefix);
+        let stored = StoredToken {
+            sealed: self.data_keys.seal(
+                &SessionKey::new(token.value.expose()),
+                appid,
+                ACCESS_TOKEN_LABEL,
+            ),
+            expires_at: token.expires_at,
+        };
+        let json =
+            serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let ttl = (token.expires_at - super::unix_now()).max(1) as u64;
+        let mut c = self.conn.clone();
+        self.run(async move { c.set_ex(key, json, ttl).await })
+            .await
+    }
+
+    async fn try_lock(&self, appid: &str, lease: Duration) -> Result<bool, StoreError> {
+        let key = format!("{}wxlogin:{appid}:t:lock", self.key_prefix);
+        self.set_if_absent(key, vec![1], lease).await
+    }
+
+    async fn unlock(&self, appid: &str) -> Result<(), StoreError> {
+        let key = format!("{}wxlogin:{appid}:t:lock", self.key_prefix);
+        let mut c = self.conn.clone();
+        self.run(async move { c.del(key).await }).await
     }
 }

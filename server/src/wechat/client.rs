@@ -31,7 +31,7 @@ pub struct WechatClient {
 impl std::fmt::Debug for WechatClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let endpoint = match &self.transport {
-            Transport::Http { endpoint, .. } => endpoint.as_str(),
+            Transport::Http { base, .. } => base.as_str(),
             Transport::Simulator(_) => "built-in simulator",
         };
         f.debug_struct("WechatClient")
@@ -47,7 +47,8 @@ enum Transport {
     /// WeChat itself, or a simulator at a URL.
     Http {
         http: reqwest::Client,
-        endpoint: String,
+        /// The API base, without a trailing slash.
+        base: String,
     },
     /// The dev simulator's routes, called without a socket.
     Simulator(axum::Router),
@@ -96,9 +97,9 @@ impl WechatClient {
             .user_agent(concat!("wechat-login-server/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| WechatError::Unreachable(format!("cannot build HTTP client: {e}")))?;
-        let endpoint = format!("{}{CODE2SESSION_PATH}", api_base.trim_end_matches('/'));
+        let base = api_base.trim_end_matches('/').to_owned();
         Ok(Self::with_transport(
-            Transport::Http { http, endpoint },
+            Transport::Http { http, base },
             appid,
             secret,
             options,
@@ -185,24 +186,9 @@ impl WechatClient {
             .append_pair("js_code", code)
             .append_pair("grant_type", "authorization_code")
             .finish();
-        let (status, bytes) = match &self.transport {
-            Transport::Http { http, endpoint } => {
-                let response = http
-                    .get(format!("{endpoint}?{query}"))
-                    .send()
-                    .await
-                    .map_err(transport_error)?;
-                let status = response.status().as_u16();
-                (status, response.bytes().await.map_err(transport_error)?)
-            }
-            Transport::Simulator(router) => {
-                let uri = format!("{CODE2SESSION_PATH}?{query}");
-                let call = simulator_call(router.clone(), uri);
-                tokio::time::timeout(self.timeout, call)
-                    .await
-                    .map_err(|_| WechatError::Timeout)??
-            }
-        };
+        let (status, bytes) = self
+            .send(format!("{CODE2SESSION_PATH}?{query}"), None)
+            .await?;
         if !(200..300).contains(&status) {
             return Err(WechatError::BadResponse(format!("HTTP status {status}")));
         }
@@ -237,15 +223,159 @@ impl WechatClient {
     }
 }
 
-/// One `GET` through the simulator's router: status and body, as over HTTP.
+impl WechatClient {
+    /// One call to WeChat: `GET path_and_query`, or `POST` with a JSON body. Status and body;
+    /// transport errors carry no URL, which may hold the secret or an access token.
+    async fn send(
+        &self,
+        path_and_query: String,
+        json: Option<Vec<u8>>,
+    ) -> Result<(u16, axum::body::Bytes), WechatError> {
+        match &self.transport {
+            Transport::Http { http, base } => {
+                let url = format!("{base}{path_and_query}");
+                let request = match json {
+                    None => http.get(url),
+                    Some(body) => http
+                        .post(url)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body),
+                };
+                let response = request.send().await.map_err(transport_error)?;
+                let status = response.status().as_u16();
+                Ok((status, response.bytes().await.map_err(transport_error)?))
+            }
+            Transport::Simulator(router) => {
+                let call = simulator_call(router.clone(), path_and_query, json);
+                tokio::time::timeout(self.timeout, call)
+                    .await
+                    .map_err(|_| WechatError::Timeout)?
+            }
+        }
+    }
+
+    /// A `POST` of `body` as JSON whose answer is WeChat's usual object; a non-zero `errcode`
+    /// comes back as `Err((errcode, errmsg))` for the caller to name.
+    async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path_and_query: String,
+        body: &serde_json::Value,
+    ) -> Result<Result<T, (i64, String)>, WechatError> {
+        let (status, bytes) = self
+            .send(path_and_query, Some(body.to_string().into_bytes()))
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(WechatError::BadResponse(format!("HTTP status {status}")));
+        }
+        #[derive(Deserialize)]
+        struct Status {
+            #[serde(default)]
+            errcode: i64,
+            #[serde(default)]
+            errmsg: String,
+        }
+        let head: Status = serde_json::from_slice(&bytes)
+            .map_err(|e| WechatError::BadResponse(format!("not the expected JSON: {e}")))?;
+        if head.errcode != 0 {
+            return Ok(Err((head.errcode, head.errmsg)));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Ok)
+            .map_err(|e| WechatError::BadResponse(format!("not the expected JSON: {e}")))
+    }
+
+    /// `POST /cgi-bin/stable_token`: the app's access token and its lifetime. WeChat answers the
+    /// same token until it nears expiry, unless `force_refresh`.
+    pub async fn stable_token(
+        &self,
+        force_refresh: bool,
+    ) -> Result<(Secret, Duration), WechatError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            access_token: String,
+            expires_in: u64,
+        }
+        let body = serde_json::json!({
+            "grant_type": "client_credential",
+            "appid": self.appid,
+            "secret": self.secret.expose(),
+            "force_refresh": force_refresh,
+        });
+        match self
+            .post_json::<Answer>("/cgi-bin/stable_token".into(), &body)
+            .await?
+        {
+            Ok(a) if !a.access_token.is_empty() => Ok((
+                Secret::new(a.access_token),
+                Duration::from_secs(a.expires_in.max(1)),
+            )),
+            Ok(_) => Err(WechatError::BadResponse("an empty access_token".into())),
+            Err((errcode @ (errcode::INVALID_APPID | errcode::INVALID_SECRET), errmsg)) => {
+                Err(WechatError::Misconfigured { errcode, errmsg })
+            }
+            Err((errcode::BUSY, _)) => Err(WechatError::Busy { attempts: 1 }),
+            Err((errcode, errmsg)) => Err(WechatError::Other { errcode, errmsg }),
+        }
+    }
+
+    /// `POST /wxa/business/getuserphonenumber`: the number behind a `getPhoneNumber` button's
+    /// code, with `access_token`.
+    pub async fn phone_number(
+        &self,
+        access_token: &super::access_token::AccessToken,
+        code: &str,
+    ) -> Result<super::PhoneInfo, super::access_token::TokenCallError> {
+        use super::access_token::{Rejection, TokenCallError};
+        #[derive(Deserialize)]
+        struct Answer {
+            phone_info: super::PhoneInfo,
+        }
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("access_token", access_token.value.expose())
+            .finish();
+        let answer = self
+            .post_json::<Answer>(
+                format!("/wxa/business/getuserphonenumber?{query}"),
+                &serde_json::json!({ "code": code }),
+            )
+            .await
+            .map_err(TokenCallError::Other)?;
+        match answer {
+            Ok(a) => Ok(a.phone_info),
+            Err((errcode::ACCESS_TOKEN_INVALID | errcode::ACCESS_TOKEN_UNRECOGNISED, _)) => {
+                Err(TokenCallError::Rejected(Rejection::Invalid))
+            }
+            Err((errcode::ACCESS_TOKEN_EXPIRED, _)) => {
+                Err(TokenCallError::Rejected(Rejection::Expired))
+            }
+            Err((errcode::INVALID_CODE, _)) => {
+                Err(TokenCallError::Other(WechatError::InvalidPhoneCode))
+            }
+            Err((errcode::BUSY, _)) => {
+                Err(TokenCallError::Other(WechatError::Busy { attempts: 1 }))
+            }
+            Err((errcode, errmsg)) => Err(TokenCallError::Other(WechatError::Other {
+                errcode,
+                errmsg,
+            })),
+        }
+    }
+}
+
+/// One request through the simulator's router: status and body, as over HTTP.
 async fn simulator_call(
     router: axum::Router,
     uri: String,
+    json: Option<Vec<u8>>,
 ) -> Result<(u16, axum::body::Bytes), WechatError> {
     use tower::ServiceExt;
-    let request = axum::http::Request::get(uri)
-        .body(axum::body::Body::empty())
-        .map_err(|e| WechatError::BadResponse(format!("cannot build the request: {e}")))?;
+    let request = match json {
+        None => axum::http::Request::get(uri).body(axum::body::Body::empty()),
+        Some(body) => axum::http::Request::post(uri)
+            .header(axum::http::header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(body)),
+    }
+    .map_err(|e| WechatError::BadResponse(format!("cannot build the request: {e}")))?;
     let response = router
         .oneshot(request)
         .await
@@ -263,5 +393,13 @@ fn transport_error(e: reqwest::Error) -> WechatError {
         WechatError::Timeout
     } else {
         WechatError::Unreachable(e.without_url().to_string())
+    }
+}
+
+/// The app's access tokens come from `stable_token`.
+#[async_trait::async_trait]
+impl super::access_token::TokenSource for WechatClient {
+    async fn fetch(&self, force_refresh: bool) -> Result<(Secret, Duration), WechatError> {
+        self.stable_token(force_refresh).await
     }
 }

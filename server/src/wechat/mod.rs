@@ -42,6 +42,20 @@ pub mod errcode {
     pub const INVALID_SECRET: i64 = 40125;
     pub const MISSING_CODE: i64 = 41008;
     pub const INVALID_GRANT_TYPE: i64 = 40002;
+    /// The access token is not (any longer) the app's current one.
+    pub const ACCESS_TOKEN_INVALID: i64 = 40001;
+    /// Not an access token at all.
+    pub const ACCESS_TOKEN_UNRECOGNISED: i64 = 40014;
+    pub const ACCESS_TOKEN_EXPIRED: i64 = 42001;
+}
+
+/// A user's phone number as `getuserphonenumber` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneInfo {
+    pub phone_number: String,
+    pub pure_phone_number: String,
+    pub country_code: String,
 }
 
 /// Why a code could not be exchanged. Each variant is one thing the caller can act on.
@@ -51,6 +65,12 @@ pub enum WechatError {
     InvalidCode,
     #[error("WeChat says the code was already used (40163)")]
     CodeUsed,
+    /// 40029 from the phone-number API: the code is not a live `getPhoneNumber` code.
+    #[error(
+        "WeChat says this phone-number code is invalid or expired (40029): send the code of the \
+         getPhoneNumber button's event, not a wx.login() code, within five minutes"
+    )]
+    InvalidPhoneCode,
     #[error("WeChat refused a high-risk user (40226)")]
     HighRiskUser,
     #[error("WeChat rate limit hit (45011)")]

@@ -90,6 +90,11 @@ impl Simulator {
         });
     }
 
+    /// The token `stable_token` hands out now, for tests that look for it where it must not be.
+    pub fn current_access_token(&self) -> Option<String> {
+        self.state().open.token.as_ref().map(|t| t.value.clone())
+    }
+
     /// Calls of `stable_token` so far.
     pub fn access_token_calls(&self) -> u64 {
         self.state().open.token_calls
