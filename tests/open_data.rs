@@ -280,3 +280,30 @@ async fn thirty_two_concurrent_phone_requests_fetch_one_access_token() {
     }
     assert_eq!(sim.access_token_calls(), 1);
 }
+
+#[tokio::test]
+async fn a_unionid_is_kept_when_wechat_sends_one_and_absent_otherwise() {
+    let server = TestServer::start(&[]).await;
+    let sim = server.state.simulator.clone().unwrap();
+    for (user, unionid) in [
+        ("bound-lee", Some(sim.unionid_for("bound-lee"))),
+        ("lee", None),
+    ] {
+        let token = login_as(&server, user).await;
+        let me: Value = server
+            .http
+            .get(server.url("/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            me["unionid"].as_str().map(str::to_owned),
+            unionid,
+            "{user}: {me}"
+        );
+    }
+}

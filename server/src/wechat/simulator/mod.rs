@@ -3,7 +3,8 @@
 //! It speaks `auth.code2Session` exactly as WeChat does — same query, same JSON body labelled
 //! `text/plain`, same `errcode`s — and keeps WeChat's rules: a code is issued per `wx.login()`,
 //! works once, and expires after five minutes; more than 100 exchanges per user per minute get
-//! 45011; users whose name starts with `risky` get 40226. Because the real [`WechatClient`]
+//! 45011; users whose name starts with `risky` get 40226; users whose name starts with `bound`
+//! get a unionid (an app bound to an Open Platform account), others none. Because the real [`WechatClient`]
 //! calls it over HTTP, dev mode exercises the production path end to end.
 //!
 //! Routes, relative to where the router is mounted (the server uses `/sim`):
@@ -223,6 +224,13 @@ impl Simulator {
         format!("o{}", &URL_SAFE_NO_PAD.encode(digest)[..27])
     }
 
+    /// The unionid WeChat gives `user` across the Open Platform account's apps: the same for
+    /// every app of this simulator's, unlike the openid.
+    pub fn unionid_for(&self, user: &str) -> String {
+        let digest = Sha256::digest(format!("union:{user}"));
+        format!("u{}", &URL_SAFE_NO_PAD.encode(digest)[..27])
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, SimState> {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -279,10 +287,16 @@ impl Simulator {
             .or_insert_with(open_api::random_session_key)
             .clone();
         drop(state);
-        json!({
+        let mut answer = json!({
             "openid": self.openid_for(&user),
             "session_key": session_key,
-        })
+        });
+        // WeChat sends a unionid only for apps bound to an Open Platform account; users whose
+        // name starts with `bound` play those.
+        if user.starts_with("bound") {
+            answer["unionid"] = json!(self.unionid_for(&user));
+        }
+        answer
     }
 }
 
