@@ -307,3 +307,29 @@ async fn a_unionid_is_kept_when_wechat_sends_one_and_absent_otherwise() {
         );
     }
 }
+
+#[tokio::test]
+async fn without_a_live_token_every_open_data_route_is_401_whatever_the_body() {
+    let server = TestServer::start(&[]).await;
+    for (path, body) in [
+        ("/wx/decrypt", json!({ "encryptedData": "", "iv": "" })),
+        (
+            "/wx/verify-signature",
+            json!({ "rawData": "", "signature": "" }),
+        ),
+        ("/wx/phone", json!({ "code": "!" })),
+    ] {
+        let response = server
+            .http
+            .post(server.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        assert_eq!(
+            error_body(response).await.error.code,
+            ErrorCode::Unauthorized
+        );
+    }
+}

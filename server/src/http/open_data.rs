@@ -9,7 +9,7 @@ use shared::{
 };
 
 use crate::{
-    auth,
+    auth::{self, AuthUser},
     http::{
         ApiError,
         extract::{AppJson, MaybeBearer},
@@ -53,10 +53,11 @@ pub fn router() -> Router<LoginState> {
 )]
 pub(super) async fn decrypt(
     State(state): State<LoginState>,
+    // Before the body: a request without a live token is a 401, whatever it carries.
+    _: AuthUser,
     MaybeBearer(token): MaybeBearer,
     AppJson(request): AppJson<DecryptRequest>,
 ) -> Result<Response, ApiError> {
-    // The input first: junk is refused without a store lookup.
     let sealed = Sealed::parse(&request.encrypted_data, &request.iv)?;
     let (user, keys) = auth::session_keys(&state, token.as_deref()).await?;
     let raw_keys: Vec<[u8; 16]> = keys.iter().filter_map(|k| k.raw_aes_key()).collect();
@@ -93,6 +94,7 @@ pub(super) async fn decrypt(
 )]
 pub(super) async fn verify_signature(
     State(state): State<LoginState>,
+    _: AuthUser,
     MaybeBearer(token): MaybeBearer,
     AppJson(request): AppJson<VerifySignatureRequest>,
 ) -> Result<Response, ApiError> {
@@ -131,10 +133,9 @@ pub(super) async fn verify_signature(
 )]
 pub(super) async fn phone(
     State(state): State<LoginState>,
-    MaybeBearer(token): MaybeBearer,
+    user: AuthUser,
     AppJson(request): AppJson<PhoneRequest>,
 ) -> Result<Response, ApiError> {
-    let user = auth::authenticate(&state, token.as_deref()).await?;
     // Phone codes follow login codes' shape: junk never reaches WeChat.
     auth::validate_code(&request.code)?;
     let wechat = &state.wechat;
