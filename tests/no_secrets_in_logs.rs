@@ -53,6 +53,51 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
         };
         responses.push_str(&request.send().await.unwrap().text().await.unwrap());
     }
+    // The open-data routes, which use the session_key and the access token, on their happy
+    // and their error paths.
+    let data = upstream.sim.open_data_for("lee").expect("lee logged in");
+    for (path, body) in [
+        (
+            "/wx/decrypt",
+            serde_json::json!({ "encryptedData": data.encrypted_data, "iv": data.iv }),
+        ),
+        (
+            "/wx/decrypt",
+            serde_json::json!({ "encryptedData": "AAAAAAAAAAAAAAAAAAAAAA==", "iv": data.iv }),
+        ),
+        (
+            "/wx/verify-signature",
+            serde_json::json!({ "rawData": data.raw_data, "signature": data.signature }),
+        ),
+        (
+            "/wx/phone",
+            serde_json::json!({ "code": upstream.sim.issue_phone_code("lee", None) }),
+        ),
+    ] {
+        let response = server
+            .http
+            .post(server.url(path))
+            .bearer_auth(&token.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        responses.push_str(&response.text().await.unwrap());
+    }
+    // A token invalidated behind our back: the 40001 path logs its warning.
+    upstream.sim.invalidate_access_token();
+    let phone = server
+        .http
+        .post(server.url("/wx/phone"))
+        .bearer_auth(&token.token)
+        .json(&serde_json::json!({ "code": upstream.sim.issue_phone_code("lee", None) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(phone.status(), 200);
+    responses.push_str(&phone.text().await.unwrap());
+    let access_token = upstream.sim.current_access_token().expect("fetched");
+
     // Error paths log too: a replayed code and a logout.
     responses.push_str(&server.post_login(&code).await.text().await.unwrap());
     let logout = server.logout(&token.token).await;
@@ -62,17 +107,23 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
 
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("login"), "the capture works: {logs}");
+    assert!(
+        logs.contains("something else fetched a new token"),
+        "the 40001 warning is logged: {logs}"
+    );
     for (what, secret) in [
         ("session_key", session_key.expose()),
         ("token", token.token.as_str()),
         ("login code", code.as_str()),
         ("WECHAT_SECRET", SECRET),
         ("DATA_KEY", workspace_tests::DATA_KEY),
+        ("access_token", access_token.as_str()),
     ] {
         assert!(!logs.contains(secret), "{what} leaked into the log");
         if what != "token" && what != "login code" {
             assert!(!responses.contains(secret), "{what} leaked into a response");
         }
     }
-    assert!(!responses.contains("session_key"));
+    // No field of that name either (the error code `stale_session_key` names it, harmlessly).
+    assert!(!responses.contains("\"session_key\""), "{responses}");
 }
