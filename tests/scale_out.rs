@@ -11,7 +11,9 @@ use server::store::{
     contract_tests::{self, scope},
 };
 use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
-use workspace_tests::{DATA_KEY, RedisServer, ServerProcess, Upstream, error_body};
+use workspace_tests::{
+    DATA_KEY, RedisServer, ServerProcess, Upstream, apps_file, error_body, holds,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_login-server");
 const APPID: &str = "wxscaleouttest01";
@@ -278,23 +280,43 @@ async fn redis_down_is_a_503_not_a_logout_and_recovery_needs_no_restart() {
 }
 
 #[tokio::test]
-async fn two_instances_on_one_redis_fetch_one_access_token_for_32_concurrent_requests() {
+async fn two_instances_on_one_redis_fetch_one_access_token_per_app_for_32_concurrent_requests() {
     let redis = RedisServer::start();
-    let upstream = Upstream::start(APPID, SECRET).await;
-    let (a, b) = (
-        instance(&redis, &upstream).await,
-        instance(&redis, &upstream).await,
-    );
-    let (a, b) = (Arc::new(a), Arc::new(b));
+    let apps = [
+        Upstream::start(APPID, SECRET).await,
+        Upstream::start("wxscaleouttest02", "second-secret").await,
+    ];
+    let file = apps_file(&[&apps[0], &apps[1]]);
+    let env = [
+        ("CONFIG_FILE", file.to_str().unwrap()),
+        ("DATA_KEY", DATA_KEY),
+        ("SESSION_STORE", &redis.url()),
+        ("LOGIN_RATE_PER_MINUTE", "0"),
+    ];
+    let instances = [
+        Arc::new(ServerProcess::start(BINARY, &env).await),
+        Arc::new(ServerProcess::start(BINARY, &env).await),
+    ];
     let http = reqwest::Client::new();
-    let response = login(&http, &a, &upstream.sim.issue_code("kim")).await;
-    let token = response.json::<LoginResponse>().await.unwrap().token;
-    let tasks: Vec<_> = (0..32)
-        .map(|n| {
-            let server = if n % 2 == 0 { a.clone() } else { b.clone() };
+    let mut tasks = Vec::new();
+    for upstream in &apps {
+        let response = http
+            .post(instances[0].url("/login"))
+            .json(&serde_json::json!({
+                "code": upstream.sim.issue_code("kim"),
+                "appid": upstream.sim.appid(),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let token = response.json::<LoginResponse>().await.unwrap().token;
+        // 32 per app, at once, spread over both instances.
+        for n in 0..32 {
+            let server = instances[n % 2].clone();
             let code = upstream.sim.issue_phone_code("kim", None);
             let (http, token) = (http.clone(), token.clone());
-            tokio::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 http.post(server.url("/wx/phone"))
                     .bearer_auth(token)
                     .json(&serde_json::json!({ "code": code }))
@@ -302,24 +324,31 @@ async fn two_instances_on_one_redis_fetch_one_access_token_for_32_concurrent_req
                     .await
                     .unwrap()
                     .status()
-            })
-        })
-        .collect();
+            }));
+        }
+    }
     for task in tasks {
         assert_eq!(task.await.unwrap(), 200);
     }
-    assert_eq!(
-        upstream.sim.access_token_calls(),
-        1,
-        "one token for the app, shared through Redis"
-    );
-    // The token is kept sealed: the dump holds no access token in the clear.
+    for upstream in &apps {
+        assert_eq!(
+            upstream.sim.access_token_calls(),
+            1,
+            "one token for {}, shared through Redis",
+            upstream.sim.appid()
+        );
+    }
+    // Each app's token is kept, sealed: the dump holds no access token in the clear.
     let dump = redis.dump().await;
     let token_keys: Vec<_> = dump.iter().filter(|(k, _)| k.ends_with(":t")).collect();
     assert_eq!(
         token_keys.len(),
-        1,
+        2,
         "{:?}",
         dump.iter().map(|(k, _)| k).collect::<Vec<_>>()
     );
+    for upstream in &apps {
+        let token = upstream.sim.current_access_token().unwrap();
+        assert!(!dump.iter().any(|(_, v)| holds(v, token.as_bytes())));
+    }
 }

@@ -78,7 +78,11 @@ mod tests {
     #[test]
     fn login_request_matches_serde() {
         for code in ["abc", "a\"b", "081x-_"] {
-            let expected = serde_json::to_string(&LoginRequest { code: code.into() }).unwrap();
+            let expected = serde_json::to_string(&LoginRequest {
+                code: code.into(),
+                appid: None,
+            })
+            .unwrap();
             assert_eq!(login_request(code), expected);
         }
     }

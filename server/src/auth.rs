@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use shared::code_rules;
 
 use crate::{
+    apps::App,
     data_keys::{OpenError, SessionKey},
     state::LoginState,
     store::{ClaimState, Outcome, Refusal, Session, StoreError, unix_now},
@@ -21,6 +22,9 @@ pub enum AuthError {
     /// The code cannot be one WeChat issued; WeChat was not asked.
     #[error("{0}")]
     MalformedCode(&'static str),
+    /// The login names an AppID this server does not serve.
+    #[error("this server does not serve the mini-program {0:?}")]
+    UnknownApp(String),
     /// No token, or one that is malformed, unknown, expired or revoked.
     #[error("not logged in")]
     NotLoggedIn,
@@ -79,17 +83,26 @@ pub fn validate_code(code: &str) -> Result<(), AuthError> {
 }
 
 /// Steps 3 and 4 of the flow: exchange the code at WeChat, keep the session, issue a token.
+/// `appid` picks the mini-program the code is from; `None` is the default (first) app.
 ///
 /// Idempotent per code: concurrent or repeated calls with one code within its life share one
 /// exchange and get the same token (see `store/claims.rs`).
-pub async fn login(state: &LoginState, code: &str) -> Result<Issued, AuthError> {
+pub async fn login(
+    state: &LoginState,
+    appid: Option<&str>,
+    code: &str,
+) -> Result<Issued, AuthError> {
     validate_code(code)?;
-    let key = claim_key(code);
+    let app = state
+        .apps
+        .for_login(appid)
+        .ok_or_else(|| AuthError::UnknownApp(appid.unwrap_or_default().to_owned()))?;
+    let key = claim_key(app.appid(), code);
     let lease = exchange_lease(state);
     let deadline = Instant::now() + lease + Duration::from_secs(1);
     loop {
         match state.stores.claims.claim(key, lease).await? {
-            None => return exchange_detached(state, code, key, lease).await,
+            None => return exchange_detached(state, app, code, key, lease).await,
             Some(ClaimState::Done(outcome)) => return open_outcome(state, outcome, code).await,
             Some(ClaimState::Pending) if Instant::now() < deadline => {
                 tokio::time::sleep(CLAIM_POLL).await;
@@ -108,13 +121,16 @@ const CLAIM_POLL: Duration = Duration::from_millis(20);
 /// gets that outcome.
 async fn exchange_detached(
     state: &LoginState,
+    app: &App,
     code: &str,
     key: [u8; 32],
     lease: Duration,
 ) -> Result<Issued, AuthError> {
     let state = state.clone();
+    let app = app.clone();
     let code = code.to_owned();
-    let task = tokio::spawn(async move { exchange_and_settle(&state, &code, key, lease).await });
+    let task =
+        tokio::spawn(async move { exchange_and_settle(&state, &app, &code, key, lease).await });
     match task.await {
         Ok(result) => result,
         // A bug in the exchange: let the panic surface where panics are handled.
@@ -128,12 +144,13 @@ async fn exchange_detached(
 /// late-comers. `lease` is how long the claim is ours.
 async fn exchange_and_settle(
     state: &LoginState,
+    app: &App,
     code: &str,
     key: [u8; 32],
     lease: Duration,
 ) -> Result<Issued, AuthError> {
     let lease_ends = Instant::now() + lease;
-    let wechat = match state.wechat.code_to_session(code).await {
+    let wechat = match app.wechat.code_to_session(code).await {
         Ok(wechat) => wechat,
         Err(e) => {
             let recorded = match final_refusal(&e) {
@@ -156,7 +173,7 @@ async fn exchange_and_settle(
     let token = Token::generate();
     let now = unix_now();
     let expires_at = now.saturating_add(state.config.token_ttl.as_secs() as i64);
-    let appid = state.appid().to_owned();
+    let appid = app.appid().to_owned();
     let session = Session {
         session_key: state.data_keys.seal(
             &SessionKey::new(wechat.session_key),
@@ -236,10 +253,13 @@ fn seconds_until(expires_at: i64) -> u64 {
 }
 
 /// The store key of a code's claim: a hash under its own domain label, so neither the code
-/// nor the sealing pad can be learnt from it.
-fn claim_key(code: &str) -> [u8; 32] {
+/// nor the sealing pad can be learnt from it. Codes are WeChat's per app, so the app is part
+/// of the key: one app's code can never find another's claim.
+fn claim_key(appid: &str, code: &str) -> [u8; 32] {
     Sha256::new()
         .chain_update(b"wxlogin code claim\0")
+        .chain_update(appid.as_bytes())
+        .chain_update(b"\0")
         .chain_update(code.as_bytes())
         .finalize()
         .into()
@@ -309,8 +329,8 @@ pub async fn authenticate(state: &LoginState, token: Option<&str>) -> Result<Aut
     })
 }
 
-/// The live session of `token` in this app. A session of another app (several apps sharing
-/// one store) is as unknown here as a token never issued.
+/// The live session of `token` in one of this server's apps. A session of an app it does not
+/// serve (several deployments sharing one store) is as unknown here as a token never issued.
 async fn live_session(state: &LoginState, token: Option<&str>) -> Result<Session, AuthError> {
     let token = token.and_then(Token::parse).ok_or(AuthError::NotLoggedIn)?;
     state
@@ -318,7 +338,7 @@ async fn live_session(state: &LoginState, token: Option<&str>) -> Result<Session
         .sessions
         .get(token.hash(), unix_now())
         .await?
-        .filter(|session| session.appid == state.appid())
+        .filter(|session| state.apps.get(&session.appid).is_some())
         .ok_or(AuthError::NotLoggedIn)
 }
 

@@ -5,7 +5,10 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use clap::Parser;
 
-use crate::data_keys::DataKeys;
+use crate::{
+    config_file::{AppEntry, ConfigFile},
+    data_keys::DataKeys,
+};
 
 /// Configuration of one server process. Each flag has an environment variable of the same
 /// meaning so the binary runs the same under a shell, systemd or a container.
@@ -21,10 +24,20 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:3000")]
     pub listen_addr: SocketAddr,
 
-    /// The mini-program's AppID. Without it (and without a secret) the server runs in dev
-    /// mode against its built-in WeChat simulator.
+    /// The mini-program's AppID. Without it (and without a secret or a CONFIG_FILE) the
+    /// server runs in dev mode against its built-in WeChat simulator.
     #[arg(long, env = "WECHAT_APPID")]
     pub wechat_appid: Option<String>,
+
+    /// A TOML file naming several mini-programs (`[[apps]]` with `appid`, `secret` and an
+    /// optional `api_base`), instead of WECHAT_APPID and WECHAT_SECRET. The first is the
+    /// default of a `POST /login` that names no `appid`.
+    #[arg(
+        long = "config",
+        env = "CONFIG_FILE",
+        value_parser = Quiet { var: "CONFIG_FILE", parse: crate::config_file::load }
+    )]
+    pub config_file: Option<ConfigFile>,
 
     /// Allows dev mode on a non-loopback LISTEN_ADDR, for a phone on the LAN. Dev mode mints
     /// login codes for anyone who asks, so without this it listens on loopback only.
@@ -101,8 +114,9 @@ pub struct Config {
     )]
     pub login_rate_max_clients: u32,
 
-    /// code2Session calls this server makes per second at most, whoever asks (0: no limit). It
-    /// keeps a flood of well-formed junk codes from spending the AppID's WeChat quota.
+    /// code2Session calls this server makes per second and app at most, whoever asks (0: no
+    /// limit). It keeps a flood of well-formed junk codes from spending the AppID's WeChat
+    /// quota, which is per app.
     #[arg(long, env = "UPSTREAM_RATE_PER_SECOND", default_value_t = 200)]
     pub upstream_rate_per_second: u32,
 
@@ -203,10 +217,26 @@ pub struct Config {
 }
 
 impl Config {
-    /// Dev mode is chosen by the absence of both WeChat credentials, so a fresh checkout runs
-    /// with no set-up while a deployment that set either cannot fall into it by accident.
+    /// Dev mode is chosen by the absence of all WeChat credentials, so a fresh checkout runs
+    /// with no set-up while a deployment that set any cannot fall into it by accident.
     pub fn dev_mode(&self) -> bool {
-        self.wechat_appid.is_none() && self.wechat_secret.is_none()
+        self.wechat_appid.is_none() && self.wechat_secret.is_none() && self.config_file.is_none()
+    }
+
+    /// The mini-programs to serve, the default first: the CONFIG_FILE's, or the one of
+    /// WECHAT_APPID and WECHAT_SECRET. Empty in dev mode.
+    pub fn apps(&self) -> Vec<AppEntry> {
+        if let Some(file) = &self.config_file {
+            return file.apps.clone();
+        }
+        match (&self.wechat_appid, &self.wechat_secret) {
+            (Some(appid), Some(secret)) => vec![AppEntry {
+                appid: appid.clone(),
+                secret: secret.clone(),
+                api_base: None,
+            }],
+            _ => Vec::new(),
+        }
     }
 
     /// Whose forwarding header names the client, and which header that is.
@@ -224,6 +254,20 @@ impl Config {
     /// The rules that span several settings; each setting's own shape is checked as it is
     /// parsed. Called once at start-up by everything that builds the service.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(file) = &self.config_file {
+            if self.wechat_appid.is_some() || self.wechat_secret.is_some() {
+                return Err(format!(
+                    "CONFIG_FILE ({}) lists the apps, and WECHAT_APPID or WECHAT_SECRET is \
+                     set too: name every app in the file, or use the variables alone for one",
+                    file.path.display()
+                ));
+            }
+            if self.dev_anywhere {
+                return Err("DEV_MODE is set together with CONFIG_FILE: dev mode runs \
+                            without WeChat credentials; unset one of them"
+                    .into());
+            }
+        }
         match (&self.wechat_appid, &self.wechat_secret) {
             (Some(_), None) => {
                 return Err(
@@ -285,12 +329,16 @@ impl Config {
             );
         }
         if !self.dev_mode() && self.configured_data_keys().is_none() {
-            return Err(
-                "WECHAT_APPID is set but DATA_KEY is not: production seals each \
-                        session_key under a key of yours. Make one with \
-                        `openssl rand -base64 32` and set DATA_KEY (or DATA_KEYS)"
-                    .into(),
-            );
+            let apps = if self.config_file.is_some() {
+                "CONFIG_FILE"
+            } else {
+                "WECHAT_APPID"
+            };
+            return Err(format!(
+                "{apps} is set but DATA_KEY is not: production seals each session_key \
+                 under a key of yours. Make one with `openssl rand -base64 32` and set \
+                 DATA_KEY (or DATA_KEYS)"
+            ));
         }
         Ok(())
     }
@@ -521,16 +569,7 @@ mod tests {
                 .is_ok()
         );
         assert!(parse(&["--listen-addr", "[::1]:3000"]).validate().is_ok());
-        let production = [
-            "--listen-addr",
-            "0.0.0.0:3000",
-            "--wechat-appid",
-            "wx1",
-            "--wechat-secret",
-            "s",
-            "--data-key",
-            KEY,
-        ];
+        let production = [&["--listen-addr", "0.0.0.0:3000"][..], &ONE_APP].concat();
         assert!(parse(&production).validate().is_ok());
         let err = parse(&[&production[..], &["--dev"]].concat())
             .validate()
@@ -539,6 +578,15 @@ mod tests {
     }
 
     const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    /// A complete one-app production configuration.
+    const ONE_APP: [&str; 6] = [
+        "--wechat-appid",
+        "wx1",
+        "--wechat-secret",
+        "s",
+        "--data-key",
+        KEY,
+    ];
 
     #[test]
     fn production_needs_a_data_key_and_one_way_of_giving_it() {
@@ -558,6 +606,54 @@ mod tests {
         // Dev mode needs none.
         assert!(parse(&[]).configured_data_keys().is_none());
         assert!(parse(&[]).validate().is_ok());
+    }
+
+    #[test]
+    fn a_config_file_lists_the_apps_instead_of_the_variables() {
+        let dir = std::env::temp_dir().join(format!("config-file-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("apps.toml");
+        std::fs::write(
+            &file,
+            "[[apps]]\nappid = \"wxa\"\nsecret = \"sa\"\n\n\
+             [[apps]]\nappid = \"wxb\"\nsecret = \"sb\"\napi_base = \"http://127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let parse = |args: &[&str]| Config::try_parse_from([&["server"], args].concat());
+        let c = parse(&["--config", path, "--data-key", KEY]).unwrap();
+        assert!(c.validate().is_ok());
+        assert!(!c.dev_mode());
+        let apps: Vec<_> = c.apps().into_iter().map(|a| a.appid).collect();
+        assert_eq!(apps, ["wxa", "wxb"]);
+        // Without a data key it is production all the same.
+        let err = parse(&["--config", path]).unwrap().validate().unwrap_err();
+        assert!(err.contains("CONFIG_FILE is set but DATA_KEY"), "{err}");
+        // One way of naming apps at a time.
+        let both = parse(&["--config", path, "--wechat-appid", "wxc", "--data-key", KEY]);
+        let err = both.unwrap().validate().unwrap_err();
+        assert!(
+            err.contains("CONFIG_FILE") && err.contains("WECHAT_APPID"),
+            "{err}"
+        );
+        let dev = parse(&["--config", path, "--dev", "--data-key", KEY]);
+        assert!(dev.unwrap().validate().unwrap_err().contains("DEV_MODE"));
+        // A broken file stops the parse, naming the variable and the file.
+        std::fs::write(&file, "[[apps]]\nappid = \"wxa\"\n").unwrap();
+        let err = parse(&["--config", path]).unwrap_err().to_string();
+        assert!(
+            err.contains("invalid CONFIG_FILE") && err.contains("apps.toml"),
+            "{err}"
+        );
+        // The variables alone are the one-app case.
+        let one = parse(&ONE_APP);
+        let apps = one.unwrap().apps();
+        assert_eq!(apps.len(), 1);
+        assert_eq!(
+            (apps[0].appid.as_str(), apps[0].secret.expose()),
+            ("wx1", "s")
+        );
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]

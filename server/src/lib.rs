@@ -33,6 +33,8 @@
 //! # Layout
 //! - [`cli`]: the binary's entry point.
 //! - [`config`]: every setting, parsed once from flags and environment.
+//! - [`config_file`]: `CONFIG_FILE`, the TOML list of mini-programs for a shared backend.
+//! - [`apps`]: the mini-programs served, each with its WeChat client and access token.
 //! - [`http`]: routes, extractors (including [`AuthUser`]), request logging, and the one error
 //!   type that chooses HTTP statuses; one module per endpoint.
 //! - [`auth`]: the login rules, free of HTTP, with their own error.
@@ -47,10 +49,12 @@
 //! - [`state`]: [`LoginState`], what handlers share, built from the configuration without a
 //!   socket.
 
+pub mod apps;
 pub mod auth;
 pub mod cli;
 pub mod client_ip;
 pub mod config;
+pub mod config_file;
 pub mod data_keys;
 pub mod http;
 pub mod open_data;

@@ -1,11 +1,12 @@
-//! The login service's shared handle: configuration, the stores, the WeChat client, the login
-//! rate limiter. Built from a [`Config`] with no socket, so a team's own app, a test and the
+//! The login service's shared handle: configuration, the stores, the apps with their WeChat
+//! clients, the login rate limiter. Built from a [`Config`] with no socket, so a team's own app, a test and the
 //! standalone server all build it the same way.
 
 use std::{sync::Arc, time::Duration};
 
 use crate::{
     StartError,
+    apps::{App, Apps},
     client_ip::TrustedProxies,
     config::{Config, Secret, StoreUrl},
     data_keys::DataKeys,
@@ -32,12 +33,11 @@ pub struct LoginState {
     pub login_limiter: Arc<ClientLimiter>,
     /// Whose word on the client's address is taken.
     pub proxies: Arc<TrustedProxies>,
-    pub wechat: WechatClient,
+    /// The mini-programs served, each with its WeChat client and access token (shared by the
+    /// instances of a Redis store).
+    pub apps: Apps,
     /// Present in dev mode only, where it is also served at `/sim`.
     pub simulator: Option<Simulator>,
-    /// The app's access token for WeChat's server-to-server APIs (phone numbers), shared by
-    /// the instances of a Redis store.
-    pub access_tokens: AccessTokens,
     /// Seal each session_key before it is stored, and open it for code that needs it.
     pub data_keys: DataKeys,
 }
@@ -50,9 +50,9 @@ impl LoginState {
         let data_keys = data_keys(&config)?;
         let scope = Scope {
             appid: config
-                .wechat_appid
-                .clone()
-                .unwrap_or_else(|| DEV_APPID.to_owned()),
+                .apps()
+                .first()
+                .map_or_else(|| DEV_APPID.to_owned(), |app| app.appid.clone()),
             redis_key_prefix: config.redis_key_prefix.clone(),
             data_keys: data_keys.clone(),
         };
@@ -79,56 +79,40 @@ impl LoginState {
             breaker_cooldown: config.breaker_cooldown,
             rate_per_second: config.upstream_rate_per_second,
         };
-        let (wechat, simulator) = match (&config.wechat_appid, &config.wechat_secret) {
-            (Some(appid), Some(secret)) => (
-                WechatClient::new(
-                    &config.wechat_api_base,
-                    appid.clone(),
-                    secret.clone(),
-                    options,
-                )?,
-                None,
-            ),
-            (None, None) => {
-                let secret = Secret::new(uuid::Uuid::new_v4().simple().to_string());
-                let sim = Simulator::with_code_ttl(DEV_APPID, secret.expose(), config.sim_code_ttl);
-                let client = WechatClient::simulated(&sim, secret, options);
-                (client, Some(sim))
-            }
-            // Config::validate has refused these already; a caller that skipped it still
-            // gets an error, not dev mode.
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(StartError::Config(
-                    "set both WECHAT_APPID and WECHAT_SECRET, or neither for dev mode".into(),
-                ));
-            }
-        };
+        let (clients, simulator) = wechat_clients(&config, &options)?;
         let login_limiter = Arc::new(ClientLimiter::new(
             config.login_rate_per_minute,
             config.login_rate_burst,
             config.login_rate_max_clients,
         ));
         let proxies = Arc::new(config.trusted_proxies());
-        let access_tokens = AccessTokens::new(
-            wechat.appid(),
-            Arc::new(wechat.clone()),
-            stores.tokens.clone(),
-        );
+        let apps = clients
+            .into_iter()
+            .map(|wechat| App {
+                access_tokens: AccessTokens::new(
+                    wechat.appid(),
+                    Arc::new(wechat.clone()),
+                    stores.tokens.clone(),
+                ),
+                wechat,
+            })
+            .collect();
+        let apps =
+            Apps::new(apps).ok_or_else(|| StartError::Config("no mini-program to serve".into()))?;
         Ok(Self {
-            access_tokens,
             config: Arc::new(config),
             stores,
             login_limiter,
             proxies,
-            wechat,
+            apps,
             simulator,
             data_keys,
         })
     }
 
-    /// The mini-program whose users this service logs in.
+    /// The AppID of a login that names none: the first configured app.
     pub fn appid(&self) -> &str {
-        self.wechat.appid()
+        self.apps.default_app().appid()
     }
 
     /// Starts deleting expired sessions now and then, until the guard drops. Reads already hide
@@ -151,6 +135,37 @@ impl LoginState {
             }
         }))
     }
+}
+
+/// One client per configured app, each with its own breaker and call budget; in dev mode
+/// (no app configured) one client of the built-in simulator, called in-process, with a fresh
+/// secret per process so that the client is still seen to send it correctly.
+fn wechat_clients(
+    config: &Config,
+    options: &ClientOptions,
+) -> Result<(Vec<WechatClient>, Option<Simulator>), StartError> {
+    let apps = config.apps();
+    if apps.is_empty() {
+        if !config.dev_mode() {
+            // Config::validate has refused this already; a caller that skipped it still
+            // gets an error, not dev mode.
+            return Err(StartError::Config(
+                "set both WECHAT_APPID and WECHAT_SECRET, or neither for dev mode".into(),
+            ));
+        }
+        let secret = Secret::new(uuid::Uuid::new_v4().simple().to_string());
+        let sim = Simulator::with_code_ttl(DEV_APPID, secret.expose(), config.sim_code_ttl);
+        let client = WechatClient::simulated(&sim, secret, options.clone());
+        return Ok((vec![client], Some(sim)));
+    }
+    let clients = apps
+        .into_iter()
+        .map(|app| {
+            let base = app.api_base.as_deref().unwrap_or(&config.wechat_api_base);
+            WechatClient::new(base, app.appid, app.secret, options.clone())
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((clients, None))
 }
 
 /// The configured data keys; in dev mode without any, the key file beside the SQLite file

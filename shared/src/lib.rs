@@ -63,6 +63,11 @@ pub struct LoginRequest {
         schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_-]+$")
     )]
     pub code: String,
+    /// The mini-program the code is from, for a server that serves several; without it, the
+    /// server's first (default) app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub appid: Option<String>,
 }
 
 /// Answer of a successful `POST /login`.
@@ -208,6 +213,8 @@ pub enum ErrorCode {
     InvalidCode,
     /// The login code was already exchanged: call `wx.login()` again.
     CodeUsed,
+    /// `POST /login` named an `appid` this server does not serve.
+    UnknownApp,
     /// WeChat refused this user as high-risk.
     HighRiskUser,
     /// No token, or a token the server does not accept.
@@ -281,7 +288,11 @@ mod tests {
         let check: CheckLoginResponse = serde_json::from_str(r#"{"is_login":true}"#).unwrap();
         assert!(check.is_login);
         assert_eq!(
-            serde_json::to_string(&LoginRequest { code: "x".into() }).unwrap(),
+            serde_json::to_string(&LoginRequest {
+                code: "x".into(),
+                appid: None
+            })
+            .unwrap(),
             r#"{"code":"x"}"#
         );
     }

@@ -240,6 +240,28 @@ impl Drop for Upstream {
     }
 }
 
+/// A `CONFIG_FILE` naming one app per simulator, in this order (the first is the default),
+/// each with the simulator as its `api_base`; readable by its owner only, as the README asks.
+pub fn apps_file(upstreams: &[&Upstream]) -> std::path::PathBuf {
+    let mut text = String::new();
+    for upstream in upstreams {
+        text.push_str(&format!(
+            "[[apps]]\nappid = \"{}\"\nsecret = \"{}\"\napi_base = \"{}\"\n\n",
+            upstream.sim.appid(),
+            upstream.sim.secret(),
+            upstream.base
+        ));
+    }
+    let path = temp_dir("apps").join("apps.toml");
+    std::fs::write(&path, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    path
+}
+
 /// The data key of the production-mode tests (`DATA_KEY`), fixed so that a test can seal a
 /// session of its own or restart a server on the same store.
 pub const DATA_KEY: &str = "dGVzdC1kYXRhLWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE=";

@@ -40,6 +40,9 @@ pub enum ApiError {
     /// `400`: the code is malformed (checked before WeChat is asked).
     #[error("{0}")]
     MalformedCode(&'static str),
+    /// `400`: the login names an AppID the server does not serve.
+    #[error("this server does not serve the mini-program {0:?}; check `appid`")]
+    UnknownApp(String),
     /// `401`, with `WWW-Authenticate: Bearer`.
     #[error("a valid `Authorization: Bearer <token>` header is required")]
     Unauthorized,
@@ -90,6 +93,7 @@ impl ApiError {
                 None,
             ),
             E::MalformedCode(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidCode, None),
+            E::UnknownApp(_) => (StatusCode::BAD_REQUEST, ErrorCode::UnknownApp, None),
             E::Unauthorized => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, None),
             E::RateLimited { retry_after } => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -199,6 +203,7 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::MalformedCode(why) => ApiError::MalformedCode(why),
+            AuthError::UnknownApp(appid) => ApiError::UnknownApp(appid),
             AuthError::NotLoggedIn => ApiError::Unauthorized,
             AuthError::Wechat(e) => ApiError::Wechat(e),
             AuthError::Store(e) => ApiError::Store(e),
@@ -213,7 +218,10 @@ impl IntoResponse for ApiError {
         let (status, code, retry_after) = self.classify();
         match &self {
             ApiError::Wechat(WechatError::Misconfigured { .. }) => {
-                tracing::error!(error = %self, "check WECHAT_APPID and WECHAT_SECRET");
+                tracing::error!(
+                    error = %self,
+                    "check the AppID and its secret (WECHAT_APPID and WECHAT_SECRET, or CONFIG_FILE)"
+                );
             }
             _ if status.is_server_error() => tracing::error!(error = %self, "request failed"),
             _ => tracing::debug!(error = %self, status = status.as_u16(), "request refused"),

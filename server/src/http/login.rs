@@ -26,7 +26,8 @@ pub fn router() -> Router<LoginState> {
     responses(
         (status = 200, description = "Logged in", body = LoginResponse,
             headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 400, description = "Malformed body, or a malformed, unknown, expired or used code", body = ErrorBody),
+        (status = 400, description = "Malformed body, a malformed, unknown, expired or used code, \
+            or an `appid` the server does not serve (unknown_app)", body = ErrorBody),
         (status = 403, description = "WeChat refused a high-risk user", body = ErrorBody),
         (status = 413, description = "Body over 4 KiB", body = ErrorBody),
         (status = 415, description = "Body is not application/json", body = ErrorBody),
@@ -50,7 +51,7 @@ pub(super) async fn login(
         .login_limiter
         .check(ip)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let issued = auth::login(&state, &request.code).await?;
+    let issued = auth::login(&state, request.appid.as_deref(), &request.code).await?;
     Ok(super::private(LoginResponse {
         token: issued.token.into_string(),
         expires_in: issued.expires_in,

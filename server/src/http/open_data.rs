@@ -138,8 +138,10 @@ pub(super) async fn phone(
 ) -> Result<Response, ApiError> {
     // Phone codes follow login codes' shape: junk never reaches WeChat.
     auth::validate_code(&request.code)?;
-    let wechat = &state.wechat;
-    let info = state
+    // The session's own app: its access token, and its phone-number codes.
+    let app = state.apps.get(&user.appid).ok_or(ApiError::Unauthorized)?;
+    let wechat = &app.wechat;
+    let info = app
         .access_tokens
         .with_token(|access_token| {
             let code = request.code.clone();
