@@ -9,7 +9,9 @@ module.exports = {
   // resending a logout the server has not confirmed), the storage key the bare token lives
   // under ('token', as the original app used, so other code reading wx.getStorageSync('token')
   // keeps working), the key of its expiry (a number, ms) and the key of the logged-out tokens
-  // still to revoke on the server (an array of strings).
+  // still to revoke on the server (an array of strings). `appid` is sent with every login when
+  // the server serves several mini-programs (its CONFIG_FILE): put this app's AppID there
+  // (wx.getAccountInfoSync().miniProgram.appId); empty logs into the server's default app.
   machine: {
     max_attempts: 5,
     base_backoff_ms: 500,
@@ -17,5 +19,6 @@ module.exports = {
     storage_key: 'token',
     expiry_storage_key: 'token_expires_at_ms',
     logout_storage_key: 'logout_pending',
+    appid: '',
   },
 };

@@ -39,6 +39,9 @@ pub struct Config {
     /// (marked refused) instead of logging in again and again, so such a server costs at most
     /// one login per this period.
     pub relogin_guard_ms: u64,
+    /// The mini-program's AppID, sent with every login, for a server that serves several
+    /// (`CONFIG_FILE`); empty sends none, and the server logs into its default app.
+    pub appid: String,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             logout_storage_key: "logout_pending".to_owned(),
             expiry_margin_ms: 60_000,
             relogin_guard_ms: 60_000,
+            appid: String::new(),
         }
     }
 }
@@ -86,14 +90,15 @@ impl Config {
                 "max_backoff_ms" => config.max_backoff_ms = number()?,
                 "expiry_margin_ms" => config.expiry_margin_ms = number()?,
                 "relogin_guard_ms" => config.relogin_guard_ms = number()?,
-                "storage_key" | "expiry_storage_key" | "logout_storage_key" => {
+                "storage_key" | "expiry_storage_key" | "logout_storage_key" | "appid" => {
                     let text = value
                         .as_str()
                         .ok_or_else(|| ["field `", key, "` must be a string"].concat())?;
                     let field = match key {
                         "storage_key" => &mut config.storage_key,
                         "expiry_storage_key" => &mut config.expiry_storage_key,
-                        _ => &mut config.logout_storage_key,
+                        "logout_storage_key" => &mut config.logout_storage_key,
+                        _ => &mut config.appid,
                     };
                     text.clone_into(field);
                 }
@@ -153,6 +158,7 @@ mod tests {
             logout_storage_key: "k2".into(),
             expiry_margin_ms: 4,
             relogin_guard_ms: 5,
+            appid: "wx1234567890abcdef".into(),
         };
         let json = serde_json::to_string(&config).unwrap();
         assert_eq!(Config::from_json(&json).unwrap(), config);
@@ -173,6 +179,7 @@ mod tests {
             r#"{"logout_storage_key":"token"}"#,
             r#"{"logout_storage_key":"token_expires_at_ms"}"#,
             r#"{"logout_storage_key":5}"#,
+            r#"{"appid":1}"#,
         ] {
             assert!(Config::from_json(bad).is_err(), "{bad}");
         }

@@ -524,7 +524,7 @@ impl Machine {
             return;
         }
         let request = self.ids.next();
-        let body = wire::login_request(&code);
+        let body = wire::login_request(&code, &self.config.appid);
         fx.push(Effect::HttpRequest {
             request,
             method: Method::Post,

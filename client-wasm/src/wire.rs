@@ -10,11 +10,14 @@ use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
 
 use crate::codec::{self, Writer};
 
-/// Body of `POST /login`: `shared::LoginRequest` as JSON.
-pub fn login_request(code: &str) -> String {
+/// Body of `POST /login`: `shared::LoginRequest` as JSON. An empty `appid` is left out.
+pub fn login_request(code: &str, appid: &str) -> String {
     let mut w = Writer::new();
     w.begin_object();
     w.str_member("code", code);
+    if !appid.is_empty() {
+        w.str_member("appid", appid);
+    }
     w.end_object();
     w.finish()
 }
@@ -78,12 +81,14 @@ mod tests {
     #[test]
     fn login_request_matches_serde() {
         for code in ["abc", "a\"b", "081x-_"] {
-            let expected = serde_json::to_string(&LoginRequest {
-                code: code.into(),
-                appid: None,
-            })
-            .unwrap();
-            assert_eq!(login_request(code), expected);
+            for appid in [None, Some("wx1234567890abcdef")] {
+                let expected = serde_json::to_string(&LoginRequest {
+                    code: code.into(),
+                    appid: appid.map(str::to_owned),
+                })
+                .unwrap();
+                assert_eq!(login_request(code, appid.unwrap_or_default()), expected);
+            }
         }
     }
 

@@ -779,6 +779,23 @@ fn asking_before_launch_launches() {
 }
 
 #[test]
+fn a_configured_appid_goes_with_every_login_for_a_server_of_several_apps() {
+    let mut h = Host::new(Config {
+        appid: "wx1234567890abcdef".into(),
+        ..Config::default()
+    });
+    h.launch();
+    h.ensure(1);
+    h.answer_reads();
+    h.wx_ok();
+    let req = h.take("/login");
+    assert_eq!(
+        req.body.as_deref(),
+        Some(r#"{"code":"code1","appid":"wx1234567890abcdef"}"#)
+    );
+}
+
+#[test]
 fn login_requested_forces_a_fresh_login_but_joins_one_in_flight() {
     let mut h = logged_in();
     let fx = h.login_requested();
