@@ -203,17 +203,24 @@ async fn health_and_request_ids() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-request-id"], "trace-123");
-    let response = server
-        .http
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
-    let id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(id.len(), 36, "a fresh UUID: {id}");
+    let mut fresh = Vec::new();
+    for _ in 0..2 {
+        let response = server
+            .http
+            .get(server.url("/healthz"))
+            .header("x-request-id", "not sane!")
+            .send()
+            .await
+            .unwrap();
+        let id = response.headers()["x-request-id"].to_str().unwrap();
+        assert_eq!(id.len(), 33, "a fresh id: {id}");
+        assert!(
+            id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'),
+            "{id}"
+        );
+        fresh.push(id.to_owned());
+    }
+    assert_ne!(fresh[0], fresh[1]);
 }
 
 #[tokio::test]
