@@ -92,6 +92,12 @@ pub struct Config {
     #[arg(long, env = "SIM_CODE_TTL", default_value = "5m", value_parser = parse_duration, hide = true)]
     pub sim_code_ttl: Duration,
 
+    /// Sessions kept in this process in front of the SQLite store, so a check of a live token
+    /// reads no file (0: none). Bounded: unknown tokens never take a slot, and the least
+    /// recently used session leaves when it is full (about 300 bytes each).
+    #[arg(long, env = "SESSION_CACHE", default_value_t = 65_536)]
+    pub session_cache: usize,
+
     /// Deadline of one call to a networked session store (Redis).
     #[arg(long, env = "STORE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub store_timeout: Duration,

@@ -12,6 +12,7 @@ mod claims;
 mod memory;
 #[cfg(feature = "redis-store")]
 mod redis;
+mod session_cache;
 mod sqlite;
 mod users;
 
@@ -21,6 +22,7 @@ pub use claims::{ClaimState, ClaimStore, LocalClaims, Outcome, Refusal};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis-store")]
 pub use redis::RedisStore;
+pub use session_cache::SessionCache;
 pub use sqlite::SqliteStore;
 #[cfg(any(test, feature = "contract-tests"))]
 pub use users::contract_tests as user_contract_tests;
@@ -144,16 +146,25 @@ impl Stores {
     }
 
     /// Opens the stores the configuration names, for the app of `scope`. `timeout` bounds
-    /// every call to a networked store.
+    /// every call to a networked store; `session_cache` sessions at most are kept in this
+    /// process in front of a store it owns (SQLite; `0`: none).
     #[cfg_attr(not(feature = "redis-store"), allow(unused_variables))]
     pub async fn open(
         url: &StoreUrl,
         timeout: std::time::Duration,
+        session_cache: usize,
         scope: &Scope,
     ) -> Result<Self, StoreError> {
         Ok(match url {
             StoreUrl::Memory => Self::single(Arc::new(MemoryStore::default())),
-            StoreUrl::Sqlite(path) => Self::single(Arc::new(SqliteStore::open(path, scope)?)),
+            StoreUrl::Sqlite(path) => {
+                let sqlite = Arc::new(SqliteStore::open(path, scope)?);
+                let mut stores = Self::single(sqlite.clone());
+                if let Some(capacity) = std::num::NonZeroUsize::new(session_cache) {
+                    stores.sessions = Arc::new(SessionCache::new(sqlite, capacity));
+                }
+                stores
+            }
             #[cfg(feature = "redis-store")]
             StoreUrl::Redis(url) => {
                 let redis = Arc::new(RedisStore::connect(url, timeout, scope).await?);
@@ -202,7 +213,7 @@ pub mod contract_tests {
     }
 
     /// Timestamps are relative to the real clock: networked stores expire keys by real time.
-    fn session(openid: &str, expires_in: i64) -> Session {
+    pub fn session(openid: &str, expires_in: i64) -> Session {
         let now = unix_now();
         let key = SessionKey::new("c2Vzc2lvbi1rZXktMTIzNA==");
         Session {
