@@ -1,14 +1,15 @@
 // Open data from the mini-program: getApp().ensureFreshSession() keeps the server's session_key
-// the one WeChat encrypts with (wx.checkSession, and a fresh login when it fails). The real app
-// in the strict runtime, against the real server in dev mode, whose simulator hands out open
-// data (/sim/open-data) for the device's user.
+// the one WeChat encrypts with (wx.checkSession, and a fresh login when it fails), and the
+// page's getPhoneNumber button. The real app and page in the strict runtime, against the real
+// server in dev mode, whose simulator hands out open data (/sim/open-data) and phone codes
+// (/sim/phone-code) for the device's user.
 'use strict';
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { withServer, earlierLogin } = require('./support.js');
+const { withServer, earlierLogin, loggedIn, waitFor } = require('./support.js');
 
-// The simulator's user whose phone runs the app; open data is asked for them.
+// The simulator's user whose phone runs the app; open data and phone codes are asked for them.
 const USER = 'mp-alice';
 
 /** What a wx.getUserInfo-style API would hand the app now: the user's data under their key. */
@@ -128,4 +129,68 @@ test('ensureFreshSession during the first login at launch joins it: one wx.login
   assert.equal(rt.count('checkSession'), 1);
   assert.equal(rt.count('login'), 1);
   assert.equal(rt.count('request', 'POST', '/login'), 1);
+});
+
+/** The app launched and logged in, its page showing the phone button. */
+async function loggedInPage(launch) {
+  const rt = launch();
+  const token = await loggedIn(rt);
+  await waitFor('the page to show the phone button', () => rt.page.data.loggedIn);
+  assert.match(rt.pageText(), /Share my phone number/);
+  return { rt, token };
+}
+
+/** The page's answer to the phone button: the number or a message. */
+async function phoneShown(rt) {
+  await waitFor('the phone outcome', () => !rt.page.data.phoneBusy && (rt.page.data.phone !== '' || rt.page.data.phoneError !== ''));
+  return { phone: rt.page.data.phone, error: rt.page.data.phoneError, text: rt.pageText() };
+}
+
+test('the phone button: its code goes to POST /wx/phone and the page shows the number', async (t) => {
+  const { server, launch } = await withServer(t, { user: USER });
+  const { rt, token } = await loggedInPage(launch);
+  const { code } = (await server.api('POST', '/sim/phone-code', { user: USER, phoneNumber: '13800001111' })).body;
+
+  rt.fire('getphonenumber', 'onGetPhoneNumber', { errMsg: 'getPhoneNumber:ok', code });
+  assert.equal(rt.page.data.phoneBusy, true, 'the button shows it is working');
+  const shown = await phoneShown(rt);
+  assert.equal(shown.phone, '+8613800001111');
+  assert.equal(shown.error, '');
+  assert.match(shown.text, /Phone \+8613800001111/);
+
+  const calls = rt.calls.filter((c) => c.api === 'request' && c.path === '/wx/phone');
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0].method, 'POST');
+  assert.deepEqual(JSON.parse(calls[0].body), { code });
+  assert.equal(calls[0].headers.authorization, `Bearer ${token}`);
+  assert.equal((await server.api('GET', '/me', undefined, token)).body.phone.purePhoneNumber, '13800001111');
+});
+
+test('the user refuses the phone number: a message, and nothing is sent', async (t) => {
+  const { launch } = await withServer(t, { user: USER });
+  const { rt } = await loggedInPage(launch);
+
+  rt.fire('getphonenumber', 'onGetPhoneNumber', { errMsg: 'getPhoneNumber:fail user deny' });
+  assert.equal(rt.page.data.phone, '');
+  assert.equal(rt.page.data.phoneBusy, false);
+  assert.match(rt.page.data.phoneError, /chose not to share your phone number/);
+  assert.match(rt.pageText(), /chose not to share your phone number/);
+  assert.equal(rt.count('request', 'POST', '/wx/phone'), 0);
+});
+
+test('a wx.login code given as the phone code: the page shows the server invalid_code answer', async (t) => {
+  const { server, launch } = await withServer(t, { user: USER });
+  const { rt, token } = await loggedInPage(launch);
+  const loginCode = async () => (await server.api('POST', '/sim/wx.login', { user: USER })).body.code;
+  // What the server says to such a code, asked directly with another one.
+  const direct = await server.api('POST', '/wx/phone', { code: await loginCode() }, token);
+  assert.equal(direct.status, 400);
+  assert.equal(direct.body.error.code, 'invalid_code');
+
+  rt.fire('getphonenumber', 'onGetPhoneNumber', { errMsg: 'getPhoneNumber:ok', code: await loginCode() });
+  const shown = await phoneShown(rt);
+  assert.equal(shown.phone, '');
+  assert.equal(shown.error, `Cannot get your phone number: HTTP 400 (invalid_code): ${direct.body.error.message}`);
+  assert.ok(shown.text.includes(shown.error), shown.text);
+  assert.equal(rt.count('request', 'POST', '/wx/phone'), 1);
 });
