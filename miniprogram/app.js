@@ -2,6 +2,7 @@
 // and shares it with every page. Pages call `getApp().request({url: '/me'})` for the app's own
 // APIs (the token is attached, a 401 logs in again and retries once), or
 // `getApp().ensureLogin()` when they need the token itself; concurrent calls share one login.
+// Before asking WeChat for open data, a page calls `getApp().ensureFreshSession()`.
 const config = require('./config.js');
 const { createSession } = require('./lib/host.js');
 
@@ -57,6 +58,18 @@ App({
    */
   request(options) {
     return this.session.request(options);
+  },
+
+  /**
+   * Call before asking WeChat for open data (encryptedData + iv) that the server will decrypt.
+   * Resolves with a usable token once the server holds the session_key WeChat encrypts with
+   * now: when wx.checkSession says that key lapsed, it logs in afresh first (a new wx.login and
+   * POST /login, replacing the token). Concurrent calls share one check and one login. Rejects
+   * like ensureLogin. The server keeps a user's last three session_keys; data older than that
+   * gets 400 `stale_session_key` from POST /wx/decrypt: call this again and fetch it again.
+   */
+  ensureFreshSession() {
+    return this.session.ensureFreshSession();
   },
 
   /** A fresh login (the page's button). */

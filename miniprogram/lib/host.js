@@ -3,7 +3,8 @@
 // setTimeout. The machine decides everything (when to log in, retry, give up); this file only
 // translates. Event and effect formats are documented in client-wasm/src/lib.rs. It also offers
 // `request()`, wx.request for the app's own APIs with the token attached and one retry after a
-// 401.
+// 401, and `ensureFreshSession()`, which keeps the server's session_key the one WeChat
+// encrypts open data with.
 'use strict';
 
 /**
@@ -199,6 +200,52 @@ function createSession(options) {
     });
   }
 
+  /** A fresh login even when logged in; resolves like ensureLogin (with the new token). */
+  function login() {
+    return ready.then(function () {
+      dispatch({ type: 'login_requested', now_ms: now() });
+      return ensureLogin();
+    });
+  }
+
+  // The check (and the login it may lead to) under way, which concurrent callers share.
+  let freshening = null;
+
+  /**
+   * Resolves with a token whose session on the server holds the session_key WeChat holds now.
+   * WeChat encrypts open data under the session_key of the last wx.login and replaces it when
+   * it lapses, and only the server can decrypt; so before asking WeChat for open data a page
+   * asks wx.checkSession, and when the key has lapsed logs in afresh (a new wx.login and
+   * POST /login), which hands the new key to the server. Concurrent callers share one check
+   * and one login.
+   */
+  function ensureFreshSession() {
+    if (freshening) return freshening;
+    const run = checkSession().then(function (valid) {
+      return valid ? ensureLogin() : login();
+    });
+    const done = function () {
+      freshening = null;
+    };
+    freshening = run;
+    run.then(done, done);
+    return run;
+  }
+
+  /** wx.checkSession as a promise: true while the last wx.login's session_key is valid. */
+  function checkSession() {
+    return new Promise(function (resolve) {
+      wx.checkSession({
+        success() {
+          resolve(true);
+        },
+        fail() {
+          resolve(false);
+        },
+      });
+    });
+  }
+
   /** A business API answered 401 for `rejected`: the machine drops it and logs in (once). */
   function unauthorized(rejected) {
     return ready.then(function () {
@@ -291,14 +338,9 @@ function createSession(options) {
 
   return {
     ensureLogin: ensureLogin,
+    ensureFreshSession: ensureFreshSession,
     request: request,
-    /** A fresh login even when logged in (the button); resolves like ensureLogin. */
-    login() {
-      return ready.then(function () {
-        dispatch({ type: 'login_requested', now_ms: now() });
-        return ensureLogin();
-      });
-    },
+    login: login,
     /**
      * Logs out here at once; the machine keeps the token in storage until the server confirms
      * its revoke (resent with backoff, and at later launches), so the promise does not wait for

@@ -302,3 +302,91 @@ test('a stored token in the first JSON format is used without a login and rewrit
   assert.equal(await storedToken(page), token, 'rewritten as the bare token');
   assert.equal(await storedExpiry(page), String(expiresAt));
 });
+
+/**
+ * Clicks `button`, waits for the page's call to `apiPath` to be answered and `result` to show
+ * it; resolves with { status, code, text, json } (json: the body under the `HTTP <status>`
+ * line, parsed). The button marks `result` pending at once, so a result shown earlier is never
+ * taken for this one.
+ */
+async function clickForResult(page, button, result, apiPath) {
+  const answered = page.waitForResponse((r) => new URL(r.url()).pathname === apiPath);
+  await page.click(button);
+  await answered;
+  await page.waitForFunction((selector) => {
+    const status = document.querySelector(selector).dataset.status;
+    return status !== 'none' && status !== 'pending';
+  }, result);
+  const shown = await page.evaluate((selector) => {
+    const el = document.querySelector(selector);
+    return { status: el.dataset.status, code: el.dataset.code, text: el.textContent };
+  }, result);
+  const [, ...body] = shown.text.split('\n');
+  return { ...shown, json: JSON.parse(body.join('\n')) };
+}
+
+/** The harness logged in; resolves with its page, request log and token. */
+async function loggedInHarness(t) {
+  const { page, requests } = await browser(t);
+  await page.goto(`${server.base}/harness/`);
+  await waitForState(page, 'logged-in');
+  return { page, requests, token: await storedToken(page) };
+}
+
+test('Get phone number: the simulator code goes to /wx/phone with the token; the number given, or the simulator own', async (t) => {
+  const { page, requests, token } = await loggedInHarness(t);
+
+  await page.fill('#sim-phone-number', '13912345678');
+  const issued = page.waitForResponse((r) => new URL(r.url()).pathname === '/sim/phone-code');
+  const given = await clickForResult(page, '#get-phone', '#phone-result', '/wx/phone');
+  const { code } = await (await issued).json();
+  assert.equal(given.status, '200', given.text);
+  assert.deepEqual(given.json, { phoneNumber: '+8613912345678', purePhoneNumber: '13912345678', countryCode: '86' });
+  assert.equal(count(requests, 'POST /sim/phone-code'), 1);
+  assert.equal(count(requests, 'POST /wx/phone'), 1);
+  assert.equal((await server.api('GET', '/me', undefined, token)).body.phone.purePhoneNumber, '13912345678');
+
+  // Without a number the simulator binds the code to the user's own, which /me then shows.
+  await page.fill('#sim-phone-number', '');
+  const own = await clickForResult(page, '#get-phone', '#phone-result', '/wx/phone');
+  assert.equal(own.status, '200', own.text);
+  assert.match(own.json.purePhoneNumber, /^1\d{10}$/);
+  assert.notEqual(own.json.purePhoneNumber, '13912345678');
+  assert.deepEqual((await server.api('GET', '/me', undefined, token)).body.phone, own.json);
+  // A phone code is a credential: the page's log names the call, not the code.
+  const log = await page.textContent('#log');
+  assert.ok(log.includes('POST /wx/phone → 200'), log);
+  assert.ok(!log.includes(code), 'the phone code is not in the log');
+});
+
+test('Decrypt open data: the data the simulator hands out opens on the server, with this session openid', async (t) => {
+  const { page, requests, token } = await loggedInHarness(t);
+  const me = (await server.api('GET', '/me', undefined, token)).body;
+
+  const shown = await clickForResult(page, '#decrypt', '#decrypt-result', '/wx/decrypt');
+  assert.equal(shown.status, '200', shown.text);
+  assert.equal(shown.json.openId, me.openid);
+  assert.equal(shown.json.watermark.appid, me.appid);
+  assert.equal(typeof shown.json.nickName, 'string');
+  assert.equal(count(requests, 'POST /sim/open-data'), 1);
+  assert.equal(count(requests, 'POST /wx/decrypt'), 1);
+});
+
+test('Verify signature: the rawData signature is valid for this session; after a new login the old data is not', async (t) => {
+  const { page, token } = await loggedInHarness(t);
+
+  const shown = await clickForResult(page, '#verify-signature', '#signature-result', '/wx/verify-signature');
+  assert.equal(shown.status, '200', shown.text);
+  assert.deepEqual(shown.json, { valid: true });
+
+  // The check is real: data signed under this session's key does not pass under the next one.
+  // (The harness is the simulator's user dev-user.)
+  const data = (await server.api('POST', '/sim/open-data', { user: 'dev-user' })).body;
+  await page.click('#login');
+  await page.waitForFunction((old) => localStorage.getItem('token') !== old && document.querySelector('#login-state').dataset.state === 'logged-in', token);
+  const fresh = await storedToken(page);
+  const stale = await server.api('POST', '/wx/verify-signature', { rawData: data.rawData, signature: data.signature }, fresh);
+  assert.deepEqual(stale.body, { valid: false });
+  const again = await clickForResult(page, '#verify-signature', '#signature-result', '/wx/verify-signature');
+  assert.deepEqual(again.json, { valid: true }, 'the harness fetches data under the new key');
+});

@@ -50,7 +50,8 @@ test('the page template binds only data and handlers the page has', () => {
   const wxml = fs.readFileSync(path.join(PACKAGE_ROOT, 'pages/index/index.wxml'), 'utf8');
   const source = fs.readFileSync(path.join(PACKAGE_ROOT, 'pages/index/index.js'), 'utf8');
   for (const [, name] of wxml.matchAll(/\{\{!?\s*(\w+)\s*\}\}/g)) assert.match(source, new RegExp(`\\b${name}:`), `data ${name}`);
-  for (const [, handler] of wxml.matchAll(/bindtap="(\w+)"/g)) assert.match(source, new RegExp(`\\b${handler}\\(\\)`), `handler ${handler}`);
+  const handlers = [...wxml.matchAll(/\sbind(\w+)="(\w+)"/g)];
+  for (const [, event, handler] of handlers) assert.match(source, new RegExp(`\\b${handler}\\(\\w*\\) \\{`), `handler ${handler} of ${event}`);
 });
 
 test('hand-written JS: a comment first, CommonJS with relative requires, nothing the runtime lacks', () => {

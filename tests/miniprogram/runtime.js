@@ -4,7 +4,8 @@
 // modules, so code that would break on a phone breaks here first. The wx APIs follow WeChat's
 // documented semantics (see /work/shared/notes/miniprogram-runtime.md) and are carried out by
 // Node on the host side: wx.request over node:http, wx.login through the server's dev
-// simulator, WXWebAssembly through Node's WebAssembly reading files of the package.
+// simulator, wx.checkSession from the device's login state, WXWebAssembly through Node's
+// WebAssembly reading files of the package.
 'use strict';
 
 const fs = require('node:fs');
@@ -15,11 +16,32 @@ const zlib = require('node:zlib');
 
 const PACKAGE_ROOT = path.resolve(__dirname, '../../miniprogram');
 
-/** Storage is per user and per mini-program and outlives launches, so it lives on a device. */
+/**
+ * Storage is per user and per mini-program and outlives launches, so it lives on a device; so
+ * does the WeChat login state (the session_key of the device's last wx.login), which
+ * wx.checkSession reports on.
+ */
 class Device {
-  constructor() {
+  /**
+   * options.user  the WeChat user of this phone, as the simulator names users (its default
+   *               user when unset): wx.login asks the simulator for that user's code.
+   */
+  constructor({ user } = {}) {
     // key → JSON text: values are cloned in and out, never shared by reference.
     this.storage = new Map();
+    this.user = user;
+    // Whether the session_key of the last wx.login is still valid at WeChat. None before the
+    // first wx.login, as for a user who never logged in to this mini-program.
+    this.sessionValid = false;
+  }
+
+  /**
+   * WeChat let the session_key lapse (the user stayed away, or a later code elsewhere replaced
+   * it): wx.checkSession fails from now until the next successful wx.login. WeChat decides
+   * this on its own; the tests decide it here.
+   */
+  expireSession() {
+    this.sessionValid = false;
   }
 
   /** The stored value as the host sees it ('' when absent, as getStorageSync). */
@@ -32,6 +54,9 @@ class Device {
     this.storage.set(key, JSON.stringify(value));
   }
 }
+
+// Events of buttons with an open-type, and the open-type that makes a button send them.
+const OPEN_TYPE_EVENTS = { getphonenumber: 'getPhoneNumber' };
 
 // Built-ins a fresh V8 context has but the mini-program runtime does not (WebAssembly), or
 // does not have everywhere (the rest are missing on older iOS); the glue must cope without.
@@ -246,9 +271,24 @@ class Runtime {
 
   /** Calls the handler a `bindtap` on the page's template names, like a tap would. */
   tap(handler, page = this.page) {
+    this.fire('tap', handler, {}, page);
+  }
+
+  /**
+   * Calls the handler that `bind<event>="<handler>"` names on an element of the page's
+   * template, with `{type, detail}`, as the component would. Events of an open-type button
+   * (getphonenumber) come only from a button of that open-type.
+   */
+  fire(event, handler, detail = {}, page = this.page) {
     const template = fs.readFileSync(path.join(this.root, `${page.route}.wxml`), 'utf8');
-    if (!template.includes(`bindtap="${handler}"`)) throw new Error(`no element of ${page.route} binds ${handler}`);
-    this.guard(() => page[handler](this.toSandbox({ type: 'tap' })));
+    const has = (tag, attribute) => new RegExp(`\\s${attribute}(\\s|/?>)`).test(tag);
+    const element = (template.match(/<[\w-]+[^>]*>/g) || []).find((tag) => has(tag, `bind${event}="${handler}"`));
+    if (!element) throw new Error(`no element of ${page.route} binds ${event} to ${handler}`);
+    const openType = OPEN_TYPE_EVENTS[event];
+    if (openType && !(element.startsWith('<button') && has(element, `open-type="${openType}"`))) {
+      throw new Error(`${event} comes only from a <button open-type="${openType}">, not ${element}`);
+    }
+    this.guard(() => page[handler](this.toSandbox({ type: event, detail })));
   }
 
   callHook(target, name, argument) {
@@ -339,26 +379,50 @@ class Runtime {
         runtime.calls.push({ api: 'login' });
         runtime.wxLogin(options);
       },
+      checkSession(options = {}) {
+        runtime.calls.push({ api: 'checkSession' });
+        runtime.wxCheckSession(options);
+      },
       request(options = {}) {
         return runtime.wxRequest(options);
       },
     };
   }
 
-  /** wx.login: a code from the server's dev simulator, callbacks as WeChat calls them. */
+  /** Calls `success` or `fail`, then `complete`, later, with `result`, as every wx API does. */
+  settle(options, ok, result) {
+    this.defer(ok ? options.success : options.fail, this.toSandbox(result));
+    this.defer(options.complete, this.toSandbox(result));
+  }
+
+  /**
+   * wx.login: a code for the device's user from the server's dev simulator, which gives that
+   * user a new session_key with it; the device's login state is valid again from then on.
+   */
   wxLogin(options) {
-    const done = (ok, result) => {
-      this.defer(ok ? options.success : options.fail, this.toSandbox(result));
-      this.defer(options.complete, this.toSandbox(result));
-    };
     if (!this.simBase) throw new Error('the runtime has no simBase for wx.login');
-    hostRequest(`${this.simBase}/sim/wx.login`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })
+    const body = JSON.stringify(this.device.user === undefined ? {} : { user: this.device.user });
+    hostRequest(`${this.simBase}/sim/wx.login`, { method: 'POST', body, headers: { 'content-type': 'application/json' } })
       .then((res) => {
         const code = res.statusCode === 200 ? JSON.parse(res.body).code : undefined;
-        if (code) done(true, { code, errMsg: 'login:ok' });
-        else done(false, { errMsg: `login:fail simulator answered ${res.statusCode}` });
+        if (code) {
+          this.device.sessionValid = true;
+          this.settle(options, true, { code, errMsg: 'login:ok' });
+        } else {
+          this.settle(options, false, { errMsg: `login:fail simulator answered ${res.statusCode}` });
+        }
       })
-      .catch((error) => done(false, { errMsg: `login:fail ${error.message}` }));
+      .catch((error) => this.settle(options, false, { errMsg: `login:fail ${error.message}` }));
+  }
+
+  /**
+   * wx.checkSession: whether the session_key of the device's last wx.login is still valid;
+   * `success` when it is, `fail` with a `checkSession:fail …` errMsg when it lapsed (see
+   * Device.expireSession) or there never was one.
+   */
+  wxCheckSession(options) {
+    if (this.device.sessionValid) this.settle(options, true, { errMsg: 'checkSession:ok' });
+    else this.settle(options, false, { errMsg: 'checkSession:fail session time out, need relogin' });
   }
 
   /**

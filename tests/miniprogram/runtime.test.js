@@ -1,5 +1,6 @@
 // The strict runtime itself (runtime.js) must be as strict as the real one, or the other tests
-// prove nothing: these pin its globals, require, WXWebAssembly, wx.request and storage rules.
+// prove nothing: these pin its globals, require, WXWebAssembly, wx.request, wx.login and
+// wx.checkSession, storage, and the events a page's template can send.
 'use strict';
 
 const test = require('node:test');
@@ -180,6 +181,75 @@ test('wx.request: failRequests makes matching calls fail without reaching the se
   assert.deepEqual(await request('/down'), ['success', 204]);
   assert.deepEqual(seen, ['/up', '/down']);
   assert.equal(rt.count('request', 'POST', '/down'), 2);
+});
+
+test('wx.checkSession: fails until a wx.login, then until the session lapses; the state is the device\'s', async (t) => {
+  const asked = [];
+  let status = 200;
+  const sim = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      asked.push(body);
+      res.writeHead(status, { 'content-type': 'application/json' }).end(status === 200 ? '{"code":"c1"}' : '{}');
+    });
+  });
+  await new Promise((r) => sim.listen(0, '127.0.0.1', r));
+  t.after(() => sim.close());
+  const simBase = `http://127.0.0.1:${sim.address().port}`;
+  // The callbacks called, in order, with their errMsg (a plain copy of the sandbox's array).
+  const check = async (rt) =>
+    JSON.parse(JSON.stringify(await callWx(rt, `(wx, done) => { const seen = []; wx.checkSession({ success: (r) => seen.push('success', r.errMsg), fail: (r) => seen.push('fail', r.errMsg), complete: (r) => done(seen.concat('complete', r.errMsg)) }); }`)));
+  const login = (rt) => callWx(rt, "(wx, done) => wx.login({ success: (r) => done(r.code), fail: (e) => done(e.errMsg) })");
+  const LAPSED = 'checkSession:fail session time out, need relogin';
+
+  const device = new Device({ user: 'alice' });
+  const rt = sandbox(t, { device, simBase });
+  assert.deepEqual(await check(rt), ['fail', LAPSED, 'complete', LAPSED], 'never logged in');
+  assert.equal(await login(rt), 'c1');
+  assert.deepEqual(asked, ['{"user":"alice"}'], "wx.login asks for the device's user");
+  assert.deepEqual(await check(rt), ['success', 'checkSession:ok', 'complete', 'checkSession:ok']);
+
+  const relaunched = sandbox(t, { device, simBase });
+  assert.equal((await check(relaunched))[0], 'success', 'the session outlives a launch');
+  device.expireSession();
+  assert.equal((await check(relaunched))[0], 'fail');
+  status = 500;
+  assert.match(await login(relaunched), /^login:fail /);
+  assert.equal((await check(relaunched))[0], 'fail', 'a failed wx.login renews nothing');
+  status = 200;
+  assert.equal(await login(relaunched), 'c1');
+  assert.equal((await check(relaunched))[0], 'success');
+  assert.equal(rt.count('checkSession') + relaunched.count('checkSession'), 6);
+
+  await login(sandbox(t, { simBase }));
+  assert.equal(asked[asked.length - 1], '{}', "without a user, the simulator's default user");
+});
+
+test('fire: the bound handler gets {type, detail}; getphonenumber comes only from a getPhoneNumber button', (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mp-'));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(root, 'project.config.json'), '{"libVersion":"2.14.0"}');
+  fs.writeFileSync(path.join(root, 'app.json'), '{"pages":["p/i"]}');
+  fs.writeFileSync(path.join(root, 'app.js'), '// app\nApp({});');
+  fs.mkdirSync(path.join(root, 'p'));
+  fs.writeFileSync(path.join(root, 'p/i.json'), '{}');
+  fs.writeFileSync(path.join(root, 'p/i.js'), "// page\nPage({ data: { got: '' }, on(e) { this.setData({ got: e.type + ' ' + JSON.stringify(e.detail) }); } });");
+  fs.writeFileSync(
+    path.join(root, 'p/i.wxml'),
+    '<button open-type="getPhoneNumber"\n  bindgetphonenumber="on">A</button><button bindgetphonenumber="plain">B</button><view bindtap="on">C</view>',
+  );
+  const rt = new Runtime({ root });
+  t.after(() => rt.close());
+  rt.launch();
+
+  rt.fire('getphonenumber', 'on', { errMsg: 'getPhoneNumber:ok', code: 'x' });
+  assert.equal(rt.page.data.got, 'getphonenumber {"errMsg":"getPhoneNumber:ok","code":"x"}');
+  rt.tap('on');
+  assert.equal(rt.page.data.got, 'tap {}');
+  assert.throws(() => rt.fire('getphonenumber', 'plain'), /only from a <button open-type="getPhoneNumber">/);
+  assert.throws(() => rt.fire('tap', 'plain'), /no element of p\/i binds tap to plain/);
+  assert.throws(() => rt.tap('missing'), /no element/);
 });
 
 test('storage: absent is empty string, values are cloned, and they outlive a launch', (t) => {

@@ -33,16 +33,16 @@ function launcher(t) {
 
 /**
  * The usual start of a test: a dev server of its own (stopped when the test ends; `env` adds
- * variables), one device, and `launch(options)`, which starts the app on that device with that
- * server's WeChat simulator, and against that server unless `options.baseUrl` names another
- * (a dead port, a fake backend). `options.machine` overrides the client's config; the rest
- * goes to Runtime.
+ * variables), one device (of the simulator's user `user`, its default user when unset), and
+ * `launch(options)`, which starts the app on that device with that server's WeChat simulator,
+ * and against that server unless `options.baseUrl` names another (a dead port, a fake
+ * backend). `options.machine` overrides the client's config; the rest goes to Runtime.
  */
-async function withServer(t, { env } = {}) {
+async function withServer(t, { env, user } = {}) {
   const server = await startServer(env ? { env } : {});
   t.after(() => server.stop());
   const start = launcher(t);
-  const device = new Device();
+  const device = new Device({ user });
   const launch = ({ machine, baseUrl = server.base, ...options } = {}) =>
     start({ device, simBase: server.base, modules: configFor(baseUrl, machine), ...options });
   return { server, device, launch };

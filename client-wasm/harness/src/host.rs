@@ -5,8 +5,10 @@
 //! localStorage for `wx.setStorageSync` and friends, `fetch` for `wx.request`, the dev
 //! server's `POST /sim/wx.login` for `wx.login()`, `setTimeout` for timers. The machine decides
 //! everything (when to check, log in, retry, give up); this file only translates. It also has
-//! the mini-program's `request()` ([`Host::api_get`]): a business API call with the token, and
-//! one retry with a new token after a 401.
+//! the mini-program's `request()` ([`Host::api_call`]): a business API call with the token, and
+//! one retry with a new token after a 401; and the open-data flows a mini-program page runs,
+//! with the simulator standing in for WeChat's getPhoneNumber button and `wx.getUserInfo`-style
+//! APIs ([`Host::share_phone`], [`Host::decrypt_open_data`], [`Host::verify_signature`]).
 
 use std::{
     cell::{Cell, RefCell},
@@ -21,7 +23,8 @@ use client_wasm::{Config, Effect, Event, Failure, Machine, Method, Snapshot, Wai
 use gloo_net::http::{Request, RequestBuilder};
 use gloo_storage::{LocalStorage, Storage};
 use leptos::{prelude::*, task::spawn_local};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use shared::{DecryptRequest, PhoneRequest, VerifySignatureRequest, paths};
 
 /// A request that gets no answer within this time fails (`http_failed`), as `wx.request`'s
 /// `timeout` does; without it a hung connection would leave the machine waiting forever.
@@ -39,6 +42,12 @@ pub struct Ui {
     pub token: RwSignal<Option<String>>,
     /// The last `/me` call's outcome.
     pub me: RwSignal<ApiCall>,
+    /// The last phone-number flow's outcome (`POST /wx/phone`).
+    pub phone: RwSignal<ApiCall>,
+    /// The last open-data decryption's outcome (`POST /wx/decrypt`).
+    pub decrypt: RwSignal<ApiCall>,
+    /// The last signature check's outcome (`POST /wx/verify-signature`).
+    pub signature: RwSignal<ApiCall>,
     /// Every event and effect, oldest first.
     pub log: RwSignal<Vec<LogLine>>,
 }
@@ -126,6 +135,9 @@ impl Host {
             snapshot: RwSignal::new(machine.snapshot()),
             token: RwSignal::new(None),
             me: RwSignal::new(ApiCall::NotMade),
+            phone: RwSignal::new(ApiCall::NotMade),
+            decrypt: RwSignal::new(ApiCall::NotMade),
+            signature: RwSignal::new(ApiCall::NotMade),
             log: RwSignal::new(Vec::new()),
         };
         let host = Host(Rc::new(Inner {
@@ -198,52 +210,126 @@ impl Host {
         self.dispatch(Event::ForgetToken { now_ms: now_ms() });
     }
 
-    /// The "Call /me" button: `GET /me` through [`Host::api_get`], shown in [`Ui::me`].
+    /// The "Call /me" button: `GET /me` through [`Host::api_call`], shown in [`Ui::me`].
     pub fn call_me(&self) {
         let host = self.clone();
-        self.0.ui.me.set(ApiCall::Pending);
+        self.show(self.0.ui.me, format!("GET {}", paths::ME), async move {
+            host.api_call(Method::Get, paths::ME, None).await
+        });
+    }
+
+    /// What a page does with a getPhoneNumber button's code: the simulator issues the code the
+    /// button would give (bound to `number`, or the simulator's own number for the user), and
+    /// `POST /wx/phone` turns it into the number, shown in [`Ui::phone`].
+    pub fn share_phone(&self, number: Option<String>) {
+        self.post_wechat_data(self.0.ui.phone, paths::WX_PHONE, async move {
+            let asked = PhoneCodeBody {
+                user: SIM_USER,
+                phone_number: number,
+            };
+            let Code { code } = simulator(SIM_PHONE_CODE, &asked).await?;
+            Ok(to_json(&PhoneRequest { code }))
+        });
+    }
+
+    /// What a page does with `wx.getUserInfo`-style open data: the simulator hands out the
+    /// logged-in user's data under their current session_key, and `POST /wx/decrypt` opens it
+    /// with the key the server holds, shown in [`Ui::decrypt`].
+    pub fn decrypt_open_data(&self) {
+        self.post_wechat_data(self.0.ui.decrypt, paths::WX_DECRYPT, async {
+            let data = open_data().await?;
+            Ok(to_json(&DecryptRequest {
+                encrypted_data: data.encrypted_data,
+                iv: data.iv,
+            }))
+        });
+    }
+
+    /// The same open data's `rawData` and `signature`, checked by `POST /wx/verify-signature`
+    /// against the session's key, shown in [`Ui::signature`].
+    pub fn verify_signature(&self) {
+        self.post_wechat_data(self.0.ui.signature, paths::WX_VERIFY_SIGNATURE, async {
+            let data = open_data().await?;
+            Ok(to_json(&VerifySignatureRequest {
+                raw_data: data.raw_data,
+                signature: data.signature,
+            }))
+        });
+    }
+
+    /// One open-data button: `body` is what WeChat's side handed the page (the simulator's
+    /// answer, as a request body), which goes to `path` with the token, shown in `slot`.
+    fn post_wechat_data(
+        &self,
+        slot: RwSignal<ApiCall>,
+        path: &'static str,
+        body: impl Future<Output = Result<String, Failure>> + 'static,
+    ) {
+        let host = self.clone();
+        self.show(slot, format!("POST {path}"), async move {
+            let body = body.await?;
+            host.api_call(Method::Post, path, Some(body)).await
+        });
+    }
+
+    /// Runs one button's flow: `slot` shows it pending, then its answer or failure; the log
+    /// gets the status under `label` (never a body: they carry phone numbers and user data).
+    fn show(
+        &self,
+        slot: RwSignal<ApiCall>,
+        label: String,
+        flow: impl Future<Output = Result<(u16, String), Failure>> + 'static,
+    ) {
+        let host = self.clone();
+        slot.set(ApiCall::Pending);
         spawn_local(async move {
-            let outcome = match host.api_get(ME).await {
+            let outcome = match flow.await {
                 Ok((status, body)) => {
-                    host.note(format!("GET {ME} → {status}"));
+                    host.note(format!("{label} → {status}"));
                     ApiCall::Answered { status, body }
                 }
                 Err(failure) => {
                     host.note(format!(
-                        "GET {ME} failed: {}: {}",
+                        "{label} failed: {}: {}",
                         failure.code, failure.message
                     ));
                     ApiCall::Failed(failure)
                 }
             };
-            host.0.ui.me.set(outcome);
+            slot.set(outcome);
         });
     }
 
     /// A business API call with the session's token, the mini-program's `request()`: wait for a
-    /// token, `GET path` with `Authorization: Bearer`, and on a 401 tell the machine (which
-    /// logs in once, however many calls report the same token), wait for the new token and
-    /// retry once. The retry's own 401 is the answer (`unauthorized`), not a new login
-    /// trigger: an API that refuses every token must not cause a login per call.
-    pub async fn api_get(&self, path: &str) -> Result<(u16, String), Failure> {
+    /// token, send `method path` (with a JSON `body`) and `Authorization: Bearer`, and on a 401
+    /// tell the machine (which logs in once, however many calls report the same token), wait
+    /// for the new token and retry once. The retry's own 401 is the answer (`unauthorized`),
+    /// not a new login trigger: an API that refuses every token must not cause a login per
+    /// call.
+    pub async fn api_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, String), Failure> {
         let token = self.token().await?;
-        let (status, body) = get_with_bearer(path, &token).await?;
+        let (status, answer) = with_bearer(method, path, &token, body.clone()).await?;
         if status != 401 {
-            return Ok((status, body));
+            return Ok((status, answer));
         }
         self.dispatch(Event::ApiUnauthorized {
             token: Some(token),
             now_ms: now_ms(),
         });
         let fresh = self.token().await?;
-        let (status, body) = get_with_bearer(path, &fresh).await?;
+        let (status, answer) = with_bearer(method, path, &fresh, body).await?;
         if status == 401 {
             return Err(Failure::new(
                 UNAUTHORIZED,
-                format!("{path} refused the new token too (HTTP 401): {body}"),
+                format!("{path} refused the new token too (HTTP 401): {answer}"),
             ));
         }
-        Ok((status, body))
+        Ok((status, answer))
     }
 
     /// Makes the simulator answer the next code2Session with `errcode`, then logs in afresh so
@@ -394,16 +480,63 @@ impl Host {
     }
 }
 
+/// The simulated WeChat user the harness is: its `wx.login()` codes, phone codes and open data
+/// are all this user's, as on one phone.
+const SIM_USER: &str = "dev-user";
+/// The simulator's stand-in for a getPhoneNumber button's code.
+const SIM_PHONE_CODE: &str = "/sim/phone-code";
+/// The simulator's stand-in for `wx.getUserInfo`-style open data.
+const SIM_OPEN_DATA: &str = "/sim/open-data";
+
 /// `wx.login()` in the browser: the dev server's simulator issues a code.
 async fn wx_login() -> Result<String, String> {
-    #[derive(Deserialize)]
-    struct Code {
-        code: String,
-    }
-    let text = post_json("/sim/wx.login", &serde_json::json!({})).await?;
+    let text = post_json(paths::SIM_WX_LOGIN, &SimUser { user: SIM_USER }).await?;
     serde_json::from_str::<Code>(&text)
         .map(|c| c.code)
         .map_err(|e| format!("login:fail bad simulator answer: {e}"))
+}
+
+/// The logged-in user's open data, as WeChat would hand it to the page now.
+async fn open_data() -> Result<SimOpenData, Failure> {
+    simulator(SIM_OPEN_DATA, &SimUser { user: SIM_USER }).await
+}
+
+/// POSTs `body` to a simulator route and reads its JSON answer; a failure's code is
+/// `simulator`, since WeChat's side, not the server under test, went wrong.
+async fn simulator<T: DeserializeOwned>(path: &str, body: &impl Serialize) -> Result<T, Failure> {
+    let text = post_json(path, body)
+        .await
+        .map_err(|e| Failure::new(SIMULATOR, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Failure::new(SIMULATOR, format!("bad answer from {path}: {e}")))
+}
+
+#[derive(Serialize)]
+struct SimUser {
+    user: &'static str,
+}
+
+#[derive(Serialize)]
+struct PhoneCodeBody {
+    user: &'static str,
+    /// The simulator's own number for the user when absent.
+    #[serde(rename = "phoneNumber", skip_serializing_if = "Option::is_none")]
+    phone_number: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Code {
+    code: String,
+}
+
+/// What a `wx.getUserInfo`-style API hands the page.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SimOpenData {
+    encrypted_data: String,
+    iv: String,
+    raw_data: String,
+    signature: String,
 }
 
 #[derive(Serialize)]
@@ -427,16 +560,22 @@ async fn post_json(path: &str, body: &impl Serialize) -> Result<String, String> 
     }
 }
 
-/// Carries out one `http_request` effect and returns the event that answers it: any HTTP
-/// answer (4xx and 5xx too) is an `http_response`, no answer is an `http_failed`, the same
-/// split `wx.request` makes with `success` and `fail`.
-async fn http(
-    request: u32,
+/// An HTTP answer, whatever its status.
+struct Answer {
+    status: u16,
+    retry_after_s: Option<u32>,
+    body: String,
+}
+
+/// One request as `wx.request` sends it: `method path`, with `Authorization: Bearer` when
+/// given and a JSON `body`. Any answer, 4xx and 5xx included, is `Ok`; `Err` means none came
+/// (within [`REQUEST_TIMEOUT_MS`]), the split `wx.request` makes with `success` and `fail`.
+async fn send(
     method: Method,
     path: &str,
-    bearer: Option<String>,
+    bearer: Option<&str>,
     body: Option<String>,
-) -> Event {
+) -> Result<Answer, gloo_net::Error> {
     let mut builder: RequestBuilder = match method {
         Method::Get => Request::get(path),
         Method::Post => Request::post(path),
@@ -446,63 +585,69 @@ async fn http(
     if let Some(bearer) = bearer {
         builder = builder.header("Authorization", &format!("Bearer {bearer}"));
     }
-    let built = match body {
+    let request = match body {
         Some(body) => builder
             .header("Content-Type", "application/json")
-            .body(body),
-        None => builder.build(),
+            .body(body)?,
+        None => builder.build()?,
     };
-    let answer = match built {
-        Ok(request) => request.send().await,
-        Err(e) => Err(e),
-    };
-    let failed = |e: gloo_net::Error| Event::HttpFailed {
-        request,
-        err_msg: format!("request:fail {e}"),
-        now_ms: now_ms(),
-    };
-    let response = match answer {
-        Ok(response) => response,
-        Err(e) => return failed(e),
-    };
-    let status = response.status();
+    let response = request.send().await?;
     let retry_after_s = response
         .headers()
         .get("retry-after")
         .and_then(|v| v.trim().parse().ok());
-    match response.text().await {
-        Ok(body) => Event::HttpResponse {
+    Ok(Answer {
+        status: response.status(),
+        retry_after_s,
+        body: response.text().await?,
+    })
+}
+
+/// Carries out one `http_request` effect and returns the event that answers it: an answer is
+/// an `http_response`, none an `http_failed`.
+async fn http(
+    request: u32,
+    method: Method,
+    path: &str,
+    bearer: Option<String>,
+    body: Option<String>,
+) -> Event {
+    match send(method, path, bearer.as_deref(), body).await {
+        Ok(answer) => Event::HttpResponse {
             request,
-            status,
-            body,
-            retry_after_s,
+            status: answer.status,
+            body: answer.body,
+            retry_after_s: answer.retry_after_s,
             now_ms: now_ms(),
         },
-        Err(e) => failed(e),
+        Err(e) => Event::HttpFailed {
+            request,
+            err_msg: format!("request:fail {e}"),
+            now_ms: now_ms(),
+        },
     }
 }
 
-/// The path of the server's "who am I" endpoint.
-const ME: &str = "/me";
 /// The code of a request whose retry with a new token got a 401 too (the machine's own code
 /// for a refused token, `client_wasm::codes::UNAUTHORIZED`).
 const UNAUTHORIZED: &str = client_wasm::codes::UNAUTHORIZED;
 /// The code of a request that got no HTTP answer, as the mini-program's `request()` says it.
 const NETWORK: &str = "network";
+/// The code of a flow whose simulator call (WeChat's side) failed.
+const SIMULATOR: &str = "simulator";
 
-/// `GET path` with `Authorization: Bearer <token>`: the status and body of any answer, or a
-/// `network` failure when none came (within [`REQUEST_TIMEOUT_MS`]).
-async fn get_with_bearer(path: &str, token: &str) -> Result<(u16, String), Failure> {
-    let timeout = web_sys::AbortSignal::timeout_with_u32(REQUEST_TIMEOUT_MS);
-    let failed = |e: gloo_net::Error| Failure::new(NETWORK, format!("request:fail {e}"));
-    let response = Request::get(path)
-        .abort_signal(Some(&timeout))
-        .header("Authorization", &format!("Bearer {token}"))
-        .send()
+/// `method path` with `Authorization: Bearer <token>`: the status and body of any answer, or a
+/// `network` failure when none came.
+async fn with_bearer(
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<String>,
+) -> Result<(u16, String), Failure> {
+    send(method, path, Some(token), body)
         .await
-        .map_err(failed)?;
-    let body = response.text().await.map_err(failed)?;
-    Ok((response.status(), body))
+        .map(|answer| (answer.status, answer.body))
+        .map_err(|e| Failure::new(NETWORK, format!("request:fail {e}")))
 }
 
 /// A one-shot slot: `fill` it once, and the [`Receive`] future awaiting it wakes with the value.

@@ -3,9 +3,12 @@
 //!
 //! Ids and `data-state` are the browser tests' handles (`tests/browser/`): `#login-state`
 //! carries the state's stable name (`StateName::as_str()`) in `data-state`; the buttons are
-//! `#login`, `#logout`, `#forget`, `#call-me`, `#sim-busy` and `#sim-invalid-code`; the `/me`
-//! answer is `#me-result` (`data-status`: `none`, `pending`, the HTTP status, or `error` with
-//! the failure's code in `data-code`); the log is `#log`.
+//! `#login`, `#logout`, `#forget`, `#call-me`, `#get-phone` (with the number for the simulator
+//! in `#sim-phone-number`, empty for its own), `#decrypt`, `#verify-signature`, `#sim-busy` and
+//! `#sim-invalid-code`; the answers are `#me-result`, `#phone-result`, `#decrypt-result` and
+//! `#signature-result` (`data-status`: `none`, `pending`, the HTTP status, or `error` with the
+//! failure's code in `data-code`; the text is `HTTP <status>` and the body on the next line);
+//! the log is `#log`.
 
 use client_wasm::Snapshot;
 use leptos::prelude::*;
@@ -24,6 +27,12 @@ pub fn App() -> impl IntoView {
     // stays on this thread (the host is `Rc`-based, and view closures must be `Send`).
     let stored = StoredValue::new_local(host);
     let act = move |f: fn(&Host)| move |_| stored.with_value(f);
+    // The number the simulator binds the next phone code to; empty: the simulator's own.
+    let sim_phone = RwSignal::new(String::new());
+    let share_phone = move |_| {
+        let number = sim_phone.get_untracked().trim().to_owned();
+        stored.with_value(|host| host.share_phone((!number.is_empty()).then_some(number)));
+    };
 
     let state = move || ui.snapshot.with(|s| s.state.as_str());
     let view = move || {
@@ -96,13 +105,34 @@ pub fn App() -> impl IntoView {
                         "GET /me with the token; on a 401 the machine logs in again and the "
                         "call is retried once."
                     </p>
-                    <pre
-                        id="me-result"
-                        data-status=move || ui.me.with(api_status)
-                        data-code=move || ui.me.with(api_code)
-                    >
-                        {move || ui.me.with(api_text)}
-                    </pre>
+                    <ApiResult id="me-result" call=ui.me/>
+                </div>
+                <div class="group">
+                    <h2>"Open data (WeChat simulated)"</h2>
+                    <label for="sim-phone-number">"Number the simulator gives"</label>
+                    <input
+                        id="sim-phone-number"
+                        type="tel"
+                        placeholder="its own for the user"
+                        prop:value=sim_phone
+                        on:input=move |ev| sim_phone.set(event_target_value(&ev))
+                    />
+                    <button id="get-phone" on:click=share_phone>"Get phone number"</button>
+                    <ApiResult id="phone-result" call=ui.phone/>
+                    <button id="decrypt" on:click=act(Host::decrypt_open_data)>
+                        "Decrypt open data"
+                    </button>
+                    <ApiResult id="decrypt-result" call=ui.decrypt/>
+                    <button id="verify-signature" on:click=act(Host::verify_signature)>
+                        "Verify signature"
+                    </button>
+                    <ApiResult id="signature-result" call=ui.signature/>
+                    <p class="hint small">
+                        "The simulator stands in for the getPhoneNumber button's code and for "
+                        "wx.getUserInfo-style data under the user's current session_key; the "
+                        "server exchanges the code, decrypts and checks the signature with the "
+                        "token's session."
+                    </p>
                 </div>
                 <div class="group">
                     <h2>"Simulate WeChat trouble (next login)"</h2>
@@ -149,7 +179,22 @@ pub fn App() -> impl IntoView {
     page
 }
 
-/// `#me-result`'s `data-status`.
+/// Every API answer on the page is shown, and read by the browser tests, the same way.
+#[component]
+fn ApiResult(id: &'static str, call: RwSignal<ApiCall>) -> impl IntoView {
+    view! {
+        <pre
+            id=id
+            class="api-result"
+            data-status=move || call.with(api_status)
+            data-code=move || call.with(api_code)
+        >
+            {move || call.with(api_text)}
+        </pre>
+    }
+}
+
+/// An [`ApiResult`]'s `data-status`.
 fn api_status(call: &ApiCall) -> String {
     match call {
         ApiCall::NotMade => "none".to_owned(),
@@ -159,7 +204,7 @@ fn api_status(call: &ApiCall) -> String {
     }
 }
 
-/// `#me-result`'s `data-code`: the failure's code, empty otherwise.
+/// An [`ApiResult`]'s `data-code`: the failure's code, empty otherwise.
 fn api_code(call: &ApiCall) -> String {
     match call {
         ApiCall::Failed(failure) => failure.code.clone(),
@@ -167,7 +212,7 @@ fn api_code(call: &ApiCall) -> String {
     }
 }
 
-/// `#me-result`'s text: status and body, or what went wrong.
+/// An [`ApiResult`]'s text: status and body, or what went wrong.
 fn api_text(call: &ApiCall) -> String {
     match call {
         ApiCall::NotMade => "not called yet".to_owned(),

@@ -1,6 +1,7 @@
 // The home page: shows where the login stands (from the app's login session), who is logged in
 // (the openid from GET /me, fetched through getApp().request), and offers one button, "Log in"
-// or "Log out".
+// or "Log out"; once logged in, a getPhoneNumber button too, whose code the server turns into
+// the user's number (POST /wx/phone).
 const app = getApp();
 
 const TITLES = {
@@ -31,21 +32,48 @@ function present(view, token) {
   };
 }
 
+/**
+ * A request's outcome ({response} or {error}, see `ask`) as the string field `field` of a 200
+ * answer's JSON, or '' and why there is none: the request's error, or the server's
+ * `{error: {code, message}}`.
+ */
+function pick(outcome, field) {
+  if (outcome.error) return { value: '', problem: outcome.error.message + ' (' + outcome.error.code + ')' };
+  const res = outcome.response;
+  if (res.statusCode === 200 && res.data && typeof res.data[field] === 'string') return { value: res.data[field], problem: '' };
+  const error = res.data && res.data.error;
+  const said = error && error.code ? ' (' + error.code + ')' + (error.message ? ': ' + error.message : '') : '';
+  return { value: '', problem: 'HTTP ' + res.statusCode + said };
+}
+
 /** What the template shows for GET /me's outcome: the openid, or why there is none. */
 function presentProfile(outcome) {
-  if (outcome.error) {
-    return { openid: '', profileError: 'Cannot load your profile: ' + outcome.error.message + ' (' + outcome.error.code + ')' };
-  }
-  const res = outcome.response;
-  if (res.statusCode === 200 && res.data && typeof res.data.openid === 'string') {
-    return { openid: res.data.openid, profileError: '' };
-  }
-  const code = res.data && res.data.error && res.data.error.code;
-  return { openid: '', profileError: 'Cannot load your profile: HTTP ' + res.statusCode + (code ? ' (' + code + ')' : '') };
+  const got = pick(outcome, 'openid');
+  return { openid: got.value, profileError: got.problem && 'Cannot load your profile: ' + got.problem };
+}
+
+/** What the template shows for POST /wx/phone's outcome: the number, or why there is none. */
+function presentPhone(outcome) {
+  const got = pick(outcome, 'phoneNumber');
+  return { phone: got.value, phoneError: got.problem && 'Cannot get your phone number: ' + got.problem, phoneBusy: false };
+}
+
+/** getApp().request(options), settled as {response} or {error: {code, message}}; never rejects. */
+function ask(options) {
+  return app.request(options).then(
+    (response) => ({ response: response }),
+    (error) => ({ error: { code: error.code || 'error', message: error.message } }),
+  );
 }
 
 Page({
-  data: Object.assign(present(app.globalData.login, app.globalData.token), { openid: '', profileError: '' }),
+  data: Object.assign(present(app.globalData.login, app.globalData.token), {
+    openid: '',
+    profileError: '',
+    phone: '',
+    phoneError: '',
+    phoneBusy: false,
+  }),
 
   onLoad() {
     // The token the profile on show (or being fetched) belongs to.
@@ -64,7 +92,7 @@ Page({
     if (!token) {
       // Logged out, or a new login under way: the old profile is no longer this session's.
       this.profileToken = '';
-      this.setData({ openid: '', profileError: '' });
+      this.setData({ openid: '', profileError: '', phone: '', phoneError: '' });
     } else if (token !== this.profileToken) {
       this.profileToken = token;
       this.loadProfile(token);
@@ -78,10 +106,28 @@ Page({
       if (this.unloaded || this.profileToken !== token) return;
       this.setData(presentProfile(outcome));
     };
-    app.request({ url: '/me' }).then(
-      (response) => show({ response: response }),
-      (error) => show({ error: { code: error.code || 'error', message: error.message } }),
-    );
+    ask({ url: '/me' }).then(show);
+  },
+
+  /**
+   * The getPhoneNumber button's event: `detail.code` when the user agreed, which only the
+   * server can exchange for the number; no code (`getPhoneNumber:fail user deny`, or an app
+   * not allowed to ask) means there is nothing to send.
+   */
+  onGetPhoneNumber(event) {
+    const detail = (event && event.detail) || {};
+    if (typeof detail.code !== 'string' || detail.code === '') {
+      const denied = /deny/.test(detail.errMsg || '');
+      this.setData({
+        phone: '',
+        phoneError: denied ? 'You chose not to share your phone number.' : 'WeChat gave no phone number code (' + (detail.errMsg || 'no errMsg') + ').',
+      });
+      return;
+    }
+    this.setData({ phoneBusy: true, phoneError: '' });
+    ask({ url: '/wx/phone', method: 'POST', data: { code: detail.code } }).then((outcome) => {
+      if (!this.unloaded) this.setData(presentPhone(outcome));
+    });
   },
 
   onLogin() {
