@@ -62,7 +62,8 @@ pub struct Config {
     pub wechat_api_base: String,
 
     /// Where sessions live: `sqlite://PATH` (durable, the default), `redis://HOST:PORT/DB`
-    /// (shared by many instances) or `memory` (lost on exit).
+    /// (shared by many instances), `redis+cluster://HOST:PORT,HOST:PORT,…` (a Redis Cluster,
+    /// named by some of its nodes) or `memory` (lost on exit).
     #[arg(
         long,
         env = "SESSION_STORE",
@@ -299,6 +300,16 @@ impl Config {
             );
         }
         self.validate_data_keys()?;
+        if matches!(self.session_store, StoreUrl::RedisCluster(_))
+            && self.redis_key_prefix.contains(['{', '}'])
+        {
+            return Err(format!(
+                "REDIS_KEY_PREFIX {:?} holds a brace: on a Redis Cluster a {{…}} in a key \
+                 chooses its node, so every session would land on one node; use a prefix \
+                 without braces",
+                self.redis_key_prefix
+            ));
+        }
         if self.dev_mode() && !self.listen_addr.ip().is_loopback() && !self.dev_anywhere {
             return Err(format!(
                 "dev mode serves a WeChat simulator that mints login codes for anyone, so it \
@@ -358,12 +369,49 @@ fn parse_data_keys(text: &str) -> Result<DataKeys, String> {
 }
 
 /// Where the session store lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     Memory,
     Sqlite(std::path::PathBuf),
     /// A `redis://` or `rediss://` URL, kept whole for the Redis client to parse.
     Redis(String),
+    /// The seed nodes of a Redis Cluster, each as a `redis://` URL carrying the credentials
+    /// (the Redis client checks that all seeds agree on them).
+    RedisCluster(Vec<String>),
+}
+
+/// The scheme of a Redis Cluster: `redis+cluster://[[USER]:PASSWORD@]HOST:PORT,HOST:PORT,…`.
+/// The `+` names the transport the way `git+ssh://` does; the list is of seeds, any of which
+/// tells the client where every slot lives.
+const CLUSTER_SCHEME: &str = "redis+cluster://";
+
+/// Reads the seed list after [`CLUSTER_SCHEME`]. Error messages quote hosts only, never the
+/// credentials before the `@`.
+fn parse_cluster(rest: &str) -> Result<StoreUrl, String> {
+    // The host list holds no `@`, so the last one ends the user-info, whatever the password
+    // holds.
+    let (userinfo, hosts) = match rest.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, rest),
+    };
+    let mut seeds = Vec::new();
+    for seed in hosts.split(',').map(str::trim) {
+        let port = seed
+            .rsplit_once(':')
+            .filter(|(host, _)| !host.is_empty())
+            .and_then(|(_, port)| port.parse::<u16>().ok());
+        if port.is_none() {
+            return Err(format!(
+                "redis+cluster:// seed {seed:?} is not HOST:PORT (a cluster has one database, \
+                 so no /DB either); e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000"
+            ));
+        }
+        seeds.push(match userinfo {
+            Some(userinfo) => format!("redis://{userinfo}@{seed}"),
+            None => format!("redis://{seed}"),
+        });
+    }
+    Ok(StoreUrl::RedisCluster(seeds))
 }
 
 impl FromStr for StoreUrl {
@@ -379,9 +427,12 @@ impl FromStr for StoreUrl {
             Ok(StoreUrl::Sqlite(path.into()))
         } else if s.starts_with("redis://") || s.starts_with("rediss://") {
             Ok(StoreUrl::Redis(s.to_owned()))
+        } else if let Some(rest) = s.strip_prefix(CLUSTER_SCHEME) {
+            parse_cluster(rest)
         } else {
             Err(format!(
-                "unsupported session store {:?}: use sqlite://PATH, redis://HOST:PORT/DB or memory",
+                "unsupported session store {:?}: use sqlite://PATH, redis://HOST:PORT/DB, \
+                 redis+cluster://HOST:PORT,HOST:PORT or memory",
                 redact_password(s)
             ))
         }
@@ -424,13 +475,26 @@ impl fmt::Display for StoreUrl {
             StoreUrl::Memory => f.write_str("memory"),
             StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             // The URL may carry a password: show only where it points.
-            StoreUrl::Redis(url) => {
-                let host = url.rsplit('@').next().unwrap_or(url);
-                let host = host.split("://").last().unwrap_or(host);
-                write!(f, "redis://{host}")
+            StoreUrl::Redis(url) => write!(f, "redis://{}", without_credentials(url)),
+            StoreUrl::RedisCluster(seeds) => {
+                let hosts: Vec<&str> = seeds.iter().map(|s| without_credentials(s)).collect();
+                write!(f, "{CLUSTER_SCHEME}{}", hosts.join(","))
             }
         }
     }
+}
+
+/// Shown the way `Display` shows it: a derived `Debug` would print the Redis password.
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreUrl({self})")
+    }
+}
+
+/// What follows the scheme and the user-info of a Redis URL: where it points.
+fn without_credentials(url: &str) -> &str {
+    let host = url.rsplit('@').next().unwrap_or(url);
+    host.split("://").last().unwrap_or(host)
 }
 
 /// `s` with the password of a URL's user-info replaced by `***`, for error messages.
@@ -732,6 +796,61 @@ mod tests {
             StoreUrl::Redis("redis://:hunter2@10.0.0.5:6379/2".into())
         );
         assert_eq!(url.to_string(), "redis://10.0.0.5:6379/2");
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn cluster_seed_lists_parse_and_print_without_their_password() {
+        let url: StoreUrl = "redis+cluster://:hunter2@10.0.0.5:7000, 10.0.0.6:7001,[::1]:7002"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            url,
+            StoreUrl::RedisCluster(vec![
+                "redis://:hunter2@10.0.0.5:7000".into(),
+                "redis://:hunter2@10.0.0.6:7001".into(),
+                "redis://:hunter2@[::1]:7002".into(),
+            ])
+        );
+        assert_eq!(
+            url.to_string(),
+            "redis+cluster://10.0.0.5:7000,10.0.0.6:7001,[::1]:7002"
+        );
+        assert!(!format!("{url:?}").contains("hunter2"));
+        let plain: StoreUrl = "redis+cluster://h1:7000".parse().unwrap();
+        assert_eq!(
+            plain,
+            StoreUrl::RedisCluster(vec!["redis://h1:7000".into()])
+        );
+        for bad in [
+            "redis+cluster://admin:hunter2@h1:7000,h2",
+            "redis+cluster://:hunter2@h1:7000/0",
+            "redis+cluster://:hunter2@",
+            "redis+cluster://:hunter2@h1:7000,,h2:7001",
+        ] {
+            let err = bad.parse::<StoreUrl>().unwrap_err();
+            assert!(err.contains("HOST:PORT"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let err =
+            Config::try_parse_from(["server", "--session-store", "redis+cluster://:hunter2@h1:x"])
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("SESSION_STORE") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_cluster_refuses_a_key_prefix_that_would_pin_every_key_to_one_node() {
+        let parse = |prefix: &str| {
+            let store = ["--session-store", "redis+cluster://h1:7000"];
+            Config::parse_from([&["server"][..], &store, &["--redis-key-prefix", prefix]].concat())
+        };
+        let err = parse("{staging}:").validate().unwrap_err();
+        assert!(err.contains("REDIS_KEY_PREFIX"), "{err}");
+        assert!(parse("staging:").validate().is_ok());
     }
 
     #[test]

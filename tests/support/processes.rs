@@ -191,6 +191,113 @@ pub fn redis_query(port: u16, command: &str) -> Option<String> {
     }
 }
 
+/// A Redis Cluster of our own: three masters on loopback, no replicas, nothing on disk but
+/// each node's cluster state file, in a temporary folder. Killed on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// The masters' client ports.
+    pub ports: Vec<u16>,
+    dir: PathBuf,
+    nodes: Vec<Child>,
+}
+
+impl RedisCluster {
+    /// Starts the nodes, joins them with `redis-cli --cluster create` and waits until every
+    /// node reports `cluster_state:ok`.
+    pub fn start() -> Self {
+        let mut cluster = Self {
+            ports: Vec::new(),
+            dir: crate::temp_dir("redis-cluster"),
+            nodes: Vec::new(),
+        };
+        while cluster.nodes.len() < 3 {
+            // The cluster bus gets a free port of its own: the default, port + 10000, may be
+            // taken or past 65535.
+            let (port, bus) = (free_port(), free_port());
+            let state = cluster.dir.join(format!("nodes-{port}.conf"));
+            let bus = bus.to_string();
+            let args = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                &bus,
+                "--cluster-config-file",
+                path_str(&state),
+                "--dir",
+                path_str(&cluster.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ];
+            // Either port may have been taken in between: then pick two others.
+            if let Some(node) = spawn_redis(port, &args) {
+                cluster.ports.push(port);
+                cluster.nodes.push(node);
+            }
+        }
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}): Debian package redis-tools"));
+        assert!(status.success(), "redis-cli --cluster create: {status}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster.ports.iter().all(|&p| {
+            redis_query(p, "CLUSTER INFO").is_some_and(|info| info.contains("cluster_state:ok"))
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// `SESSION_STORE` naming the nodes at `seeds` (indexes into [`RedisCluster::ports`]), in
+    /// that order.
+    pub fn url(&self, seeds: &[usize]) -> String {
+        let hosts: Vec<String> = seeds
+            .iter()
+            .map(|&i| format!("127.0.0.1:{}", self.ports[i]))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// Every node as a `redis://` URL, as `RedisStore::connect_cluster` takes them.
+    pub fn seeds(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// How many keys each node holds, in the order of [`RedisCluster::ports`].
+    pub fn key_counts(&self) -> Vec<u64> {
+        self.ports
+            .iter()
+            .map(|&p| {
+                redis_query(p, "DBSIZE")
+                    .and_then(|n| n.parse().ok())
+                    .expect("DBSIZE")
+            })
+            .collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill().ok();
+            node.wait().ok();
+        }
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
 /// A server binary running as its own process on a free loopback port.
 #[derive(Debug)]
 pub struct ServerProcess {

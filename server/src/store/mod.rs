@@ -156,21 +156,30 @@ impl Stores {
             StoreUrl::Sqlite(path) => Self::single(Arc::new(SqliteStore::open(path, scope)?)),
             #[cfg(feature = "redis-store")]
             StoreUrl::Redis(url) => {
-                let redis = Arc::new(RedisStore::connect(url, timeout, scope).await?);
-                Self {
-                    sessions: redis.clone(),
-                    claims: redis.clone(),
-                    users: redis.clone(),
-                    tokens: Some(redis),
-                }
+                Self::redis(Arc::new(RedisStore::connect(url, timeout, scope).await?))
             }
+            #[cfg(feature = "redis-store")]
+            StoreUrl::RedisCluster(seeds) => Self::redis(Arc::new(
+                RedisStore::connect_cluster(seeds, timeout, scope).await?,
+            )),
             #[cfg(not(feature = "redis-store"))]
-            StoreUrl::Redis(_) => {
+            StoreUrl::Redis(_) | StoreUrl::RedisCluster(_) => {
                 return Err(StoreError::Unavailable(
                     "this build has no Redis support: build with the `redis-store` feature".into(),
                 ));
             }
         })
+    }
+
+    /// Everything in `redis`, the access token included: what instances sharing it share.
+    #[cfg(feature = "redis-store")]
+    pub fn redis(redis: Arc<RedisStore>) -> Self {
+        Self {
+            sessions: redis.clone(),
+            claims: redis.clone(),
+            users: redis.clone(),
+            tokens: Some(redis),
+        }
     }
 }
 

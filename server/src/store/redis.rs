@@ -1,17 +1,40 @@
 //! The Redis store, for several server instances behind a load balancer sharing one login
 //! state: a logout on one instance is seen by all of them at once.
 //!
-//! Keys are `{REDIS_KEY_PREFIX}wxlogin:{appid}:s:<hex sha256(token)>` holding the session as
-//! JSON (its session_key sealed), expired by Redis's own TTL (so there is nothing to purge),
-//! and `…wxlogin:{appid}:c:<hex>` for code claims (see [`ClaimStore`]). The AppID and prefix
-//! keep apps and environments that share one Redis out of each other's sessions and claims. One multiplexed connection, reconnected by the connection manager in the
-//! background; every command has a deadline, so a dead Redis yields an error quickly, never a
-//! hang.
+//! One store, two topologies: a single Redis (`redis://`, reconnected in the background by
+//! redis-rs' connection manager) or a Redis Cluster (`redis+cluster://`, redis-rs' cluster
+//! connection, which sends each command to the node owning its key's slot and follows slots
+//! as they move). Both sit behind [`Connection`], which speaks redis-rs' `ConnectionLike`, so
+//! every command below is written once. Every call has a deadline (`STORE_TIMEOUT`), so a dead
+//! Redis yields an error quickly — a 503, never a hang and never a logout.
+//!
+//! # Keys
+//! All under `{REDIS_KEY_PREFIX}wxlogin:<appid>:`, which keeps apps and environments sharing
+//! one Redis out of each other's data:
+//!
+//! | key | holds | written by |
+//! |---|---|---|
+//! | `…s:<hex sha256(token)>` | a session, JSON, its session_key sealed; Redis TTL = its life | login |
+//! | `…c:<hex>` | a login-code claim (see [`ClaimStore`]), `SET NX` with a lease | login |
+//! | `…u:{<openid>}:keys` | the user's last session_keys, sealed, newest first (a list) | login |
+//! | `…u:{<openid>}:phone` | the user's phone number, JSON | `/wx/phone` |
+//! | `…t`, `…t:lock` | the app's sealed access token, and the lock of its refresh | `/wx/*` |
+//!
+//! A cluster places a key by the hash of its name, or of the part in braces when it has one:
+//! a user's two keys carry `{<openid>}` because [`UserStore::user`] reads both in one
+//! pipeline, which a cluster runs only within one slot; one user's list is changed in one
+//! MULTI, also single-slot. Sessions and claims have no braces, so they spread over every
+//! node (hence a prefix with braces is refused with a cluster).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{AsyncCommands, aio::ConnectionManager, aio::ConnectionManagerConfig};
+use redis::{
+    AsyncCommands, Cmd, Pipeline, RedisFuture, Value,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cluster::ClusterClientBuilder,
+    cluster_async::ClusterConnection,
+};
 
 use super::{
     ClaimState, ClaimStore, KEY_HISTORY, Outcome, Phone, Scope, Session, SessionStore, StoreError,
@@ -31,9 +54,44 @@ const ACCESS_TOKEN_LABEL: &str = "access_token";
 /// a live session's user fetched still opens.
 const USER_KEYS_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// Where the store's commands go: one Redis or a cluster of them.
+#[derive(Clone)]
+enum Connection {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Node(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Node(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
     timeout: Duration,
     /// `{prefix}wxlogin:{appid}:s:`
     session_prefix: String,
@@ -51,6 +109,11 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// How long connecting may take: a few call deadlines, for the handshake and a retry.
+fn connect_deadline(timeout: Duration) -> Duration {
+    timeout * 4
+}
+
 impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`) for the app of `scope`, failing at start-up
     /// rather than at the first login when Redis is not there.
@@ -63,21 +126,46 @@ impl RedisStore {
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
         let conn = tokio::time::timeout(
-            timeout * 4,
+            connect_deadline(timeout),
             ConnectionManager::new_with_config(client, config),
         )
         .await
         .map_err(|_| StoreError::Unavailable("Redis did not answer in time".into()))?
         .map_err(unavailable)?;
+        Ok(Self::new(Connection::Node(conn), timeout, scope))
+    }
+
+    /// Connects to the Redis Cluster that `seeds` (`redis://[:password@]host:port` each, the
+    /// same credentials on all) belong to. Any one seed that answers is enough: it tells where
+    /// every slot lives.
+    pub async fn connect_cluster(
+        seeds: &[String],
+        timeout: Duration,
+        scope: &Scope,
+    ) -> Result<Self, StoreError> {
+        let client = ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(2)
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("bad Redis Cluster seeds: {e}")))?;
+        let conn = tokio::time::timeout(connect_deadline(timeout), client.get_async_connection())
+            .await
+            .map_err(|_| StoreError::Unavailable("Redis Cluster did not answer in time".into()))?
+            .map_err(unavailable)?;
+        Ok(Self::new(Connection::Cluster(conn), timeout, scope))
+    }
+
+    fn new(conn: Connection, timeout: Duration, scope: &Scope) -> Self {
         let base = format!("{}wxlogin:{}:", scope.redis_key_prefix, scope.appid);
-        Ok(Self {
+        Self {
             conn,
             timeout,
             session_prefix: format!("{base}s:"),
             claim_prefix: format!("{base}c:"),
             key_prefix: scope.redis_key_prefix.clone(),
             data_keys: scope.data_keys.clone(),
-        })
+        }
     }
 
     fn session_key(&self, key: &TokenHash) -> String {
@@ -88,10 +176,12 @@ impl RedisStore {
         format!("{}{}", self.claim_prefix, hex(key))
     }
 
-    /// `{prefix}wxlogin:{appid}:u:{openid}:{what}`: a user's key history (a list of base64
-    /// sealed keys, newest first) and phone (JSON).
+    /// `{prefix}wxlogin:<appid>:u:{<openid>}:<what>`: a user's key history (a list of base64
+    /// sealed keys, newest first) and phone (JSON). The braces put both in the slot of the
+    /// openid, on a cluster: they are read together. Whatever the openid holds, the two names
+    /// agree up to their last colon, so their slots agree too.
     fn user_key(&self, appid: &str, openid: &str, what: &str) -> String {
-        format!("{}wxlogin:{appid}:u:{openid}:{what}", self.key_prefix)
+        format!("{}wxlogin:{appid}:u:{{{openid}}}:{what}", self.key_prefix)
     }
 
     /// `SET key value NX PX lease`: whether this call took the key.
