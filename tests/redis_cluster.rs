@@ -25,6 +25,11 @@ async fn the_cluster_store_meets_the_store_contracts() {
         .await
         .unwrap();
     redis_store_contracts(&store).await;
+    assert_eq!(
+        store.session_cache_stats(),
+        None,
+        "a cluster store keeps no cache"
+    );
 }
 
 #[tokio::test]

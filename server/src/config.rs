@@ -97,6 +97,12 @@ pub struct Config {
     #[arg(long, env = "STORE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub store_timeout: Duration,
 
+    /// Sessions a single-node Redis store keeps in this process, kept fresh by Redis'
+    /// invalidation messages, so that repeated checks of one token skip the round trip (`0`:
+    /// no cache). A Redis Cluster store has no cache.
+    #[arg(long, env = "SESSION_CACHE", default_value_t = DEFAULT_SESSION_CACHE)]
+    pub session_cache: usize,
+
     /// `POST /login` requests allowed per client IP per minute, after the burst (0: no limit).
     #[arg(long, env = "LOGIN_RATE_PER_MINUTE", default_value_t = 60)]
     pub login_rate_per_minute: u32,
@@ -367,6 +373,9 @@ fn parse_data_key(text: &str) -> Result<DataKeys, String> {
 fn parse_data_keys(text: &str) -> Result<DataKeys, String> {
     DataKeys::parse(text).map_err(|e| format!("{e} (the value is not shown)"))
 }
+
+/// Sessions cached per process by default: a few hundred bytes each, so a few megabytes.
+pub const DEFAULT_SESSION_CACHE: usize = 10_000;
 
 /// Where the session store lives.
 #[derive(Clone, PartialEq, Eq)]
@@ -779,6 +788,7 @@ mod tests {
         assert_eq!(c.token_ttl, Duration::from_secs(7 * 86_400));
         assert!(c.dev_mode());
         assert_eq!(c.redis_key_prefix, "");
+        assert_eq!(c.session_cache, DEFAULT_SESSION_CACHE);
     }
 
     #[test]

@@ -56,7 +56,13 @@ impl LoginState {
             redis_key_prefix: config.redis_key_prefix.clone(),
             data_keys: data_keys.clone(),
         };
-        let stores = Stores::open(&config.session_store, config.store_timeout, &scope).await?;
+        let stores = Stores::open(
+            &config.session_store,
+            config.store_timeout,
+            config.session_cache,
+            &scope,
+        )
+        .await?;
         Self::build(config, stores, data_keys)
     }
 

@@ -12,6 +12,8 @@ mod claims;
 mod memory;
 #[cfg(feature = "redis-store")]
 mod redis;
+#[cfg(feature = "redis-store")]
+mod session_cache;
 mod sqlite;
 mod users;
 
@@ -21,6 +23,8 @@ pub use claims::{ClaimState, ClaimStore, LocalClaims, Outcome, Refusal};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis-store")]
 pub use redis::RedisStore;
+#[cfg(feature = "redis-store")]
+pub use session_cache::{CacheStats, INVALIDATION_LEASE};
 pub use sqlite::SqliteStore;
 #[cfg(any(test, feature = "contract-tests"))]
 pub use users::contract_tests as user_contract_tests;
@@ -144,11 +148,13 @@ impl Stores {
     }
 
     /// Opens the stores the configuration names, for the app of `scope`. `timeout` bounds
-    /// every call to a networked store.
+    /// every call to a networked store; `session_cache` is how many sessions a single-node
+    /// Redis store keeps in this process (0: none).
     #[cfg_attr(not(feature = "redis-store"), allow(unused_variables))]
     pub async fn open(
         url: &StoreUrl,
         timeout: std::time::Duration,
+        session_cache: usize,
         scope: &Scope,
     ) -> Result<Self, StoreError> {
         Ok(match url {
@@ -156,7 +162,8 @@ impl Stores {
             StoreUrl::Sqlite(path) => Self::single(Arc::new(SqliteStore::open(path, scope)?)),
             #[cfg(feature = "redis-store")]
             StoreUrl::Redis(url) => {
-                Self::redis(Arc::new(RedisStore::connect(url, timeout, scope).await?))
+                let store = RedisStore::connect(url, timeout, scope).await?;
+                Self::redis(Arc::new(store.with_session_cache(session_cache).await?))
             }
             #[cfg(feature = "redis-store")]
             StoreUrl::RedisCluster(seeds) => Self::redis(Arc::new(

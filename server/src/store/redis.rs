@@ -25,8 +25,12 @@
 //! pipeline, which a cluster runs only within one slot; one user's list is changed in one
 //! MULTI, also single-slot. Sessions and claims have no braces, so they spread over every
 //! node (hence a prefix with braces is refused with a cluster).
+//!
+//! A single Redis may also keep a cache of sessions in each process, see
+//! [`session_cache`](super::session_cache): a logout then answers only once no instance's cache
+//! can still hold the session. A cluster runs without it.
 
-use std::time::Duration;
+use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use redis::{
@@ -39,6 +43,7 @@ use redis::{
 use super::{
     ClaimState, ClaimStore, KEY_HISTORY, Outcome, Phone, Scope, Session, SessionStore, StoreError,
     UserRecord, UserStore,
+    session_cache::{CacheStats, INVALIDATION_LEASE, Tracking},
 };
 use crate::{
     config::Secret,
@@ -101,6 +106,11 @@ pub struct RedisStore {
     key_prefix: String,
     /// Seals the shared access token: a Redis dump must not hand out API access.
     data_keys: DataKeys,
+    /// The single Redis's address, from which the session cache opens its own connection;
+    /// `None` for a cluster.
+    node: Option<redis::ConnectionInfo>,
+    /// The session cache and the connection that keeps it fresh, when turned on.
+    cache: Option<Arc<Tracking>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -116,10 +126,12 @@ fn connect_deadline(timeout: Duration) -> Duration {
 
 impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`) for the app of `scope`, failing at start-up
-    /// rather than at the first login when Redis is not there.
+    /// rather than at the first login when Redis is not there. No session cache: see
+    /// [`RedisStore::with_session_cache`].
     pub async fn connect(url: &str, timeout: Duration, scope: &Scope) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("bad Redis URL: {e}")))?;
+        let node = client.get_connection_info().clone();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -132,7 +144,9 @@ impl RedisStore {
         .await
         .map_err(|_| StoreError::Unavailable("Redis did not answer in time".into()))?
         .map_err(unavailable)?;
-        Ok(Self::new(Connection::Node(conn), timeout, scope))
+        let mut store = Self::new(Connection::Node(conn), timeout, scope);
+        store.node = Some(node);
+        Ok(store)
     }
 
     /// Connects to the Redis Cluster that `seeds` (`redis://[:password@]host:port` each, the
@@ -165,7 +179,30 @@ impl RedisStore {
             claim_prefix: format!("{base}c:"),
             key_prefix: scope.redis_key_prefix.clone(),
             data_keys: scope.data_keys.clone(),
+            node: None,
+            cache: None,
         }
+    }
+
+    /// Keeps up to `entries` sessions in this process (see `session_cache.rs`); `0`, or a
+    /// cluster, keeps none. Opens the cache's own tracking connection now, so a Redis that
+    /// refuses it (no RESP3: older than 6) stops the start.
+    pub async fn with_session_cache(mut self, entries: usize) -> Result<Self, StoreError> {
+        let (Some(node), Some(capacity)) = (&self.node, NonZeroUsize::new(entries)) else {
+            return Ok(self);
+        };
+        let tracking = Tracking::start(node.clone(), capacity, self.timeout);
+        let tracking = tokio::time::timeout(connect_deadline(self.timeout), tracking)
+            .await
+            .map_err(|_| StoreError::Unavailable("Redis did not answer in time".into()))?
+            .map_err(|e| StoreError::Unavailable(format!("Redis session cache: {e}")))?;
+        self.cache = Some(tracking);
+        Ok(self)
+    }
+
+    /// The session cache's size and record, if it has one.
+    pub fn session_cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|t| t.cache.stats())
     }
 
     fn session_key(&self, key: &TokenHash) -> String {
@@ -223,33 +260,97 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("Redis: {e}"))
 }
 
+impl RedisStore {
+    /// The session under `key` from Redis, `now` deciding whether it is still alive. With a
+    /// cache, a session that exists is read again on the tracking connection, so that Redis
+    /// reports its changes, and kept; an unknown token is never tracked nor kept.
+    async fn read_session(&self, key: String, now: i64) -> Result<Option<Session>, StoreError> {
+        let mut c = self.conn.clone();
+        let k = key.clone();
+        let raw: Option<String> = self.run(async move { c.get(k).await }).await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let reader = self.cache.as_ref().and_then(|t| Some((t, t.reader()?)));
+        if let Some((tracking, (generation, mut t))) = reader {
+            let k = key.clone();
+            let tracked: Result<(Option<String>,), _> = self
+                .run(async move {
+                    redis::pipe()
+                        .cmd("CLIENT")
+                        .arg("CACHING")
+                        .arg("YES")
+                        .ignore()
+                        .get(k)
+                        .query_async(&mut t)
+                        .await
+                })
+                .await;
+            match tracked {
+                Ok((Some(tracked),)) => {
+                    let session = parse_session(&tracked)?;
+                    tracking.cache.store(key, session.clone(), generation);
+                    return Ok(alive(session, now));
+                }
+                // Logged out between the two reads.
+                Ok((None,)) => return Ok(None),
+                // The tracking connection is in trouble, and the heartbeat will replace it;
+                // the first read was made for this request, and stands.
+                Err(_) => {}
+            }
+        }
+        parse_session(&raw).map(|s| alive(s, now))
+    }
+}
+
+fn parse_session(raw: &str) -> Result<Session, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Redis TTLs have second granularity, and a cached copy has none: the stamp is the authority.
+fn alive(session: Session, now: i64) -> Option<Session> {
+    (session.expires_at > now).then_some(session)
+}
+
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn insert(&self, key: TokenHash, s: Session) -> Result<(), StoreError> {
         let ttl_s = (s.expires_at - super::unix_now()).max(1) as u64;
         let json = serde_json::to_string(&s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let redis_key = self.session_key(&key);
+        if let Some(tracking) = &self.cache {
+            // Tokens are fresh, so this replaces nothing in practice; if it did, this
+            // process's own next read sees the new session, other instances' after the push.
+            tracking.cache.forget(&redis_key);
+        }
         let mut c = self.conn.clone();
-        self.run(async move { c.set_ex(self.session_key(&key), json, ttl_s).await })
+        self.run(async move { c.set_ex(redis_key, json, ttl_s).await })
             .await
     }
 
     async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Session>, StoreError> {
-        let mut c = self.conn.clone();
-        let raw: Option<String> = self
-            .run(async move { c.get(self.session_key(&key)).await })
-            .await?;
-        let Some(raw) = raw else { return Ok(None) };
-        let s: Session =
-            serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        // Redis TTLs have second granularity; the stamp is the authority.
-        Ok((s.expires_at > now).then_some(s))
+        let redis_key = self.session_key(&key);
+        if let Some(tracking) = &self.cache
+            && let Some(session) = tracking.cache.hit(&redis_key, std::time::Instant::now())
+        {
+            return Ok(alive(session, now));
+        }
+        self.read_session(redis_key, now).await
     }
 
+    /// On a single Redis, answers [`INVALIDATION_LEASE`] after the delete, whether or not this
+    /// process caches: another instance's cache may hold the session (`session_cache.rs` says
+    /// why that wait makes the logout seen everywhere at once). Even when there was nothing to
+    /// delete: a concurrent logout of the same token may have deleted it a moment ago and be
+    /// waiting still. A cluster has no caches.
     async fn remove(&self, key: TokenHash) -> Result<bool, StoreError> {
+        let redis_key = self.session_key(&key);
+        if let Some(tracking) = &self.cache {
+            tracking.cache.forget(&redis_key);
+        }
         let mut c = self.conn.clone();
-        let n: u64 = self
-            .run(async move { c.del(self.session_key(&key)).await })
-            .await?;
+        let n: u64 = self.run(async move { c.del(redis_key).await }).await?;
+        if self.node.is_some() {
+            tokio::time::sleep(INVALIDATION_LEASE).await;
+        }
         Ok(n > 0)
     }
 
