@@ -13,7 +13,7 @@ mod memory;
 #[cfg(feature = "redis-store")]
 mod redis;
 #[cfg(feature = "redis-store")]
-mod session_cache;
+mod redis_cache;
 mod sqlite;
 mod users;
 
@@ -24,7 +24,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis-store")]
 pub use redis::RedisStore;
 #[cfg(feature = "redis-store")]
-pub use session_cache::{CacheStats, INVALIDATION_LEASE};
+pub use redis_cache::{CacheStats, INVALIDATION_LEASE};
 pub use sqlite::SqliteStore;
 #[cfg(any(test, feature = "contract-tests"))]
 pub use users::contract_tests as user_contract_tests;

@@ -27,7 +27,7 @@
 //! node (hence a prefix with braces is refused with a cluster).
 //!
 //! A single Redis may also keep a cache of sessions in each process, see
-//! [`session_cache`](super::session_cache): a logout then answers only once no instance's cache
+//! [`redis_cache`](super::redis_cache): a logout then answers only once no instance's cache
 //! can still hold the session. A cluster runs without it.
 
 use std::{num::NonZeroUsize, sync::Arc, time::Duration};
@@ -43,7 +43,7 @@ use redis::{
 use super::{
     ClaimState, ClaimStore, KEY_HISTORY, Outcome, Phone, Scope, Session, SessionStore, StoreError,
     UserRecord, UserStore,
-    session_cache::{CacheStats, INVALIDATION_LEASE, Tracking},
+    redis_cache::{CacheStats, INVALIDATION_LEASE, Tracking},
 };
 use crate::{
     config::Secret,
@@ -184,7 +184,7 @@ impl RedisStore {
         }
     }
 
-    /// Keeps up to `entries` sessions in this process (see `session_cache.rs`); `0`, or a
+    /// Keeps up to `entries` sessions in this process (see `redis_cache.rs`); `0`, or a
     /// cluster, keeps none. Opens the cache's own tracking connection now, so a Redis that
     /// refuses it (no RESP3: older than 6) stops the start.
     pub async fn with_session_cache(mut self, entries: usize) -> Result<Self, StoreError> {
@@ -337,7 +337,7 @@ impl SessionStore for RedisStore {
     }
 
     /// On a single Redis, answers [`INVALIDATION_LEASE`] after the delete, whether or not this
-    /// process caches: another instance's cache may hold the session (`session_cache.rs` says
+    /// process caches: another instance's cache may hold the session (`redis_cache.rs` says
     /// why that wait makes the logout seen everywhere at once). Even when there was nothing to
     /// delete: a concurrent logout of the same token may have deleted it a moment ago and be
     /// waiting still. A cluster has no caches.

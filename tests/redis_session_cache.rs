@@ -1,4 +1,4 @@
-//! The session cache of the Redis store (`server/src/store/session_cache.rs`), with two
+//! The session cache of the Redis store (`server/src/store/redis_cache.rs`), with two
 //! instances on one Redis, each with a store of its own in this process so that its cache can
 //! be read: a logout on one is seen by the very next check on the other even when the cache
 //! had the session, even when Redis' invalidations reach the cache late; and a flood of
