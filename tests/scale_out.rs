@@ -6,13 +6,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use server::store::{
-    RedisStore, claim_contract_tests,
-    contract_tests::{self, scope},
-};
+use server::store::{RedisStore, contract_tests::scope};
 use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
 use workspace_tests::{
     DATA_KEY, RedisServer, ServerProcess, Upstream, apps_file, error_body, holds,
+    redis_store_contracts, sixteen_logins_with_one_code,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_login-server");
@@ -29,54 +27,13 @@ async fn instance_with_prefix(
     upstream: &Upstream,
     prefix: &str,
 ) -> ServerProcess {
-    ServerProcess::start(
+    ServerProcess::for_app(
         BINARY,
-        &[
-            ("WECHAT_APPID", upstream.sim.appid()),
-            ("WECHAT_SECRET", upstream.sim.secret()),
-            ("WECHAT_API_BASE", &upstream.base),
-            ("DATA_KEY", DATA_KEY),
-            ("SESSION_STORE", &redis.url()),
-            ("REDIS_KEY_PREFIX", prefix),
-            ("LOGIN_RATE_PER_MINUTE", "0"),
-            ("UPSTREAM_RATE_PER_SECOND", "0"),
-        ],
+        upstream,
+        &redis.url(),
+        &[("REDIS_KEY_PREFIX", prefix)],
     )
     .await
-}
-
-async fn login(http: &reqwest::Client, server: &ServerProcess, code: &str) -> reqwest::Response {
-    http.post(server.url("/login"))
-        .json(&serde_json::json!({ "code": code }))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn check(http: &reqwest::Client, server: &ServerProcess, token: &str) -> reqwest::Response {
-    http.get(server.url("/checklogin"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn logout(http: &reqwest::Client, server: &ServerProcess, token: &str) -> reqwest::Response {
-    http.post(server.url("/logout"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn is_login(http: &reqwest::Client, server: &ServerProcess, token: &str) -> bool {
-    let response = check(http, server, token).await;
-    assert_eq!(response.status(), 200);
-    response
-        .json::<CheckLoginResponse>()
-        .await
-        .unwrap()
-        .is_login
 }
 
 #[tokio::test]
@@ -85,9 +42,7 @@ async fn the_redis_store_meets_the_store_contracts() {
     let store = RedisStore::connect(&redis.url(), Duration::from_secs(1), &scope())
         .await
         .unwrap();
-    contract_tests::run_all(&store).await;
-    claim_contract_tests::run_all(&store).await;
-    server::store::user_contract_tests::run_all(&store).await;
+    redis_store_contracts(&store).await;
 }
 
 #[tokio::test]
@@ -101,31 +56,19 @@ async fn a_token_from_one_instance_works_on_the_other_and_logout_is_seen_at_once
     let http = reqwest::Client::new();
 
     let code = upstream.sim.issue_code("ann");
-    let response = login(&http, &a, &code).await;
+    let response = a.login(&http, &code).await;
     assert_eq!(response.status(), 200);
     let token = response.json::<LoginResponse>().await.unwrap().token;
     assert!(
-        is_login(&http, &b, &token).await,
+        b.is_login(&http, &token).await,
         "issued by A, accepted by B"
     );
 
-    assert_eq!(logout(&http, &b, &token).await.status(), 204);
+    assert_eq!(b.logout(&http, &token).await.status(), 204);
     assert!(
-        !is_login(&http, &a, &token).await,
+        !a.is_login(&http, &token).await,
         "logged out on B, refused by A"
     );
-}
-
-/// A token of `server`'s app, from a fresh login of `user`.
-async fn token_of(
-    http: &reqwest::Client,
-    server: &ServerProcess,
-    upstream: &Upstream,
-    user: &str,
-) -> String {
-    let response = login(http, server, &upstream.sim.issue_code(user)).await;
-    assert_eq!(response.status(), 200);
-    response.json::<LoginResponse>().await.unwrap().token
 }
 
 #[tokio::test]
@@ -139,17 +82,14 @@ async fn apps_and_prefixes_sharing_one_redis_never_accept_each_others_tokens() {
     let a_staging = instance_with_prefix(&redis, &app_a, "staging:").await;
     let http = reqwest::Client::new();
 
-    let token_a = token_of(&http, &a, &app_a, "gus").await;
+    let token_a = a.token(&http, &app_a, "gus").await;
     assert!(
-        is_login(&http, &a_again, &token_a).await,
+        a_again.is_login(&http, &token_a).await,
         "same app, same prefix: one login state"
     );
+    assert!(!b.is_login(&http, &token_a).await, "app A's token on app B");
     assert!(
-        !is_login(&http, &b, &token_a).await,
-        "app A's token on app B"
-    );
-    assert!(
-        !is_login(&http, &a_staging, &token_a).await,
+        !a_staging.is_login(&http, &token_a).await,
         "app A's token under another prefix"
     );
     let me = http
@@ -159,18 +99,15 @@ async fn apps_and_prefixes_sharing_one_redis_never_accept_each_others_tokens() {
         .await
         .unwrap();
     assert_eq!(me.status(), 401);
-    let token_b = token_of(&http, &b, &app_b, "gus").await;
-    assert!(
-        !is_login(&http, &a, &token_b).await,
-        "app B's token on app A"
-    );
-    let token_staging = token_of(&http, &a_staging, &app_a, "hal").await;
-    assert!(!is_login(&http, &a, &token_staging).await);
-    assert!(is_login(&http, &a_staging, &token_staging).await);
+    let token_b = b.token(&http, &app_b, "gus").await;
+    assert!(!a.is_login(&http, &token_b).await, "app B's token on app A");
+    let token_staging = a_staging.token(&http, &app_a, "hal").await;
+    assert!(!a.is_login(&http, &token_staging).await);
+    assert!(a_staging.is_login(&http, &token_staging).await);
 
     // App B logging out A's token ends nothing of A's.
-    assert_eq!(logout(&http, &b, &token_a).await.status(), 204);
-    assert!(is_login(&http, &a, &token_a).await);
+    assert_eq!(b.logout(&http, &token_a).await.status(), 204);
+    assert!(a.is_login(&http, &token_a).await);
 
     // Every key names its app, under its prefix.
     let keys: Vec<String> = redis.dump().await.into_iter().map(|(k, _)| k).collect();
@@ -196,33 +133,7 @@ async fn sixteen_concurrent_logins_with_one_code_share_one_exchange() {
         instance(&redis, &upstream).await,
         instance(&redis, &upstream).await,
     ]);
-    let http = reqwest::Client::new();
-    let code = upstream.sim.issue_code("bea");
-
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let (servers, http, code) = (servers.clone(), http.clone(), code.clone());
-        tasks.push(tokio::spawn(async move {
-            let response = login(&http, &servers[i % 2], &code).await;
-            assert_eq!(response.status(), 200, "request {i}");
-            response.json::<LoginResponse>().await.unwrap()
-        }));
-    }
-    let mut tokens = Vec::new();
-    for task in tasks {
-        tokens.push(task.await.unwrap());
-    }
-    assert!(
-        tokens.iter().all(|t| t.token == tokens[0].token),
-        "one token for all 16"
-    );
-    assert!(tokens.iter().all(|t| t.expires_in > 0));
-    assert_eq!(
-        upstream.sim.stats().code2session_calls,
-        1,
-        "exactly one code2Session call"
-    );
-    assert!(is_login(&http, &servers[1], &tokens[0].token).await);
+    sixteen_logins_with_one_code(&servers, &upstream, "bea").await;
 }
 
 #[tokio::test]
@@ -235,7 +146,8 @@ async fn redis_down_is_a_503_not_a_logout_and_recovery_needs_no_restart() {
         .build()
         .unwrap();
     let code = upstream.sim.issue_code("cat");
-    let token = login(&http, &a, &code)
+    let token = a
+        .login(&http, &code)
         .await
         .json::<LoginResponse>()
         .await
@@ -245,7 +157,7 @@ async fn redis_down_is_a_503_not_a_logout_and_recovery_needs_no_restart() {
     redis.stop();
     for _ in 0..3 {
         let started = Instant::now();
-        let response = check(&http, &a, &token).await;
+        let response = a.check(&http, &token).await;
         let elapsed = started.elapsed();
         assert!(elapsed < Duration::from_secs(2), "answered in {elapsed:?}");
         assert_eq!(response.status(), 503);
@@ -264,7 +176,7 @@ async fn redis_down_is_a_503_not_a_logout_and_recovery_needs_no_restart() {
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let response = check(&http, &a, &token).await;
+        let response = a.check(&http, &token).await;
         if response.status() == 200 {
             let body = response.json::<CheckLoginResponse>().await.unwrap();
             assert!(body.is_login, "the AOF brought the session back");

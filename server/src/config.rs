@@ -62,7 +62,8 @@ pub struct Config {
     pub wechat_api_base: String,
 
     /// Where sessions live: `sqlite://PATH` (durable, the default), `redis://HOST:PORT/DB`
-    /// (shared by many instances) or `memory` (lost on exit).
+    /// (shared by many instances), `redis+cluster://HOST:PORT,HOST:PORT,…` (a Redis Cluster,
+    /// named by some of its nodes) or `memory` (lost on exit).
     #[arg(
         long,
         env = "SESSION_STORE",
@@ -92,15 +93,17 @@ pub struct Config {
     #[arg(long, env = "SIM_CODE_TTL", default_value = "5m", value_parser = parse_duration, hide = true)]
     pub sim_code_ttl: Duration,
 
-    /// Sessions kept in this process in front of the SQLite store, so a check of a live token
-    /// reads no file (0: none). Bounded: unknown tokens never take a slot, and the least
-    /// recently used session leaves when it is full (about 300 bytes each).
-    #[arg(long, env = "SESSION_CACHE", default_value_t = 65_536)]
-    pub session_cache: usize,
-
     /// Deadline of one call to a networked session store (Redis).
     #[arg(long, env = "STORE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub store_timeout: Duration,
+
+    /// Live sessions kept in this process in front of SQLite or a single-node Redis, so that
+    /// a check of a live token mostly skips the store (`0`: no cache). Bounded: unknown tokens
+    /// never take a slot, and the least recently used session leaves when it is full (about
+    /// 300 bytes each). Redis keeps it right across instances by its invalidation messages; a
+    /// Redis Cluster store has none.
+    #[arg(long, env = "SESSION_CACHE", default_value_t = DEFAULT_SESSION_CACHE)]
+    pub session_cache: usize,
 
     /// `POST /login` requests allowed per client IP per minute, after the burst (0: no limit).
     #[arg(long, env = "LOGIN_RATE_PER_MINUTE", default_value_t = 60)]
@@ -305,6 +308,16 @@ impl Config {
             );
         }
         self.validate_data_keys()?;
+        if matches!(self.session_store, StoreUrl::RedisCluster(_))
+            && self.redis_key_prefix.contains(['{', '}'])
+        {
+            return Err(format!(
+                "REDIS_KEY_PREFIX {:?} holds a brace: on a Redis Cluster a {{…}} in a key \
+                 chooses its node, so every session would land on one node; use a prefix \
+                 without braces",
+                self.redis_key_prefix
+            ));
+        }
         if self.dev_mode() && !self.listen_addr.ip().is_loopback() && !self.dev_anywhere {
             return Err(format!(
                 "dev mode serves a WeChat simulator that mints login codes for anyone, so it \
@@ -363,13 +376,53 @@ fn parse_data_keys(text: &str) -> Result<DataKeys, String> {
     DataKeys::parse(text).map_err(|e| format!("{e} (the value is not shown)"))
 }
 
+/// Sessions cached per process by default: a few hundred bytes each, so a few megabytes.
+pub const DEFAULT_SESSION_CACHE: usize = 65_536;
+
 /// Where the session store lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     Memory,
     Sqlite(std::path::PathBuf),
     /// A `redis://` or `rediss://` URL, kept whole for the Redis client to parse.
     Redis(String),
+    /// The seed nodes of a Redis Cluster, each as a `redis://` URL carrying the credentials
+    /// (the Redis client checks that all seeds agree on them).
+    RedisCluster(Vec<String>),
+}
+
+/// The scheme of a Redis Cluster: `redis+cluster://[[USER]:PASSWORD@]HOST:PORT,HOST:PORT,…`.
+/// The `+` names the transport the way `git+ssh://` does; the list is of seeds, any of which
+/// tells the client where every slot lives.
+const CLUSTER_SCHEME: &str = "redis+cluster://";
+
+/// Reads the seed list after [`CLUSTER_SCHEME`]. Error messages quote hosts only, never the
+/// credentials before the `@`.
+fn parse_cluster(rest: &str) -> Result<StoreUrl, String> {
+    // The host list holds no `@`, so the last one ends the user-info, whatever the password
+    // holds.
+    let (userinfo, hosts) = match rest.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, rest),
+    };
+    let mut seeds = Vec::new();
+    for seed in hosts.split(',').map(str::trim) {
+        let port = seed
+            .rsplit_once(':')
+            .filter(|(host, _)| !host.is_empty())
+            .and_then(|(_, port)| port.parse::<u16>().ok());
+        if port.is_none() {
+            return Err(format!(
+                "redis+cluster:// seed {seed:?} is not HOST:PORT (a cluster has one database, \
+                 so no /DB either); e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000"
+            ));
+        }
+        seeds.push(match userinfo {
+            Some(userinfo) => format!("redis://{userinfo}@{seed}"),
+            None => format!("redis://{seed}"),
+        });
+    }
+    Ok(StoreUrl::RedisCluster(seeds))
 }
 
 impl FromStr for StoreUrl {
@@ -385,9 +438,12 @@ impl FromStr for StoreUrl {
             Ok(StoreUrl::Sqlite(path.into()))
         } else if s.starts_with("redis://") || s.starts_with("rediss://") {
             Ok(StoreUrl::Redis(s.to_owned()))
+        } else if let Some(rest) = s.strip_prefix(CLUSTER_SCHEME) {
+            parse_cluster(rest)
         } else {
             Err(format!(
-                "unsupported session store {:?}: use sqlite://PATH, redis://HOST:PORT/DB or memory",
+                "unsupported session store {:?}: use sqlite://PATH, redis://HOST:PORT/DB, \
+                 redis+cluster://HOST:PORT,HOST:PORT or memory",
                 redact_password(s)
             ))
         }
@@ -430,13 +486,26 @@ impl fmt::Display for StoreUrl {
             StoreUrl::Memory => f.write_str("memory"),
             StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             // The URL may carry a password: show only where it points.
-            StoreUrl::Redis(url) => {
-                let host = url.rsplit('@').next().unwrap_or(url);
-                let host = host.split("://").last().unwrap_or(host);
-                write!(f, "redis://{host}")
+            StoreUrl::Redis(url) => write!(f, "redis://{}", without_credentials(url)),
+            StoreUrl::RedisCluster(seeds) => {
+                let hosts: Vec<&str> = seeds.iter().map(|s| without_credentials(s)).collect();
+                write!(f, "{CLUSTER_SCHEME}{}", hosts.join(","))
             }
         }
     }
+}
+
+/// Shown the way `Display` shows it: a derived `Debug` would print the Redis password.
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreUrl({self})")
+    }
+}
+
+/// What follows the scheme and the user-info of a Redis URL: where it points.
+fn without_credentials(url: &str) -> &str {
+    let host = url.rsplit('@').next().unwrap_or(url);
+    host.split("://").last().unwrap_or(host)
 }
 
 /// `s` with the password of a URL's user-info replaced by `***`, for error messages.
@@ -721,6 +790,7 @@ mod tests {
         assert_eq!(c.token_ttl, Duration::from_secs(7 * 86_400));
         assert!(c.dev_mode());
         assert_eq!(c.redis_key_prefix, "");
+        assert_eq!(c.session_cache, DEFAULT_SESSION_CACHE);
     }
 
     #[test]
@@ -738,6 +808,61 @@ mod tests {
             StoreUrl::Redis("redis://:hunter2@10.0.0.5:6379/2".into())
         );
         assert_eq!(url.to_string(), "redis://10.0.0.5:6379/2");
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn cluster_seed_lists_parse_and_print_without_their_password() {
+        let url: StoreUrl = "redis+cluster://:hunter2@10.0.0.5:7000, 10.0.0.6:7001,[::1]:7002"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            url,
+            StoreUrl::RedisCluster(vec![
+                "redis://:hunter2@10.0.0.5:7000".into(),
+                "redis://:hunter2@10.0.0.6:7001".into(),
+                "redis://:hunter2@[::1]:7002".into(),
+            ])
+        );
+        assert_eq!(
+            url.to_string(),
+            "redis+cluster://10.0.0.5:7000,10.0.0.6:7001,[::1]:7002"
+        );
+        assert!(!format!("{url:?}").contains("hunter2"));
+        let plain: StoreUrl = "redis+cluster://h1:7000".parse().unwrap();
+        assert_eq!(
+            plain,
+            StoreUrl::RedisCluster(vec!["redis://h1:7000".into()])
+        );
+        for bad in [
+            "redis+cluster://admin:hunter2@h1:7000,h2",
+            "redis+cluster://:hunter2@h1:7000/0",
+            "redis+cluster://:hunter2@",
+            "redis+cluster://:hunter2@h1:7000,,h2:7001",
+        ] {
+            let err = bad.parse::<StoreUrl>().unwrap_err();
+            assert!(err.contains("HOST:PORT"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let err =
+            Config::try_parse_from(["server", "--session-store", "redis+cluster://:hunter2@h1:x"])
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("SESSION_STORE") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_cluster_refuses_a_key_prefix_that_would_pin_every_key_to_one_node() {
+        let parse = |prefix: &str| {
+            let store = ["--session-store", "redis+cluster://h1:7000"];
+            Config::parse_from([&["server"][..], &store, &["--redis-key-prefix", prefix]].concat())
+        };
+        let err = parse("{staging}:").validate().unwrap_err();
+        assert!(err.contains("REDIS_KEY_PREFIX"), "{err}");
+        assert!(parse("staging:").validate().is_ok());
     }
 
     #[test]

@@ -40,7 +40,8 @@
 //! - [`auth`]: the login rules, free of HTTP, with their own error.
 //! - [`token`]: where tokens are generated and hashed.
 //! - [`data_keys`]: the keys that seal `session_key` at rest, and the sealed form.
-//! - [`store`]: the `SessionStore` trait and its SQLite and memory backends.
+//! - [`store`]: the `SessionStore` trait and its SQLite, memory and Redis (one node or a
+//!   cluster) backends, and the Redis store's per-process session cache.
 //! - [`wechat`]: the code2Session client and the WeChat simulator.
 //! - [`rate_limit`]: per-client limits on `POST /login`, and the budget of WeChat calls.
 //! - [`client_ip`]: who the client is, behind trusted proxies only.

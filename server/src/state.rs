@@ -189,7 +189,7 @@ fn data_keys(config: &Config) -> Result<DataKeys, StartError> {
     }
     Ok(match &config.session_store {
         StoreUrl::Sqlite(path) => DataKeys::load_or_create(&dev_key_file(path))?,
-        StoreUrl::Memory | StoreUrl::Redis(_) => DataKeys::generate(),
+        StoreUrl::Memory | StoreUrl::Redis(_) | StoreUrl::RedisCluster(_) => DataKeys::generate(),
     })
 }
 

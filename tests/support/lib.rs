@@ -2,8 +2,10 @@
 //! it over real HTTP, stop it; run server processes and a Redis of our own.
 
 mod processes;
+mod slow_link;
 
-pub use processes::{RedisServer, ServerProcess, free_port};
+pub use processes::{RedisCluster, RedisServer, ServerProcess, free_port, redis_query};
+pub use slow_link::SlowLink;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -330,4 +332,51 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// Sixteen `POST /login`s of one fresh code of `user` at once, spread over `servers`: all get
+/// one token from one code2Session call, and every server accepts it.
+pub async fn sixteen_logins_with_one_code(
+    servers: &std::sync::Arc<[ServerProcess; 2]>,
+    upstream: &Upstream,
+    user: &str,
+) {
+    let http = reqwest::Client::new();
+    let code = upstream.sim.issue_code(user);
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (servers, http, code) = (servers.clone(), http.clone(), code.clone());
+        tasks.push(tokio::spawn(async move {
+            let response = servers[i % 2].login(&http, &code).await;
+            assert_eq!(response.status(), 200, "request {i}");
+            response.json::<LoginResponse>().await.unwrap()
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    assert!(
+        answers.iter().all(|a| a.token == answers[0].token),
+        "one token for all 16"
+    );
+    assert!(answers.iter().all(|a| a.expires_in > 0));
+    assert_eq!(
+        upstream.sim.stats().code2session_calls,
+        1,
+        "exactly one code2Session call"
+    );
+    for server in servers.iter() {
+        assert!(server.is_login(&http, &answers[0].token).await);
+    }
+}
+
+/// Every store contract on one Redis store: sessions, code claims, users. The claims' use
+/// fixed keys: give it a Redis of its own.
+pub async fn redis_store_contracts(store: &server::store::RedisStore) {
+    server::store::contract_tests::run_all(store).await;
+    server::store::claim_contract_tests::run_all(store).await;
+    // Reads a user's key history and phone in one pipeline, which a cluster answers only when
+    // both keys share a slot.
+    server::store::user_contract_tests::run_all(store).await;
 }

@@ -88,57 +88,26 @@ impl RedisServer {
 
     /// `may_move`: the port may change (first start); a restart must keep it.
     fn spawn(&mut self, may_move: bool) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--dir", path_str(&self.dir)])
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .args(["--protected-mode", "yes", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}); `cargo xtask test` installs it \
-                     (Debian package redis-server)"
-                )
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.pings() {
-            // redis-server cannot listen on port 0 and be told apart; when the free port we
-            // picked was taken in between, it exits at once: pick another.
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() && may_move {
-                self.port = free_port();
-                self.child = None;
-                return self.spawn(true);
+        let persistence = [
+            "--dir",
+            path_str(&self.dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ];
+        loop {
+            match spawn_redis(self.port, &persistence) {
+                Some(child) => {
+                    self.child = Some(child);
+                    return;
+                }
+                None if may_move => self.port = free_port(),
+                None => panic!("redis-server could not take its port {} again", self.port),
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not come up on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    fn pings(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        s.set_read_timeout(Some(Duration::from_secs(1))).ok();
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }
 
     /// Kills the server (as a crash would: no final save beyond what AOF already wrote).
@@ -165,6 +134,168 @@ impl Drop for RedisServer {
 
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("temp paths are UTF-8")
+}
+
+/// Starts `redis-server` on loopback `port` with `args` and waits until it answers `PING`;
+/// `None` when it exited first, as it does at once when the port was taken since we picked it
+/// (it cannot listen on port 0 and say which port it got).
+fn spawn_redis(port: u16, args: &[&str]) -> Option<Child> {
+    let mut child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(args)
+        .args(["--protected-mode", "yes", "--daemonize", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start redis-server ({e}); `cargo xtask test` installs it \
+                 (Debian package redis-server)"
+            )
+        });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis_query(port, "PING").as_deref() != Some("PONG") {
+        if child.try_wait().ok().flatten().is_some() {
+            return None;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("redis-server did not come up on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child)
+}
+
+/// Sends one inline command to the Redis on loopback `port` and reads its answer: a status,
+/// an integer or a bulk string, as text. `None` when nothing listens, or for an error or any
+/// other kind of answer.
+pub fn redis_query(port: u16, command: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let line = line.trim_end();
+    match line.split_at_checked(1)? {
+        ("+" | ":", value) => Some(value.to_owned()),
+        ("$", len) => {
+            let mut body = vec![0; len.parse::<usize>().ok()? + 2];
+            reader.read_exact(&mut body).ok()?;
+            body.truncate(body.len() - 2);
+            String::from_utf8(body).ok()
+        }
+        _ => None,
+    }
+}
+
+/// A Redis Cluster of our own: three masters on loopback, no replicas, nothing on disk but
+/// each node's cluster state file, in a temporary folder. Killed on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// The masters' client ports.
+    pub ports: Vec<u16>,
+    dir: PathBuf,
+    nodes: Vec<Child>,
+}
+
+impl RedisCluster {
+    /// Starts the nodes, joins them with `redis-cli --cluster create` and waits until every
+    /// node reports `cluster_state:ok`.
+    pub fn start() -> Self {
+        let mut cluster = Self {
+            ports: Vec::new(),
+            dir: crate::temp_dir("redis-cluster"),
+            nodes: Vec::new(),
+        };
+        while cluster.nodes.len() < 3 {
+            // The cluster bus gets a free port of its own: the default, port + 10000, may be
+            // taken or past 65535.
+            let (port, bus) = (free_port(), free_port());
+            let state = cluster.dir.join(format!("nodes-{port}.conf"));
+            let bus = bus.to_string();
+            let args = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                &bus,
+                "--cluster-config-file",
+                path_str(&state),
+                "--dir",
+                path_str(&cluster.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ];
+            // Either port may have been taken in between: then pick two others.
+            if let Some(node) = spawn_redis(port, &args) {
+                cluster.ports.push(port);
+                cluster.nodes.push(node);
+            }
+        }
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}): Debian package redis-tools"));
+        assert!(status.success(), "redis-cli --cluster create: {status}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster.ports.iter().all(|&p| {
+            redis_query(p, "CLUSTER INFO").is_some_and(|info| info.contains("cluster_state:ok"))
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// `SESSION_STORE` naming the nodes at `seeds` (indexes into [`RedisCluster::ports`]), in
+    /// that order.
+    pub fn url(&self, seeds: &[usize]) -> String {
+        let hosts: Vec<String> = seeds
+            .iter()
+            .map(|&i| format!("127.0.0.1:{}", self.ports[i]))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// Every node as a `redis://` URL, as `RedisStore::connect_cluster` takes them.
+    pub fn seeds(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// How many keys each node holds, in the order of [`RedisCluster::ports`].
+    pub fn key_counts(&self) -> Vec<u64> {
+        self.ports
+            .iter()
+            .map(|&p| {
+                redis_query(p, "DBSIZE")
+                    .and_then(|n| n.parse().ok())
+                    .expect("DBSIZE")
+            })
+            .collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill().ok();
+            node.wait().ok();
+        }
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
 }
 
 /// A server binary running as its own process on a free loopback port.
@@ -212,8 +343,74 @@ impl ServerProcess {
         }
     }
 
+    /// `binary` in production mode for `upstream`'s app, its sessions in `store`
+    /// (`SESSION_STORE`), with no login or upstream rate limit, plus `extra` variables.
+    pub async fn for_app(
+        binary: &str,
+        upstream: &crate::Upstream,
+        store: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let mut env = vec![
+            ("WECHAT_APPID", upstream.sim.appid()),
+            ("WECHAT_SECRET", upstream.sim.secret()),
+            ("WECHAT_API_BASE", &upstream.base),
+            ("DATA_KEY", crate::DATA_KEY),
+            ("SESSION_STORE", store),
+            ("LOGIN_RATE_PER_MINUTE", "0"),
+            ("UPSTREAM_RATE_PER_SECOND", "0"),
+        ];
+        env.extend_from_slice(extra);
+        Self::start(binary, &env).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `POST /login` with `code`; the raw response.
+    pub async fn login(&self, http: &reqwest::Client, code: &str) -> reqwest::Response {
+        http.post(self.url("/login"))
+            .json(&serde_json::json!({ "code": code }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /checklogin` with a bearer token; the raw response.
+    pub async fn check(&self, http: &reqwest::Client, token: &str) -> reqwest::Response {
+        http.get(self.url("/checklogin"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /logout` with a bearer token; the raw response.
+    pub async fn logout(&self, http: &reqwest::Client, token: &str) -> reqwest::Response {
+        http.post(self.url("/logout"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A token of `upstream`'s app, from a fresh login of `user`; panics unless it succeeds.
+    pub async fn token(
+        &self,
+        http: &reqwest::Client,
+        upstream: &crate::Upstream,
+        user: &str,
+    ) -> String {
+        let response = self.login(http, &upstream.sim.issue_code(user)).await;
+        assert_eq!(response.status(), 200);
+        let body = response.json::<shared::LoginResponse>().await.unwrap();
+        body.token
+    }
+
+    /// `GET /checklogin`'s `is_login`, after asserting a 200.
+    pub async fn is_login(&self, http: &reqwest::Client, token: &str) -> bool {
+        crate::is_login(http.get(self.url("/checklogin")).bearer_auth(token)).await
     }
 
     /// The process itself, no longer killed on drop: for tests that end it their own way.

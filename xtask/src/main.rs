@@ -64,6 +64,8 @@ fn test() -> Result {
     // nginx lives in /usr/sbin, which a non-login root shell may not have on PATH.
     install::apt(&[
         ("redis-server", "redis-server"),
+        // Joins the test's Redis Cluster (tests/support/processes.rs, `RedisCluster`).
+        ("redis-cli", "redis-tools"),
         ("/usr/sbin/nginx", "nginx"),
     ])?;
     run::step("cargo tests", || {

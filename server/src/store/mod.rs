@@ -12,6 +12,8 @@ mod claims;
 mod memory;
 #[cfg(feature = "redis-store")]
 mod redis;
+#[cfg(feature = "redis-store")]
+mod redis_cache;
 mod session_cache;
 mod sqlite;
 mod users;
@@ -22,6 +24,8 @@ pub use claims::{ClaimState, ClaimStore, LocalClaims, Outcome, Refusal};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis-store")]
 pub use redis::RedisStore;
+#[cfg(feature = "redis-store")]
+pub use redis_cache::{CacheStats, INVALIDATION_LEASE};
 pub use session_cache::SessionCache;
 pub use sqlite::SqliteStore;
 #[cfg(any(test, feature = "contract-tests"))]
@@ -147,7 +151,7 @@ impl Stores {
 
     /// Opens the stores the configuration names, for the app of `scope`. `timeout` bounds
     /// every call to a networked store; `session_cache` sessions at most are kept in this
-    /// process in front of a store it owns (SQLite; `0`: none).
+    /// process in front of SQLite or a single-node Redis (`0`: none).
     #[cfg_attr(not(feature = "redis-store"), allow(unused_variables))]
     pub async fn open(
         url: &StoreUrl,
@@ -167,21 +171,31 @@ impl Stores {
             }
             #[cfg(feature = "redis-store")]
             StoreUrl::Redis(url) => {
-                let redis = Arc::new(RedisStore::connect(url, timeout, scope).await?);
-                Self {
-                    sessions: redis.clone(),
-                    claims: redis.clone(),
-                    users: redis.clone(),
-                    tokens: Some(redis),
-                }
+                let store = RedisStore::connect(url, timeout, scope).await?;
+                Self::redis(Arc::new(store.with_session_cache(session_cache).await?))
             }
+            #[cfg(feature = "redis-store")]
+            StoreUrl::RedisCluster(seeds) => Self::redis(Arc::new(
+                RedisStore::connect_cluster(seeds, timeout, scope).await?,
+            )),
             #[cfg(not(feature = "redis-store"))]
-            StoreUrl::Redis(_) => {
+            StoreUrl::Redis(_) | StoreUrl::RedisCluster(_) => {
                 return Err(StoreError::Unavailable(
                     "this build has no Redis support: build with the `redis-store` feature".into(),
                 ));
             }
         })
+    }
+
+    /// Everything in `redis`, the access token included: what instances sharing it share.
+    #[cfg(feature = "redis-store")]
+    pub fn redis(redis: Arc<RedisStore>) -> Self {
+        Self {
+            sessions: redis.clone(),
+            claims: redis.clone(),
+            users: redis.clone(),
+            tokens: Some(redis),
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use lru::LruCache;
+use hashlink::LruCache;
 
 use super::{Session, SessionStore, StoreError};
 use crate::token::TokenHash;
@@ -48,8 +48,7 @@ impl SessionCache {
     /// A cache of at most `capacity` sessions (rounded up to a multiple of the shard count)
     /// in front of `store`.
     pub fn new(store: Arc<dyn SessionStore>, capacity: NonZeroUsize) -> Self {
-        let per_shard =
-            NonZeroUsize::new(capacity.get().div_ceil(SHARDS)).unwrap_or(NonZeroUsize::MIN);
+        let per_shard = capacity.get().div_ceil(SHARDS);
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
@@ -74,7 +73,7 @@ impl SessionCache {
     pub fn capacity(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| lock(s).sessions.cap().get())
+            .map(|s| lock(s).sessions.capacity())
             .sum()
     }
 
@@ -95,7 +94,7 @@ impl SessionStore for SessionCache {
         self.store.insert(key, session.clone()).await?;
         let mut shard = lock(self.shard(&key));
         shard.changes += 1;
-        shard.sessions.put(key, session);
+        shard.sessions.insert(key, session);
         Ok(())
     }
 
@@ -105,7 +104,7 @@ impl SessionStore for SessionCache {
             match shard.sessions.get(&key) {
                 Some(session) if session.expires_at > now => return Ok(Some(session.clone())),
                 Some(_) => {
-                    shard.sessions.pop(&key);
+                    shard.sessions.remove(&key);
                     return Ok(None);
                 }
                 None => shard.changes,
@@ -115,7 +114,7 @@ impl SessionStore for SessionCache {
         if let Some(session) = &found {
             let mut shard = lock(self.shard(&key));
             if shard.changes == seen {
-                shard.sessions.put(key, session.clone());
+                shard.sessions.insert(key, session.clone());
             }
         }
         Ok(found)
@@ -126,7 +125,7 @@ impl SessionStore for SessionCache {
         // Whatever the store said: dropping a cached copy is always safe.
         let mut shard = lock(self.shard(&key));
         shard.changes += 1;
-        shard.sessions.pop(&key);
+        shard.sessions.remove(&key);
         removed
     }
 
