@@ -197,6 +197,15 @@ impl AccessTokens {
                 .await
                 .map_err(store_trouble)?
             {
+                // Another instance may have refreshed and unlocked between our read and our
+                // lock: its token is the one to use, and fetching again would invalidate it.
+                let theirs = shared.get(appid).await.map(|t| t.filter(usable));
+                if let Ok(Some(token)) = theirs {
+                    if let Err(e) = shared.unlock(appid).await {
+                        tracing::warn!(error = %e, "could not release the access_token lock");
+                    }
+                    return Ok(token);
+                }
                 let fetched = self.fetch(force).await;
                 let stored = match &fetched {
                     Ok(token) => shared.put(appid, token).await,
@@ -455,5 +464,53 @@ mod tests {
         let t2 = a.replace(&t1, Rejection::Invalid).await.unwrap();
         assert_eq!(b.replace(&t1, Rejection::Invalid).await.unwrap(), t2);
         assert_eq!(source.fetched.load(Ordering::SeqCst), 2);
+    }
+
+    /// A shared store whose first read, by the instance under test, is held until the test
+    /// lets it go: that instance sees no token, then another instance fetches and unlocks.
+    #[derive(Debug, Default)]
+    struct HeldFirstRead {
+        store: LocalSharedTokens,
+        reads: AtomicU32,
+        read_done: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl SharedTokens for HeldFirstRead {
+        async fn get(&self, appid: &str) -> Result<Option<AccessToken>, StoreError> {
+            let read = self.store.get(appid).await;
+            if self.reads.fetch_add(1, Ordering::SeqCst) == 0 {
+                self.read_done.notify_one();
+                self.release.notified().await;
+            }
+            read
+        }
+        async fn put(&self, appid: &str, token: &AccessToken) -> Result<(), StoreError> {
+            self.store.put(appid, token).await
+        }
+        async fn try_lock(&self, appid: &str, lease: Duration) -> Result<bool, StoreError> {
+            self.store.try_lock(appid, lease).await
+        }
+        async fn unlock(&self, appid: &str) -> Result<(), StoreError> {
+            self.store.unlock(appid).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_instance_that_wins_the_lock_after_another_refreshed_uses_that_token() {
+        let source = Counting::new(Duration::from_secs(7200));
+        let held = Arc::new(HeldFirstRead::default());
+        let a = AccessTokens::new("wxA", source.clone(), Some(held.clone()));
+        let b = AccessTokens::new("wxA", source.clone(), Some(held.clone()));
+        // A reads the shared cache (empty) and is held there...
+        let late = tokio::spawn(async move { a.current().await.unwrap().value });
+        held.read_done.notified().await;
+        // ...while B fetches, shares and unlocks.
+        let fresh = b.current().await.unwrap().value;
+        held.release.notify_one();
+        // A now wins the free lock, but must not fetch again.
+        assert_eq!(late.await.unwrap(), fresh);
+        assert_eq!(source.fetched.load(Ordering::SeqCst), 1);
     }
 }
