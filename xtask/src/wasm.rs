@@ -59,7 +59,7 @@ pub fn build() -> Result {
     })?;
 
     let work = bindgen_dir();
-    let optimized = work.join("client_bg.opt.wasm");
+    let optimized = optimized_module();
     run::step("wasm-bindgen + wasm-opt", || {
         let _ = fs::remove_dir_all(&work);
         status(
@@ -93,6 +93,18 @@ pub fn build() -> Result {
 /// a checkout that points `CARGO_TARGET_DIR` elsewhere keeps every build product there.
 fn bindgen_dir() -> PathBuf {
     run::target_dir().join("wasm/bindgen")
+}
+
+/// The module as `wasm-opt` leaves it, before compression: what a cold start compiles.
+pub fn optimized_module() -> PathBuf {
+    bindgen_dir().join("client_bg.opt.wasm")
+}
+
+/// The brotli-compressed module inside the mini-program package.
+pub fn shipped_module() -> PathBuf {
+    run::root()
+        .join("miniprogram")
+        .join(PACKAGE_PATH.trim_start_matches('/'))
 }
 
 /// Node is needed for brotli here and for the mini-program tests; Debian's `nodejs` will do.
@@ -289,7 +301,7 @@ fn package(root: &Path, work: &Path, optimized: &Path) -> Result {
         declarations(&read(&work.join("client.d.ts"))?)?,
     )?;
 
-    let shipped = out.join("client_bg.wasm.br");
+    let shipped = shipped_module();
     brotli(optimized, &shipped)?;
 
     let size = |path: &Path| fs::metadata(path).map(|m| m.len()).unwrap_or(0);
