@@ -12,6 +12,7 @@ use crate::{
     svg,
     throughput::{Endpoint, Measured, Store, Target},
     wasm_size::WasmSize,
+    wrk::Sample,
 };
 
 /// Where the README's generated section begins and ends.
@@ -86,14 +87,19 @@ impl Report {
     pub fn checks(&self) -> Vec<Check> {
         let base = self.baseline_rps();
         let server = |store, endpoint| self.rps(Target::Server(store), endpoint);
-        let mut checks: Vec<Check> = Store::ALL
+        // `/healthz` touches no store, so the three servers run the same code for it: their
+        // runs are pooled into one median, which the machine's noise moves less.
+        let healthz: Vec<f64> = self
+            .measured
             .iter()
-            .map(|&store| Check {
-                what: format!("/healthz ({}) ≥ 0.85× the axum baseline", store.label()),
-                measured: stats::ratio(server(store, Endpoint::Healthz), base),
-                wanted: 0.85,
-            })
+            .filter(|m| m.scenario.endpoint == Endpoint::Healthz)
+            .flat_map(|m| m.samples.iter().map(Sample::per_second))
             .collect();
+        let mut checks = vec![Check {
+            what: "/healthz (the three servers' runs pooled) ≥ 0.85× the axum baseline".into(),
+            measured: stats::ratio(stats::median(&healthz), base),
+            wanted: 0.85,
+        }];
         let sqlite = server(Store::Sqlite, Endpoint::CheckLogin);
         checks.push(Check {
             what: "/checklogin (SQLite) ≥ 0.6× the axum baseline".into(),
@@ -139,7 +145,7 @@ impl Report {
             "Endpoint".to_owned(),
             "Target".to_owned(),
             "req/s".to_owned(),
-            "rounds".to_owned(),
+            "req/s per round".to_owned(),
             "p50".to_owned(),
             "p99".to_owned(),
             "× baseline".to_owned(),
