@@ -139,6 +139,26 @@ impl Report {
         )
     }
 
+    /// How much the rounds disagreed, so a reader knows how far to trust a ratio.
+    fn noise(&self) -> String {
+        let widest = self
+            .measured
+            .iter()
+            .map(Measured::spread)
+            .filter(|s| s.is_finite())
+            .fold(0.0, f64::max);
+        let baseline = self
+            .find(Target::Baseline, Endpoint::CheckLogin)
+            .map_or(f64::NAN, Measured::spread);
+        format!(
+            "Noise: from its slowest round to its fastest, a scenario's rate moved by up to \
+             {:.0} % in this run (the baseline's by {:.0} %). The cores are shared with other \
+             work on the host, so a ratio near its threshold is not settled by one run.",
+            widest * 100.0,
+            baseline * 100.0
+        )
+    }
+
     fn throughput_table(&self) -> String {
         let base = self.baseline_rps();
         let mut rows = vec![vec![
@@ -216,6 +236,7 @@ impl Report {
              token as `Authorization: Bearer` to every target; `/login` has no baseline.\n",
             times(sqlite_vs_express)
         );
+        let _ = writeln!(out, "{}\n", self.noise());
         let _ = writeln!(out, "![Requests per second](bench/results/latest.svg)\n");
         let _ = writeln!(
             out,
@@ -347,10 +368,13 @@ impl Report {
                     Endpoint::Login => String::new(),
                     _ => format!("({} baseline)", times(stats::ratio(m.median_rps(), base))),
                 };
+                let rates = m.samples.iter().map(Sample::per_second);
+                let range = rates.clone().reduce(f64::min).zip(rates.reduce(f64::max));
                 svg::Bar {
                     group,
                     label: m.scenario.target.label().to_owned(),
                     value: m.median_rps(),
+                    range,
                     note,
                     color: color(m.scenario.target),
                 }
@@ -358,7 +382,7 @@ impl Report {
             .collect();
         let s = &self.settings;
         svg::bar_chart(
-            "Requests per second (median of the rounds; longer is better)",
+            "Requests per second (bar: median of the rounds, whisker: slowest to fastest round)",
             &format!(
                 "wrk, 1 thread, {} connections, {} s × {} rounds, loopback · {} · {}",
                 s.connections,

@@ -4,12 +4,14 @@
 use std::fmt::Write as _;
 
 /// One bar: `label` inside its `group` (bars of one group are drawn under one heading, in the
-/// order given), `value` sets the length, `note` is written after the value.
+/// order given), `value` sets the length, `note` is written after the value, and `range`
+/// (lowest, highest), when given, is drawn across the bar as a whisker.
 #[derive(Debug, Clone)]
 pub struct Bar {
     pub group: String,
     pub label: String,
     pub value: f64,
+    pub range: Option<(f64, f64)>,
     pub note: String,
     pub color: &'static str,
 }
@@ -27,10 +29,17 @@ const TOP: f64 = 58.0;
 pub fn bar_chart(title: &str, subtitle: &str, bars: &[Bar]) -> String {
     let max = bars
         .iter()
-        .map(|b| b.value)
+        .flat_map(|b| [b.value, b.range.map_or(f64::NAN, |(_, high)| high)])
         .filter(|v| v.is_finite())
         .fold(0.0, f64::max);
     let span = WIDTH - LABEL_WIDTH - VALUE_WIDTH - 20.0;
+    let x = |value: f64| {
+        if max > 0.0 && value.is_finite() {
+            LABEL_WIDTH + value / max * span
+        } else {
+            LABEL_WIDTH
+        }
+    };
     let mut body = String::new();
     let mut y = TOP;
     let mut group: Option<&str> = None;
@@ -65,10 +74,23 @@ pub fn bar_chart(title: &str, subtitle: &str, bars: &[Bar]) -> String {
             r#"  <rect x="{LABEL_WIDTH:.1}" y="{y:.1}" width="{length:.1}" height="{BAR_HEIGHT:.1}" fill="{}"/>"#,
             bar.color
         );
+        let mut end = LABEL_WIDTH + length;
+        if let Some((low, high)) = bar.range.filter(|(l, h)| l.is_finite() && h.is_finite()) {
+            let (from, to, mid) = (x(low), x(high), y + BAR_HEIGHT / 2.0);
+            let _ = writeln!(
+                body,
+                r#"  <path d="M{from:.1} {mid:.1}H{to:.1}M{from:.1} {:.1}V{:.1}M{to:.1} {:.1}V{:.1}" class="range"/>"#,
+                mid - 4.0,
+                mid + 4.0,
+                mid - 4.0,
+                mid + 4.0
+            );
+            end = end.max(to);
+        }
         let _ = writeln!(
             body,
             r#"  <text x="{:.1}" y="{:.1}" class="value">{}</text>"#,
-            LABEL_WIDTH + length + 6.0,
+            end + 6.0,
             y + BAR_HEIGHT - 5.0,
             escape(format!("{} {}", crate::stats::thousands(bar.value), bar.note).trim_end())
         );
@@ -83,6 +105,7 @@ pub fn bar_chart(title: &str, subtitle: &str, bars: &[Bar]) -> String {
     .group {{ font-weight: 600; fill: #222; }}
     .label {{ text-anchor: end; fill: #333; }}
     .value {{ fill: #333; }}
+    .range {{ stroke: #222; stroke-width: 1.2; fill: none; }}
   </style>
   <rect width="100%" height="100%" fill="#fff"/>
   <text x="10" y="22" class="title">{}</text>
@@ -110,6 +133,7 @@ mod tests {
             group: group.into(),
             label: label.into(),
             value,
+            range: None,
             note: "(0.50×)".into(),
             color: "#4e79a7",
         }
@@ -145,5 +169,20 @@ mod tests {
         );
         assert!(svg.contains(">40,000 (0.50×)</text>"));
         assert!(svg.contains(">n/a (0.50×)</text>"));
+
+        let whisker = bar_chart(
+            "t",
+            "s",
+            &[Bar {
+                range: Some((10.0, 20.0)),
+                ..bar("g", "x", 15.0)
+            }],
+        );
+        let at = |v: f64| LABEL_WIDTH + v / 20.0 * span;
+        assert!(
+            whisker.contains(&format!(r#"d="M{:.1} "#, at(10.0))),
+            "the range's highest sets the scale: {whisker}"
+        );
+        assert!(whisker.contains(&format!(r#"x="{:.1}" y"#, at(20.0) + 6.0)));
     }
 }

@@ -126,6 +126,15 @@ impl Measured {
         stats::median(&self.samples.iter().map(|s| s.p99_ms).collect::<Vec<_>>())
     }
 
+    /// How far the fastest round is above the slowest: `0.25` for 25 %.
+    pub fn spread(&self) -> f64 {
+        let rates = self.samples.iter().map(Sample::per_second);
+        let (min, max) = rates.fold((f64::INFINITY, 0.0_f64), |(lo, hi), r| {
+            (lo.min(r), hi.max(r))
+        });
+        stats::ratio(max, min) - 1.0
+    }
+
     pub fn errors(&self) -> u64 {
         self.samples.iter().map(Sample::errors).sum()
     }
@@ -384,6 +393,27 @@ fn start_express(dir: &Path) -> Result<Service> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medians_and_spread_over_the_rounds() {
+        let sample = |requests, p99_ms| Sample {
+            requests,
+            seconds: 1.0,
+            p50_ms: 0.5,
+            p99_ms,
+            status_errors: 0,
+            socket_errors: 0,
+            sent: None,
+        };
+        let m = Measured {
+            scenario: scenarios()[0],
+            samples: vec![sample(100, 3.0), sample(125, 1.0), sample(110, 2.0)],
+        };
+        assert_eq!(m.median_rps(), 110.0);
+        assert_eq!(m.median_p99_ms(), 2.0);
+        assert_eq!(m.spread(), 0.25);
+        assert_eq!(m.errors(), 0);
+    }
 
     #[test]
     fn every_scenario_once_checklogin_first_then_healthz_then_login() {
