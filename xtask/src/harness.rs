@@ -107,8 +107,8 @@ pub fn browser_tests() -> Result {
 }
 
 /// playwright-core (pinned in `tests/browser/package.json`) needs Node 20 or newer, more than
-/// the mini-program tests' 18.
-fn node_20() -> Result {
+/// the mini-program tests' 18; so does the bench's express seed (`bench/express-seed`).
+pub fn node_20() -> Result {
     let version = run::output(Command::new("node").arg("--version")).unwrap_or_default();
     let major: u32 = version
         .trim()
@@ -121,14 +121,14 @@ fn node_20() -> Result {
         Ok(())
     } else {
         Err(format!(
-            "node {} is too old for playwright-core: the browser tests need Node 20 or newer",
+            "node {} is too old: the browser tests and the bench need Node 20 or newer",
             version.trim()
         ))
     }
 }
 
 /// `npm ci` from the committed lock file (exact versions), or `npm install` when there is none.
-fn npm_install(dir: &Path) -> Result {
+pub fn npm_install(dir: &Path) -> Result {
     let how = if dir.join("package-lock.json").is_file() {
         "ci"
     } else {

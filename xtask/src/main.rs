@@ -3,6 +3,7 @@
 //! fails with a clear message), never silently skipped.
 
 mod api_fuzz;
+mod bench;
 mod harness;
 mod install;
 mod run;
@@ -13,14 +14,16 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <build|test|bench>
   build   build the server and the wasm artifacts (installing what is missing)
   test    install what is missing, then run every check and test the project has
-  bench   run the benchmarks and print the measured ratios";
+  bench   measure throughput, memory, WASM size and launch time against the baselines;
+          print them and write bench/results/ and the README's Performance section
+          (extra arguments go to the bench: --rounds 1 --seconds 2 --no-write for a trial)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("build") => build(),
         Some("test") => test(),
-        Some("bench") => bench(),
+        Some("bench") => bench::run(),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -95,20 +98,4 @@ fn miniprogram_tests() -> Result {
             .env("SERVER_BIN", server)
             .current_dir(run::root()),
     )
-}
-
-/// Throughput and latency per session store, measured in one run (see `tests/bin/bench.rs`).
-fn bench() -> Result {
-    install::apt(&[("redis-server", "redis-server")])?;
-    run::step("bench (release build)", || {
-        run::cargo(&[
-            "run",
-            "--release",
-            "--locked",
-            "--package",
-            "workspace-tests",
-            "--bin",
-            "bench",
-        ])
-    })
 }

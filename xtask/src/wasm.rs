@@ -58,8 +58,8 @@ pub fn build() -> Result {
         Ok(())
     })?;
 
-    let work = root.join("target/wasm/bindgen");
-    let optimized = work.join("client_bg.opt.wasm");
+    let work = bindgen_dir();
+    let optimized = optimized_module();
     run::step("wasm-bindgen + wasm-opt", || {
         let _ = fs::remove_dir_all(&work);
         status(
@@ -87,6 +87,24 @@ pub fn build() -> Result {
     run::step("wasm package (miniprogram/wasm)", || {
         package(&root, &work, &optimized)
     })
+}
+
+/// Where wasm-bindgen's output and the optimised module go: under cargo's target folder, so
+/// a checkout that points `CARGO_TARGET_DIR` elsewhere keeps every build product there.
+fn bindgen_dir() -> PathBuf {
+    run::target_dir().join("wasm/bindgen")
+}
+
+/// The module as `wasm-opt` leaves it, before compression: what a cold start compiles.
+pub fn optimized_module() -> PathBuf {
+    bindgen_dir().join("client_bg.opt.wasm")
+}
+
+/// The brotli-compressed module inside the mini-program package.
+pub fn shipped_module() -> PathBuf {
+    run::root()
+        .join("miniprogram")
+        .join(PACKAGE_PATH.trim_start_matches('/'))
 }
 
 /// Node is needed for brotli here and for the mini-program tests; Debian's `nodejs` will do.
@@ -167,7 +185,7 @@ pub fn compile(root: &Path, krate: &str, profile: &str) -> Result<PathBuf> {
         eprintln!(
             "    route: Debian rustc-web with -Zbuild-std ({TARGET} is not installed in rustup)"
         );
-        debian_cargo(root)?
+        debian_cargo()?
     };
     cmd.args(["--profile", profile, "--target", TARGET, "-p", krate])
         .current_dir(root)
@@ -199,7 +217,7 @@ pub fn compile(root: &Path, krate: &str, profile: &str) -> Result<PathBuf> {
 /// the inner build back to rustup's 1.95 toolchain or confuse it, so they are removed. The
 /// target folder is separate because the two toolchains would otherwise keep invalidating each
 /// other's build scripts and proc-macros.
-fn debian_cargo(root: &Path) -> Result<(Command, PathBuf)> {
+fn debian_cargo() -> Result<(Command, PathBuf)> {
     install::apt(&[
         ("/usr/bin/rustc", "rustc-web"),
         ("/usr/bin/cargo", "cargo-web"),
@@ -221,7 +239,7 @@ fn debian_cargo(root: &Path) -> Result<(Command, PathBuf)> {
         ));
     }
 
-    let target_dir = root.join("target/wasm");
+    let target_dir = run::target_dir().join("wasm");
     let mut cmd = Command::new("/usr/bin/cargo");
     for (key, _) in std::env::vars() {
         if inherited_by_mistake(&key) {
@@ -283,7 +301,7 @@ fn package(root: &Path, work: &Path, optimized: &Path) -> Result {
         declarations(&read(&work.join("client.d.ts"))?)?,
     )?;
 
-    let shipped = out.join("client_bg.wasm.br");
+    let shipped = shipped_module();
     brotli(optimized, &shipped)?;
 
     let size = |path: &Path| fs::metadata(path).map(|m| m.len()).unwrap_or(0);

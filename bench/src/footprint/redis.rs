@@ -1,0 +1,82 @@
+//! Redis's memory per session: `used_memory` (what Redis's allocator holds for data and
+//! overhead) before and after writing sessions through `RedisStore::insert`, the very code a
+//! login runs, into a Redis of the bench's own that holds nothing else.
+
+use std::time::Duration;
+
+use server::{
+    DEV_APPID,
+    data_keys::DataKeys,
+    store::{RedisStore, Scope, SessionStore},
+};
+
+use crate::{Result, processes::Redis, processes::TempDir};
+
+/// Inserts in flight: enough to keep the connection's pipeline full.
+const CONCURRENCY: u64 = 64;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RedisFootprint {
+    pub sessions: u64,
+    pub used_before: u64,
+    pub used_after: u64,
+}
+
+impl RedisFootprint {
+    pub fn bytes_per_session(&self) -> f64 {
+        self.used_after.saturating_sub(self.used_before) as f64 / self.sessions as f64
+    }
+}
+
+pub async fn measure(sessions: u64) -> Result<RedisFootprint> {
+    let dir = TempDir::new("bench-redis")?;
+    let redis = Redis::start(dir.path(), false)?;
+    let keys = DataKeys::generate();
+    let scope = Scope {
+        appid: DEV_APPID.to_owned(),
+        redis_key_prefix: String::new(),
+        data_keys: keys.clone(),
+    };
+    let store = RedisStore::connect(&redis.url(), Duration::from_secs(5), &scope).await?;
+    let mut conn = redis::Client::open(redis.url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let used_before = used_memory(&mut conn).await?;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for part in 0..CONCURRENCY {
+        let (store, keys) = (store.clone(), keys.clone());
+        tasks.spawn(async move {
+            let sim = super::simulator();
+            for i in (part..sessions).step_by(CONCURRENCY as usize) {
+                let (token, session) = super::session(i, sessions, &keys, &sim);
+                store.insert(token.hash(), session).await?;
+            }
+            Ok::<_, server::store::StoreError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let stored: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await?;
+    if stored != sessions {
+        return Err(
+            format!("Redis holds {stored} keys after {sessions} sessions were written").into(),
+        );
+    }
+    let used_after = used_memory(&mut conn).await?;
+    Ok(RedisFootprint {
+        sessions,
+        used_before,
+        used_after,
+    })
+}
+
+/// `used_memory` from `INFO memory`.
+async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> Result<u64> {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| "no used_memory in INFO memory".into())
+}

@@ -1,0 +1,141 @@
+//! Bytes on disk per SQLite session after a million of them, and the resident memory of a
+//! server that has that file open and is serving from it.
+//!
+//! The file is made by the store itself (`SqliteStore::open` creates the schema, so the
+//! measurement follows any change to it), then filled in one transaction with the store's own
+//! `INSERT`: a million logins through the server would take many minutes at
+//! `synchronous=FULL` (each commits with an fsync), and the bytes on disk do not depend on how
+//! fast they came. Rows go in in random key order, as logins do, so the B-tree pages are as
+//! full as in service (an insert in key order would pack them tighter and flatter the figure).
+
+use std::{path::Path, time::Duration};
+
+use rusqlite::{Connection, params};
+use server::{
+    DEV_APPID,
+    data_keys::DataKeys,
+    store::{Scope, SqliteStore},
+};
+
+use crate::{Result, client, processes::TempDir, throughput, wrk::Sample, wrk::Wrk};
+
+/// What [`measure`] found.
+#[derive(Debug, Clone)]
+pub struct SqliteFootprint {
+    pub sessions: u64,
+    /// The database file with its WAL and shared-memory files, after a checkpoint.
+    pub file_bytes: u64,
+    /// Resident memory (KiB) of the server with the file open, before any request.
+    pub idle_rss_kib: u64,
+    /// Resident memory and its peak (KiB) after serving `/checklogin` from the file.
+    pub serving_rss_kib: u64,
+    pub serving_peak_kib: u64,
+    /// The `/checklogin` run that did the serving (one token, so it reads one hot path).
+    pub served: Sample,
+    pub fill_seconds: f64,
+}
+
+impl SqliteFootprint {
+    pub fn bytes_per_session(&self) -> f64 {
+        self.file_bytes as f64 / self.sessions as f64
+    }
+}
+
+/// Fills a file with `sessions` sessions, starts the server on it, serves `/checklogin` for
+/// `duration`, and reads the sizes.
+pub async fn measure(
+    server: &Path,
+    wrk: &Wrk,
+    http: &reqwest::Client,
+    sessions: u64,
+    duration: Duration,
+) -> Result<SqliteFootprint> {
+    let dir = TempDir::new("bench-sqlite")?;
+    let path = dir.path().join("sessions.db");
+    // Where dev mode looks for its data key: the server then opens these sessions as its own.
+    let keys = DataKeys::load_or_create(&dir.path().join("data_key"))?;
+    let started = std::time::Instant::now();
+    let token = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || fill(&path, &keys, sessions)).await??
+    };
+    let fill_seconds = started.elapsed().as_secs_f64();
+    let file_bytes = files_size(&path);
+
+    let server = throughput::start_server(server, &format!("sqlite://{}", path.display()))?;
+    let (idle_rss_kib, _) = server.memory_kib()?;
+    client::expect_logged_in(http, server.base(), &token).await?;
+    let served = wrk.get(
+        &format!("{}/checklogin", server.base()),
+        Some(&token),
+        duration,
+    )?;
+    client::expect_logged_in(http, server.base(), &token).await?;
+    let (serving_rss_kib, serving_peak_kib) = server.memory_kib()?;
+    server.stop();
+    Ok(SqliteFootprint {
+        sessions,
+        file_bytes,
+        idle_rss_kib,
+        serving_rss_kib,
+        serving_peak_kib,
+        served,
+        fill_seconds,
+    })
+}
+
+/// Creates the store's file at `path` and writes `n` sessions into it; returns the token of
+/// the last one, for the server to be asked about.
+fn fill(path: &Path, keys: &DataKeys, n: u64) -> Result<String> {
+    let scope = Scope {
+        appid: DEV_APPID.to_owned(),
+        redis_key_prefix: String::new(),
+        data_keys: keys.clone(),
+    };
+    drop(SqliteStore::open(path, &scope)?);
+    let mut conn = Connection::open(path)?;
+    // A bulk load: nothing is synced until the end, and the whole tree fits the cache. Only
+    // the file it leaves is measured, and the server opens it with its own settings.
+    conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -1048576;")?;
+    let sim = super::simulator();
+    let tx = conn.transaction()?;
+    let mut last = String::new();
+    {
+        // `SqliteStore::insert`'s statement, repeated: the store has no bulk insert, and a
+        // call per row would commit (and sync) a million times.
+        let mut insert = tx.prepare(
+            "INSERT OR REPLACE INTO sessions
+             (token_hash, appid, openid, unionid, session_key, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for i in 0..n {
+            let (token, s) = super::session(i, n, keys, &sim);
+            insert.execute(params![
+                token.hash().as_bytes().as_slice(),
+                s.appid,
+                s.openid,
+                s.unionid,
+                s.session_key.as_bytes(),
+                s.created_at,
+                s.expires_at
+            ])?;
+            last = token.into_string();
+        }
+    }
+    tx.commit()?;
+    // Everything into the main file, as a long-running server's checkpoints leave it.
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(last)
+}
+
+/// The size of the database and its `-wal` and `-shm` companions.
+fn files_size(path: &Path) -> u64 {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            std::fs::metadata(name).map_or(0, |m| m.len())
+        })
+        .sum()
+}

@@ -1,0 +1,202 @@
+//! The measuring half of `cargo xtask bench`. xtask installs the tools (wrk, Redis, Node, the
+//! express seed's packages), builds the release binaries and the WASM module, and runs this
+//! with their paths; this measures everything in one run, prints the table, and writes
+//! `bench/results/latest.md`, `bench/results/latest.svg` and the README's Performance section.
+//!
+//! Everything runs on loopback and is bounded in time: every server binds 127.0.0.1, every
+//! load lasts a fixed number of seconds, every process the bench starts is stopped at the end.
+//!
+//! # Layout
+//! One module per measurement:
+//! - [`throughput`]: req/s and latency of `/healthz`, `/checklogin` and `/login` per store,
+//!   and of `/checklogin` on the two baselines (the axum limit, `src/bin/baseline-axum.rs`,
+//!   and the original article's express server, `bench/express-seed/`), in interleaved rounds.
+//! - [`footprint`]: bytes per session on disk (SQLite) and in memory (Redis), and the server's
+//!   RSS with a million sessions.
+//! - [`wasm_size`]: the shipped client module, raw, gzip and brotli.
+//! - [`launch`]: mini-program launch to a usable token, in the tests' strict runtime.
+//!
+//! And what they share: [`wrk`] (the load generator), [`processes`] (servers and Redis the
+//! bench owns), [`client`] (codes, logins, token checks), [`stats`] (medians, formats),
+//! [`machine`], [`report`] (tables, acceptance lines, README) and [`svg`] (the chart).
+
+mod client;
+mod footprint;
+mod launch;
+mod machine;
+mod processes;
+mod report;
+mod stats;
+mod svg;
+mod throughput;
+mod wasm_size;
+mod wrk;
+
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+
+/// A message for the person at the terminal; the bench has no caller that needs more.
+pub type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Paths come from `cargo xtask bench`; the rest have the defaults of issue 12's setup.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    about = "Run by `cargo xtask bench`: measure, print, write results"
+)]
+struct Args {
+    /// The workspace root (results, README, the launch script and the runtime live there).
+    #[arg(long)]
+    root: PathBuf,
+    /// The release login server.
+    #[arg(long)]
+    server: PathBuf,
+    /// The release `baseline-axum`.
+    #[arg(long)]
+    baseline: PathBuf,
+    /// The WASM module after wasm-opt, before compression.
+    #[arg(long)]
+    wasm_raw: PathBuf,
+    /// The brotli-compressed module the mini-program ships.
+    #[arg(long)]
+    wasm_shipped: PathBuf,
+    /// Rounds of every scenario. Five: the machine's cores are shared with other work, and
+    /// the median of five shrugs off two disturbed rounds where that of three takes one.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds of load per run.
+    #[arg(long, default_value_t = 4)]
+    seconds: u64,
+    /// Seconds of discarded load before each round's runs, per process.
+    #[arg(long, default_value_t = 1)]
+    warmup_seconds: u64,
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// SQLite sessions for the size per session.
+    #[arg(long, default_value_t = 1_000_000)]
+    sqlite_sessions: u64,
+    /// Redis sessions for the memory per session.
+    #[arg(long, default_value_t = 100_000)]
+    redis_sessions: u64,
+    /// Launches of each kind (with and without a stored token) to take the median of.
+    #[arg(long, default_value_t = 25)]
+    launches: usize,
+    /// Print the results without writing them into the repository (for trial runs).
+    #[arg(long)]
+    no_write: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args) -> Result {
+    let started = Instant::now();
+    let work = processes::TempDir::new("bench")?;
+    let wrk = wrk::Wrk::new(work.path(), args.connections)?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let settings = report::Settings {
+        rounds: args.rounds,
+        duration: Duration::from_secs(args.seconds),
+        warmup: Duration::from_secs(args.warmup_seconds),
+        connections: args.connections,
+    };
+    let machine = machine::Machine::read(wrk::version());
+    eprintln!("    {}", machine.summary());
+
+    let measured = job("throughput and latency", async {
+        let setup = throughput::Setup {
+            server: &args.server,
+            baseline: &args.baseline,
+            express_dir: &args.root.join("bench/express-seed"),
+            rounds: args.rounds,
+            duration: settings.duration,
+            warmup: settings.warmup,
+        };
+        throughput::run(&setup, &wrk, &http, work.path()).await
+    })
+    .await?;
+    let sqlite = job("SQLite: bytes per session, server RSS", async {
+        footprint::sqlite::measure(
+            &args.server,
+            &wrk,
+            &http,
+            args.sqlite_sessions,
+            settings.duration,
+        )
+        .await
+    })
+    .await?;
+    let redis = job("Redis: used_memory per session", async {
+        footprint::redis::measure(args.redis_sessions).await
+    })
+    .await?;
+    let wasm = job("WASM size", async {
+        wasm_size::measure(&args.wasm_raw, &args.wasm_shipped)
+    })
+    .await?;
+    let launch = job("mini-program launch", async {
+        launch::measure(&args.root, &args.server, args.launches)
+    })
+    .await?;
+
+    let report = report::Report {
+        machine,
+        settings,
+        measured,
+        sqlite,
+        redis,
+        wasm,
+        launch,
+        elapsed: started.elapsed(),
+    };
+    println!("\n{}", report.text());
+    if !args.no_write {
+        let results = args.root.join("bench/results");
+        std::fs::create_dir_all(&results)?;
+        std::fs::write(results.join("latest.md"), report.markdown())?;
+        std::fs::write(results.join("latest.svg"), report.chart())?;
+        let readme_path = args.root.join("README.md");
+        let readme = std::fs::read_to_string(&readme_path)?;
+        let updated = report::replace_readme_section(&readme, &report.readme_section());
+        std::fs::write(&readme_path, updated)?;
+        println!(
+            "written: bench/results/latest.md, bench/results/latest.svg, README.md (Performance)"
+        );
+    }
+    println!(
+        "bench: {:.0} s of measuring",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs one measurement, saying what it is and how long it took.
+async fn job<T>(name: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    eprintln!("\n  -> {name}");
+    let started = Instant::now();
+    let result = f.await;
+    match &result {
+        Ok(_) => eprintln!(
+            "  -> {name}: done ({:.1}s)",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => eprintln!("  -> {name}: FAILED: {e}"),
+    }
+    result
+}

@@ -1,0 +1,576 @@
+//! Turning the measurements into what people read: the tables (printed, in
+//! `bench/results/latest.md`, and in the README's Performance section), the acceptance lines
+//! of issue 12, and the bar chart (`bench/results/latest.svg`).
+
+use std::{fmt::Write as _, time::Duration};
+
+use crate::{
+    footprint::{redis::RedisFootprint, sqlite::SqliteFootprint},
+    launch::LaunchTimes,
+    machine::Machine,
+    stats::{self, bytes, thousands, times},
+    svg,
+    throughput::{Endpoint, Measured, Store, Target},
+    wasm_size::WasmSize,
+    wrk::Sample,
+};
+
+/// Where the README's generated section begins and ends.
+pub const README_START: &str = "<!-- bench:start -->";
+pub const README_END: &str = "<!-- bench:end -->";
+
+/// How the throughput runs were made, for the method line.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub rounds: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub connections: u32,
+}
+
+/// Everything one `cargo xtask bench` measured.
+#[derive(Debug)]
+pub struct Report {
+    pub machine: Machine,
+    pub settings: Settings,
+    pub measured: Vec<Measured>,
+    pub sqlite: SqliteFootprint,
+    pub redis: RedisFootprint,
+    pub wasm: WasmSize,
+    pub launch: LaunchTimes,
+    /// The measuring, builds not included.
+    pub elapsed: Duration,
+}
+
+/// One of issue 12's acceptance ratios and whether it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub what: String,
+    pub measured: f64,
+    pub wanted: f64,
+}
+
+impl Check {
+    pub fn holds(&self) -> bool {
+        self.measured >= self.wanted
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{} {}: {} (wanted ≥ {})",
+            if self.holds() { "PASS" } else { "FAIL" },
+            self.what,
+            times(self.measured),
+            times(self.wanted)
+        )
+    }
+}
+
+impl Report {
+    fn find(&self, target: Target, endpoint: Endpoint) -> Option<&Measured> {
+        self.measured
+            .iter()
+            .find(|m| m.scenario.target == target && m.scenario.endpoint == endpoint)
+    }
+
+    fn rps(&self, target: Target, endpoint: Endpoint) -> f64 {
+        self.find(target, endpoint)
+            .map_or(f64::NAN, Measured::median_rps)
+    }
+
+    /// The limit every GET figure is compared with.
+    fn baseline_rps(&self) -> f64 {
+        self.rps(Target::Baseline, Endpoint::CheckLogin)
+    }
+
+    /// Issue 12's acceptance ratios, on the medians.
+    pub fn checks(&self) -> Vec<Check> {
+        let base = self.baseline_rps();
+        let server = |store, endpoint| self.rps(Target::Server(store), endpoint);
+        // `/healthz` touches no store, so the three servers run the same code for it: their
+        // runs are pooled into one median, which the machine's noise moves less.
+        let healthz: Vec<f64> = self
+            .measured
+            .iter()
+            .filter(|m| m.scenario.endpoint == Endpoint::Healthz)
+            .flat_map(|m| m.samples.iter().map(Sample::per_second))
+            .collect();
+        let mut checks = vec![Check {
+            what: "/healthz (the three servers' runs pooled) ≥ 0.85× the axum baseline".into(),
+            measured: stats::ratio(stats::median(&healthz), base),
+            wanted: 0.85,
+        }];
+        let sqlite = server(Store::Sqlite, Endpoint::CheckLogin);
+        checks.push(Check {
+            what: "/checklogin (SQLite) ≥ 0.6× the axum baseline".into(),
+            measured: stats::ratio(sqlite, base),
+            wanted: 0.6,
+        });
+        checks.push(Check {
+            what: "/checklogin (SQLite) ≥ 8× the express seed".into(),
+            measured: stats::ratio(sqlite, self.rps(Target::Express, Endpoint::CheckLogin)),
+            wanted: 8.0,
+        });
+        checks.push(Check {
+            what: "/checklogin (Redis) ≥ 0.35× the axum baseline".into(),
+            measured: stats::ratio(server(Store::Redis, Endpoint::CheckLogin), base),
+            wanted: 0.35,
+        });
+        checks
+    }
+
+    /// The method in one paragraph.
+    fn method(&self) -> String {
+        let s = &self.settings;
+        format!(
+            "wrk with 1 thread and {} keep-alive connections, {} s per run after a {} s \
+             warm-up, on loopback; every scenario once per round, {} rounds interleaved, each \
+             round with freshly started servers and stores; figures are the medians of the \
+             rounds. Servers: release builds logging at `warn`, dev mode (`/login` exchanges \
+             codes minted beforehand at the built-in WeChat simulator, one user per code), \
+             login and upstream limits off. SQLite at \
+             `synchronous=FULL`, Redis with `appendfsync always`: every login durable on both. \
+             Load generator and server share the machine's {} cores.",
+            s.connections,
+            s.duration.as_secs(),
+            s.warmup.as_secs(),
+            s.rounds,
+            self.machine.cores
+        )
+    }
+
+    /// How much the rounds disagreed, so a reader knows how far to trust a ratio.
+    fn noise(&self) -> String {
+        let widest = |login: bool| {
+            self.measured
+                .iter()
+                .filter(|m| (m.scenario.endpoint == Endpoint::Login) == login)
+                .map(Measured::spread)
+                .filter(|s| s.is_finite())
+                .fold(0.0, f64::max)
+                * 100.0
+        };
+        let baseline = self
+            .find(Target::Baseline, Endpoint::CheckLogin)
+            .map_or(f64::NAN, Measured::spread);
+        format!(
+            "Noise: from its slowest round to its fastest, a GET scenario's rate moved by up to \
+             {:.0} % in this run (the baseline's by {:.0} %), a `/login` scenario's by up to \
+             {:.0} % (SQLite and Redis logins wait for fsync, on a disk shared with other \
+             work). The cores are shared too, so a ratio near its threshold is not settled by \
+             one run.",
+            widest(false),
+            baseline * 100.0,
+            widest(true)
+        )
+    }
+
+    fn throughput_table(&self) -> String {
+        let base = self.baseline_rps();
+        let mut rows = vec![vec![
+            "Endpoint".to_owned(),
+            "Target".to_owned(),
+            "req/s".to_owned(),
+            "req/s per round".to_owned(),
+            "p50".to_owned(),
+            "p99".to_owned(),
+            "× baseline".to_owned(),
+            "errors".to_owned(),
+        ]];
+        for m in &self.measured {
+            let rounds: Vec<String> = m
+                .samples
+                .iter()
+                .map(|s| format!("{:.1}k", s.per_second() / 1e3))
+                .collect();
+            let ratio = match m.scenario.endpoint {
+                Endpoint::Login => "".to_owned(),
+                _ => times(stats::ratio(m.median_rps(), base)),
+            };
+            rows.push(vec![
+                format!("`{}`", m.scenario.endpoint.label()),
+                target_label(m.scenario.target),
+                thousands(m.median_rps()),
+                rounds.join(" "),
+                format!("{:.2} ms", m.median_p50_ms()),
+                format!("{:.2} ms", m.median_p99_ms()),
+                ratio,
+                m.errors().to_string(),
+            ]);
+        }
+        table(&rows, &[false, false, true, false, true, true, true, true])
+    }
+
+    fn memory_table(&self) -> String {
+        let (sq, rd) = (&self.sqlite, &self.redis);
+        let rows = vec![
+            vec![
+                "Store".to_owned(),
+                "Sessions".to_owned(),
+                "Total".to_owned(),
+                "Per session".to_owned(),
+            ],
+            vec![
+                "SQLite, the file on disk".to_owned(),
+                thousands(sq.sessions as f64),
+                bytes(sq.file_bytes as f64),
+                format!("{:.0} B", sq.bytes_per_session()),
+            ],
+            vec![
+                "Redis, `used_memory`".to_owned(),
+                thousands(rd.sessions as f64),
+                bytes(rd.used_after.saturating_sub(rd.used_before) as f64),
+                format!("{:.0} B", rd.bytes_per_session()),
+            ],
+        ];
+        table(&rows, &[false, true, true, true])
+    }
+
+    /// The report's body, its headings at `level` (`##` in latest.md, `###` in the README).
+    fn body(&self, level: &str) -> String {
+        let mut out = String::new();
+        let sqlite_vs_express = stats::ratio(
+            self.rps(Target::Server(Store::Sqlite), Endpoint::CheckLogin),
+            self.rps(Target::Express, Endpoint::CheckLogin),
+        );
+        let _ = writeln!(out, "{level} Throughput and latency\n");
+        let _ = writeln!(out, "{}\n", self.method());
+        let _ = writeln!(out, "{}", self.throughput_table());
+        let _ = writeln!(
+            out,
+            "`/checklogin` on SQLite ÷ the express seed: **{}**. `/checklogin` sends a live \
+             token as `Authorization: Bearer` to every target; `/login` has no baseline.\n",
+            times(sqlite_vs_express)
+        );
+        let _ = writeln!(out, "{}\n", self.noise());
+        let _ = writeln!(out, "![Requests per second](bench/results/latest.svg)\n");
+        let _ = writeln!(
+            out,
+            "{level} Acceptance ratios (issue 12)\n\n```text\n{}\n```\n",
+            self.checks()
+                .iter()
+                .map(Check::line)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let sq = &self.sqlite;
+        let _ = writeln!(out, "{level} Memory per stored session\n");
+        let _ = writeln!(out, "{}", self.memory_table());
+        let _ = writeln!(
+            out,
+            "SQLite: {} sessions written with the store's own schema and `INSERT`, in random \
+             key order as logins come ({:.0} s), then checkpointed; the server with that file \
+             open has {} resident before any request and {} (peak {}) after serving \
+             `/checklogin` from it for {} s ({} req/s). Redis: `used_memory` before and after \
+             {} sessions written through `RedisStore::insert`. Sessions only: the per-user \
+             record a login also writes is not counted.\n",
+            thousands(sq.sessions as f64),
+            sq.fill_seconds,
+            bytes(sq.idle_rss_kib as f64 * 1024.0),
+            bytes(sq.serving_rss_kib as f64 * 1024.0),
+            bytes(sq.serving_peak_kib as f64 * 1024.0),
+            self.settings.duration.as_secs(),
+            thousands(sq.served.per_second()),
+            thousands(self.redis.sessions as f64),
+        );
+        let w = &self.wasm;
+        let _ = writeln!(out, "{level} The shipped WASM module\n");
+        let rows = vec![
+            vec![
+                "after wasm-opt".to_owned(),
+                "gzip -9".to_owned(),
+                "brotli (shipped)".to_owned(),
+            ],
+            vec![
+                format!("{} B ({})", thousands(w.raw as f64), bytes(w.raw as f64)),
+                format!("{} B ({})", thousands(w.gzip as f64), bytes(w.gzip as f64)),
+                format!(
+                    "{} B ({})",
+                    thousands(w.brotli as f64),
+                    bytes(w.brotli as f64)
+                ),
+            ],
+        ];
+        let _ = writeln!(out, "{}", table(&rows, &[true, true, true]));
+        let l = &self.launch;
+        let _ = writeln!(out, "{level} Launch to a usable token\n");
+        let _ = writeln!(
+            out,
+            "The real `app.js` and WASM module in the strict mini-program runtime of the tests \
+             (Node), against the release server on loopback; median of {} launches each, every \
+             launch a fresh runtime that loads and compiles the module again.\n",
+            l.cold_ms.len()
+        );
+        let rows = vec![
+            vec![
+                "No stored token (wx.login + POST /login)".to_owned(),
+                "Stored token, usable".to_owned(),
+                "Stored token, confirmed by /checklogin".to_owned(),
+            ],
+            vec![
+                format!("{:.1} ms", l.cold()),
+                format!("{:.1} ms", l.warm_ready()),
+                format!("{:.1} ms", l.warm_verified()),
+            ],
+        ];
+        let _ = writeln!(out, "{}", table(&rows, &[true, true, true]));
+        out
+    }
+
+    /// `bench/results/latest.md`.
+    pub fn markdown(&self) -> String {
+        let m = &self.machine;
+        let mut out = String::from(
+            "# Benchmark results\n\nWritten by `cargo xtask bench`; run it again to replace \
+             this file, the chart beside it and the README's Performance section.\n\n",
+        );
+        let _ = writeln!(out, "- Date: {}", m.date);
+        let _ = writeln!(out, "- Commit: {}", m.commit);
+        let _ = writeln!(out, "- CPU: {} ({} cores)", m.cpu, m.cores);
+        let _ = writeln!(out, "- Memory: {}", m.memory);
+        let _ = writeln!(out, "- Kernel: {}", m.kernel);
+        for (name, version) in &m.versions {
+            let _ = writeln!(out, "- {name}: {version}");
+        }
+        let _ = writeln!(
+            out,
+            "- Bench run time: {:.0} s (measuring only)\n",
+            self.elapsed.as_secs_f64()
+        );
+        out.push_str(&self.body("##").replace("](bench/results/", "]("));
+        out
+    }
+
+    /// The README's Performance section, markers included.
+    pub fn readme_section(&self) -> String {
+        let secs = self.elapsed.as_secs();
+        format!(
+            "{README_START}\n<!-- Written by `cargo xtask bench`: edits here are overwritten \
+             at its next run. -->\n\n`cargo xtask bench` builds release binaries and measures \
+             everything below in one run ({} min {} s of measuring this time, builds not \
+             counted). One run on {} ({}, commit {}); machine details are in \
+             [bench/results/latest.md](bench/results/latest.md).\n\n{}{README_END}\n",
+            secs / 60,
+            secs % 60,
+            self.machine.summary(),
+            self.machine.date,
+            self.machine.commit,
+            self.body("###")
+        )
+    }
+
+    /// `bench/results/latest.svg`: req/s of every scenario, grouped by endpoint.
+    pub fn chart(&self) -> String {
+        let base = self.baseline_rps();
+        let bars: Vec<svg::Bar> = self
+            .measured
+            .iter()
+            .map(|m| {
+                let group = match m.scenario.endpoint {
+                    Endpoint::Login => "POST /login (against the WeChat simulator)".to_owned(),
+                    e => e.label().to_owned(),
+                };
+                let note = match m.scenario.endpoint {
+                    Endpoint::Login => String::new(),
+                    _ => format!("({} baseline)", times(stats::ratio(m.median_rps(), base))),
+                };
+                let rates = m.samples.iter().map(Sample::per_second);
+                let range = rates.clone().reduce(f64::min).zip(rates.reduce(f64::max));
+                svg::Bar {
+                    group,
+                    label: m.scenario.target.label().to_owned(),
+                    value: m.median_rps(),
+                    range,
+                    note,
+                    color: color(m.scenario.target),
+                }
+            })
+            .collect();
+        let s = &self.settings;
+        svg::bar_chart(
+            "Requests per second (bar: median of the rounds, whisker: slowest to fastest round)",
+            &format!(
+                "wrk, 1 thread, {} connections, {} s × {} rounds, loopback · {} · {}",
+                s.connections,
+                s.duration.as_secs(),
+                s.rounds,
+                self.machine.cpu,
+                self.machine.date
+            ),
+            &bars,
+        )
+    }
+
+    /// What the terminal shows at the end.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}\n", self.machine.summary());
+        let _ = writeln!(out, "{}", self.throughput_table());
+        for check in self.checks() {
+            let _ = writeln!(out, "{}", check.line());
+        }
+        let _ = writeln!(out, "\n{}", self.memory_table());
+        let _ = writeln!(
+            out,
+            "server RSS with {} SQLite sessions open: {} idle, {} serving (peak {})",
+            thousands(self.sqlite.sessions as f64),
+            bytes(self.sqlite.idle_rss_kib as f64 * 1024.0),
+            bytes(self.sqlite.serving_rss_kib as f64 * 1024.0),
+            bytes(self.sqlite.serving_peak_kib as f64 * 1024.0)
+        );
+        let _ = writeln!(
+            out,
+            "wasm: {} raw, {} gzip, {} brotli (shipped)",
+            bytes(self.wasm.raw as f64),
+            bytes(self.wasm.gzip as f64),
+            bytes(self.wasm.brotli as f64)
+        );
+        let _ = writeln!(
+            out,
+            "launch to a usable token: {:.1} ms without a stored token, {:.1} ms with one \
+             ({:.1} ms until confirmed)",
+            self.launch.cold(),
+            self.launch.warm_ready(),
+            self.launch.warm_verified()
+        );
+        out
+    }
+}
+
+/// The target as the table names it.
+fn target_label(target: Target) -> String {
+    match target {
+        Target::Baseline => "axum baseline (static JSON: the limit)".into(),
+        Target::Express => "express seed (Node)".into(),
+        Target::Server(store) => format!("server, {} store", store.label()),
+    }
+}
+
+fn color(target: Target) -> &'static str {
+    match target {
+        Target::Baseline => "#8c8c8c",
+        Target::Express => "#e8a33d",
+        Target::Server(Store::Memory) => "#4e79a7",
+        Target::Server(Store::Sqlite) => "#59a14f",
+        Target::Server(Store::Redis) => "#e15759",
+    }
+}
+
+/// A Markdown table with padded columns, so it reads as well in a terminal as rendered.
+/// `right[i]`: column `i` is right-aligned (numbers).
+pub fn table(rows: &[Vec<String>], right: &[bool]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+                .max(3)
+        })
+        .collect();
+    let line = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
+    let pad = |text: &str, c: usize| {
+        let fill = " ".repeat(widths[c] - text.chars().count());
+        if right.get(c).copied().unwrap_or(false) {
+            format!("{fill}{text}")
+        } else {
+            format!("{text}{fill}")
+        }
+    };
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        out += &line((0..columns).map(|c| pad(&row[c], c)).collect());
+        if i == 0 {
+            out += &line(
+                (0..columns)
+                    .map(|c| {
+                        let dashes = "-".repeat(widths[c] - 1);
+                        if right.get(c).copied().unwrap_or(false) {
+                            format!("{dashes}:")
+                        } else {
+                            format!("{dashes}-")
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// `readme` with its generated Performance section replaced by `section`: between the markers
+/// when they are there; otherwise the body of the `## Performance` section (up to the next
+/// `## ` heading), which the first run takes over; otherwise a new section at the end.
+pub fn replace_readme_section(readme: &str, section: &str) -> String {
+    if let (Some(start), Some(end)) = (readme.find(README_START), readme.find(README_END))
+        && start < end
+    {
+        let after = &readme[end + README_END.len()..];
+        let after = after.strip_prefix('\n').unwrap_or(after);
+        return format!("{}{section}{after}", &readme[..start]);
+    }
+    const HEADING: &str = "## Performance\n";
+    if let Some(at) = readme.find(HEADING) {
+        let body_start = at + HEADING.len();
+        let body_end = readme[body_start..]
+            .find("\n## ")
+            .map_or(readme.len(), |i| body_start + i + 1);
+        let rest = &readme[body_end..];
+        let gap = if rest.is_empty() { "" } else { "\n" };
+        return format!("{}\n{section}{gap}{rest}", &readme[..body_start]);
+    }
+    format!("{}\n\n{HEADING}\n{section}", readme.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_pads_its_columns_and_aligns_numbers_right() {
+        let rows = vec![
+            vec!["name".to_owned(), "req/s".to_owned()],
+            vec!["SQLite".to_owned(), "1,234".to_owned()],
+        ];
+        assert_eq!(
+            table(&rows, &[false, true]),
+            "| name   | req/s |\n| ------ | ----: |\n| SQLite | 1,234 |\n"
+        );
+    }
+
+    #[test]
+    fn a_check_passes_at_its_threshold_and_fails_below_or_unmeasured() {
+        let check = |measured| Check {
+            what: "x".into(),
+            measured,
+            wanted: 0.6,
+        };
+        assert!(check(0.6).holds());
+        assert_eq!(check(0.61).line(), "PASS x: 0.61× (wanted ≥ 0.60×)");
+        assert!(!check(0.59).holds());
+        assert!(!check(f64::NAN).holds(), "no measurement is no pass");
+    }
+
+    #[test]
+    fn the_readme_section_is_taken_over_once_then_replaced_between_markers() {
+        let old = "# T\n\n## Performance\n\nold table\n\n## Next\ntext\n";
+        let first = replace_readme_section(old, &format!("{README_START}\nA\n{README_END}\n"));
+        assert_eq!(
+            first,
+            format!("# T\n\n## Performance\n\n{README_START}\nA\n{README_END}\n\n## Next\ntext\n")
+        );
+        let second = replace_readme_section(&first, &format!("{README_START}\nB\n{README_END}\n"));
+        assert_eq!(second, first.replace("\nA\n", "\nB\n"));
+
+        let at_end = "# T\n\n## Performance\n\nold\n";
+        assert_eq!(
+            replace_readme_section(at_end, "S\n"),
+            "# T\n\n## Performance\n\nS\n"
+        );
+        assert_eq!(
+            replace_readme_section("# T\n", "S\n"),
+            "# T\n\n## Performance\n\nS\n"
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! `cargo xtask bench`: everything the measurements need, then the measuring binary of the
+//! `bench` crate (`bench/src/main.rs`), which loads, prints and writes the results.
+//!
+//! Here: wrk, Redis and Node from Debian when missing, the express seed's packages from its
+//! lock file, the shipped WASM module (its size is measured and the launch test loads it), and
+//! release builds of the server, the bench and the axum baseline. Not part of `cargo xtask
+//! test`: a release build and minutes of load would double its time for figures that only
+//! mean something when read, not when passed.
+
+use std::process::Command;
+
+use crate::{
+    Result, harness, install,
+    run::{self, status},
+    wasm,
+};
+
+pub fn run() -> Result {
+    let root = run::root();
+    let seed = root.join("bench/express-seed");
+    run::step(
+        "bench tools (wrk, redis-server, node, the express seed)",
+        || {
+            install::apt(&[("wrk", "wrk"), ("redis-server", "redis-server")])?;
+            wasm::node()?;
+            harness::node_20()?;
+            install::apt(&[("npm", "npm")])?;
+            harness::npm_install(&seed)
+        },
+    )?;
+    wasm::build()?;
+    run::step("release build (server, bench, baseline-axum)", || {
+        run::cargo(&[
+            "build",
+            "--release",
+            "--locked",
+            "--package",
+            "server",
+            "--package",
+            "bench",
+        ])
+    })?;
+    let release = run::target_dir().join("release");
+    run::step("bench", || {
+        status(
+            Command::new(release.join("bench"))
+                .arg("--root")
+                .arg(&root)
+                .arg("--server")
+                .arg(release.join("server"))
+                .arg("--baseline")
+                .arg(release.join("baseline-axum"))
+                .arg("--wasm-raw")
+                .arg(wasm::optimized_module())
+                .arg("--wasm-shipped")
+                .arg(wasm::shipped_module())
+                .args(std::env::args().skip(2))
+                .current_dir(&root),
+        )
+    })
+}
