@@ -239,7 +239,10 @@ impl Report {
         let _ = writeln!(
             out,
             "`/checklogin` on SQLite ÷ the express seed: **{}**. `/checklogin` sends a live \
-             token as `Authorization: Bearer` to every target; `/login` has no baseline.\n",
+             token as `Authorization: Bearer` to every target; `/login` has no baseline. \
+             req/s counts successful answers only. `/login` errors on the memory store are \
+             its bound at work: past 200,000 codes held for their replay window, the in-process \
+             claim table refuses new logins with a 503 rather than grow.\n",
             times(sqlite_vs_express)
         );
         let _ = writeln!(out, "{}\n", self.noise());

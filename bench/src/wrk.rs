@@ -36,8 +36,9 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// Successful answers per second: a fast refusal is not a login (or a check) served.
     pub fn per_second(&self) -> f64 {
-        self.requests as f64 / self.seconds
+        self.requests.saturating_sub(self.status_errors) as f64 / self.seconds
     }
 
     pub fn errors(&self) -> u64 {
@@ -170,7 +171,8 @@ mod tests {
                    \"write\":0,\"status\":2,\"timeout\":0,\"p50_us\":350,\"p99_us\":1250,\
                    \"sent\":-1}\n";
         let s = parse(out).unwrap();
-        assert_eq!(s.per_second(), 20_000.0);
+        // 80,000 answers, 2 of them refusals: successes per second.
+        assert_eq!(s.per_second(), 19_999.5);
         assert_eq!((s.p50_ms, s.p99_ms), (0.35, 1.25));
         assert_eq!((s.status_errors, s.socket_errors, s.errors()), (2, 1, 3));
         assert_eq!(s.sent, None);
