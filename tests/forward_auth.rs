@@ -144,7 +144,7 @@ async fn record(
 #[derive(Debug)]
 struct Nginx {
     port: u16,
-    prefix: PathBuf,
+    prefix: workspace_tests::ScratchDir,
     child: Option<Child>,
 }
 
@@ -186,7 +186,7 @@ impl Nginx {
         );
         let child = Command::new(binary)
             .arg("-p")
-            .arg(&self.prefix)
+            .arg(&*self.prefix)
             .arg("-c")
             .arg(conf)
             .args(["-g", &globals])
@@ -247,7 +247,6 @@ impl Drop for Nginx {
         if std::thread::panicking() {
             eprintln!("nginx on port {}:\n{}", self.port, self.log());
         }
-        std::fs::remove_dir_all(&self.prefix).ok();
     }
 }
 

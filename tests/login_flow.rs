@@ -235,7 +235,6 @@ async fn an_unbuilt_harness_explains_how_to_build_it() {
         .unwrap();
     assert_eq!(response.status(), 503);
     assert!(response.text().await.unwrap().contains("cargo xtask build"));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test]
@@ -265,7 +264,6 @@ async fn a_built_harness_is_served_in_dev_mode_only() {
         404,
         "no harness and no simulator in production"
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test]

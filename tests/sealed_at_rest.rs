@@ -155,7 +155,6 @@ async fn sqlite_files_hold_no_session_key_and_sessions_open_after_restarts_and_r
         after_rotation.session_key
     );
     server.stop().await;
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test]

@@ -4,19 +4,19 @@
 use std::{num::NonZeroUsize, sync::Arc};
 
 use server::store::{SessionCache, SqliteStore, Stores, contract_tests::scope};
-use workspace_tests::{TestServer, config, temp_dir};
+use workspace_tests::{ScratchDir, TestServer, config, temp_dir};
 
 /// The default configuration on a fresh SQLite file: the cache is on.
-async fn sqlite_server(extra: &[&str]) -> TestServer {
+async fn sqlite_server(extra: &[&str]) -> (TestServer, ScratchDir) {
     let dir = temp_dir("session-cache");
     let store = format!("sqlite://{}", dir.join("sessions.db").display());
     let args = [&["--session-store", store.as_str()][..], extra].concat();
-    TestServer::start(&args).await
+    (TestServer::start(&args).await, dir)
 }
 
 #[tokio::test]
 async fn a_logout_is_seen_by_the_very_next_check_on_the_same_instance() {
-    let server = sqlite_server(&["--login-rate-per-minute", "0"]).await;
+    let (server, _dir) = sqlite_server(&["--login-rate-per-minute", "0"]).await;
     assert!(
         server.state.config.session_cache > 0,
         "the cache is on by default"

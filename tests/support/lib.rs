@@ -244,7 +244,7 @@ impl Drop for Upstream {
 
 /// A `CONFIG_FILE` naming one app per simulator, in this order (the first is the default),
 /// each with the simulator as its `api_base`; readable by its owner only, as the README asks.
-pub fn apps_file(upstreams: &[&Upstream]) -> std::path::PathBuf {
+pub fn apps_file(upstreams: &[&Upstream]) -> ScratchFile {
     let mut text = String::new();
     for upstream in upstreams {
         text.push_str(&format!(
@@ -254,14 +254,15 @@ pub fn apps_file(upstreams: &[&Upstream]) -> std::path::PathBuf {
             upstream.base
         ));
     }
-    let path = temp_dir("apps").join("apps.toml");
+    let dir = temp_dir("apps");
+    let path = dir.join("apps.toml");
     std::fs::write(&path, text).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    path
+    ScratchFile { path, _dir: dir }
 }
 
 /// The data key of the production-mode tests (`DATA_KEY`), fixed so that a test can seal a
@@ -304,11 +305,48 @@ pub async fn error_body(response: reqwest::Response) -> ErrorBody {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not an error body ({e}): {text}"))
 }
 
-/// A fresh empty folder under the system temp dir.
-pub fn temp_dir(label: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("{label}-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh empty folder under the system temp dir, removed with all it holds when dropped, so
+/// that neither a passing nor a panicking test leaves files behind.
+pub fn temp_dir(label: &str) -> ScratchDir {
+    ScratchDir(
+        tempfile::Builder::new()
+            .prefix(&format!("{label}-"))
+            .tempdir()
+            .unwrap(),
+    )
+}
+
+/// See [`temp_dir`]; reads as the folder's path.
+#[derive(Debug)]
+pub struct ScratchDir(tempfile::TempDir);
+
+impl std::ops::Deref for ScratchDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<std::path::Path> for ScratchDir {
+    fn as_ref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+/// A file in a folder of its own, both removed when dropped; reads as the file's path.
+#[derive(Debug)]
+pub struct ScratchFile {
+    path: std::path::PathBuf,
+    _dir: ScratchDir,
+}
+
+impl std::ops::Deref for ScratchFile {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
 }
 
 /// Whether `needle` occurs anywhere in `haystack`: for tests that search files and dumps for

@@ -5,7 +5,7 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -22,7 +22,7 @@ pub fn free_port() -> u16 {
 #[derive(Debug)]
 pub struct RedisServer {
     pub port: u16,
-    dir: PathBuf,
+    dir: crate::ScratchDir,
     child: Option<Child>,
 }
 
@@ -128,7 +128,6 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
-        std::fs::remove_dir_all(&self.dir).ok();
     }
 }
 
@@ -197,7 +196,7 @@ pub fn redis_query(port: u16, command: &str) -> Option<String> {
 pub struct RedisCluster {
     /// The masters' client ports.
     pub ports: Vec<u16>,
-    dir: PathBuf,
+    dir: crate::ScratchDir,
     nodes: Vec<Child>,
 }
 
@@ -294,7 +293,6 @@ impl Drop for RedisCluster {
             node.kill().ok();
             node.wait().ok();
         }
-        std::fs::remove_dir_all(&self.dir).ok();
     }
 }
 
