@@ -16,11 +16,13 @@
 //! - [`wasm_size`]: the shipped client module, raw, gzip and brotli.
 //! - [`launch`]: mini-program launch to a usable token, in the tests' strict runtime.
 //!
-//! And what they share: [`wrk`] (the load generator), [`processes`] (servers and Redis the
+//! And what they share: [`wrk`] (the load generator), [`cpus`] (which CPUs it and the targets
+//! get), [`processes`] (servers and Redis the
 //! bench owns), [`client`] (codes, logins, token checks), [`stats`] (medians, formats),
 //! [`machine`], [`report`] (tables, acceptance lines, README) and [`svg`] (the chart).
 
 mod client;
+mod cpus;
 mod footprint;
 mod launch;
 mod machine;
@@ -106,7 +108,8 @@ async fn main() -> ExitCode {
 async fn run(args: &Args) -> Result {
     let started = Instant::now();
     let work = processes::TempDir::new("bench")?;
-    let wrk = wrk::Wrk::new(work.path(), args.connections)?;
+    let cpus = cpus::CpuPlan::detect()?;
+    let wrk = wrk::Wrk::new(work.path(), args.connections, &cpus)?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
@@ -115,6 +118,7 @@ async fn run(args: &Args) -> Result {
         duration: Duration::from_secs(args.seconds),
         warmup: Duration::from_secs(args.warmup_seconds),
         connections: args.connections,
+        cpus: cpus.describe(),
     };
     let machine = machine::Machine::read(wrk::version());
     eprintln!("    {}", machine.summary());
@@ -124,6 +128,7 @@ async fn run(args: &Args) -> Result {
             server: &args.server,
             baseline: &args.baseline,
             express_dir: &args.root.join("bench/express-seed"),
+            cpus: &cpus,
             rounds: args.rounds,
             duration: settings.duration,
             warmup: settings.warmup,
@@ -134,6 +139,7 @@ async fn run(args: &Args) -> Result {
     let sqlite = job("SQLite: bytes per session, server RSS", async {
         footprint::sqlite::measure(
             &args.server,
+            &cpus,
             &wrk,
             &http,
             args.sqlite_sessions,
@@ -143,7 +149,7 @@ async fn run(args: &Args) -> Result {
     })
     .await?;
     let redis = job("Redis: used_memory per session", async {
-        footprint::redis::measure(args.redis_sessions).await
+        footprint::redis::measure(args.redis_sessions, &cpus).await
     })
     .await?;
     let wasm = job("WASM size", async {

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::Result;
+use crate::{Result, cpus::CpuPlan};
 
 /// How long a process may take to say where it listens and to answer its health check.
 const START_LIMIT: Duration = Duration::from_secs(20);
@@ -198,11 +198,11 @@ impl Redis {
     /// `durable`: an append-only file synced at every write (`appendfsync always`), the
     /// durability the SQLite store has with `synchronous=FULL`, so their login figures compare
     /// like with like. Without it, nothing is written to disk (for the memory measurement).
-    pub fn start(dir: &Path, durable: bool) -> Result<Self> {
+    pub fn start(dir: &Path, durable: bool, cpus: &CpuPlan) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         for _ in 0..5 {
             let port = free_port()?;
-            let mut cmd = Command::new("redis-server");
+            let mut cmd = cpus.target("redis-server");
             cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
                 .arg("--dir")
                 .arg(dir)

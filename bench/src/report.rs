@@ -20,12 +20,14 @@ pub const README_START: &str = "<!-- bench:start -->";
 pub const README_END: &str = "<!-- bench:end -->";
 
 /// How the throughput runs were made, for the method line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub rounds: usize,
     pub duration: Duration,
     pub warmup: Duration,
     pub connections: u32,
+    /// How the CPUs were split between wrk and the targets ([`crate::cpus`]).
+    pub cpus: String,
 }
 
 /// Everything one `cargo xtask bench` measured.
@@ -130,12 +132,13 @@ impl Report {
              codes minted beforehand at the built-in WeChat simulator, one user per code), \
              login and upstream limits off. SQLite at \
              `synchronous=FULL`, Redis with `appendfsync always`: every login durable on both. \
-             Load generator and server share the machine's {} cores.",
+             Of the machine's {} cores: {}.",
             s.connections,
             s.duration.as_secs(),
             s.warmup.as_secs(),
             s.rounds,
-            self.machine.cores
+            self.machine.cores,
+            s.cpus
         )
     }
 
@@ -157,7 +160,7 @@ impl Report {
             "Noise: from its slowest round to its fastest, a GET scenario's rate moved by up to \
              {:.0} % in this run (the baseline's by {:.0} %), a `/login` scenario's by up to \
              {:.0} % (SQLite and Redis logins wait for fsync, on a disk shared with other \
-             work). The cores are shared too, so a ratio near its threshold is not settled by \
+             work). Other work may share the cores too, so a ratio near its threshold is not settled by \
              one run.",
             widest(false),
             baseline * 100.0,

@@ -13,9 +13,10 @@
 //! upstream limits off: one client sending thousands of logins a second is what the bench
 //! does, not an attack.
 
-use std::{collections::HashMap, path::Path, process::Command, time::Duration};
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use crate::{
+    cpus::CpuPlan,
     Result, client,
     processes::{Redis, Service},
     stats,
@@ -146,6 +147,7 @@ pub struct Setup<'a> {
     pub server: &'a Path,
     pub baseline: &'a Path,
     pub express_dir: &'a Path,
+    pub cpus: &'a CpuPlan,
     pub rounds: usize,
     pub duration: Duration,
     /// Load before the first measured run of each process, discarded: V8 compiles express's
@@ -285,7 +287,7 @@ struct Running {
 impl Running {
     async fn start(setup: &Setup<'_>, dir: &Path, http: &reqwest::Client) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let redis = Redis::start(&dir.join("redis"), true)?;
+        let redis = Redis::start(&dir.join("redis"), true, setup.cpus)?;
         let mut servers = Vec::new();
         for store in Store::ALL {
             let url = match store {
@@ -293,15 +295,15 @@ impl Running {
                 Store::Sqlite => format!("sqlite://{}", dir.join("sqlite/sessions.db").display()),
                 Store::Redis => redis.url(),
             };
-            servers.push((store, start_server(setup.server, &url)?));
+            servers.push((store, start_server(setup.server, &url, setup.cpus)?));
         }
-        let mut baseline = Command::new(setup.baseline);
+        let mut baseline = setup.cpus.target(setup.baseline);
         baseline
             .env_clear()
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "warn");
         let baseline = Service::start("the axum baseline", baseline, "/healthz")?;
-        let express = start_express(setup.express_dir)?;
+        let express = start_express(setup.express_dir, setup.cpus)?;
 
         let mut tokens = HashMap::new();
         for (store, server) in &servers {
@@ -365,8 +367,8 @@ impl Running {
 
 /// The login server on the store at `url`, as the bench runs every server: dev mode (the
 /// simulator mints the codes), loopback, `warn` logging, no login or upstream limits.
-pub fn start_server(binary: &Path, store_url: &str) -> Result<Service> {
-    let mut cmd = Command::new(binary);
+pub fn start_server(binary: &Path, store_url: &str, cpus: &CpuPlan) -> Result<Service> {
+    let mut cmd = cpus.target(binary);
     cmd.env_clear()
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("SESSION_STORE", store_url)
@@ -379,8 +381,8 @@ pub fn start_server(binary: &Path, store_url: &str) -> Result<Service> {
 }
 
 /// The express seed under Node, as deployed: `NODE_ENV=production`.
-fn start_express(dir: &Path) -> Result<Service> {
-    let mut cmd = Command::new("node");
+fn start_express(dir: &Path, cpus: &CpuPlan) -> Result<Service> {
+    let mut cmd = cpus.target("node");
     cmd.arg("server.js")
         .current_dir(dir)
         .env_clear()

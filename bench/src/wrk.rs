@@ -15,7 +15,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::Result;
+use crate::{Result, cpus::CpuPlan};
 
 const REPORT_LUA: &str = include_str!("../wrk/report.lua");
 const LOGIN_LUA: &str = include_str!("../wrk/login.lua");
@@ -67,11 +67,12 @@ pub struct Wrk {
     report_script: PathBuf,
     login_script: PathBuf,
     pub connections: u32,
+    cpus: CpuPlan,
 }
 
 impl Wrk {
     /// Writes the scripts into `dir`.
-    pub fn new(dir: &Path, connections: u32) -> Result<Self> {
+    pub fn new(dir: &Path, connections: u32, cpus: &CpuPlan) -> Result<Self> {
         let report_script = dir.join("report.lua");
         let login_script = dir.join("login.lua");
         std::fs::write(&report_script, REPORT_LUA)?;
@@ -80,6 +81,7 @@ impl Wrk {
             report_script,
             login_script,
             connections,
+            cpus: cpus.clone(),
         })
     }
 
@@ -101,7 +103,7 @@ impl Wrk {
     }
 
     fn command(&self, script: &Path, duration: Duration) -> Command {
-        let mut cmd = Command::new("wrk");
+        let mut cmd = self.cpus.load("wrk");
         cmd.args(["--threads", "1"])
             .args(["--connections", &self.connections.to_string()])
             .args(["--duration", &format!("{}s", duration.as_secs().max(1))])

@@ -10,7 +10,7 @@ use server::{
     store::{RedisStore, Scope, SessionStore},
 };
 
-use crate::{Result, processes::Redis, processes::TempDir};
+use crate::{Result, cpus::CpuPlan, processes::Redis, processes::TempDir};
 
 /// Inserts in flight: enough to keep the connection's pipeline full.
 const CONCURRENCY: u64 = 64;
@@ -28,9 +28,9 @@ impl RedisFootprint {
     }
 }
 
-pub async fn measure(sessions: u64) -> Result<RedisFootprint> {
+pub async fn measure(sessions: u64, cpus: &CpuPlan) -> Result<RedisFootprint> {
     let dir = TempDir::new("bench-redis")?;
-    let redis = Redis::start(dir.path(), false)?;
+    let redis = Redis::start(dir.path(), false, cpus)?;
     let keys = DataKeys::generate();
     let scope = Scope {
         appid: DEV_APPID.to_owned(),

@@ -17,7 +17,7 @@ use server::{
     store::{Scope, SqliteStore},
 };
 
-use crate::{Result, client, processes::TempDir, throughput, wrk::Sample, wrk::Wrk};
+use crate::{Result, client, cpus::CpuPlan, processes::TempDir, throughput, wrk::Sample, wrk::Wrk};
 
 /// What [`measure`] found.
 #[derive(Debug, Clone)]
@@ -45,6 +45,7 @@ impl SqliteFootprint {
 /// `duration`, and reads the sizes.
 pub async fn measure(
     server: &Path,
+    cpus: &CpuPlan,
     wrk: &Wrk,
     http: &reqwest::Client,
     sessions: u64,
@@ -62,7 +63,7 @@ pub async fn measure(
     let fill_seconds = started.elapsed().as_secs_f64();
     let file_bytes = files_size(&path);
 
-    let server = throughput::start_server(server, &format!("sqlite://{}", path.display()))?;
+    let server = throughput::start_server(server, &format!("sqlite://{}", path.display()), cpus)?;
     let (idle_rss_kib, _) = server.memory_kib()?;
     client::expect_logged_in(http, server.base(), &token).await?;
     let served = wrk.get(
