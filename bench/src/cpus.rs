@@ -39,16 +39,17 @@ impl CpuPlan {
         let cpus = parse_list(allowed.trim())
             .ok_or_else(|| format!("cannot read the CPU list {allowed:?}"))?;
         Ok(Self {
-            split: plan(cpus).map(|(load, targets)| -> Result<Split> {
-                Ok(Split {
+            split: plan(cpus)
+                .map(|(load, targets)| -> Result<Split> {
+                    Ok(Split {
                     taskset: find_program("taskset").ok_or(
                         "taskset is not on PATH: install util-linux (apt-get install util-linux)",
                     )?,
                     load,
                     targets,
                 })
-            })
-            .transpose()?,
+                })
+                .transpose()?,
         })
     }
 

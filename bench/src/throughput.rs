@@ -16,8 +16,8 @@
 use std::{collections::HashMap, path::Path, time::Duration};
 
 use crate::{
-    cpus::CpuPlan,
     Result, client,
+    cpus::CpuPlan,
     processes::{Redis, Service},
     stats,
     wrk::{Sample, Wrk},

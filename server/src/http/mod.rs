@@ -22,7 +22,7 @@ pub use error::ApiError;
 pub use forward_auth::{APPID_HEADER, OPENID_HEADER, UNIONID_HEADER};
 pub use openapi::ApiDoc;
 
-use axum::{Router, extract::DefaultBodyLimit, middleware};
+use axum::{Router, extract::DefaultBodyLimit};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::state::LoginState;
@@ -76,5 +76,5 @@ pub fn router(state: LoginState) -> Router {
                 "a handler panicked".into(),
             ))
         }))
-        .layer(middleware::from_fn(request_log::log_request))
+        .layer(request_log::RequestLogLayer)
 }
