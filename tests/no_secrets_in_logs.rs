@@ -2,28 +2,13 @@
 //! owns its process's global log subscriber, at the most verbose level, so every line any
 //! crate writes is captured.
 
-use std::sync::{Arc, Mutex};
-
 use workspace_tests::{TestServer, Upstream};
 
 const SECRET: &str = "8f3b1c0d9e7a4b2c8f3b1c0d9e7a4b2c";
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
-    let logs = Captured::default();
+    let logs = server::captured_log::CapturedLog::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -105,7 +90,7 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
 
     server.stop().await;
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("login"), "the capture works: {logs}");
     assert!(
         logs.contains("something else fetched a new token"),

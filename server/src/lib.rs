@@ -52,6 +52,8 @@
 
 pub mod apps;
 pub mod auth;
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod captured_log;
 pub mod cli;
 pub mod client_ip;
 pub mod config;

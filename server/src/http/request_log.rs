@@ -192,24 +192,10 @@ mod tests {
         assert_eq!(&out, b"ffffffffffffffff");
     }
 
-    /// A writer the test reads back: what the subscriber wrote.
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test(flavor = "current_thread")]
     async fn a_line_the_request_causes_carries_its_id_and_the_answer_echoes_it() {
         use tower::{Layer, ServiceExt};
-        let captured = Captured::default();
+        let captured = crate::captured_log::CapturedLog::default();
         let writer = captured.clone();
         let _subscriber = tracing::subscriber::set_default(
             tracing_subscriber::fmt()
@@ -238,7 +224,7 @@ mod tests {
         let fresh_id = fresh.headers()[&REQUEST_ID].to_str().unwrap().to_owned();
         assert!(fresh_id.starts_with(&format!("{:016x}-", *PROCESS_PREFIX)));
 
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = captured.text();
         let lines: Vec<&str> = log.lines().collect();
         assert_eq!(lines.len(), 2, "{log}");
         assert!(
