@@ -121,7 +121,11 @@ impl SessionStore for FlakyStore {
         self.inner.insert(key, session).await
     }
 
-    async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Session>, StoreError> {
+    async fn get(
+        &self,
+        key: TokenHash,
+        now: i64,
+    ) -> Result<Option<std::sync::Arc<Session>>, StoreError> {
         self.inner.get(key, now).await
     }
 

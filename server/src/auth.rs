@@ -2,7 +2,10 @@
 //! belongs to, and ends sessions. Transport-free: it speaks in [`AuthError`], which `http/`
 //! maps to statuses, so every rule here is testable without HTTP and the handlers stay thin.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use sha2::{Digest, Sha256};
 use shared::code_rules;
@@ -62,6 +65,17 @@ pub struct AuthUser {
     pub appid: String,
     /// Unix seconds; the token is refused from this instant on.
     pub expires_at: i64,
+}
+
+impl From<&Session> for AuthUser {
+    fn from(session: &Session) -> Self {
+        Self {
+            openid: session.openid.clone(),
+            unionid: session.unionid.clone(),
+            appid: session.appid.clone(),
+            expires_at: session.expires_at,
+        }
+    }
 }
 
 /// Rejects codes WeChat could never have issued, so junk never costs an upstream call.
@@ -320,18 +334,12 @@ async fn open_outcome(
 /// store lookup; store trouble is [`AuthError::Store`], never a "not logged in" that would
 /// send every client into a fresh login.
 pub async fn authenticate(state: &LoginState, token: Option<&str>) -> Result<AuthUser, AuthError> {
-    let session = live_session(state, token).await?;
-    Ok(AuthUser {
-        openid: session.openid,
-        unionid: session.unionid,
-        appid: session.appid,
-        expires_at: session.expires_at,
-    })
+    Ok(AuthUser::from(&*live_session(state, token).await?))
 }
 
 /// The live session of `token` in one of this server's apps. A session of an app it does not
 /// serve (several deployments sharing one store) is as unknown here as a token never issued.
-async fn live_session(state: &LoginState, token: Option<&str>) -> Result<Session, AuthError> {
+async fn live_session(state: &LoginState, token: Option<&str>) -> Result<Arc<Session>, AuthError> {
     let token = token.and_then(Token::parse).ok_or(AuthError::NotLoggedIn)?;
     state
         .stores
@@ -392,18 +400,14 @@ pub async fn session_keys(
     if let (true, Some(e)) = (keys.is_empty(), first_error) {
         return Err(e.into());
     }
-    let user = AuthUser {
-        openid: session.openid,
-        unionid: session.unionid,
-        appid: session.appid,
-        expires_at: session.expires_at,
-    };
-    Ok((user, keys))
+    Ok((AuthUser::from(&*session), keys))
 }
 
 /// Whether `token` names a live session: [`authenticate`] as a yes or no, for `/checklogin`.
 pub async fn is_logged_in(state: &LoginState, token: Option<&str>) -> Result<bool, AuthError> {
-    match authenticate(state, token).await {
+    // The session itself, not an [`AuthUser`] made of copies of its strings: this answers
+    // every launch of every user.
+    match live_session(state, token).await {
         Ok(_) => Ok(true),
         Err(AuthError::NotLoggedIn) => Ok(false),
         Err(e) => Err(e),

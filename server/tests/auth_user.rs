@@ -335,7 +335,7 @@ impl SessionStore for DownStore {
     async fn insert(&self, _: TokenHash, _: Session) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
-    async fn get(&self, _: TokenHash, _: i64) -> Result<Option<Session>, StoreError> {
+    async fn get(&self, _: TokenHash, _: i64) -> Result<Option<Arc<Session>>, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     async fn remove(&self, _: TokenHash) -> Result<bool, StoreError> {

@@ -1,6 +1,9 @@
 //! A store in process memory: for tests and throwaway runs; everything is lost on exit.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use async_trait::async_trait;
 
@@ -11,13 +14,13 @@ use crate::{data_keys::SealedSessionKey, token::TokenHash};
 pub struct MemoryStore {
     /// A std mutex suffices: it is never held across an `.await` and every critical section is
     /// a single map operation.
-    sessions: Mutex<HashMap<TokenHash, Session>>,
+    sessions: Mutex<HashMap<TokenHash, Arc<Session>>>,
     /// By appid, then openid.
     users: Mutex<HashMap<(String, String), UserRecord>>,
 }
 
 impl MemoryStore {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, Session>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, Arc<Session>>> {
         // A panic elsewhere cannot leave a HashMap half-updated, so a poisoned lock is safe.
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -26,11 +29,11 @@ impl MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn insert(&self, key: TokenHash, session: Session) -> Result<(), StoreError> {
-        self.map().insert(key, session);
+        self.map().insert(key, Arc::new(session));
         Ok(())
     }
 
-    async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Session>, StoreError> {
+    async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Arc<Session>>, StoreError> {
         Ok(self.map().get(&key).filter(|s| s.expires_at > now).cloned())
     }
 

@@ -90,7 +90,9 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn insert(&self, key: TokenHash, session: Session) -> Result<(), StoreError>;
 
     /// The session under `key`, or `None` when there is none or it expired before `now`.
-    async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Session>, StoreError>;
+    /// Shared rather than owned: a cache answers `/checklogin` with a reference count, not a
+    /// copy of every string in the session.
+    async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Arc<Session>>, StoreError>;
 
     /// Deletes the session under `key`; `true` when one was there. Deleting twice is fine.
     async fn remove(&self, key: TokenHash) -> Result<bool, StoreError>;
@@ -254,7 +256,7 @@ pub mod contract_tests {
         s.unionid = Some("u-1".into());
         store.insert(key, s.clone()).await.unwrap();
         // Every field comes back as it went in, the sealed session_key byte for byte.
-        assert_eq!(store.get(key, unix_now()).await.unwrap(), Some(s));
+        assert_eq!(store.get(key, unix_now()).await.unwrap(), Some(Arc::new(s)));
         let other = Token::generate().hash();
         assert_eq!(store.get(other, unix_now()).await.unwrap(), None);
     }

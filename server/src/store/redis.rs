@@ -264,7 +264,11 @@ impl RedisStore {
     /// The session under `key` from Redis, `now` deciding whether it is still alive. With a
     /// cache, a session that exists is read again on the tracking connection, so that Redis
     /// reports its changes, and kept; an unknown token is never tracked nor kept.
-    async fn read_session(&self, key: String, now: i64) -> Result<Option<Session>, StoreError> {
+    async fn read_session(
+        &self,
+        key: String,
+        now: i64,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
         let mut c = self.conn.clone();
         let k = key.clone();
         let raw: Option<String> = self.run(async move { c.get(k).await }).await?;
@@ -286,7 +290,7 @@ impl RedisStore {
                 .await;
             match tracked {
                 Ok((Some(tracked),)) => {
-                    let session = parse_session(&tracked)?;
+                    let session = Arc::new(parse_session(&tracked)?);
                     tracking.cache.store(key, session.clone(), generation);
                     return Ok(alive(session, now));
                 }
@@ -297,7 +301,7 @@ impl RedisStore {
                 Err(_) => {}
             }
         }
-        parse_session(&raw).map(|s| alive(s, now))
+        parse_session(&raw).map(|s| alive(Arc::new(s), now))
     }
 }
 
@@ -306,7 +310,7 @@ fn parse_session(raw: &str) -> Result<Session, StoreError> {
 }
 
 /// Redis TTLs have second granularity, and a cached copy has none: the stamp is the authority.
-fn alive(session: Session, now: i64) -> Option<Session> {
+fn alive(session: Arc<Session>, now: i64) -> Option<Arc<Session>> {
     (session.expires_at > now).then_some(session)
 }
 
@@ -326,7 +330,7 @@ impl SessionStore for RedisStore {
             .await
     }
 
-    async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Session>, StoreError> {
+    async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Arc<Session>>, StoreError> {
         let redis_key = self.session_key(&key);
         if let Some(tracking) = &self.cache
             && let Some(session) = tracking.cache.hit(&redis_key, std::time::Instant::now())

@@ -94,7 +94,7 @@ pub struct CacheStats {
 
 /// The entries and what decides whether they may be served.
 struct State {
-    entries: LruCache<String, Session>,
+    entries: LruCache<String, Arc<Session>>,
     /// Moves on every invalidation, so a read that crossed one is not stored.
     generation: u64,
     /// The tracking connection the entries and the certificate belong to; 0 while none is.
@@ -140,7 +140,7 @@ impl SessionCache {
     }
 
     /// The session cached under `key`, if the certificate is fresh enough to trust it.
-    pub(super) fn hit(&self, key: &str, now: Instant) -> Option<Session> {
+    pub(super) fn hit(&self, key: &str, now: Instant) -> Option<Arc<Session>> {
         let mut state = self.lock();
         if now.saturating_duration_since(state.last_lookup) >= IDLE_AFTER {
             self.wake.notify_one();
@@ -171,7 +171,7 @@ impl SessionCache {
 
     /// Keeps `session`, read after [`SessionCache::start_read`] gave `generation`, unless an
     /// invalidation came in since.
-    pub(super) fn store(&self, key: String, session: Session, generation: u64) {
+    pub(super) fn store(&self, key: String, session: Arc<Session>, generation: u64) {
         let mut state = self.lock();
         if state.generation == generation {
             state.entries.insert(key, session);
@@ -412,15 +412,15 @@ mod tests {
     use super::*;
     use crate::data_keys::SealedSessionKey;
 
-    fn session(openid: &str) -> Session {
-        Session {
+    fn session(openid: &str) -> Arc<Session> {
+        Arc::new(Session {
             appid: "wx1".into(),
             openid: openid.into(),
             unionid: None,
             session_key: SealedSessionKey::from_bytes(vec![1, 2, 3]),
             created_at: 0,
             expires_at: i64::MAX,
-        }
+        })
     }
 
     fn cache(capacity: usize, t0: Instant) -> SessionCache {

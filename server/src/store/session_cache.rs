@@ -38,7 +38,7 @@ pub struct SessionCache {
 
 #[derive(Debug)]
 struct Shard {
-    sessions: LruCache<TokenHash, Session>,
+    sessions: LruCache<TokenHash, Arc<Session>>,
     /// Removals and replacements in this shard so far; a lookup that saw another value
     /// before its store read does not insert what it read.
     changes: u64,
@@ -94,11 +94,11 @@ impl SessionStore for SessionCache {
         self.store.insert(key, session.clone()).await?;
         let mut shard = lock(self.shard(&key));
         shard.changes += 1;
-        shard.sessions.insert(key, session);
+        shard.sessions.insert(key, Arc::new(session));
         Ok(())
     }
 
-    async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Session>, StoreError> {
+    async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Arc<Session>>, StoreError> {
         let seen = {
             let mut shard = lock(self.shard(&key));
             match shard.sessions.get(&key) {
@@ -161,7 +161,7 @@ mod tests {
         async fn insert(&self, key: TokenHash, s: Session) -> Result<(), StoreError> {
             self.store.insert(key, s).await
         }
-        async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Session>, StoreError> {
+        async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Arc<Session>>, StoreError> {
             self.reads.fetch_add(1, Ordering::Relaxed);
             self.store.get(key, now).await
         }
@@ -256,7 +256,7 @@ mod tests {
         async fn insert(&self, key: TokenHash, s: Session) -> Result<(), StoreError> {
             self.store.insert(key, s).await
         }
-        async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Session>, StoreError> {
+        async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Arc<Session>>, StoreError> {
             let read = self.store.get(key, now).await;
             self.read_started.notify_one();
             self.release.notified().await;

@@ -324,21 +324,21 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Session>, StoreError> {
+    async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Arc<Session>>, StoreError> {
         self.read(key.as_bytes()[0] as usize, move |c| {
             c.prepare_cached(
                 "SELECT appid, openid, unionid, session_key, created_at, expires_at
                  FROM sessions WHERE token_hash = ?1 AND expires_at > ?2",
             )?
             .query_row(params![key.as_bytes().as_slice(), now], |row| {
-                Ok(Session {
+                Ok(Arc::new(Session {
                     appid: row.get(0)?,
                     openid: row.get(1)?,
                     unionid: row.get(2)?,
                     session_key: SealedSessionKey::from_bytes(row.get(3)?),
                     created_at: row.get(4)?,
                     expires_at: row.get(5)?,
-                })
+                }))
             })
             .optional()
         })
@@ -506,7 +506,7 @@ mod tests {
             store.insert(key, session.clone()).await.unwrap();
         }
         let reopened = SqliteStore::open(&path, &scope).unwrap();
-        assert_eq!(reopened.get(key, 2).await.unwrap(), Some(session));
+        assert_eq!(reopened.get(key, 2).await.unwrap(), Some(Arc::new(session)));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
