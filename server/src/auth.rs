@@ -340,11 +340,13 @@ pub async fn authenticate(state: &LoginState, token: Option<&str>) -> Result<Aut
 /// The live session of `token` in one of this server's apps. A session of an app it does not
 /// serve (several deployments sharing one store) is as unknown here as a token never issued.
 async fn live_session(state: &LoginState, token: Option<&str>) -> Result<Arc<Session>, AuthError> {
-    let token = token.and_then(Token::parse).ok_or(AuthError::NotLoggedIn)?;
+    let hash = token
+        .and_then(Token::hash_of)
+        .ok_or(AuthError::NotLoggedIn)?;
     state
         .stores
         .sessions
-        .get(token.hash(), unix_now())
+        .get(hash, unix_now())
         .await?
         .filter(|session| state.apps.get(&session.appid).is_some())
         .ok_or(AuthError::NotLoggedIn)

@@ -34,11 +34,13 @@ impl Token {
     /// Accepts text as a token only if it has a token's exact shape. Anything else cannot be a
     /// token we issued, so it is refused before it costs a store lookup.
     pub fn parse(text: &str) -> Option<Self> {
-        let well_formed = text.len() == TOKEN_LEN
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        well_formed.then(|| Token(text.to_owned()))
+        well_formed(text).then(|| Token(text.to_owned()))
+    }
+
+    /// The hash of `text` when it is a well-formed token: what a lookup needs, without the
+    /// copy [`Token::parse`] keeps.
+    pub fn hash_of(text: &str) -> Option<TokenHash> {
+        well_formed(text).then(|| digest(text))
     }
 
     pub fn as_str(&self) -> &str {
@@ -55,7 +57,7 @@ impl Token {
     }
 
     pub fn hash(&self) -> TokenHash {
-        TokenHash(Sha256::digest(self.0.as_bytes()).into())
+        digest(&self.0)
     }
 
     /// The token encrypted under a one-time pad derived from `login_code`, so that the outcome
@@ -127,6 +129,18 @@ impl std::fmt::Debug for TokenHash {
     }
 }
 
+/// The length and alphabet of [`Token::generate`]'s output.
+fn well_formed(text: &str) -> bool {
+    text.len() == TOKEN_LEN
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn digest(token: &str) -> TokenHash {
+    TokenHash(Sha256::digest(token.as_bytes()).into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,7 +152,9 @@ mod tests {
         assert_eq!(tokens.len(), 1000);
         for t in &tokens {
             assert_eq!(t.len(), TOKEN_LEN);
-            assert_eq!(Token::parse(t).unwrap().as_str(), t);
+            let parsed = Token::parse(t).unwrap();
+            assert_eq!(parsed.as_str(), t);
+            assert_eq!(Token::hash_of(t), Some(parsed.hash()));
         }
     }
 
@@ -154,6 +170,7 @@ mod tests {
             &format!("{}=", &good[..TOKEN_LEN - 1]),
         ] {
             assert!(Token::parse(bad).is_none(), "{bad:?} must be refused");
+            assert!(Token::hash_of(bad).is_none(), "{bad:?} must be refused");
         }
     }
 
