@@ -34,16 +34,9 @@ const STATIC_FILES: [&str; 2] = ["index.html", "style.css"];
 /// Builds the harness into `client-wasm/harness/dist/`, installing missing tools first.
 pub fn build() -> Result {
     let root = run::root();
-    let mut bindgen = Default::default();
-    run::step("harness tools", || {
-        bindgen = wasm::wasm_bindgen_cli()?;
-        Ok(())
-    })?;
-
-    let mut module = Default::default();
-    run::step("harness compile (client-wasm/harness, wasm32)", || {
-        module = wasm::compile(&root, CRATE, PROFILE)?;
-        Ok(())
+    let bindgen = run::step("harness tools", wasm::wasm_bindgen_cli)?;
+    let module = run::step("harness compile (client-wasm/harness, wasm32)", || {
+        wasm::compile(&root, CRATE, PROFILE)
     })?;
 
     let crate_dir = root.join("client-wasm/harness");
@@ -87,11 +80,7 @@ pub fn browser_tests() -> Result {
         install::apt(&[("npm", "npm")])?;
         npm_install(&tests)
     })?;
-    let mut server = Default::default();
-    run::step("server build (for the browser tests)", || {
-        server = run::build_server()?;
-        Ok(())
-    })?;
+    let server = run::step("server build (for the browser tests)", run::build_server)?;
     // Always rebuilt (cheap when nothing changed): a stale dist/ would test old code.
     build()?;
     run::step("browser tests (node --test tests/browser/)", || {
