@@ -98,20 +98,12 @@ pub fn browser_tests() -> Result {
 /// playwright-core (pinned in `tests/browser/package.json`) needs Node 20 or newer, more than
 /// the mini-program tests' 18; so does the bench's express seed (`bench/express-seed`).
 pub fn node_20() -> Result {
-    let version = run::output(Command::new("node").arg("--version")).unwrap_or_default();
-    let major: u32 = version
-        .trim()
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
+    let (version, major) = wasm::node_version();
     if major >= 20 {
         Ok(())
     } else {
         Err(format!(
-            "node {} is too old: the browser tests and the bench need Node 20 or newer",
-            version.trim()
+            "node {version} is too old: the browser tests and the bench need Node 20 or newer"
         ))
     }
 }
