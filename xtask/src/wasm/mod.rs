@@ -53,7 +53,7 @@ pub fn build() -> Result {
     run::step("wasm-bindgen + wasm-opt", || {
         compile::bindgen_and_optimize(&bindgen, &wasm, OUT_NAME, &work, &optimized)
     })?;
-    run::step("wasm package (miniprogram/wasm)", || {
+    run::step(&format!("wasm package ({})", package::DESTINATION), || {
         package::write(&work, &optimized)
     })
 }

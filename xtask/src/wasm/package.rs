@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Where the artifacts go, relative to the workspace: emptied and rewritten by every build.
-const DESTINATION: &str = "miniprogram/wasm";
+pub const DESTINATION: &str = "miniprogram/wasm";
 /// The shipped module as the running mini-program finds it, absolute from the package root
 /// as `WXWebAssembly` wants it: `DESTINATION`'s module seen from `miniprogram/`.
 const WASM_PATH: &str = "/wasm/client_bg.wasm.br";
