@@ -13,6 +13,7 @@ const http = require('node:http');
 const path = require('node:path');
 const vm = require('node:vm');
 const zlib = require('node:zlib');
+const { namesOf } = require('./forbidden.js');
 
 const PACKAGE_ROOT = path.resolve(__dirname, '../../miniprogram');
 
@@ -58,9 +59,10 @@ class Device {
 // Events of buttons with an open-type, and the open-type that makes a button send them.
 const OPEN_TYPE_EVENTS = { getphonenumber: 'getPhoneNumber' };
 
-// Built-ins a fresh V8 context has but the mini-program runtime does not (WebAssembly), or
-// does not have everywhere (the rest are missing on older iOS); the glue must cope without.
-const REMOVED_BUILTINS = ['WebAssembly', 'SharedArrayBuffer', 'Atomics', 'FinalizationRegistry', 'WeakRef'];
+// Built-ins a fresh V8 context may have but the mini-program runtime does not (the absent
+// names of forbidden_globals.txt, WebAssembly among them), or does not have everywhere (the
+// rest are missing on older iOS; the glue must cope without).
+const REMOVED_BUILTINS = [...namesOf('absent'), 'SharedArrayBuffer', 'Atomics', 'FinalizationRegistry', 'WeakRef'];
 
 /** One mini-program process: `launch()` it, inspect it, `close()` it. */
 class Runtime {

@@ -34,16 +34,9 @@ const STATIC_FILES: [&str; 2] = ["index.html", "style.css"];
 /// Builds the harness into `client-wasm/harness/dist/`, installing missing tools first.
 pub fn build() -> Result {
     let root = run::root();
-    let mut bindgen = Default::default();
-    run::step("harness tools", || {
-        bindgen = wasm::wasm_bindgen_cli()?;
-        Ok(())
-    })?;
-
-    let mut module = Default::default();
-    run::step("harness compile (client-wasm/harness, wasm32)", || {
-        module = wasm::compile(&root, CRATE, PROFILE)?;
-        Ok(())
+    let bindgen = run::step("harness tools", wasm::wasm_bindgen_cli)?;
+    let module = run::step("harness compile (client-wasm/harness, wasm32)", || {
+        wasm::compile(&root, CRATE, PROFILE)
     })?;
 
     let crate_dir = root.join("client-wasm/harness");
@@ -87,11 +80,7 @@ pub fn browser_tests() -> Result {
         install::apt(&[("npm", "npm")])?;
         npm_install(&tests)
     })?;
-    let mut server = Default::default();
-    run::step("server build (for the browser tests)", || {
-        server = run::build_server()?;
-        Ok(())
-    })?;
+    let server = run::step("server build (for the browser tests)", run::build_server)?;
     // Always rebuilt (cheap when nothing changed): a stale dist/ would test old code.
     build()?;
     run::step("browser tests (node --test tests/browser/)", || {
@@ -109,20 +98,12 @@ pub fn browser_tests() -> Result {
 /// playwright-core (pinned in `tests/browser/package.json`) needs Node 20 or newer, more than
 /// the mini-program tests' 18; so does the bench's express seed (`bench/express-seed`).
 pub fn node_20() -> Result {
-    let version = run::output(Command::new("node").arg("--version")).unwrap_or_default();
-    let major: u32 = version
-        .trim()
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
+    let (version, major) = wasm::node_version();
     if major >= 20 {
         Ok(())
     } else {
         Err(format!(
-            "node {} is too old: the browser tests and the bench need Node 20 or newer",
-            version.trim()
+            "node {version} is too old: the browser tests and the bench need Node 20 or newer"
         ))
     }
 }

@@ -13,14 +13,14 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Runs one named step and prints how long it took.
-pub fn step(name: &str, f: impl FnOnce() -> Result) -> Result {
+/// Runs one named step, prints how long it took, and hands back what the step produced.
+pub fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     eprintln!("\n==> {name}");
     let started = Instant::now();
     let result = f();
     let secs = started.elapsed().as_secs_f32();
     match &result {
-        Ok(()) => eprintln!("==> {name}: ok ({secs:.1}s)"),
+        Ok(_) => eprintln!("==> {name}: ok ({secs:.1}s)"),
         Err(e) => eprintln!("==> {name}: FAILED after {secs:.1}s: {e}"),
     }
     result
