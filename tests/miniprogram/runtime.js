@@ -55,6 +55,9 @@ class Device {
   }
 }
 
+// A request by package name (`name`, `@scope/name`, optionally followed by `/sub/path`).
+const NPM_REQUEST = /^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*(\/[\w.-]+)*$/i;
+
 // Events of buttons with an open-type, and the open-type that makes a button send them.
 const OPEN_TYPE_EVENTS = { getphonenumber: 'getPhoneNumber' };
 
@@ -208,15 +211,25 @@ class Runtime {
     return context;
   }
 
-  /** CommonJS `require` as the mini-program has it: files of the package only. */
+  /**
+   * CommonJS `require` as the mini-program has it: files of the package only, by relative path,
+   * path from the package root, or npm package name (from miniprogram_npm/, see `resolveNpm`).
+   */
   requireFrom(directory, request) {
     const fail = (why) => {
       throw new this.sandbox.Error(`module '${request}' is not defined: ${why}`);
     };
     if (typeof request !== 'string') fail('not a string');
-    if (!/^(\.{1,2})?\//.test(request)) fail('only relative paths or paths from the package root (no Node or npm modules)');
-    let file = request.startsWith('/') ? path.join(this.root, request) : path.resolve(directory, request);
-    if (!file.endsWith('.js')) file += '.js';
+    let file;
+    if (/^(\.{1,2})?\//.test(request)) {
+      file = request.startsWith('/') ? path.join(this.root, request) : path.resolve(directory, request);
+      if (!file.endsWith('.js')) file += '.js';
+    } else if (NPM_REQUEST.test(request)) {
+      file = this.resolveNpm(directory, request);
+      if (file === undefined) fail('no such package in miniprogram_npm/ (build npm first; node_modules/ is not part of the package)');
+    } else {
+      fail('only relative paths, paths from the package root or npm package names (no Node modules)');
+    }
     const relative = path.relative(this.root, file);
     if (relative.startsWith('..') || path.isAbsolute(relative)) fail('outside the package');
     const key = `/${relative.split(path.sep).join('/')}`;
@@ -242,6 +255,28 @@ class Runtime {
       throw error;
     }
     return module.exports;
+  }
+
+  /**
+   * Where WeChat finds `require('<name>[/<sub>]')`: in `miniprogram_npm/<name>/` of the
+   * requiring file's folder or of the nearest folder above it within the package, as
+   * `<sub>.js` or `<sub>/index.js` (`index.js` for the bare name). Never node_modules/: only what
+   * "Build npm" (or miniprogram-ci) wrote there ships in the code package.
+   */
+  resolveNpm(directory, request) {
+    const parts = request.split('/');
+    const nameLength = request.startsWith('@') ? 2 : 1;
+    const name = parts.slice(0, nameLength).join('/');
+    const sub = parts.slice(nameLength).join('/') || 'index';
+    for (let dir = directory; ; dir = path.dirname(dir)) {
+      const relative = path.relative(this.root, dir);
+      if (relative.startsWith('..') || path.isAbsolute(relative)) return undefined;
+      const base = path.join(dir, 'miniprogram_npm', name, sub);
+      for (const candidate of [base.endsWith('.js') ? base : `${base}.js`, path.join(base, 'index.js')]) {
+        if (fs.existsSync(candidate) && fs.statSync(candidate).isFile()) return candidate;
+      }
+      if (relative === '') return undefined;
+    }
   }
 
   openPage(route, query) {

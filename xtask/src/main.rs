@@ -6,6 +6,7 @@ mod api_fuzz;
 mod bench;
 mod harness;
 mod install;
+mod npm_package;
 mod run;
 mod wasm;
 
@@ -46,6 +47,7 @@ fn build() -> Result {
         run::cargo(&["build", "--workspace", "--locked"])
     })?;
     wasm::build()?;
+    npm_package::build()?;
     harness::build()
 }
 
@@ -75,6 +77,7 @@ fn test() -> Result {
         run::cargo(&["test", "--workspace", "--locked"])
     })?;
     wasm::build()?;
+    npm_package::build()?;
     run::step(
         "mini-program tests (node --test tests/miniprogram/)",
         miniprogram_tests,

@@ -2,9 +2,11 @@
 //! wasm-bindgen's JS glue, shrink with `wasm-opt`, turn the glue into a CommonJS module that
 //! loads through `WXWebAssembly`, brotli-compress, and check the size budget.
 //!
-//! Output (`miniprogram/wasm/`, git-ignored, rebuilt from scratch each time):
-//! - `client.js`: the glue as CommonJS; `init()` calls
-//!   `WXWebAssembly.instantiate('/wasm/client_bg.wasm.br', imports)`.
+//! Output (`wasm/` of the npm package `wx-login-client`, see `npm_package.rs`; git-ignored,
+//! rebuilt from scratch each time):
+//! - `client.js`: the glue as CommonJS; `init()` calls `WXWebAssembly.instantiate(path,
+//!   imports)` with the module's path in a mini-program once the package is built into its
+//!   `miniprogram_npm/`.
 //! - `client_bg.wasm.br`: the module, brotli-compressed (the runtime decompresses it; base
 //!   library ≥ 2.14.0, which `project.config.json` asks for).
 //! - `client.d.ts`: wasm-bindgen's declarations, with the loader's `init` in place of the web
@@ -24,7 +26,7 @@ use std::{
 };
 
 use crate::{
-    Result, install,
+    Result, install, npm_package,
     run::{self, output, status},
 };
 
@@ -39,9 +41,9 @@ const PROFILE: &str = "wasm-release";
 const OUT_NAME: &str = "client";
 /// Where the module lives inside the mini-program package, as `WXWebAssembly` wants it:
 /// absolute from the package root.
-const PACKAGE_PATH: &str = "/wasm/client_bg.wasm.br";
+const PACKAGE_PATH: &str = npm_package::WASM_PATH;
 
-/// Builds the wasm artifacts into `miniprogram/wasm/`, installing missing tools first.
+/// Builds the wasm artifacts into the npm package, installing missing tools first.
 pub fn build() -> Result {
     let root = run::root();
     let mut bindgen = PathBuf::new();
@@ -84,9 +86,10 @@ pub fn build() -> Result {
         )
     })?;
 
-    run::step("wasm package (miniprogram/wasm)", || {
-        package(&root, &work, &optimized)
-    })
+    run::step(
+        "wasm package (into the npm package wx-login-client)",
+        || package(&work, &optimized),
+    )
 }
 
 /// Where wasm-bindgen's output and the optimised module go: under cargo's target folder, so
@@ -100,11 +103,9 @@ pub fn optimized_module() -> PathBuf {
     bindgen_dir().join("client_bg.opt.wasm")
 }
 
-/// The brotli-compressed module inside the mini-program package.
+/// The brotli-compressed module, as the npm package carries it.
 pub fn shipped_module() -> PathBuf {
-    run::root()
-        .join("miniprogram")
-        .join(PACKAGE_PATH.trim_start_matches('/'))
+    npm_package::generated_dir().join("client_bg.wasm.br")
 }
 
 /// Node is needed for brotli here and for the mini-program tests; Debian's `nodejs` will do.
@@ -281,10 +282,10 @@ fn inherited_by_mistake(key: &str) -> bool {
         || (key.starts_with("CARGO_") && !KEEP.iter().any(|keep| key.starts_with(keep)))
 }
 
-/// Writes `miniprogram/wasm/` from the bindgen folder and the optimized module, then checks
-/// the size budget.
-fn package(root: &Path, work: &Path, optimized: &Path) -> Result {
-    let out = root.join("miniprogram/wasm");
+/// Writes the npm package's `wasm/` from the bindgen folder and the optimized module, then
+/// checks the size budget.
+fn package(work: &Path, optimized: &Path) -> Result {
+    let out = npm_package::generated_dir();
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
 
