@@ -17,6 +17,12 @@ App({
     login: { state: 'unknown', verified: false, attempt: 0, expiresAt: null, error: null },
   },
 
+  // Set by onLaunch; declared here, where WeChat's typings look for the app's own members.
+  /** @type {import('wx-login-client').Session} */
+  session: null,
+  /** @type {Array<(view: import('wx-login-client').LoginView, token: string) => void>} */
+  listeners: [],
+
   onLaunch() {
     this.listeners = [];
     this.session = createSession({

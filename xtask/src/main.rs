@@ -8,6 +8,7 @@ mod harness;
 mod install;
 mod npm_package;
 mod run;
+mod typecheck;
 mod wasm;
 
 use std::process::ExitCode;
@@ -78,6 +79,7 @@ fn test() -> Result {
     })?;
     wasm::build()?;
     npm_package::build()?;
+    typecheck::run()?;
     run::step(
         "mini-program tests (node --test tests/miniprogram/)",
         miniprogram_tests,

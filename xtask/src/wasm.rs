@@ -491,7 +491,9 @@ fn without_comments(code: &str) -> String {
 }
 
 /// wasm-bindgen's declarations with the web loader's types (`InitInput`, `initSync`, the
-/// default export, all in terms of `WebAssembly` and `fetch`) replaced by `init`.
+/// default export, all in terms of `WebAssembly` and `fetch`) replaced by `init`, and the
+/// exports' types named after `WXWebAssembly` (miniprogram-api-typings declares no
+/// `WebAssembly`, as the runtime has none).
 fn declarations(web: &str) -> Result<String> {
     let cut = "export type InitInput";
     let at = web
@@ -503,7 +505,11 @@ fn declarations(web: &str) -> Result<String> {
             let rest = &web[at + start..];
             rest.find("\n}\n").map(|end| &rest[..end + 3])
         })
-        .ok_or("wasm-bindgen's .d.ts has changed: `InitOutput` not found")?;
+        .ok_or("wasm-bindgen's .d.ts has changed: `InitOutput` not found")?
+        .replace("WebAssembly.", "WXWebAssembly.");
+    if names(&web[..at], "WebAssembly") || names(&exports, "WebAssembly") {
+        return Err("wasm-bindgen's .d.ts names `WebAssembly` where it was not expected".into());
+    }
     Ok(format!(
         "{}{exports}
 /** Where the module lives in the package. */

@@ -15,7 +15,11 @@ try {
   loadError = error;
 }
 
-/** Starts a login session with this package's module; `options` as lib/host.js describes. */
+/**
+ * Starts a login session with this package's module; `options` as lib/host.js describes.
+ * @param {import('./index').SessionOptions} options
+ * @returns {import('./index').Session}
+ */
 function createSession(options) {
   return host.createSession(Object.assign({ wasm: wasm, loadError: loadError }, options));
 }

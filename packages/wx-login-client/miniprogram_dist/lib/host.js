@@ -380,10 +380,14 @@ function parsed(res, opts) {
   return res;
 }
 
+/**
+ * An Error that says which kind of failure it is in `code`.
+ * @param {string} code
+ * @param {string} message
+ * @returns {import('../index').CodedError}
+ */
 function codedError(code, message) {
-  const error = new Error(message);
-  error.code = code;
-  return error;
+  return Object.assign(new Error(message), { code: code });
 }
 
 function describe(error) {
