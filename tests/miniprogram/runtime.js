@@ -122,7 +122,7 @@ class Runtime {
       }
       this.currentRoute = route;
       this.requireFrom(this.root, `/${route}.js`);
-      if (!this.pageDefinitions.has(route)) throw new Error(`${route}.js did not call Page()`);
+      if (!this.pageDefinitions.has(route)) throw new Error(`${route}.js did not call Page() or Component()`);
     }
     this.currentRoute = undefined;
     const options = this.toSandbox({ path: appJson.pages[0], query, scene: 1001 });
@@ -195,7 +195,13 @@ class Runtime {
       },
       Page(definition) {
         if (runtime.currentRoute === undefined) throw new runtime.sandbox.Error('Page() called outside a page module');
-        runtime.pageDefinitions.set(runtime.currentRoute, definition);
+        runtime.pageDefinitions.set(runtime.currentRoute, { kind: 'page', definition });
+      },
+      // A page may be a component (base library ≥ 2.4.2): its handlers and page hooks
+      // (onLoad, onShow, ...) are in `methods`, its own hooks in `lifetimes` (or at the top).
+      Component(definition) {
+        if (runtime.currentRoute === undefined) throw new runtime.sandbox.Error('Component() outside a page module: custom components are not supported here');
+        runtime.pageDefinitions.set(runtime.currentRoute, { kind: 'component', definition });
       },
       getCurrentPages() {
         return runtime.sandbox.JSON.parse('[]').concat(runtime.pages);
@@ -280,8 +286,12 @@ class Runtime {
   }
 
   openPage(route, query) {
-    const definition = this.pageDefinitions.get(route);
-    const page = Object.assign(this.toSandbox({}), definition);
+    const { kind, definition } = this.pageDefinitions.get(route);
+    const page = Object.assign(this.toSandbox({}), kind === 'component' ? definition.methods : definition);
+    const lifetime = (name) => {
+      const hook = kind === 'component' && ((definition.lifetimes && definition.lifetimes[name]) || definition[name]);
+      if (typeof hook === 'function') hook.call(page);
+    };
     page.route = route;
     page.data = this.toSandbox(definition.data || {});
     page.setData = (changes, callback) => {
@@ -292,8 +302,11 @@ class Runtime {
       if (typeof callback === 'function') this.defer(callback);
     };
     this.pages.push(page);
+    lifetime('created');
+    lifetime('attached');
     this.callHook(page, 'onLoad', this.toSandbox(query));
     this.callHook(page, 'onShow');
+    lifetime('ready');
     this.callHook(page, 'onReady');
     return page;
   }
