@@ -1,6 +1,7 @@
 //! The size of the client state machine as the mini-program ships it: the module after
 //! `wasm-opt` (what every cold start compiles), gzip-compressed (what a CDN would send), and
-//! brotli-compressed (what the package carries, `miniprogram/wasm/client_bg.wasm.br`).
+//! brotli-compressed (what the package carries, `wasm/client_bg.wasm.br` of the npm package
+//! wx-login-client).
 //! `cargo xtask build` makes both files; this only reads them, and gzips with Node's zlib at
 //! its highest level, as the build brotli-compresses with Node.
 

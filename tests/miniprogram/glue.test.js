@@ -1,4 +1,5 @@
-// Checks of what `cargo xtask build` ships in miniprogram/wasm/: the glue names nothing the
+// Checks of what `cargo xtask build` ships in the wx-login-client package's wasm/, as
+// miniprogram-ci copied it into the demo's miniprogram_npm/: the glue names nothing the
 // mini-program runtime lacks, loads through WXWebAssembly from a package path, and the module
 // fits the size budget and works (in the strict runtime, brotli and UTF-8 included).
 'use strict';
@@ -11,7 +12,9 @@ const zlib = require('node:zlib');
 const { Runtime, PACKAGE_ROOT } = require('./runtime.js');
 const { forbiddenIn } = require('./forbidden.js');
 
-const WASM_DIR = path.join(PACKAGE_ROOT, 'wasm');
+const WASM_DIR = path.join(PACKAGE_ROOT, 'miniprogram_npm/wx-login-client/wasm');
+// Where the app's code package has the module once npm is built (absolute from its root).
+const WASM_PATH = '/miniprogram_npm/wx-login-client/wasm/client_bg.wasm.br';
 const read = (name) => fs.readFileSync(path.join(WASM_DIR, name), 'utf8');
 const BUDGET = 64 * 1024;
 
@@ -35,7 +38,8 @@ test('the glue is CommonJS and loads the module with WXWebAssembly from the pack
   const code = read('client.js');
   assert.match(code, /^\/\/ /, 'starts with a comment saying what it is');
   assert.match(code, /WXWebAssembly\.instantiate\(path \|\| WASM_PATH, __wbg_get_imports\(\)\)/);
-  assert.match(code, /const WASM_PATH = '\/wasm\/client_bg\.wasm\.br';/);
+  assert.match(code, new RegExp(`const WASM_PATH = '${WASM_PATH}';`));
+  assert.ok(fs.existsSync(path.join(PACKAGE_ROOT, WASM_PATH)), 'the path is a file of the code package');
   assert.match(code, /module\.exports = \{ Client, init, WASM_PATH \};/);
   assert.match(code, /require\('\.\.\/lib\/utf8\.js'\)/);
   for (const [, request] of code.matchAll(/require\('([^']+)'\)/g)) {
@@ -70,7 +74,7 @@ test('the module runs in the strict runtime: .wasm.br decompressed, strings thro
   t.after(() => rt.close());
   assert.equal(rt.evaluate('typeof TextEncoder + typeof TextDecoder + typeof WebAssembly'), 'undefinedundefinedundefined');
 
-  const wasm = rt.requireFrom(PACKAGE_ROOT, '/wasm/client.js');
+  const wasm = rt.requireFrom(PACKAGE_ROOT, 'wx-login-client/wasm/client.js');
   const [a, b] = [wasm.init(), wasm.init()];
   await Promise.all([a, b]);
   assert.equal(rt.count('WXWebAssembly.instantiate'), 1, 'init loads once');

@@ -29,7 +29,11 @@ test('first launch: one wx.login, one POST /login, token in storage and globalDa
   assert.equal(typeof device.get(EXPIRY_KEY), 'number');
   assert.deepEqual((await server.api('GET', '/checklogin', undefined, token)).body, { is_login: true });
   assert.equal(rt.count('WXWebAssembly.instantiate'), 1);
-  assert.deepEqual(rt.calls.find((c) => c.api === 'WXWebAssembly.instantiate'), { api: 'WXWebAssembly.instantiate', path: '/wasm/client_bg.wasm.br' });
+  assert.deepEqual(rt.calls.find((c) => c.api === 'WXWebAssembly.instantiate'), { api: 'WXWebAssembly.instantiate', path: '/miniprogram_npm/wx-login-client/wasm/client_bg.wasm.br' });
+  // The client is the npm package as miniprogram-ci built it, required by name.
+  const loaded = [...rt.modules.keys()];
+  for (const file of ['index.js', 'lib/host.js', 'wasm/client.js']) assert.ok(loaded.includes(`/miniprogram_npm/wx-login-client/${file}`), loaded.join(' '));
+  assert.ok(!loaded.some((key) => key.includes('node_modules')), loaded.join(' '));
 
   await waitFor('the page to show it', () => rt.page.data.state === 'logged-in');
   const text = rt.pageText();

@@ -11,11 +11,18 @@ const { forbiddenIn } = require('./forbidden.js');
 
 const json = (name) => JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, name), 'utf8'));
 
-/** Hand-written JS of the package (wasm/ is generated and checked by glue.test.js). */
-function sources(dir = PACKAGE_ROOT) {
+// The client package's mini-program files, as its package.json names them.
+const CLIENT = path.resolve(PACKAGE_ROOT, '../packages/wx-login-client');
+const CLIENT_FILES = path.join(CLIENT, 'miniprogram_dist');
+
+/**
+ * Hand-written JS of the demo and of the client package: not wasm/ (generated and checked by
+ * glue.test.js), nor the npm folders (copies of the package, or what npm installed).
+ */
+function sources(dir) {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
     const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) return entry.name === 'wasm' ? [] : sources(full);
+    if (entry.isDirectory()) return ['wasm', 'node_modules', 'miniprogram_npm'].includes(entry.name) ? [] : sources(full);
     return entry.name.endsWith('.js') ? [full] : [];
   });
 }
@@ -55,16 +62,31 @@ test('the page template binds only data and handlers the page has', () => {
   for (const [, event, handler] of handlers) assert.match(source, new RegExp(`\\b${handler}\\(\\w*\\) \\{`), `handler ${handler} of ${event}`);
 });
 
-test('hand-written JS: a comment first, CommonJS with relative requires, nothing the runtime lacks', () => {
-  const files = sources();
-  assert.ok(files.length >= 5);
+test('the client is an npm package for mini-programs, and the demo depends on it', () => {
+  const client = JSON.parse(fs.readFileSync(path.join(CLIENT, 'package.json'), 'utf8'));
+  assert.equal(client.name, 'wx-login-client');
+  assert.match(client.version, /^\d+\.\d+\.\d+$/);
+  assert.ok(client.license);
+  assert.equal(path.resolve(CLIENT, client.miniprogram), CLIENT_FILES);
+  assert.equal(path.resolve(CLIENT, client.main), path.join(CLIENT_FILES, 'index.js'), 'main is the index.js DevTools makes the entry');
+  assert.ok(fs.existsSync(path.resolve(CLIENT, client.types)), client.types);
+  assert.deepEqual(client.files, [client.miniprogram]);
+  assert.deepEqual(json('package.json').dependencies, { 'wx-login-client': 'file:../packages/wx-login-client' });
+  assert.ok(fs.existsSync(path.join(PACKAGE_ROOT, 'package-lock.json')), 'a lock file for npm ci');
+});
+
+test('hand-written JS: a comment first, CommonJS requiring files or the dependencies, nothing the runtime lacks', () => {
+  const dependencies = Object.keys(json('package.json').dependencies);
+  const files = [...sources(PACKAGE_ROOT), ...sources(CLIENT_FILES)];
+  assert.ok(files.length >= 6);
   for (const file of files) {
     const code = fs.readFileSync(file, 'utf8');
     const name = path.relative(PACKAGE_ROOT, file);
     assert.match(code, /^\/\/ \S/, `${name} starts with a comment`);
     assert.doesNotMatch(code, /^\s*(import|export)\s/m, `${name} uses ES modules`);
     for (const [, request] of code.matchAll(/require\('([^']+)'\)/g)) {
-      assert.match(request, /^\.{1,2}\//, `${name} requires ${request}`);
+      const ok = /^\.{1,2}\//.test(request) || (file.startsWith(PACKAGE_ROOT + path.sep) && dependencies.includes(request));
+      assert.ok(ok, `${name} requires ${request}`);
     }
     const bare = code.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/\/\/.*$/gm, '').replace(/'[^'\n]*'/g, "''");
     assert.deepEqual(forbiddenIn(bare), [], `${name} names what the runtime lacks (forbidden_globals.txt)`);

@@ -56,6 +56,9 @@ class Device {
   }
 }
 
+// A request by package name (`name`, `@scope/name`, optionally followed by `/sub/path`).
+const NPM_REQUEST = /^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*(\/[\w.-]+)*$/i;
+
 // Events of buttons with an open-type, and the open-type that makes a button send them.
 const OPEN_TYPE_EVENTS = { getphonenumber: 'getPhoneNumber' };
 
@@ -121,7 +124,7 @@ class Runtime {
       }
       this.currentRoute = route;
       this.requireFrom(this.root, `/${route}.js`);
-      if (!this.pageDefinitions.has(route)) throw new Error(`${route}.js did not call Page()`);
+      if (!this.pageDefinitions.has(route)) throw new Error(`${route}.js did not call Page() or Component()`);
     }
     this.currentRoute = undefined;
     const options = this.toSandbox({ path: appJson.pages[0], query, scene: 1001 });
@@ -194,7 +197,13 @@ class Runtime {
       },
       Page(definition) {
         if (runtime.currentRoute === undefined) throw new runtime.sandbox.Error('Page() called outside a page module');
-        runtime.pageDefinitions.set(runtime.currentRoute, definition);
+        runtime.pageDefinitions.set(runtime.currentRoute, { kind: 'page', definition });
+      },
+      // A page may be a component (base library ≥ 2.4.2): its handlers and page hooks
+      // (onLoad, onShow, ...) are in `methods`, its own hooks in `lifetimes` (or at the top).
+      Component(definition) {
+        if (runtime.currentRoute === undefined) throw new runtime.sandbox.Error('Component() outside a page module: custom components are not supported here');
+        runtime.pageDefinitions.set(runtime.currentRoute, { kind: 'component', definition });
       },
       getCurrentPages() {
         return runtime.sandbox.JSON.parse('[]').concat(runtime.pages);
@@ -210,15 +219,25 @@ class Runtime {
     return context;
   }
 
-  /** CommonJS `require` as the mini-program has it: files of the package only. */
+  /**
+   * CommonJS `require` as the mini-program has it: files of the package only, by relative path,
+   * path from the package root, or npm package name (from miniprogram_npm/, see `resolveNpm`).
+   */
   requireFrom(directory, request) {
     const fail = (why) => {
       throw new this.sandbox.Error(`module '${request}' is not defined: ${why}`);
     };
     if (typeof request !== 'string') fail('not a string');
-    if (!/^(\.{1,2})?\//.test(request)) fail('only relative paths or paths from the package root (no Node or npm modules)');
-    let file = request.startsWith('/') ? path.join(this.root, request) : path.resolve(directory, request);
-    if (!file.endsWith('.js')) file += '.js';
+    let file;
+    if (/^(\.{1,2})?\//.test(request)) {
+      file = request.startsWith('/') ? path.join(this.root, request) : path.resolve(directory, request);
+      if (!file.endsWith('.js')) file += '.js';
+    } else if (NPM_REQUEST.test(request)) {
+      file = this.resolveNpm(directory, request);
+      if (file === undefined) fail('no such package in miniprogram_npm/ (build npm first; node_modules/ is not part of the package)');
+    } else {
+      fail('only relative paths, paths from the package root or npm package names (no Node modules)');
+    }
     const relative = path.relative(this.root, file);
     if (relative.startsWith('..') || path.isAbsolute(relative)) fail('outside the package');
     const key = `/${relative.split(path.sep).join('/')}`;
@@ -246,9 +265,35 @@ class Runtime {
     return module.exports;
   }
 
+  /**
+   * Where WeChat finds `require('<name>[/<sub>]')`: in `miniprogram_npm/<name>/` of the
+   * requiring file's folder or of the nearest folder above it within the package, as
+   * `<sub>.js` or `<sub>/index.js` (`index.js` for the bare name). Never node_modules/: only what
+   * "Build npm" (or miniprogram-ci) wrote there ships in the code package.
+   */
+  resolveNpm(directory, request) {
+    const parts = request.split('/');
+    const nameLength = request.startsWith('@') ? 2 : 1;
+    const name = parts.slice(0, nameLength).join('/');
+    const sub = parts.slice(nameLength).join('/') || 'index';
+    for (let dir = directory; ; dir = path.dirname(dir)) {
+      const relative = path.relative(this.root, dir);
+      if (relative.startsWith('..') || path.isAbsolute(relative)) return undefined;
+      const base = path.join(dir, 'miniprogram_npm', name, sub);
+      for (const candidate of [base.endsWith('.js') ? base : `${base}.js`, path.join(base, 'index.js')]) {
+        if (fs.existsSync(candidate) && fs.statSync(candidate).isFile()) return candidate;
+      }
+      if (relative === '') return undefined;
+    }
+  }
+
   openPage(route, query) {
-    const definition = this.pageDefinitions.get(route);
-    const page = Object.assign(this.toSandbox({}), definition);
+    const { kind, definition } = this.pageDefinitions.get(route);
+    const page = Object.assign(this.toSandbox({}), kind === 'component' ? definition.methods : definition);
+    const lifetime = (name) => {
+      const hook = kind === 'component' && ((definition.lifetimes && definition.lifetimes[name]) || definition[name]);
+      if (typeof hook === 'function') hook.call(page);
+    };
     page.route = route;
     page.data = this.toSandbox(definition.data || {});
     page.setData = (changes, callback) => {
@@ -259,8 +304,11 @@ class Runtime {
       if (typeof callback === 'function') this.defer(callback);
     };
     this.pages.push(page);
+    lifetime('created');
+    lifetime('attached');
     this.callHook(page, 'onLoad', this.toSandbox(query));
     this.callHook(page, 'onShow');
+    lifetime('ready');
     this.callHook(page, 'onReady');
     return page;
   }

@@ -302,3 +302,25 @@ test('the real package launches in the strict runtime', async (t) => {
   await assert.rejects(rt.app.ensureLogin(), (e) => e.code === 'wx_login_failed' || e.code === 'network_error');
   rt.assertHealthy();
 });
+
+test('require by package name: miniprogram_npm/ of the folder or above, never node_modules/', (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mp-'));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(root, 'project.config.json'), '{"libVersion":"2.14.0"}');
+  const write = (file, text) => {
+    fs.mkdirSync(path.dirname(path.join(root, file)), { recursive: true });
+    fs.writeFileSync(path.join(root, file), text);
+  };
+  write('miniprogram_npm/pkg/index.js', "module.exports = { entry: true, sub: require('pkg/sub') };");
+  write('miniprogram_npm/pkg/sub/index.js', "module.exports = 'sub';");
+  write('miniprogram_npm/@scope/other/index.js', "module.exports = 'scoped';");
+  write('pages/a/miniprogram_npm/near/index.js', "module.exports = 'near';");
+  write('node_modules/installed/index.js', "module.exports = 'from node_modules';");
+  const rt = sandbox(t, { root });
+  const pageDir = path.join(root, 'pages/a');
+  assert.deepEqual(JSON.parse(JSON.stringify(rt.requireFrom(pageDir, 'pkg'))), { entry: true, sub: 'sub' });
+  assert.equal(rt.requireFrom(root, '@scope/other'), 'scoped');
+  assert.equal(rt.requireFrom(pageDir, 'near'), 'near');
+  assert.throws(() => rt.requireFrom(root, 'near'), /no such package in miniprogram_npm/);
+  assert.throws(() => rt.requireFrom(root, 'installed'), /no such package in miniprogram_npm/);
+});

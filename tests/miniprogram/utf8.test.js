@@ -1,10 +1,10 @@
-// The UTF-8 codec the wasm glue uses instead of TextEncoder/TextDecoder (miniprogram/lib/utf8.js)
+// The UTF-8 codec the wasm glue uses instead of TextEncoder/TextDecoder (wx-login-client's lib/utf8.js)
 // must agree with them byte for byte and string for string, malformed input included.
 'use strict';
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { Utf8Encoder, Utf8Decoder } = require('../../miniprogram/lib/utf8.js');
+const { Utf8Encoder, Utf8Decoder } = require('../../packages/wx-login-client/miniprogram_dist/lib/utf8.js');
 
 const SAMPLES = [
   '',

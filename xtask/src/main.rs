@@ -6,7 +6,9 @@ mod api_fuzz;
 mod bench;
 mod harness;
 mod install;
+mod npm_package;
 mod run;
+mod typecheck;
 mod wasm;
 
 use std::process::ExitCode;
@@ -46,6 +48,7 @@ fn build() -> Result {
         run::cargo(&["build", "--workspace", "--locked"])
     })?;
     wasm::build()?;
+    npm_package::build()?;
     harness::build()
 }
 
@@ -75,6 +78,8 @@ fn test() -> Result {
         run::cargo(&["test", "--workspace", "--locked"])
     })?;
     wasm::build()?;
+    npm_package::build()?;
+    typecheck::run()?;
     run::step(
         "mini-program tests (node --test tests/miniprogram/)",
         miniprogram_tests,

@@ -1,7 +1,7 @@
 //! The state machine's host in the browser: one queue of events in, one interpreter of effects
 //! out ([`Host::perform`]), with the page's signals ([`Ui`]) updated along the way.
 //!
-//! It does what `miniprogram/lib/host.js` does in the mini-program, with browser stand-ins:
+//! It does what `packages/wx-login-client/miniprogram_dist/lib/host.js` does in the mini-program, with browser stand-ins:
 //! localStorage for `wx.setStorageSync` and friends, `fetch` for `wx.request`, the dev
 //! server's `POST /sim/wx.login` for `wx.login()`, `setTimeout` for timers. The machine decides
 //! everything (when to check, log in, retry, give up); this file only translates. It also has

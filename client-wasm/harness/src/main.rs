@@ -10,7 +10,7 @@
 //! # Layout
 //! - [`host`]: the machine's host — feeds it events one at a time and carries out its effects
 //!   with browser APIs (localStorage, fetch, timers, the simulator's `wx.login`). This is the
-//!   browser's counterpart of the mini-program's `miniprogram/lib/host.js`.
+//!   browser's counterpart of the mini-program's `packages/wx-login-client/miniprogram_dist/lib/host.js`.
 //! - [`page`]: the page itself: state, token expiry, the buttons and the log of every event
 //!   and effect.
 //! - `index.html` and `style.css` beside `src/` are copied into `dist/` as they are;

@@ -1,7 +1,8 @@
 // The home page: shows where the login stands (from the app's login session), who is logged in
 // (the openid from GET /me, fetched through getApp().request), and offers one button, "Log in"
 // or "Log out"; once logged in, a getPhoneNumber button too, whose code the server turns into
-// the user's number (POST /wx/phone).
+// the user's number (POST /wx/phone). Written with Component(), which the base library accepts
+// for pages, so that miniprogram-simulate can render it in tests (tests/miniprogram/page.test.js).
 const app = getApp();
 
 const TITLES = {
@@ -66,7 +67,15 @@ function ask(options) {
   );
 }
 
-Page({
+/**
+ * Each page instance's own state, none of it shown: kept beside the instance rather than on it,
+ * because Component()'s typings give `this` only data and methods, and not in data, because
+ * setData would send it to the render layer.
+ * @type {WeakMap<object, {profileToken: string, unloaded: boolean, stopWatching: () => void}>}
+ */
+const instances = new WeakMap();
+
+Component({
   data: Object.assign(present(app.globalData.login, app.globalData.token), {
     openid: '',
     profileError: '',
@@ -75,67 +84,75 @@ Page({
     phoneBusy: false,
   }),
 
-  onLoad() {
-    // The token the profile on show (or being fetched) belongs to.
-    this.profileToken = '';
-    this.stopWatching = app.onLoginChange((view, token) => this.update(view, token));
-    this.update(app.globalData.login, app.globalData.token);
+  lifetimes: {
+    attached() {
+      // profileToken: the token the profile on show (or being fetched) belongs to.
+      const own = { profileToken: '', unloaded: false, stopWatching: () => {} };
+      instances.set(this, own);
+      own.stopWatching = app.onLoginChange((view, token) => this.update(view, token));
+      this.update(app.globalData.login, app.globalData.token);
+    },
+
+    detached() {
+      const own = instances.get(this);
+      own.unloaded = true;
+      own.stopWatching();
+    },
   },
 
-  onUnload() {
-    this.unloaded = true;
-    this.stopWatching();
-  },
+  methods: {
+    update(view, token) {
+      const own = instances.get(this);
+      this.setData(present(view, token));
+      if (!token) {
+        // Logged out, or a new login under way: the old profile is no longer this session's.
+        own.profileToken = '';
+        this.setData({ openid: '', profileError: '', phone: '', phoneError: '' });
+      } else if (token !== own.profileToken) {
+        own.profileToken = token;
+        this.loadProfile(token);
+      }
+    },
 
-  update(view, token) {
-    this.setData(present(view, token));
-    if (!token) {
-      // Logged out, or a new login under way: the old profile is no longer this session's.
-      this.profileToken = '';
-      this.setData({ openid: '', profileError: '', phone: '', phoneError: '' });
-    } else if (token !== this.profileToken) {
-      this.profileToken = token;
-      this.loadProfile(token);
-    }
-  },
+    /** GET /me for the session of `token`; a failure is shown, never thrown. */
+    loadProfile(token) {
+      const own = instances.get(this);
+      const show = (outcome) => {
+        // A later session's profile is on its way already (or the page is gone).
+        if (own.unloaded || own.profileToken !== token) return;
+        this.setData(presentProfile(outcome));
+      };
+      ask({ url: '/me' }).then(show);
+    },
 
-  /** GET /me for the session of `token`; a failure is shown, never thrown. */
-  loadProfile(token) {
-    const show = (outcome) => {
-      // A later session's profile is on its way already (or the page is gone).
-      if (this.unloaded || this.profileToken !== token) return;
-      this.setData(presentProfile(outcome));
-    };
-    ask({ url: '/me' }).then(show);
-  },
-
-  /**
-   * The getPhoneNumber button's event: `detail.code` when the user agreed, which only the
-   * server can exchange for the number; no code (`getPhoneNumber:fail user deny`, or an app
-   * not allowed to ask) means there is nothing to send.
-   */
-  onGetPhoneNumber(event) {
-    const detail = (event && event.detail) || {};
-    if (typeof detail.code !== 'string' || detail.code === '') {
-      const denied = /deny/.test(detail.errMsg || '');
-      this.setData({
-        phone: '',
-        phoneError: denied ? 'You chose not to share your phone number.' : 'WeChat gave no phone number code (' + (detail.errMsg || 'no errMsg') + ').',
+    /**
+     * The getPhoneNumber button's event: `detail.code` when the user agreed, which only the
+     * server can exchange for the number; no code (`getPhoneNumber:fail user deny`, or an app
+     * not allowed to ask) means there is nothing to send.
+     */
+    onGetPhoneNumber(event) {
+      const detail = (event && event.detail) || {};
+      if (typeof detail.code !== 'string' || detail.code === '') {
+        const denied = /deny/.test(detail.errMsg || '');
+        this.setData({
+          phone: '',
+          phoneError: denied ? 'You chose not to share your phone number.' : 'WeChat gave no phone number code (' + (detail.errMsg || 'no errMsg') + ').',
+        });
+        return;
+      }
+      this.setData({ phoneBusy: true, phoneError: '' });
+      ask({ url: '/wx/phone', method: 'POST', data: { code: detail.code } }).then((outcome) => {
+        if (!instances.get(this).unloaded) this.setData(presentPhone(outcome));
       });
-      return;
-    }
-    this.setData({ phoneBusy: true, phoneError: '' });
-    ask({ url: '/wx/phone', method: 'POST', data: { code: detail.code } }).then((outcome) => {
-      if (!this.unloaded) this.setData(presentPhone(outcome));
-    });
-  },
+    },
 
-  onLogin() {
-    // The outcome shows up through onLoginChange; a failure needs no handling here.
-    app.login().catch(() => {});
-  },
+    onLogin() {
+      // The outcome shows up through onLoginChange; a failure needs no handling here.
+      app.login().catch(() => {});
+    },
 
-  onLogout() {
-    app.logout().catch(() => {});
+    onLogout() {
+      app.logout().catch(() => {});
+    },
   },
 });

@@ -2,9 +2,10 @@
 //! wasm-bindgen's JS glue, shrink with `wasm-opt`, turn the glue into a CommonJS module that
 //! loads through `WXWebAssembly`, brotli-compress, and check the size budget.
 //!
-//! Output (`miniprogram/wasm/`, git-ignored, rebuilt from scratch each time):
-//! - `client.js`: the glue as CommonJS; `init()` calls
-//!   `WXWebAssembly.instantiate('/wasm/client_bg.wasm.br', imports)`.
+//! Output (`wasm/` of the npm package `wx-login-client`, see `npm_package.rs`; git-ignored,
+//! rebuilt from scratch each time):
+//! - `client.js`: the glue as CommonJS; `init()` calls `WXWebAssembly.instantiate(path,
+//!   imports)` with the module's path once the package is built into `miniprogram_npm/`.
 //! - `client_bg.wasm.br`: the module, brotli-compressed (the runtime decompresses it; base
 //!   library ≥ 2.14.0, which `project.config.json` asks for).
 //! - `client.d.ts`: wasm-bindgen's declarations, with the loader's `init` in place of the web
@@ -16,7 +17,7 @@
 //! - `glue` and `declarations`: the rewriting of wasm-bindgen's output, pure and tested on a
 //!   checked-in sample of it (`fixtures/`).
 //! - `forbidden`: the names the runtime lacks (a list shared with the Node tests) and the scan.
-//! - `package`: writing into the mini-program package, brotli, the size budget.
+//! - `package`: writing into the npm package, brotli, the size budget.
 
 mod compile;
 mod declarations;

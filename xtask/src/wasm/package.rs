@@ -1,5 +1,6 @@
-//! Writing the finished artifacts into the mini-program package: the CommonJS glue and its
-//! declarations, the module brotli-compressed, and the size budget checked.
+//! Writing the finished artifacts into the npm package `wx-login-client` (see
+//! `npm_package.rs`): the CommonJS glue and its declarations, the module brotli-compressed,
+//! and the size budget checked.
 
 use std::{
     fs,
@@ -9,16 +10,17 @@ use std::{
 
 use super::{OUT_NAME, declarations, glue};
 use crate::{
-    Result,
+    Result, npm_package,
     run::{self, status},
 };
 
 /// Where the artifacts go, relative to the workspace: emptied and rewritten by every build.
-pub const DESTINATION: &str = "miniprogram/wasm";
-/// The shipped module as the running mini-program finds it, absolute from the package root
-/// as `WXWebAssembly` wants it: `DESTINATION`'s module seen from `miniprogram/`.
-const WASM_PATH: &str = "/wasm/client_bg.wasm.br";
-/// The UTF-8 codec the glue uses instead of `TextEncoder`/`TextDecoder`, relative to the glue.
+pub const DESTINATION: &str = npm_package::GENERATED_DIR;
+/// The shipped module as the running mini-program finds it, absolute from the code package's
+/// root as `WXWebAssembly` wants it: where "Build npm" puts the package's copy.
+const WASM_PATH: &str = npm_package::WASM_PATH;
+/// The UTF-8 codec the glue uses instead of `TextEncoder`/`TextDecoder`, relative to the glue:
+/// the package keeps `lib/` beside `wasm/`.
 const UTF8_CODEC: &str = "../lib/utf8.js";
 
 /// The budget for the shipped wasm file. The main package is capped at 2 MB, and the module is

@@ -10,8 +10,10 @@
 /**
  * Starts a login session.
  *
- * options.wasm            the generated module (`wasm/client.js`), or null when it failed to load
+ * options.wasm            the generated module (`../wasm/client.js`), or null when it failed to load
  * options.loadError       why it failed to load, shown to the user
+ * options.wasmPath        where the module is in the code package, when not at its default
+ *                         place (see the package README)
  * options.baseUrl         the server, e.g. 'http://127.0.0.1:3000'; `request()` paths are relative to it
  * options.machine         client-wasm's config object (backoff, attempts, storage keys)
  * options.requestTimeoutMs
@@ -177,7 +179,7 @@ function createSession(options) {
 
   // The module loads asynchronously; everything waits for it. A module that cannot load is a
   // permanent failure of this launch, shown like any other login error.
-  const ready = (wasm ? wasm.init() : Promise.reject(options.loadError || new Error('wasm/client.js is missing')))
+  const ready = (wasm ? wasm.init(options.wasmPath) : Promise.reject(options.loadError || new Error('wasm/client.js is missing')))
     .then(function () {
       client = new wasm.Client(JSON.stringify(options.machine || {}));
       dispatch({ type: 'launched', now_ms: now() });
@@ -378,10 +380,14 @@ function parsed(res, opts) {
   return res;
 }
 
+/**
+ * An Error that says which kind of failure it is in `code`.
+ * @param {string} code
+ * @param {string} message
+ * @returns {import('../index').CodedError}
+ */
 function codedError(code, message) {
-  const error = new Error(message);
-  error.code = code;
-  return error;
+  return Object.assign(new Error(message), { code: code });
 }
 
 function describe(error) {

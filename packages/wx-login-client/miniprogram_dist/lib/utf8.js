@@ -1,4 +1,4 @@
-// UTF-8 encoder and decoder for the wasm glue (miniprogram/wasm/client.js), shaped like the
+// UTF-8 encoder and decoder for the wasm glue (wasm/client.js), shaped like the
 // parts of TextEncoder/TextDecoder that wasm-bindgen uses. The mini-program runtime lacks those
 // two on some platforms (iOS in particular), so the glue always uses these: one code path on
 // every phone, and the one the tests exercise. Strings crossing the boundary are short JSON.

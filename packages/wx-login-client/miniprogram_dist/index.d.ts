@@ -1,0 +1,88 @@
+// Declarations of wx-login-client (what `require('wx-login-client')` returns), for editors and
+// for `tsc --checkJs` with miniprogram-api-typings. Only names the mini-program runtime has.
+
+/** client-wasm's machine settings (its `Config`); every field has a default. */
+export interface MachineConfig {
+  /** Login attempts before the session gives up (`failed`). */
+  max_attempts?: number;
+  /** First retry delay; doubled per attempt up to `max_backoff_ms`. */
+  base_backoff_ms?: number;
+  max_backoff_ms?: number;
+  /** Storage key of the bare token. */
+  storage_key?: string;
+  /** Storage key of the token's expiry (ms since the epoch). */
+  expiry_storage_key?: string;
+  /** Storage key of logged-out tokens the server has not confirmed revoking yet. */
+  logout_storage_key?: string;
+  /** The AppID sent with each login when the server serves several mini-programs. */
+  appid?: string;
+}
+
+/** An error of the session: `code` says which kind (`network`, `unauthorized`, `wasm_unavailable`, ...). */
+export interface CodedError extends Error {
+  code: string;
+}
+
+/** Where the login stands, as pages show it. */
+export interface LoginView {
+  /** `unknown`, `reading-storage`, `checking`, `getting-code`, `exchanging-code`, `logged-in`, `retry-waiting`, `failed` or `logged-out`. */
+  state: string;
+  /** Whether the server confirmed the token at this launch. */
+  verified: boolean;
+  attempt: number;
+  /** When the token expires (ms since the epoch), or null. */
+  expiresAt: number | null;
+  error: { code: string; message: string } | null;
+}
+
+export interface SessionOptions {
+  /** The login server, e.g. 'https://login.example.com'; `request()` paths are relative to it. */
+  baseUrl: string;
+  machine?: MachineConfig;
+  /** wx.request's timeout for the session's own requests, in ms. */
+  requestTimeoutMs?: number;
+  /** Called after every change of the view or of the token ('' when none). */
+  onChange?: (view: LoginView, token: string) => void;
+  /**
+   * The module's path in the code package for `WXWebAssembly.instantiate`, when miniprogram_npm/
+   * is not at the package root: '/<dir>/miniprogram_npm/wx-login-client/wasm/client_bg.wasm.br'.
+   */
+  wasmPath?: string;
+}
+
+/** wx.request's options for `Session.request`, with `url` a path on `baseUrl` or an absolute URL. */
+export interface RequestOptions {
+  url: string;
+  method?: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'HEAD' | 'OPTIONS';
+  data?: string | Record<string, unknown> | ArrayBuffer;
+  header?: Record<string, string>;
+  timeout?: number;
+  dataType?: string;
+  responseType?: 'text' | 'arraybuffer';
+}
+
+/** The answer, for every status but a 401 that a fresh token got too. */
+export interface Response<T = any> {
+  statusCode: number;
+  data: T;
+  header: Record<string, string>;
+}
+
+export interface Session {
+  /** Resolves with a usable token, logging in if needed; rejects with a CodedError. */
+  ensureLogin(): Promise<string>;
+  /** Like ensureLogin, after making sure the server holds the session_key WeChat encrypts with now. */
+  ensureFreshSession(): Promise<string>;
+  /** wx.request with the token; a 401 logs in again and retries once. */
+  request<T = any>(options: RequestOptions): Promise<Response<T>>;
+  /** A fresh login. */
+  login(): Promise<string>;
+  /** Logs out here at once and on the server as soon as it can be reached. */
+  logout(): Promise<void>;
+  /** Tells the session that a business API answered 401 for `token`. */
+  unauthorized(token: string): Promise<void>;
+  view(): LoginView;
+  token(): string;
+}
+
+export function createSession(options: SessionOptions): Session;
