@@ -47,6 +47,40 @@ pub enum AuthError {
     SessionKey(#[from] OpenError),
 }
 
+impl AuthError {
+    /// What kind of refusal this is, as the login metric's `outcome` label: a fixed set of
+    /// names, one per thing an operator would act on differently.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            AuthError::MalformedCode(_) | AuthError::Wechat(WechatError::InvalidCode) => {
+                "invalid_code"
+            }
+            AuthError::Wechat(WechatError::CodeUsed) => "code_used",
+            AuthError::UnknownApp(_) => "unknown_app",
+            AuthError::NotLoggedIn => "not_logged_in",
+            AuthError::Wechat(WechatError::HighRiskUser) => "high_risk_user",
+            AuthError::Wechat(WechatError::RateLimited) => "upstream_rate_limited",
+            AuthError::Wechat(
+                WechatError::Busy { .. }
+                | WechatError::Unreachable(_)
+                | WechatError::CircuitOpen { .. }
+                | WechatError::OverBudget { .. },
+            ) => "upstream_unavailable",
+            AuthError::Wechat(WechatError::Timeout) | AuthError::ExchangePending => {
+                "upstream_timeout"
+            }
+            AuthError::Wechat(
+                WechatError::Misconfigured { .. }
+                | WechatError::Other { .. }
+                | WechatError::BadResponse(_)
+                | WechatError::InvalidPhoneCode,
+            ) => "upstream_error",
+            AuthError::Store(_) => "store_unavailable",
+            AuthError::SessionKey(_) => "internal",
+        }
+    }
+}
+
 /// A fresh login: the raw token (shown to the client once, never stored) and its lifetime.
 #[derive(Debug)]
 pub struct Issued {

@@ -223,6 +223,26 @@ pub struct Config {
     /// Redis; keys also carry the AppID, so apps never see each other's sessions.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "")]
     pub redis_key_prefix: String,
+
+    /// Where Prometheus scrapes the metrics (`GET /metrics`, text format). A listener of its
+    /// own, so that the API's address need not expose them; unset, no metrics are kept.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// The log's shape on stderr: `text` for people, or `json`, one object per line, for a
+    /// log collector.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The shapes the log can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event for people reading a terminal or `journalctl`.
+    #[default]
+    Text,
+    /// One JSON object per line, with the span fields (the request id) in it.
+    Json,
 }
 
 impl Config {
@@ -316,6 +336,15 @@ impl Config {
                  chooses its node, so every session would land on one node; use a prefix \
                  without braces",
                 self.redis_key_prefix
+            ));
+        }
+        if let Some(metrics) = self.metrics_addr
+            && metrics.port() != 0
+            && metrics == self.listen_addr
+        {
+            return Err(format!(
+                "METRICS_ADDR is LISTEN_ADDR ({metrics}): the metrics need a listener of their \
+                 own; pick another port"
             ));
         }
         if self.dev_mode() && !self.listen_addr.ip().is_loopback() && !self.dev_anywhere {
@@ -791,6 +820,21 @@ mod tests {
         assert!(c.dev_mode());
         assert_eq!(c.redis_key_prefix, "");
         assert_eq!(c.session_cache, DEFAULT_SESSION_CACHE);
+        assert_eq!(c.metrics_addr, None, "no metrics unless asked for");
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn metrics_and_log_format_are_checked_at_start() {
+        let c = Config::parse_from(["server", "--metrics-addr", "127.0.0.1:9100"]);
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        c.validate().unwrap();
+        let c = Config::parse_from(["server", "--metrics-addr", "127.0.0.1:3000"]);
+        assert!(c.validate().unwrap_err().contains("METRICS_ADDR"));
+        assert!(Config::try_parse_from(["server", "--metrics-addr", "localhost"]).is_err());
+        let c = Config::parse_from(["server", "--log-format", "json"]);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(Config::try_parse_from(["server", "--log-format", "xml"]).is_err());
     }
 
     #[test]

@@ -46,6 +46,7 @@
 //! - [`rate_limit`]: per-client limits on `POST /login`, and the budget of WeChat calls.
 //! - [`client_ip`]: who the client is, behind trusted proxies only.
 //! - [`open_data`]: decrypting WeChat's `encryptedData` and checking `rawData` signatures.
+//! - [`metrics`]: Prometheus metrics on `METRICS_ADDR`, and what counts them.
 //! - [`serve`]: connections with header, request and shutdown deadlines and a cap.
 //! - [`state`]: [`LoginState`], what handlers share, built from the configuration without a
 //!   socket.
@@ -60,6 +61,7 @@ pub mod config;
 pub mod config_file;
 pub mod data_keys;
 pub mod http;
+pub mod metrics;
 pub mod open_data;
 pub mod rate_limit;
 pub mod serve;
@@ -95,6 +97,8 @@ pub enum StartError {
     Config(String),
     #[error("cannot set up the data key: {0}")]
     DataKey(#[from] crate::data_keys::DataKeyError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// The standalone login server: the login service on a bound listener.

@@ -10,6 +10,7 @@ use crate::{
     client_ip::TrustedProxies,
     config::{Config, Secret, StoreUrl},
     data_keys::DataKeys,
+    metrics::CheckCounters,
     rate_limit::ClientLimiter,
     store::{Scope, Stores, unix_now},
     wechat::{
@@ -57,13 +58,21 @@ pub struct Parts {
     pub simulator: Option<Simulator>,
     /// Seal each session_key before it is stored, and open it for code that needs it.
     pub data_keys: DataKeys,
+    /// Handles of the token-check counters, registered once: `/checklogin` is the hot path.
+    pub check_counters: CheckCounters,
 }
 
 impl LoginState {
-    /// Opens the stores the configuration names, then [`LoginState::new`].
+    /// Opens the stores the configuration names, then [`LoginState::new`]. With `METRICS_ADDR`
+    /// set it also installs the process's metrics recorder and its listener, so call it once
+    /// per process.
     pub async fn open(config: Config) -> Result<Self, StartError> {
         // Before anything is created on disk or over the network.
         config.validate().map_err(StartError::Config)?;
+        // Before any counter is registered, or its handle would count into the void.
+        if let Some(addr) = config.metrics_addr {
+            crate::metrics::install(addr)?;
+        }
         let data_keys = data_keys(&config)?;
         let scope = Scope {
             appid: config
@@ -130,6 +139,7 @@ impl LoginState {
             apps,
             simulator,
             data_keys,
+            check_counters: CheckCounters::register(),
         })))
     }
 
@@ -153,7 +163,10 @@ impl LoginState {
                 match state.stores.sessions.purge_expired(unix_now()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "expired sessions deleted"),
-                    Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
+                    Err(e) => {
+                        crate::metrics::store_error(&e);
+                        tracing::warn!(error = %e, "purging expired sessions failed");
+                    }
                 }
             }
         }))

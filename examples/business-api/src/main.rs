@@ -8,8 +8,8 @@ use server::{LoginState, config::Config};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    server::cli::init_logging();
     let config = Config::parse();
+    server::cli::init_logging(config.log_format);
     let addr = config.listen_addr;
     let login = match LoginState::open(config).await {
         Ok(login) => login,

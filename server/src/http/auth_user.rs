@@ -32,7 +32,12 @@ where
             return Ok(user.clone());
         }
         let login = LoginState::from_ref(state);
-        let user = auth::authenticate(&login, bearer_token(&parts.headers).as_deref()).await?;
+        let user = auth::authenticate(&login, bearer_token(&parts.headers).as_deref()).await;
+        login
+            .check_counters
+            .auth_user
+            .count(user.as_ref().map(|_| true));
+        let user = user?;
         parts.extensions.insert(user.clone());
         Ok(user)
     }

@@ -50,6 +50,11 @@ pub(super) async fn check_login(
             .map(|(_, v)| v.into_owned())
     };
     let token = bearer.or_else(from_query);
-    let is_login = auth::is_logged_in(&state, token.as_deref()).await?;
+    let is_login = auth::is_logged_in(&state, token.as_deref()).await;
+    state
+        .check_counters
+        .checklogin
+        .count(is_login.as_ref().copied());
+    let is_login = is_login?;
     Ok(super::private(CheckLoginResponse { is_login }))
 }

@@ -223,6 +223,10 @@ impl IntoResponse for ApiError {
                     "check the AppID and its secret (WECHAT_APPID and WECHAT_SECRET, or CONFIG_FILE)"
                 );
             }
+            ApiError::Store(e) => {
+                crate::metrics::store_error(e);
+                tracing::error!(error = %self, "request failed");
+            }
             _ if status.is_server_error() => tracing::error!(error = %self, "request failed"),
             _ => tracing::debug!(error = %self, status = status.as_u16(), "request refused"),
         }

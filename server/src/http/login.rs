@@ -4,9 +4,10 @@ use axum::{Router, extract::State, response::Response, routing::post};
 use shared::{ErrorBody, LoginRequest, LoginResponse, paths};
 
 use crate::{
-    auth,
+    auth::{self, AuthError},
     http::ApiError,
     http::extract::{AppJson, ClientIp},
+    metrics,
     state::LoginState,
 };
 
@@ -47,11 +48,14 @@ pub(super) async fn login(
     AppJson(request): AppJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     // Before the body is even judged: a flood of junk is throttled too.
-    state
-        .login_limiter
-        .check(ip)
-        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let issued = auth::login(&state, request.appid.as_deref(), &request.code).await?;
+    if let Err(retry_after) = state.login_limiter.check(ip) {
+        metrics::rate_limited("login");
+        metrics::login("rate_limited");
+        return Err(ApiError::RateLimited { retry_after });
+    }
+    let issued = auth::login(&state, request.appid.as_deref(), &request.code).await;
+    metrics::login(issued.as_ref().map_or_else(AuthError::outcome, |_| "ok"));
+    let issued = issued?;
     Ok(super::private(LoginResponse {
         token: issued.token.into_string(),
         expires_in: issued.expires_in,

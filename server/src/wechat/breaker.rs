@@ -17,6 +17,8 @@ pub struct Breaker {
     cooldown: Duration,
     /// std mutex: a comparison and an assignment per call.
     state: Mutex<State>,
+    /// The state as the metrics see it, set under the mutex whenever the state changes kind.
+    gauge: metrics::Gauge,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,14 +28,34 @@ enum State {
     HalfOpen { trial_started: Instant },
 }
 
+impl State {
+    /// `wxlogin_breaker_state`: 0 closed, 1 open, 2 half-open.
+    fn gauge_value(self) -> f64 {
+        match self {
+            State::Closed { .. } => 0.0,
+            State::Open { .. } => 1.0,
+            State::HalfOpen { .. } => 2.0,
+        }
+    }
+}
+
 impl Breaker {
     /// `threshold == 0` disables the breaker.
-    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+    /// `gauge` shows the state to the metrics (`metrics::Gauge::noop()` for none).
+    pub fn new(threshold: u32, cooldown: Duration, gauge: metrics::Gauge) -> Self {
+        gauge.set(State::Closed { failures: 0 }.gauge_value());
         Self {
             threshold,
             cooldown,
             state: Mutex::new(State::Closed { failures: 0 }),
+            gauge,
         }
+    }
+
+    /// Moves to `next`, keeping the gauge in step.
+    fn enter(&self, state: &mut State, next: State) {
+        *state = next;
+        self.gauge.set(next.gauge_value());
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -49,7 +71,7 @@ impl Breaker {
         match *state {
             State::Closed { .. } => Ok(()),
             State::Open { until } if now >= until => {
-                *state = State::HalfOpen { trial_started: now };
+                self.enter(&mut state, State::HalfOpen { trial_started: now });
                 Ok(())
             }
             State::Open { until } => Err(until - now),
@@ -64,7 +86,7 @@ impl Breaker {
     }
 
     pub fn record_success(&self) {
-        *self.state() = State::Closed { failures: 0 };
+        self.enter(&mut self.state(), State::Closed { failures: 0 });
     }
 
     pub fn record_failure(&self, now: Instant) {
@@ -72,7 +94,7 @@ impl Breaker {
             return;
         }
         let mut state = self.state();
-        *state = match *state {
+        let next = match *state {
             State::Closed { failures } if failures + 1 < self.threshold => State::Closed {
                 failures: failures + 1,
             },
@@ -81,6 +103,7 @@ impl Breaker {
             },
             open @ State::Open { .. } => open,
         };
+        self.enter(&mut state, next);
     }
 }
 
@@ -90,7 +113,7 @@ mod tests {
 
     #[test]
     fn opens_after_threshold_fails_fast_then_trials_once() {
-        let b = Breaker::new(3, Duration::from_secs(10));
+        let b = Breaker::new(3, Duration::from_secs(10), metrics::Gauge::noop());
         let t0 = Instant::now();
         for _ in 0..2 {
             assert!(b.admit(t0).is_ok());
@@ -119,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_success_resets_the_count() {
-        let b = Breaker::new(2, Duration::from_secs(10));
+        let b = Breaker::new(2, Duration::from_secs(10), metrics::Gauge::noop());
         let t0 = Instant::now();
         b.record_failure(t0);
         b.record_success();
@@ -128,8 +151,27 @@ mod tests {
     }
 
     #[test]
+    fn the_gauge_follows_the_state() {
+        let shown = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(f64::NAN.to_bits()));
+        let read = || f64::from_bits(shown.load(std::sync::atomic::Ordering::Relaxed));
+        let b = Breaker::new(
+            1,
+            Duration::from_secs(10),
+            metrics::Gauge::from_arc(shown.clone()),
+        );
+        assert_eq!(read(), 0.0, "closed from the start");
+        let t0 = Instant::now();
+        b.record_failure(t0);
+        assert_eq!(read(), 1.0, "open");
+        b.admit(t0 + Duration::from_secs(10)).unwrap();
+        assert_eq!(read(), 2.0, "half-open for the trial");
+        b.record_success();
+        assert_eq!(read(), 0.0, "closed again");
+    }
+
+    #[test]
     fn a_lost_trial_does_not_wedge_the_breaker() {
-        let b = Breaker::new(1, Duration::from_secs(10));
+        let b = Breaker::new(1, Duration::from_secs(10), metrics::Gauge::noop());
         let t0 = Instant::now();
         b.record_failure(t0);
         let t1 = t0 + Duration::from_secs(10);

@@ -122,6 +122,7 @@ impl WechatClient {
         secret: Secret,
         options: ClientOptions,
     ) -> Self {
+        let breaker_gauge = crate::metrics::breaker_gauge(&appid);
         Self {
             transport,
             timeout: options.timeout,
@@ -132,6 +133,7 @@ impl WechatClient {
             breaker: Arc::new(Breaker::new(
                 options.breaker_threshold,
                 options.breaker_cooldown,
+                breaker_gauge,
             )),
             budget: Arc::new(UpstreamBudget::new(options.rate_per_second)),
         }
@@ -145,9 +147,10 @@ impl WechatClient {
     /// Exchanges a `wx.login()` code for the user's identity, retrying only WeChat's "busy",
     /// and failing fast while the circuit breaker is open.
     pub async fn code_to_session(&self, code: &str) -> Result<WechatSession, WechatError> {
-        self.budget
-            .spend()
-            .map_err(|retry_after| WechatError::OverBudget { retry_after })?;
+        self.budget.spend().map_err(|retry_after| {
+            crate::metrics::rate_limited("upstream");
+            WechatError::OverBudget { retry_after }
+        })?;
         self.breaker
             .admit(Instant::now())
             .map_err(|retry_after| WechatError::CircuitOpen { retry_after })?;
@@ -163,7 +166,10 @@ impl WechatClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.call_once(code).await {
+            let started = Instant::now();
+            let answer = self.call_once(code).await;
+            crate::metrics::code2session(errcode_label(&answer), started.elapsed());
+            match answer {
                 Err(WechatError::Busy { .. }) if attempt <= self.busy_retries => {
                     let delay = self.backoff * 2u32.saturating_pow(attempt - 1);
                     tracing::warn!(attempt, ?delay, "WeChat busy (-1), retrying");
@@ -363,6 +369,38 @@ impl WechatClient {
 }
 
 /// One request through the simulator's router: status and body, as over HTTP.
+/// WeChat's answer to one code2Session call as the metrics label it: the errcodes the client
+/// knows as numbers, anything else by kind, so the label set stays bounded whatever WeChat
+/// sends.
+fn errcode_label(answer: &Result<WechatSession, WechatError>) -> &'static str {
+    match answer {
+        Ok(_) => "0",
+        Err(WechatError::Busy { .. }) => "-1",
+        Err(WechatError::InvalidCode) => "40029",
+        Err(WechatError::CodeUsed) => "40163",
+        Err(WechatError::HighRiskUser) => "40226",
+        Err(WechatError::RateLimited) => "45011",
+        Err(WechatError::Misconfigured {
+            errcode: errcode::INVALID_APPID,
+            ..
+        }) => "40013",
+        Err(WechatError::Misconfigured {
+            errcode: errcode::INVALID_SECRET,
+            ..
+        }) => "40125",
+        Err(WechatError::Timeout) => "timeout",
+        Err(WechatError::Unreachable(_)) => "unreachable",
+        Err(WechatError::BadResponse(_)) => "bad_response",
+        Err(
+            WechatError::Other { .. }
+            | WechatError::Misconfigured { .. }
+            | WechatError::InvalidPhoneCode
+            | WechatError::OverBudget { .. }
+            | WechatError::CircuitOpen { .. },
+        ) => "other",
+    }
+}
+
 async fn simulator_call(
     router: axum::Router,
     uri: String,

@@ -1,0 +1,175 @@
+//! Prometheus metrics: their names, the recorder and its listener on `METRICS_ADDR`, and the
+//! few calls the rest of the server makes to count what it does.
+//!
+//! Every label value is a `&'static str` from a fixed set (outcome kinds, WeChat errcodes the
+//! client knows, the configured AppIDs), never anything a user sent: a label per user would
+//! grow the exposition without bound and could carry a token into it.
+//!
+//! Without `METRICS_ADDR` no recorder is installed and every call here goes to `metrics`'s
+//! no-op recorder. `/checklogin` counts through [`CheckCounters`], handles registered once
+//! when the [`LoginState`](crate::LoginState) is built, so the hot path does one atomic add
+//! and no registry lookup; so install the recorder before building the state.
+
+use std::{net::SocketAddr, time::Duration};
+
+use ::metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+
+use crate::{auth::AuthError, store::StoreError};
+
+/// `POST /login` answers, by `outcome` (see [`AuthError::outcome`], plus `ok`).
+pub const LOGINS: &str = "wxlogin_logins_total";
+/// code2Session calls made to WeChat (each busy retry is a call), by `errcode`.
+pub const CODE2SESSION_CALLS: &str = "wxlogin_code2session_calls_total";
+/// How long each code2Session call took, by `errcode`.
+pub const CODE2SESSION_SECONDS: &str = "wxlogin_code2session_duration_seconds";
+/// Token checks, by `via` (`checklogin`, `auth_user`) and `answer`.
+pub const CHECKS: &str = "wxlogin_checks_total";
+/// Requests and purges that failed because the session store did, by `kind`.
+pub const STORE_ERRORS: &str = "wxlogin_store_errors_total";
+/// Requests refused by a rate limit, by `limit` (`login`, `upstream`).
+pub const RATE_LIMITED: &str = "wxlogin_rate_limited_total";
+/// Each app's circuit breaker towards WeChat, by `appid`: 0 closed, 1 open, 2 half-open.
+pub const BREAKER_STATE: &str = "wxlogin_breaker_state";
+/// Always 1; its `version` label says which build is running.
+pub const BUILD_INFO: &str = "wxlogin_build_info";
+
+/// Buckets of the code2Session latency histogram, in seconds: WeChat usually answers in tens
+/// of milliseconds, and `WECHAT_TIMEOUT` (5 s by default) bounds the slowest.
+const CODE2SESSION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The recorder could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve metrics on {addr}: {source}")]
+pub struct MetricsError {
+    addr: SocketAddr,
+    source: BuildError,
+}
+
+/// Installs the process-wide Prometheus recorder and serves its text exposition on `addr`
+/// (any path; scrape `/metrics`). Must run inside the Tokio runtime, which serves it.
+pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        // Without buckets the exporter renders a summary, which cannot be aggregated across
+        // instances.
+        .set_buckets_for_metric(
+            Matcher::Full(CODE2SESSION_SECONDS.to_owned()),
+            CODE2SESSION_BUCKETS,
+        )
+        .and_then(PrometheusBuilder::install)
+        .map_err(|source| MetricsError { addr, source })?;
+    describe();
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(())
+}
+
+/// The `# HELP` lines.
+fn describe() {
+    describe_counter!(LOGINS, "POST /login answers, by outcome");
+    describe_counter!(
+        CODE2SESSION_CALLS,
+        "code2Session calls made to WeChat, busy retries included, by errcode"
+    );
+    ::metrics::describe_histogram!(
+        CODE2SESSION_SECONDS,
+        Unit::Seconds,
+        "Duration of each code2Session call, by errcode"
+    );
+    describe_counter!(
+        CHECKS,
+        "Token checks by /checklogin (via=checklogin) and AuthUser, which /auth uses \
+         (via=auth_user), by answer"
+    );
+    describe_counter!(
+        STORE_ERRORS,
+        "Requests and purges that failed because the session store did, by kind"
+    );
+    describe_counter!(RATE_LIMITED, "Requests refused by a rate limit, by limit");
+    describe_gauge!(
+        BREAKER_STATE,
+        "Circuit breaker towards WeChat per app: 0 closed, 1 open, 2 half-open"
+    );
+    describe_gauge!(BUILD_INFO, "Always 1; the version label names the build");
+}
+
+/// One `POST /login` answered with `outcome`.
+pub fn login(outcome: &'static str) {
+    counter!(LOGINS, "outcome" => outcome).increment(1);
+}
+
+/// One code2Session call that ended with `errcode` after `took`.
+pub fn code2session(errcode: &'static str, took: Duration) {
+    counter!(CODE2SESSION_CALLS, "errcode" => errcode).increment(1);
+    ::metrics::histogram!(CODE2SESSION_SECONDS, "errcode" => errcode).record(took.as_secs_f64());
+}
+
+/// A request or a purge failed because the store did.
+pub fn store_error(error: &StoreError) {
+    let kind = match error {
+        StoreError::Unavailable(_) => "unavailable",
+        StoreError::Corrupt(_) => "corrupt",
+    };
+    counter!(STORE_ERRORS, "kind" => kind).increment(1);
+}
+
+/// A request refused by `limit`: `login` (per client) or `upstream` (WeChat calls per app).
+pub fn rate_limited(limit: &'static str) {
+    counter!(RATE_LIMITED, "limit" => limit).increment(1);
+}
+
+/// The breaker gauge of the app `appid`, registered once per client.
+pub fn breaker_gauge(appid: &str) -> Gauge {
+    gauge!(BREAKER_STATE, "appid" => appid.to_owned())
+}
+
+/// The check counters, registered once, one handle per `via` and answer.
+#[derive(Debug, Clone)]
+pub struct CheckCounters {
+    pub checklogin: CheckAnswers,
+    pub auth_user: CheckAnswers,
+}
+
+impl CheckCounters {
+    /// Registers every handle with the recorder installed now (the no-op one if none is).
+    pub fn register() -> Self {
+        Self {
+            checklogin: CheckAnswers::register("checklogin"),
+            auth_user: CheckAnswers::register("auth_user"),
+        }
+    }
+}
+
+/// The answers one way of checking a token can give.
+#[derive(Debug, Clone)]
+pub struct CheckAnswers {
+    logged_in: Counter,
+    not_logged_in: Counter,
+    store_unavailable: Counter,
+    error: Counter,
+}
+
+impl CheckAnswers {
+    fn register(via: &'static str) -> Self {
+        let answer = |answer: &'static str| counter!(CHECKS, "via" => via, "answer" => answer);
+        Self {
+            logged_in: answer("logged_in"),
+            not_logged_in: answer("not_logged_in"),
+            store_unavailable: answer("store_unavailable"),
+            error: answer("error"),
+        }
+    }
+
+    /// Counts the answer of one check: whether the token was live, or why nobody knows.
+    pub fn count(&self, checked: Result<bool, &AuthError>) {
+        let counter = match checked {
+            Ok(true) => &self.logged_in,
+            Ok(false) | Err(AuthError::NotLoggedIn) => &self.not_logged_in,
+            Err(AuthError::Store(_)) => &self.store_unavailable,
+            Err(_) => &self.error,
+        };
+        counter.increment(1);
+    }
+}
