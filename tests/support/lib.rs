@@ -2,9 +2,10 @@
 //! it over real HTTP, stop it; run server processes and a Redis of our own.
 
 mod processes;
+pub mod prometheus;
 mod slow_link;
 
-pub use processes::{RedisCluster, RedisServer, ServerProcess, free_port, redis_query};
+pub use processes::{LogLines, RedisCluster, RedisServer, ServerProcess, free_port, redis_query};
 pub use slow_link::SlowLink;
 
 use std::{net::SocketAddr, time::Duration};

@@ -7,6 +7,7 @@ use std::{
     net::{SocketAddr, TcpStream},
     path::Path,
     process::{Child, Command, Stdio},
+    sync::{Arc, Condvar, Mutex},
     time::{Duration, Instant},
 };
 
@@ -302,29 +303,57 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// `None` once handed out by [`ServerProcess::into_child`].
     child: Option<Child>,
+    /// What it wrote to stderr, when that is a pipe of ours.
+    log: Arc<LogLines>,
 }
 
 impl ServerProcess {
     /// Starts `binary` with `env` on `127.0.0.1:0` and waits until `/healthz` answers. The
     /// child binds the port itself and its log says which, so no port is guessed and none can
-    /// be taken in between.
+    /// be taken in between. Its stderr is a pipe: no terminal, so no colour.
     pub async fn start(binary: &str, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(binary)
-            .env_clear()
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "warn,server::cli=info")
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
+        let mut child = command(binary, env)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-        let addr = bound_address(&mut child, Duration::from_secs(15))
+        let log = Arc::new(LogLines::default());
+        let addr = bound_address(&mut child, &log, Duration::from_secs(15))
             .unwrap_or_else(|| panic!("{binary} did not say where it listens"));
-        let mut process = Self {
+        let process = Self {
             addr,
             child: Some(child),
+            log,
         };
+        process.until_healthy(binary).await
+    }
+
+    /// Starts `binary` with `env` and its stderr written to `log_file`, as a service manager
+    /// that logs to a file would, and waits until `/healthz` answers. The log cannot be read
+    /// as it is written, so the port is a free one picked here rather than the child's own.
+    pub async fn start_logging_to(binary: &str, env: &[(&str, &str)], log_file: &Path) -> Self {
+        let file = std::fs::File::create(log_file).expect("create the log file");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let listen = addr.to_string();
+        let child = command(binary, env)
+            .env("LISTEN_ADDR", &listen)
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let process = Self {
+            addr,
+            child: Some(child),
+            log: Arc::default(),
+        };
+        process.until_healthy(binary).await
+    }
+
+    /// The lines the process writes to stderr (started by [`ServerProcess::start`]).
+    pub fn log(&self) -> Arc<LogLines> {
+        self.log.clone()
+    }
+
+    async fn until_healthy(mut self, binary: &str) -> Self {
+        let process = &mut self;
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -334,7 +363,7 @@ impl ServerProcess {
             }
             let health = http.get(process.url("/healthz")).send().await;
             if health.is_ok_and(|r| r.status().is_success()) {
-                return process;
+                return self;
             }
             assert!(Instant::now() < deadline, "{binary} did not come up");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -417,27 +446,84 @@ impl ServerProcess {
     }
 }
 
-/// Reads the child's log until its "listening" line and returns the address in it; the rest
-/// of the log goes on to our stderr, where a failing test shows it.
-fn bound_address(child: &mut Child, limit: Duration) -> Option<SocketAddr> {
+/// `binary` with nothing of our environment but `env`, on a port of its choosing, logging
+/// what the tests need.
+fn command(binary: &str, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .env_clear()
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn,server::cli=info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null());
+    command
+}
+
+/// The lines a child process wrote to stderr, kept as they arrive, so that a test can wait
+/// for the line an action of its causes.
+#[derive(Debug, Default)]
+pub struct LogLines {
+    lines: Mutex<Vec<String>>,
+    added: Condvar,
+}
+
+impl LogLines {
+    fn push(&self, line: String) {
+        self.lines.lock().unwrap().push(line);
+        self.added.notify_all();
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// The first line that satisfies `wanted`, waiting for it up to `limit`.
+    pub fn wait_for(&self, limit: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let lines = self.lines.lock().unwrap();
+        let (lines, _) = self
+            .added
+            .wait_timeout_while(lines, limit, |lines| !lines.iter().any(|l| wanted(l)))
+            .unwrap();
+        lines.iter().find(|l| wanted(l)).cloned()
+    }
+}
+
+/// Reads the child's log into `log` until its "listening" line and returns the address in
+/// it; every line also goes on to our stderr, where a failing test shows it.
+fn bound_address(child: &mut Child, log: &Arc<LogLines>, limit: Duration) -> Option<SocketAddr> {
     let stderr = child.stderr.take()?;
     let (found, address) = std::sync::mpsc::channel();
+    let log = log.clone();
     std::thread::spawn(move || {
         let mut found = Some(found);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("{line}");
-            if line.contains("listening") {
-                let addr = line
-                    .split_whitespace()
-                    .find_map(|word| word.strip_prefix("addr="))
-                    .and_then(|a| a.parse::<SocketAddr>().ok());
-                if let (Some(addr), Some(found)) = (addr, found.take()) {
-                    found.send(addr).ok();
-                }
+            if let Some(addr) = listening_address(&line)
+                && let Some(found) = found.take()
+            {
+                found.send(addr).ok();
             }
+            log.push(line);
         }
     });
     address.recv_timeout(limit).ok()
+}
+
+/// The address in the server's "listening" line, in either log format: `addr=…` in text,
+/// `"fields":{"addr":…}` in JSON.
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let addr = match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(json) => json["fields"]["addr"].as_str()?.to_owned(),
+        Err(_) => line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("addr="))?
+            .to_owned(),
+    };
+    addr.parse().ok()
 }
 
 impl Drop for ServerProcess {
