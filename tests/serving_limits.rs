@@ -213,12 +213,15 @@ async fn sigterm_with_a_stuck_connection_ends_the_process_by_the_shutdown_deadli
         ],
     )
     .await;
-    let _idle = keep_alive_idle(process.addr);
     // Half a header: not idle, so the graceful shutdown would wait for it for a minute.
     let mut stuck = std::net::TcpStream::connect(process.addr).unwrap();
     stuck
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: lo")
         .unwrap();
+    // Answered only once the server accepted it, and connections are accepted in the order
+    // they came: so the stuck one is the server's too when the signal arrives, rather than
+    // still waiting in the backlog, to be reset with the listener.
+    let _idle = keep_alive_idle(process.addr);
     let child = process.into_child();
     sigterm(child.id());
     let took = exit_within(child, Duration::from_secs(5));
