@@ -90,3 +90,32 @@ async fn text_logs_written_to_a_file_hold_no_escape_codes() {
         assert!(!line.contains('\x1b'), "an escape code: {line:?}");
     }
 }
+
+#[test]
+fn a_bad_setting_is_refused_in_the_log_format_asked_for() {
+    let refuse = |envs: &[(&str, &str)]| {
+        let out = std::process::Command::new(BINARY)
+            .env_clear()
+            .envs(envs.iter().copied())
+            .env("PURGE_INTERVAL", "0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "a purge interval of 0 is refused");
+        String::from_utf8(out.stderr).unwrap()
+    };
+
+    let json = refuse(&[("LOG_FORMAT", "json")]);
+    let lines: Vec<&str> = json.lines().collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert_eq!(entry["level"], "ERROR", "{line}");
+        let message = entry["fields"]["message"].as_str().unwrap();
+        assert!(message.contains("purge-interval"), "{message}");
+    }
+
+    let text = refuse(&[]);
+    assert!(text.contains("purge-interval"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text}");
+}

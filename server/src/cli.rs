@@ -13,8 +13,23 @@ use crate::{
 
 /// Parses flags and environment, logs to stderr, serves until Ctrl-C or SIGTERM.
 pub async fn main() -> ExitCode {
-    // clap reports a bad setting itself, before any log exists.
-    let config = Config::parse();
+    let config = match Config::try_parse() {
+        Ok(config) => config,
+        // `--help` and `--version` are answers, printed as clap prints them.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // A bad setting is logged in the format asked for, when that much can be told:
+            // a shipper reading JSON must not meet a line it cannot parse, even this one.
+            init_logging(requested_format(
+                std::env::args_os(),
+                std::env::var_os("LOG_FORMAT"),
+            ));
+            let message = e.render().to_string();
+            let message = message.trim().trim_start_matches("error: ");
+            tracing::error!("invalid configuration: {message}");
+            return ExitCode::from(2);
+        }
+    };
     init_logging(config.log_format);
     let dev = config.dev_mode();
     let store = config.session_store.to_string();
@@ -71,6 +86,24 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
+/// The log format the command line or `LOG_FORMAT` asks for, read without the rest of the
+/// configuration (which failed to parse); text when neither says, or says something unknown.
+fn requested_format(args: impl IntoIterator<Item = OsString>, env: Option<OsString>) -> LogFormat {
+    let mut from_args = None;
+    let mut args = args.into_iter().map(|a| a.to_string_lossy().into_owned());
+    while let Some(arg) = args.next() {
+        if arg == "--log-format" {
+            from_args = args.next();
+        } else if let Some(value) = arg.strip_prefix("--log-format=") {
+            from_args = Some(value.to_owned());
+        }
+    }
+    let asked = from_args.or_else(|| env.map(|v| v.to_string_lossy().into_owned()));
+    asked
+        .and_then(|value| clap::ValueEnum::from_str(&value, true).ok())
+        .unwrap_or(LogFormat::Text)
+}
+
 /// Colour when stderr is a terminal, unless `NO_COLOR` is set to anything but the empty
 /// string (no-color.org).
 fn wants_colour(stderr_is_terminal: bool, no_color: Option<OsString>) -> bool {
@@ -80,6 +113,29 @@ fn wants_colour(stderr_is_terminal: bool, no_color: Option<OsString>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_format_of_a_failed_configuration_comes_from_the_flag_then_the_environment() {
+        let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        let json = Some(OsString::from("json"));
+        assert_eq!(requested_format(args(&["server"]), None), LogFormat::Text);
+        assert_eq!(
+            requested_format(args(&["server"]), json.clone()),
+            LogFormat::Json
+        );
+        assert_eq!(
+            requested_format(args(&["server", "--log-format", "json"]), None),
+            LogFormat::Json
+        );
+        assert_eq!(
+            requested_format(args(&["server", "--log-format=text"]), json.clone()),
+            LogFormat::Text
+        );
+        assert_eq!(
+            requested_format(args(&["server"]), Some("xml".into())),
+            LogFormat::Text
+        );
+    }
 
     #[test]
     fn colour_only_at_a_terminal_and_without_no_color() {
