@@ -65,24 +65,41 @@ pub async fn main() -> ExitCode {
 /// Colour only for a person at a terminal: escape codes in a file or a journal are noise that
 /// breaks `grep` and log parsers.
 pub fn init_logging(format: LogFormat) {
+    let colour = wants_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR"),
+    );
+    init_logging_to(format, std::io::stderr, colour);
+}
+
+/// [`init_logging`] into any writer: for a test that reads the lines back.
+pub fn init_logging_to<W>(format: LogFormat, writer: W, colour: bool)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let logger = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(wants_colour(
-            std::io::stderr().is_terminal(),
-            std::env::var_os("NO_COLOR"),
-        ));
+        .with_writer(writer)
+        .with_ansi(colour);
     match format {
         LogFormat::Text => logger.init(),
         // The current span carries the request id (http/request_log.rs) into each line a
         // request causes; the list of outer spans would only repeat it.
-        LogFormat::Json => logger
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
+        LogFormat::Json => {
+            logger
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .init();
+            // The default hook writes a panic (a handler's included, which the app turns into
+            // a 500 and survives) as plain text; here it becomes one more JSON line, inside the
+            // request's span when a handler panicked.
+            std::panic::set_hook(Box::new(|panic| {
+                tracing::error!(panic = %panic, "panicked");
+            }));
+        }
     }
 }
 
