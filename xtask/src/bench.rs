@@ -2,15 +2,15 @@
 //! `bench` crate (`bench/src/main.rs`), which loads, prints and writes the results.
 //!
 //! Here: wrk, Redis and Node from Debian when missing, the express seed's packages from its
-//! lock file, the shipped WASM module (its size is measured and the launch test loads it), and
-//! release builds of the server, the bench and the axum baseline. Not part of `cargo xtask
-//! test`: a release build and minutes of load would double its time for figures that only
+//! lock file, the shipped WASM module and the demo's `miniprogram_npm/` (the module's size is
+//! measured, and the launch test runs the demo), and release builds of the server, the bench
+//! and the axum baseline. Not part of `cargo xtask test`: a release build and minutes of load would double its time for figures that only
 //! mean something when read, not when passed.
 
 use std::process::Command;
 
 use crate::{
-    Result, harness, install,
+    Result, harness, install, npm_package,
     run::{self, status},
     wasm,
 };
@@ -29,6 +29,8 @@ pub fn run() -> Result {
         },
     )?;
     wasm::build()?;
+    // The launch measurement runs the demo, which requires the client from miniprogram_npm/.
+    npm_package::build()?;
     run::step("release build (server, bench, baseline-axum)", || {
         run::cargo(&[
             "build",
