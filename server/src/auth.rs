@@ -14,7 +14,8 @@ use crate::{
     apps::App,
     data_keys::{OpenError, SessionKey},
     state::LoginState,
-    store::{ClaimState, Outcome, Refusal, Session, StoreError, unix_now},
+    store::{ClaimState, Outcome, Refusal, Session, StoreError},
+    time::unix_now,
     token::Token,
     wechat::WechatError,
 };

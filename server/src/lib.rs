@@ -67,6 +67,7 @@ pub mod rate_limit;
 pub mod serve;
 pub mod state;
 pub mod store;
+pub mod time;
 pub mod token;
 pub mod wechat;
 

@@ -12,7 +12,8 @@ use crate::{
     data_keys::DataKeys,
     metrics::CheckCounters,
     rate_limit::ClientLimiter,
-    store::{Scope, Stores, unix_now},
+    store::{Scope, Stores},
+    time::unix_now,
     wechat::{
         WechatClient, access_token::AccessTokens, client::ClientOptions, simulator::Simulator,
     },

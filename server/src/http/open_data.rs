@@ -16,7 +16,8 @@ use crate::{
     },
     open_data::{self, Sealed},
     state::LoginState,
-    store::{Phone, unix_now},
+    store::Phone,
+    time::unix_now,
 };
 
 pub fn router() -> Router<LoginState> {

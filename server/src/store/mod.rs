@@ -201,13 +201,8 @@ impl Stores {
     }
 }
 
-/// Current time in unix seconds, the unit sessions are stamped in.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+/// Sessions are stamped in unix seconds; re-exported for the stores' callers and tests.
+pub use crate::time::unix_now;
 
 /// The contract every backend must meet. Each backend's tests call [`contract_tests::run_all`];
 /// the feature `contract-tests` exports it for backends tested outside this crate (Redis).

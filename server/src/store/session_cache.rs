@@ -188,7 +188,7 @@ mod tests {
     async fn hits_skip_the_store_and_a_removal_is_seen_by_the_next_get() {
         let (cache, counted) = cache(64);
         let key = Token::generate().hash();
-        let now = crate::store::unix_now();
+        let now = crate::time::unix_now();
         cache
             .insert(key, contract_tests::session("o-hit", 3600))
             .await
@@ -215,7 +215,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_tokens_never_take_a_slot_and_live_ones_stay_within_capacity() {
         let (cache, counted) = cache(64);
-        let now = crate::store::unix_now();
+        let now = crate::time::unix_now();
         for _ in 0..5_000 {
             assert!(
                 cache
@@ -278,7 +278,7 @@ mod tests {
             NonZeroUsize::new(64).unwrap(),
         ));
         let key = Token::generate().hash();
-        let now = crate::store::unix_now();
+        let now = crate::time::unix_now();
         // In the store only, as after a restart: the first lookup misses the cache.
         held.store
             .insert(key, contract_tests::session("o-race", 3600))

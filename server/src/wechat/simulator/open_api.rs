@@ -19,7 +19,7 @@ use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use super::{Simulator, errcode, error, wechat_body};
-use crate::{open_data, store::unix_now};
+use crate::{open_data, time::unix_now};
 
 /// WeChat's lifetime of an access token.
 pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(7200);
