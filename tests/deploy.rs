@@ -157,7 +157,8 @@ fn the_unit_keeps_sessions_in_its_state_directory_and_secrets_in_an_environment_
             ));
         }
     }
-    let config = <server::config::Config as clap::Parser>::try_parse_from(&args)
+    let config = <server::cli::Args as clap::Parser>::try_parse_from(&args)
+        .map(server::config::Config::from)
         .unwrap_or_else(|e| panic!("the unit's settings: {e}"));
     config.validate().unwrap();
     assert!(config.metrics_addr.unwrap().ip().is_loopback());

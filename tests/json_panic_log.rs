@@ -1,7 +1,10 @@
 //! With JSON logs, a panic is one more JSON line, not the default hook's plain text. A test
 //! binary of its own: it installs the process's logger and panic hook.
 
-use server::{captured_log::CapturedLog, cli::init_logging_to, config::LogFormat};
+use server::{
+    captured_log::CapturedLog,
+    cli::{LogFormat, init_logging_to},
+};
 
 #[test]
 fn a_panic_is_logged_as_a_json_line() {

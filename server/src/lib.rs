@@ -55,15 +55,16 @@ pub mod apps;
 pub mod auth;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod captured_log;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod client_ip;
 pub mod config;
-pub mod config_file;
 pub mod data_keys;
 pub mod http;
 pub mod metrics;
 pub mod open_data;
 pub mod rate_limit;
+pub mod secret;
 pub mod serve;
 pub mod state;
 pub mod store;
@@ -95,7 +96,7 @@ pub enum StartError {
     #[error("cannot set up the WeChat client: {0}")]
     Wechat(#[from] WechatError),
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot set up the data key: {0}")]
     DataKey(#[from] crate::data_keys::DataKeyError),
     #[error(transparent)]

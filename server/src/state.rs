@@ -8,10 +8,11 @@ use crate::{
     StartError,
     apps::{App, Apps},
     client_ip::TrustedProxies,
-    config::{Config, Secret, StoreUrl},
+    config::{Config, ConfigError, StoreUrl},
     data_keys::DataKeys,
     metrics::CheckCounters,
     rate_limit::ClientLimiter,
+    secret::Secret,
     store::{Scope, Stores},
     time::unix_now,
     wechat::{
@@ -69,7 +70,7 @@ impl LoginState {
     /// per process.
     pub async fn open(config: Config) -> Result<Self, StartError> {
         // Before anything is created on disk or over the network.
-        config.validate().map_err(StartError::Config)?;
+        config.validate()?;
         // Before any counter is registered, or its handle would count into the void.
         if let Some(addr) = config.metrics_addr {
             crate::metrics::install(addr)?;
@@ -97,7 +98,7 @@ impl LoginState {
     /// simulator, called in-process, with a fresh secret per process so that the client is
     /// still seen to send it correctly.
     pub fn new(config: Config, stores: Stores) -> Result<Self, StartError> {
-        config.validate().map_err(StartError::Config)?;
+        config.validate()?;
         let data_keys = data_keys(&config)?;
         Self::build(config, stores, data_keys)
     }
@@ -130,8 +131,8 @@ impl LoginState {
                 wechat,
             })
             .collect();
-        let apps =
-            Apps::new(apps).ok_or_else(|| StartError::Config("no mini-program to serve".into()))?;
+        let apps = Apps::new(apps)
+            .ok_or_else(|| StartError::Config(ConfigError::new("no mini-program to serve")))?;
         Ok(Self(Arc::new(Parts {
             config: Arc::new(config),
             stores,
@@ -186,9 +187,9 @@ fn wechat_clients(
         if !config.dev_mode() {
             // Config::validate has refused this already; a caller that skipped it still
             // gets an error, not dev mode.
-            return Err(StartError::Config(
-                "set both WECHAT_APPID and WECHAT_SECRET, or neither for dev mode".into(),
-            ));
+            return Err(StartError::Config(ConfigError::new(
+                "set both WECHAT_APPID and WECHAT_SECRET, or neither for dev mode",
+            )));
         }
         let secret = Secret::new(uuid::Uuid::new_v4().simple().to_string());
         let sim = Simulator::with_code_ttl(DEV_APPID, secret.expose(), config.sim_code_ttl);
@@ -214,9 +215,9 @@ fn data_keys(config: &Config) -> Result<DataKeys, StartError> {
     if !config.dev_mode() {
         // Config::validate has refused this already; a caller that skipped it still gets an
         // error, not a key nobody else has.
-        return Err(StartError::Config(
-            "set DATA_KEY: production seals each session_key under a key of yours".into(),
-        ));
+        return Err(StartError::Config(ConfigError::new(
+            "set DATA_KEY: production seals each session_key under a key of yours",
+        )));
     }
     Ok(match &config.session_store {
         StoreUrl::Sqlite(path) => DataKeys::load_or_create(&dev_key_file(path))?,

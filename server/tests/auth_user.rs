@@ -12,12 +12,11 @@ use axum::{
     http::{Request, StatusCode, header},
     routing::get,
 };
-use clap::Parser;
 use http_body_util::BodyExt;
 use server::{
     AuthUser, DEV_APPID, LoginState,
     auth::AuthError,
-    config::Config,
+    config::{Config, StoreUrl},
     data_keys::{DataKeys, OpenError, SessionKey},
     store::{LocalClaims, MemoryStore, Session, SessionStore, StoreError, Stores},
     token::TokenHash,
@@ -60,7 +59,8 @@ fn team_app(login: LoginState) -> Router {
 }
 
 fn dev_config() -> Config {
-    Config::parse_from(["server", "--session-store", "memory"])
+    // Built in code, as an embedding app does: no command line involved.
+    Config::dev().with_session_store(StoreUrl::Memory)
 }
 
 fn login_state(sessions: Arc<dyn SessionStore>) -> LoginState {

@@ -6,10 +6,16 @@ use axum::{
     body::Body,
     http::{Request, StatusCode},
 };
-use clap::Parser;
 use http_body_util::BodyExt;
 use proptest::prelude::*;
-use server::{LoginState, auth::validate_code, config::Config, token::Token};
+use server::{
+    LoginState,
+    auth::validate_code,
+    config::{Config, StoreUrl},
+    data_keys::DataKeys,
+    secret::Secret,
+    token::Token,
+};
 use tower::ServiceExt;
 
 /// An app whose WeChat is a closed port: any request that got as far as WeChat shows as 502.
@@ -23,25 +29,16 @@ fn app() -> axum::Router {
             .unwrap()
             .local_addr()
             .unwrap();
-        let config = Config::parse_from([
-            "server",
-            "--session-store",
-            "memory",
-            "--wechat-appid",
-            "wxproptest",
-            "--wechat-secret",
-            "s",
-            "--data-key",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-            "--wechat-api-base",
-            &format!("http://{dead}"),
-            "--wechat-connect-timeout",
-            "200ms",
-            "--breaker-threshold",
-            "0",
-            "--login-rate-per-minute",
-            "0",
-        ]);
+        let config = Config::dev()
+            .with_session_store(StoreUrl::Memory)
+            .with_app("wxproptest", Secret::new("s"))
+            .with_data_keys(
+                DataKeys::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap(),
+            )
+            .with_wechat_api_base(format!("http://{dead}"))
+            .with_wechat_connect_timeout(std::time::Duration::from_millis(200))
+            .with_breaker_threshold(0)
+            .with_login_rate_per_minute(0);
         server::http::router(LoginState::open(config).await.unwrap())
     })
 }

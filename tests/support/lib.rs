@@ -34,7 +34,7 @@ pub fn config(args: &[&str]) -> Config {
         "memory",
     ];
     all.extend_from_slice(args);
-    <Config as clap::Parser>::parse_from(all)
+    <server::cli::Args as clap::Parser>::parse_from(all).into_config()
 }
 
 impl TestServer {

@@ -46,8 +46,8 @@ use super::{
     redis_cache::{CacheStats, INVALIDATION_LEASE, Tracking},
 };
 use crate::{
-    config::Secret,
     data_keys::{DataKeys, SealedSessionKey, SessionKey},
+    secret::Secret,
     token::{TokenHash, hex},
     wechat::access_token::{AccessToken, SharedTokens},
 };

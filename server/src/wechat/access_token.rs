@@ -18,7 +18,7 @@ use std::{
 use async_trait::async_trait;
 
 use super::WechatError;
-use crate::{config::Secret, store::StoreError, time::unix_now};
+use crate::{secret::Secret, store::StoreError, time::unix_now};
 
 /// How long before WeChat's expiry a cached token counts as expired, so that a request never
 /// starts with a token that dies on the way.

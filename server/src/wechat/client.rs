@@ -13,7 +13,7 @@ use std::{
 use serde::Deserialize;
 
 use super::{Breaker, WechatError, WechatSession, errcode, simulator::Simulator};
-use crate::{config::Secret, rate_limit::UpstreamBudget};
+use crate::{rate_limit::UpstreamBudget, secret::Secret};
 
 /// Calls WeChat's `GET /sns/jscode2session`. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]

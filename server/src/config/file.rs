@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The parsed file. Its `Debug` shows the appids, never the secrets (see [`Secret`]).
 #[derive(Debug, Clone)]

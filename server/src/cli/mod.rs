@@ -1,20 +1,33 @@
-//! The command-line entry point, in the library so the test suite can build the very same
-//! binary as a process of its own (for multi-instance tests) without duplicating it.
+//! The binary's entry point: flags and environment into a [`Config`], logging, and the
+//! server until a signal. In the library, behind the `cli` feature, so the test suite can build
+//! the very same binary as a process of its own (for multi-instance tests) without copying it;
+//! a team embedding the login needs neither clap nor this module.
+
+mod args;
+
+pub use args::{Args, reference};
 
 use std::{ffi::OsString, io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::{
-    Server,
-    config::{Config, LogFormat},
-};
+use crate::{Server, config::Config};
+
+/// The shapes the log can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event for people reading a terminal or `journalctl`.
+    #[default]
+    Text,
+    /// One JSON object per line, with the span fields (the request id) in it.
+    Json,
+}
 
 /// Parses flags and environment, logs to stderr, serves until Ctrl-C or SIGTERM.
 pub async fn main() -> ExitCode {
-    let config = match Config::try_parse() {
-        Ok(config) => config,
+    let args = match Args::try_parse() {
+        Ok(args) => args,
         // `--help` and `--version` are answers, printed as clap prints them.
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
@@ -30,7 +43,8 @@ pub async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
+    init_logging(args.log_format);
+    let config = Config::from(args);
     let dev = config.dev_mode();
     let store = config.session_store.to_string();
     let server = match Server::bind(config).await {

@@ -1,0 +1,513 @@
+//! The library's configuration: every setting of the login service in one plain struct with
+//! the binary's defaults, checked once by [`Config::validate`] before anything is built, then
+//! handed around read-only. The command line (flags and environment variables) belongs to the
+//! binary (`cli`), which converts into this; a team embedding the login builds it in code:
+//!
+//! ```
+//! use std::time::Duration;
+//! use server::config::{Config, StoreUrl};
+//!
+//! let config = Config::dev()
+//!     .with_session_store(StoreUrl::Memory)
+//!     .with_token_ttl(Duration::from_secs(3600));
+//! config.validate().expect("a dev configuration is valid");
+//! ```
+
+mod duration;
+mod file;
+mod store_url;
+
+pub use duration::{MaxAge, parse_duration, parse_max_age};
+pub use file::{AppEntry, ConfigFile, load as load_config_file, parse as parse_config_file};
+pub use store_url::{StoreUrl, redact_password};
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
+
+use crate::{data_keys::DataKeys, secret::Secret};
+
+/// A rule that spans several settings is broken; the message names the settings by their
+/// environment variables, which is how operators know them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// Sessions cached per process by default: a few hundred bytes each, so a few megabytes.
+pub const DEFAULT_SESSION_CACHE: usize = 65_536;
+
+/// Loopback only: dev mode mints login codes for anyone who can reach it.
+pub const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
+
+/// Where WeChat's server API is.
+pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
+
+/// The SQLite file of a fresh checkout, relative to the working directory.
+pub const DEFAULT_SQLITE_PATH: &str = "data/sessions.db";
+
+/// Configuration of one login service. Each field is documented, with its environment
+/// variable, in `docs/configuration.md`; the defaults are [`Config::dev`]'s. Fields may be read
+/// and assigned; new ones will come, so build it from [`Config::dev`] rather than a literal.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// `LISTEN_ADDR`.
+    pub listen_addr: SocketAddr,
+    /// `WECHAT_APPID`; with [`Config::wechat_secret`], the one mini-program served.
+    pub wechat_appid: Option<String>,
+    /// `CONFIG_FILE`: several mini-programs instead of the AppID and secret.
+    pub config_file: Option<ConfigFile>,
+    /// `DEV_MODE`: dev mode on a non-loopback address.
+    pub dev_anywhere: bool,
+    /// `WECHAT_SECRET`.
+    pub wechat_secret: Option<Secret>,
+    /// `WECHAT_API_BASE`.
+    pub wechat_api_base: String,
+    /// `SESSION_STORE`.
+    pub session_store: StoreUrl,
+    /// `TOKEN_TTL`: absolute, counted from login.
+    pub token_ttl: Duration,
+    /// `WECHAT_CONNECT_TIMEOUT`.
+    pub wechat_connect_timeout: Duration,
+    /// `WECHAT_TIMEOUT`: one whole code2Session call.
+    pub wechat_timeout: Duration,
+    /// `WECHAT_BUSY_RETRIES`.
+    pub wechat_busy_retries: u32,
+    /// `SIM_CODE_TTL`: the dev simulator's code life.
+    pub sim_code_ttl: Duration,
+    /// `STORE_TIMEOUT`: one call to a networked store.
+    pub store_timeout: Duration,
+    /// `SESSION_CACHE`: sessions kept in this process (`0`: none).
+    pub session_cache: usize,
+    /// `LOGIN_RATE_PER_MINUTE` (`0`: no limit).
+    pub login_rate_per_minute: u32,
+    /// `LOGIN_RATE_BURST`.
+    pub login_rate_burst: u32,
+    /// `LOGIN_RATE_MAX_CLIENTS`.
+    pub login_rate_max_clients: u32,
+    /// `UPSTREAM_RATE_PER_SECOND` (`0`: no limit).
+    pub upstream_rate_per_second: u32,
+    /// `TRUSTED_PROXIES`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `TRUSTED_PROXY_HEADER`.
+    pub trusted_proxy_header: Option<axum::http::HeaderName>,
+    /// `BREAKER_THRESHOLD`.
+    pub breaker_threshold: u32,
+    /// `BREAKER_COOLDOWN`.
+    pub breaker_cooldown: Duration,
+    /// `HARNESS_DIR`: the browser harness served in dev mode.
+    pub harness_dir: PathBuf,
+    /// `CODE_REPLAY_WINDOW`.
+    pub code_replay_window: Duration,
+    /// `HEADER_TIMEOUT`.
+    pub header_timeout: Duration,
+    /// `REQUEST_TIMEOUT`.
+    pub request_timeout: Duration,
+    /// `MAX_CONNECTIONS`.
+    pub max_connections: u32,
+    /// `SHUTDOWN_TIMEOUT`.
+    pub shutdown_timeout: Duration,
+    /// `OPEN_DATA_MAX_AGE`.
+    pub open_data_max_age: MaxAge,
+    /// `PURGE_INTERVAL`.
+    pub purge_interval: Duration,
+    /// `DATA_KEY`: one key.
+    pub data_key: Option<DataKeys>,
+    /// `DATA_KEYS`: several, the first sealing; instead of `DATA_KEY`.
+    pub data_keys: Option<DataKeys>,
+    /// `REDIS_KEY_PREFIX`.
+    pub redis_key_prefix: String,
+    /// `METRICS_ADDR`: unset, no metrics are kept.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+impl Config {
+    /// The binary's defaults: dev mode (no AppID, the built-in WeChat simulator), a SQLite file,
+    /// loopback. Production sets an AppID and its secret (or a config file) and a data key.
+    pub fn dev() -> Self {
+        Self {
+            listen_addr: DEFAULT_LISTEN_ADDR,
+            wechat_appid: None,
+            config_file: None,
+            dev_anywhere: false,
+            wechat_secret: None,
+            wechat_api_base: DEFAULT_WECHAT_API_BASE.to_owned(),
+            session_store: StoreUrl::Sqlite(DEFAULT_SQLITE_PATH.into()),
+            token_ttl: secs(7 * 86_400),
+            wechat_connect_timeout: secs(2),
+            wechat_timeout: secs(5),
+            wechat_busy_retries: 3,
+            sim_code_ttl: secs(5 * 60),
+            store_timeout: secs(1),
+            session_cache: DEFAULT_SESSION_CACHE,
+            login_rate_per_minute: 60,
+            login_rate_burst: 20,
+            login_rate_max_clients: crate::rate_limit::DEFAULT_MAX_CLIENTS,
+            upstream_rate_per_second: 200,
+            trusted_proxies: Vec::new(),
+            trusted_proxy_header: None,
+            breaker_threshold: 5,
+            breaker_cooldown: secs(10),
+            harness_dir: default_harness_dir(),
+            code_replay_window: secs(30),
+            header_timeout: secs(10),
+            request_timeout: secs(60),
+            max_connections: 10_000,
+            shutdown_timeout: secs(30),
+            open_data_max_age: MaxAge(Some(secs(3600))),
+            purge_interval: secs(10 * 60),
+            data_key: None,
+            data_keys: None,
+            redis_key_prefix: String::new(),
+            metrics_addr: None,
+        }
+    }
+
+    /// One mini-program, by its AppID and AppSecret: production, which also needs a data key.
+    pub fn with_app(mut self, appid: impl Into<String>, secret: Secret) -> Self {
+        self.wechat_appid = Some(appid.into());
+        self.wechat_secret = Some(secret);
+        self
+    }
+
+    /// Several mini-programs, as a config file lists them.
+    pub fn with_config_file(mut self, file: ConfigFile) -> Self {
+        self.config_file = Some(file);
+        self
+    }
+
+    /// The keys that seal each session_key at rest; the first seals.
+    pub fn with_data_keys(mut self, keys: DataKeys) -> Self {
+        self.data_keys = Some(keys);
+        self
+    }
+
+    /// Prometheus metrics on a listener of their own.
+    pub fn with_metrics_addr(mut self, addr: SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
+        self
+    }
+
+    /// Reverse proxies whose forwarding header names the client, and that header
+    /// (`X-Forwarded-For` when `None`).
+    pub fn with_trusted_proxies(
+        mut self,
+        proxies: Vec<ipnet::IpNet>,
+        header: Option<axum::http::HeaderName>,
+    ) -> Self {
+        self.trusted_proxies = proxies;
+        self.trusted_proxy_header = header;
+        self
+    }
+}
+
+/// `with_…` setters for the plain fields, one per field.
+macro_rules! setters {
+    ($($setter:ident($field:ident: $ty:ty);)*) => {
+        impl Config {
+            $(
+                #[doc = concat!("Sets `", stringify!($field), "`.")]
+                pub fn $setter(mut self, value: $ty) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    with_listen_addr(listen_addr: SocketAddr);
+    with_dev_anywhere(dev_anywhere: bool);
+    with_wechat_api_base(wechat_api_base: String);
+    with_session_store(session_store: StoreUrl);
+    with_token_ttl(token_ttl: Duration);
+    with_wechat_connect_timeout(wechat_connect_timeout: Duration);
+    with_wechat_timeout(wechat_timeout: Duration);
+    with_wechat_busy_retries(wechat_busy_retries: u32);
+    with_sim_code_ttl(sim_code_ttl: Duration);
+    with_store_timeout(store_timeout: Duration);
+    with_session_cache(session_cache: usize);
+    with_login_rate_per_minute(login_rate_per_minute: u32);
+    with_login_rate_burst(login_rate_burst: u32);
+    with_login_rate_max_clients(login_rate_max_clients: u32);
+    with_upstream_rate_per_second(upstream_rate_per_second: u32);
+    with_breaker_threshold(breaker_threshold: u32);
+    with_breaker_cooldown(breaker_cooldown: Duration);
+    with_harness_dir(harness_dir: PathBuf);
+    with_code_replay_window(code_replay_window: Duration);
+    with_header_timeout(header_timeout: Duration);
+    with_request_timeout(request_timeout: Duration);
+    with_max_connections(max_connections: u32);
+    with_shutdown_timeout(shutdown_timeout: Duration);
+    with_open_data_max_age(open_data_max_age: MaxAge);
+    with_purge_interval(purge_interval: Duration);
+    with_redis_key_prefix(redis_key_prefix: String);
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::dev()
+    }
+}
+
+/// The build output of the browser harness in this source tree (`cargo xtask build` writes
+/// it); only dev mode serves it.
+pub fn default_harness_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../client-wasm/harness/dist"
+    ))
+}
+
+impl Config {
+    /// Dev mode is chosen by the absence of all WeChat credentials, so a fresh checkout runs
+    /// with no set-up while a deployment that set any cannot fall into it by accident.
+    pub fn dev_mode(&self) -> bool {
+        self.wechat_appid.is_none() && self.wechat_secret.is_none() && self.config_file.is_none()
+    }
+
+    /// The mini-programs to serve, the default first: the CONFIG_FILE's, or the one of
+    /// WECHAT_APPID and WECHAT_SECRET. Empty in dev mode.
+    pub fn apps(&self) -> Vec<AppEntry> {
+        if let Some(file) = &self.config_file {
+            return file.apps.clone();
+        }
+        match (&self.wechat_appid, &self.wechat_secret) {
+            (Some(appid), Some(secret)) => vec![AppEntry {
+                appid: appid.clone(),
+                secret: secret.clone(),
+                api_base: None,
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whose forwarding header names the client, and which header that is.
+    pub fn trusted_proxies(&self) -> crate::client_ip::TrustedProxies {
+        if self.trusted_proxies.is_empty() {
+            return crate::client_ip::TrustedProxies::default();
+        }
+        let header = self
+            .trusted_proxy_header
+            .clone()
+            .unwrap_or(axum::http::HeaderName::from_static("x-forwarded-for"));
+        crate::client_ip::TrustedProxies::new(self.trusted_proxies.clone(), Some(header))
+    }
+
+    /// The rules that span several settings; each setting's own shape is checked as it is
+    /// parsed. Called once at start-up by everything that builds the service.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map_err(ConfigError)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        // The command line refuses these as it parses; a Config built in code meets them here.
+        for (name, value) in [
+            ("LOGIN_RATE_MAX_CLIENTS", self.login_rate_max_clients),
+            ("MAX_CONNECTIONS", self.max_connections),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        for (name, value) in [
+            ("TOKEN_TTL", self.token_ttl),
+            ("WECHAT_CONNECT_TIMEOUT", self.wechat_connect_timeout),
+            ("WECHAT_TIMEOUT", self.wechat_timeout),
+            ("SIM_CODE_TTL", self.sim_code_ttl),
+            ("STORE_TIMEOUT", self.store_timeout),
+            ("BREAKER_COOLDOWN", self.breaker_cooldown),
+            ("CODE_REPLAY_WINDOW", self.code_replay_window),
+            ("HEADER_TIMEOUT", self.header_timeout),
+            ("REQUEST_TIMEOUT", self.request_timeout),
+            ("SHUTDOWN_TIMEOUT", self.shutdown_timeout),
+            ("PURGE_INTERVAL", self.purge_interval),
+        ] {
+            if value.is_zero() {
+                return Err(format!("{name} must be longer than zero"));
+            }
+        }
+        if let Some(file) = &self.config_file {
+            if self.wechat_appid.is_some() || self.wechat_secret.is_some() {
+                return Err(format!(
+                    "CONFIG_FILE ({}) lists the apps, and WECHAT_APPID or WECHAT_SECRET is \
+                     set too: name every app in the file, or use the variables alone for one",
+                    file.path.display()
+                ));
+            }
+            if self.dev_anywhere {
+                return Err("DEV_MODE is set together with CONFIG_FILE: dev mode runs \
+                            without WeChat credentials; unset one of them"
+                    .into());
+            }
+        }
+        match (&self.wechat_appid, &self.wechat_secret) {
+            (Some(_), None) => {
+                return Err(
+                    "WECHAT_APPID is set but WECHAT_SECRET is not: set both for \
+                            WeChat, or neither for dev mode"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                return Err(
+                    "WECHAT_SECRET is set but WECHAT_APPID is not: set WECHAT_APPID \
+                            too (dev mode starts only when neither is set)"
+                        .into(),
+                );
+            }
+            (Some(_), Some(_)) if self.dev_anywhere => {
+                return Err("DEV_MODE is set together with WECHAT_APPID: dev mode runs \
+                            without WeChat credentials; unset one of them"
+                    .into());
+            }
+            _ => {}
+        }
+        if self.trusted_proxy_header.is_some() && self.trusted_proxies.is_empty() {
+            return Err(
+                "TRUSTED_PROXY_HEADER is set but TRUSTED_PROXIES is empty: list the \
+                        addresses of your reverse proxies (e.g. TRUSTED_PROXIES=127.0.0.1), \
+                        whose header alone is believed"
+                    .into(),
+            );
+        }
+        self.validate_data_keys()?;
+        if matches!(self.session_store, StoreUrl::RedisCluster(_))
+            && self.redis_key_prefix.contains(['{', '}'])
+        {
+            return Err(format!(
+                "REDIS_KEY_PREFIX {:?} holds a brace: on a Redis Cluster a {{…}} in a key \
+                 chooses its node, so every session would land on one node; use a prefix \
+                 without braces",
+                self.redis_key_prefix
+            ));
+        }
+        if let Some(metrics) = self.metrics_addr
+            && metrics.port() != 0
+            && metrics == self.listen_addr
+        {
+            return Err(format!(
+                "METRICS_ADDR is LISTEN_ADDR ({metrics}): the metrics need a listener of their \
+                 own; pick another port"
+            ));
+        }
+        if self.dev_mode() && !self.listen_addr.ip().is_loopback() && !self.dev_anywhere {
+            return Err(format!(
+                "dev mode serves a WeChat simulator that mints login codes for anyone, so it \
+                 listens on loopback only; LISTEN_ADDR is {}. Set DEV_MODE=1 (--dev) to allow \
+                 it, or set WECHAT_APPID and WECHAT_SECRET for production",
+                self.listen_addr
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Data keys: the settings that give them, and which one wins.
+impl Config {
+    /// The configured data keys (DATA_KEYS or DATA_KEY), if any; dev mode may have none.
+    pub fn configured_data_keys(&self) -> Option<&DataKeys> {
+        self.data_keys.as_ref().or(self.data_key.as_ref())
+    }
+
+    /// One way to give the keys, and production must give them: a server that generated its
+    /// own would seal sessions no other instance, and no restart elsewhere, could open.
+    fn validate_data_keys(&self) -> Result<(), String> {
+        if self.data_key.is_some() && self.data_keys.is_some() {
+            return Err(
+                "DATA_KEY and DATA_KEYS are both set: use DATA_KEYS alone for several \
+                        keys (its first key seals), or DATA_KEY alone for one"
+                    .into(),
+            );
+        }
+        if !self.dev_mode() && self.configured_data_keys().is_none() {
+            let apps = if self.config_file.is_some() {
+                "CONFIG_FILE"
+            } else {
+                "WECHAT_APPID"
+            };
+            return Err(format!(
+                "{apps} is set but DATA_KEY is not: production seals each session_key \
+                 under a key of yours. Make one with `openssl rand -base64 32` and set \
+                 DATA_KEY (or DATA_KEYS)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn key() -> DataKeys {
+        DataKeys::parse(KEY).unwrap()
+    }
+
+    #[test]
+    fn the_defaults_are_a_valid_dev_configuration() {
+        let c = Config::dev();
+        assert!(c.dev_mode());
+        c.validate().unwrap();
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.session_store, StoreUrl::Sqlite("data/sessions.db".into()));
+    }
+
+    #[test]
+    fn built_in_code_production_needs_a_data_key_and_loopback_dev_mode_stays_on_loopback() {
+        let app = Config::dev().with_app("wx1", Secret::new("s"));
+        assert!(!app.dev_mode());
+        let err = app.validate().unwrap_err().to_string();
+        assert!(err.contains("DATA_KEY"), "{err}");
+        app.clone().with_data_keys(key()).validate().unwrap();
+        let open: SocketAddr = "0.0.0.0:3000".parse().unwrap();
+        let err = Config::dev().with_listen_addr(open).validate().unwrap_err();
+        assert!(err.to_string().contains("DEV_MODE=1"), "{err}");
+        Config::dev()
+            .with_listen_addr(open)
+            .with_dev_anywhere(true)
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn values_the_command_line_refuses_are_refused_in_code_too() {
+        let err = Config::dev()
+            .with_max_connections(0)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("MAX_CONNECTIONS"), "{err}");
+        let err = Config::dev()
+            .with_token_ttl(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("TOKEN_TTL"), "{err}");
+    }
+
+    #[test]
+    fn setters_set_their_field_and_nothing_else() {
+        let c = Config::dev()
+            .with_session_store(StoreUrl::Memory)
+            .with_token_ttl(secs(60))
+            .with_redis_key_prefix("staging:".into());
+        assert_eq!(c.session_store, StoreUrl::Memory);
+        assert_eq!(c.token_ttl, secs(60));
+        assert_eq!(c.redis_key_prefix, "staging:");
+        assert_eq!(c.wechat_timeout, Config::dev().wechat_timeout);
+    }
+}
