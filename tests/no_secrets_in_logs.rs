@@ -27,7 +27,10 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
     responses.push_str(&body);
     let token: shared::LoginResponse = serde_json::from_str(&body).unwrap();
     // The session_key WeChat gave for this login, opened from its sealed form in the store.
-    let session_key = server::auth::session_key(&server.state, Some(&token.token))
+    let session_key = server
+        .state
+        .login
+        .session_key(Some(&token.token))
         .await
         .expect("session stored, its key opens");
     for form in ["bearer", "query"] {

@@ -7,10 +7,7 @@
 //! each session_key it handed out: that is what is searched for.
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use server::{
-    auth::{self, AuthError},
-    data_keys::OpenError,
-};
+use server::{data_keys::OpenError, login::LoginError as AuthError};
 use shared::LoginResponse;
 use workspace_tests::{DATA_KEY, RedisServer, TestServer, Upstream, files_under, holds, temp_dir};
 
@@ -60,7 +57,10 @@ fn assert_no_session_key(place: &str, bytes: &[u8], logins: &[Login]) {
 
 /// The session_key of `login` as the server opens it for code that needs it.
 async fn opened(server: &TestServer, login: &Login) -> Result<String, AuthError> {
-    auth::session_key(&server.state, Some(&login.token))
+    server
+        .state
+        .login
+        .session_key(Some(&login.token))
         .await
         .map(|key| key.expose().to_owned())
 }

@@ -52,7 +52,6 @@
 //!   socket.
 
 pub mod apps;
-pub mod auth;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod captured_log;
 #[cfg(feature = "cli")]
@@ -61,6 +60,7 @@ pub mod client_ip;
 pub mod config;
 pub mod data_keys;
 pub mod http;
+pub mod login;
 pub mod metrics;
 pub mod open_data;
 pub mod rate_limit;
@@ -72,10 +72,10 @@ pub mod time;
 pub mod token;
 pub mod wechat;
 
-pub use auth::AuthUser;
-pub use http::{ApiError, routes};
+pub use http::{ApiError, LoginState, routes};
+pub use login::AuthUser;
 pub use serve::serve;
-pub use state::{DEV_APPID, LoginState, PurgeGuard};
+pub use state::{DEV_APPID, PurgeGuard};
 
 use std::{future::Future, net::SocketAddr};
 

@@ -15,9 +15,7 @@ use std::{net::SocketAddr, time::Duration};
 use ::metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 
-use crate::{auth::AuthError, store::StoreError};
-
-/// `POST /login` answers, by `outcome` (see [`AuthError::outcome`], plus `ok`).
+/// `POST /login` answers, by `outcome` (the error table's label in `http/error.rs`, or `ok`).
 pub const LOGINS: &str = "wxlogin_logins_total";
 /// code2Session calls made to WeChat (each busy retry is a call), by `errcode`.
 pub const CODE2SESSION_CALLS: &str = "wxlogin_code2session_calls_total";
@@ -106,12 +104,8 @@ pub fn code2session(errcode: &'static str, took: Duration) {
     ::metrics::histogram!(CODE2SESSION_SECONDS, "errcode" => errcode).record(took.as_secs_f64());
 }
 
-/// A request or a purge failed because the store did.
-pub fn store_error(error: &StoreError) {
-    let kind = match error {
-        StoreError::Unavailable(_) => "unavailable",
-        StoreError::Corrupt(_) => "corrupt",
-    };
+/// A request or a purge failed because the store did, in the way `kind` names.
+pub fn store_error(kind: &'static str) {
     counter!(STORE_ERRORS, "kind" => kind).increment(1);
 }
 
@@ -162,14 +156,23 @@ impl CheckAnswers {
         }
     }
 
-    /// Counts the answer of one check: whether the token was live, or why nobody knows.
-    pub fn count(&self, checked: Result<bool, &AuthError>) {
-        let counter = match checked {
-            Ok(true) => &self.logged_in,
-            Ok(false) | Err(AuthError::NotLoggedIn) => &self.not_logged_in,
-            Err(AuthError::Store(_)) => &self.store_unavailable,
-            Err(_) => &self.error,
+    /// Counts the answer of one check.
+    pub fn count(&self, answer: CheckAnswer) {
+        let counter = match answer {
+            CheckAnswer::LoggedIn => &self.logged_in,
+            CheckAnswer::NotLoggedIn => &self.not_logged_in,
+            CheckAnswer::StoreUnavailable => &self.store_unavailable,
+            CheckAnswer::Error => &self.error,
         };
         counter.increment(1);
     }
+}
+
+/// What one check of a token came to: whether it was live, or why nobody knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckAnswer {
+    LoggedIn,
+    NotLoggedIn,
+    StoreUnavailable,
+    Error,
 }

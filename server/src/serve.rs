@@ -124,7 +124,12 @@ fn per_request(
         async move {
             match tokio::time::timeout(limits.request_timeout, answer).await {
                 Ok(answered) => answered,
-                Err(_) => Ok(ApiError::RequestTimeout.into_response()),
+                Err(_) => {
+                    // Answered outside the routes, whose layer reports their own errors.
+                    let mut response = ApiError::RequestTimeout.into_response();
+                    crate::http::report(&mut response);
+                    Ok(response)
+                }
             }
         }
     })

@@ -1,15 +1,17 @@
-//! The login service's shared handle: configuration, the stores, the apps with their WeChat
-//! clients, the login rate limiter. Built from a [`Config`] with no socket, so a team's own app, a test and the
-//! standalone server all build it the same way.
+//! Building the service from a [`Config`]: the stores it names, the apps with their WeChat
+//! clients, the login rules, the rate limiter, all assembled into the [`LoginState`] the routes
+//! share. No socket, so a team's own app, a test and the standalone server build it the same
+//! way. The one place that knows every part.
 
 use std::{sync::Arc, time::Duration};
 
 use crate::{
     StartError,
     apps::{App, Apps},
-    client_ip::TrustedProxies,
     config::{Config, ConfigError, StoreUrl},
     data_keys::DataKeys,
+    http::{LoginState, Parts},
+    login::{LoginService, Rules},
     metrics::CheckCounters,
     rate_limit::ClientLimiter,
     secret::Secret,
@@ -23,47 +25,8 @@ use crate::{
 /// The AppID the built-in simulator answers to in dev mode.
 pub const DEV_APPID: &str = "wxdevsimulator00";
 
-/// A team's app that keeps state of its own implements `FromRef<TheirState> for LoginState`,
-/// and the login routes and [`AuthUser`](crate::AuthUser) find it there. Reads as its
-/// [`Parts`].
-///
-/// One `Arc` around all the parts: axum clones the state for every request (once for the
-/// route, once for the `State` extractor), and on a server whose workers share it a clone per
-/// part is an atomic increment per part on a cache line the other cores keep taking away, a
-/// few percent of `/checklogin`'s whole cost.
-#[derive(Debug, Clone)]
-pub struct LoginState(Arc<Parts>);
-
-impl std::ops::Deref for LoginState {
-    type Target = Parts;
-
-    fn deref(&self) -> &Parts {
-        &self.0
-    }
-}
-
-/// What a [`LoginState`] holds.
-#[derive(Debug)]
-pub struct Parts {
-    pub config: Arc<Config>,
-    /// Trait objects rather than type parameters: the backend is picked at run time from
-    /// `SESSION_STORE`, and one dynamic call per request is noise next to its I/O.
-    pub stores: Stores,
-    /// Per-client limit on `POST /login`.
-    pub login_limiter: Arc<ClientLimiter>,
-    /// Whose word on the client's address is taken.
-    pub proxies: Arc<TrustedProxies>,
-    /// The mini-programs served, each with its WeChat client and access token (shared by the
-    /// instances of a Redis store).
-    pub apps: Apps,
-    /// Present in dev mode only, where it is also served at `/sim`.
-    pub simulator: Option<Simulator>,
-    /// Seal each session_key before it is stored, and open it for code that needs it.
-    pub data_keys: DataKeys,
-    /// Handles of the token-check counters, registered once: `/checklogin` is the hot path.
-    pub check_counters: CheckCounters,
-}
-
+/// Inherent methods of a type the HTTP layer defines: they build its parts, and only this
+/// module, at the top, may reach every one of them.
 impl LoginState {
     /// Opens the stores the configuration names, then [`LoginState::new`]. With `METRICS_ADDR`
     /// set it also installs the process's metrics recorder and its listener, so call it once
@@ -133,21 +96,28 @@ impl LoginState {
             .collect();
         let apps = Apps::new(apps)
             .ok_or_else(|| StartError::Config(ConfigError::new("no mini-program to serve")))?;
-        Ok(Self(Arc::new(Parts {
+        let rules = Rules {
+            token_ttl: config.token_ttl,
+            code_replay_window: config.code_replay_window,
+            exchange_lease: Rules::exchange_lease(
+                config.wechat_timeout,
+                config.wechat_busy_retries,
+            ),
+            open_data_max_age: config.open_data_max_age.0,
+        };
+        Ok(LoginState::from(Parts {
             config: Arc::new(config),
-            stores,
+            login: LoginService::new(rules, stores, apps, data_keys),
             login_limiter,
             proxies,
-            apps,
             simulator,
-            data_keys,
             check_counters: CheckCounters::register(),
-        })))
+        }))
     }
 
     /// The AppID of a login that names none: the first configured app.
     pub fn appid(&self) -> &str {
-        self.apps.default_app().appid()
+        self.login.apps().default_app().appid()
     }
 
     /// Starts deleting expired sessions now and then, until the guard drops. Reads already hide
@@ -156,17 +126,23 @@ impl LoginState {
     pub fn spawn_purge(&self) -> PurgeGuard {
         let state = self.clone();
         PurgeGuard(tokio::spawn(async move {
-            if !state.stores.sessions.needs_purge() {
+            if !state.login.stores().sessions.needs_purge() {
                 return;
             }
             let mut tick = tokio::time::interval(state.config.purge_interval);
             loop {
                 tick.tick().await;
-                match state.stores.sessions.purge_expired(unix_now()).await {
+                match state
+                    .login
+                    .stores()
+                    .sessions
+                    .purge_expired(unix_now())
+                    .await
+                {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "expired sessions deleted"),
                     Err(e) => {
-                        crate::metrics::store_error(&e);
+                        crate::metrics::store_error(e.kind());
                         tracing::warn!(error = %e, "purging expired sessions failed");
                     }
                 }

@@ -15,9 +15,9 @@ use axum::{
 use http_body_util::BodyExt;
 use server::{
     AuthUser, DEV_APPID, LoginState,
-    auth::AuthError,
     config::{Config, StoreUrl},
     data_keys::{DataKeys, OpenError, SessionKey},
+    login::LoginError as AuthError,
     store::{LocalClaims, MemoryStore, Session, SessionStore, StoreError, Stores},
     token::TokenHash,
 };
@@ -76,7 +76,8 @@ fn session_of(login: &LoginState, appid: &str, openid: &str, expires_in: i64) ->
         openid: openid.into(),
         unionid: None,
         session_key: login
-            .data_keys
+            .login
+            .data_keys()
             .seal(&SessionKey::new("a2V5"), appid, openid),
         created_at: now - 100,
         expires_at: now + expires_in,
@@ -275,7 +276,7 @@ async fn a_session_of_another_app_in_the_same_store_is_not_logged_in() {
     let check = call(&app, get_with("/checklogin", Some(theirs.as_str()))).await;
     assert_eq!(check.body["is_login"], false);
     assert!(matches!(
-        server::auth::session_key(&login, Some(theirs.as_str())).await,
+        login.login.session_key(Some(theirs.as_str())).await,
         Err(AuthError::NotLoggedIn)
     ));
 }
@@ -286,9 +287,7 @@ async fn the_session_key_opens_for_code_that_needs_it_and_a_wrong_key_fails_only
     let login = login_state(sessions.clone());
     let app = team_app(login.clone());
     let token = log_in(&app, &login, "erin").await;
-    let key = server::auth::session_key(&login, Some(&token))
-        .await
-        .unwrap();
+    let key = login.login.session_key(Some(&token)).await.unwrap();
     assert_eq!(
         base64_len(key.expose()),
         16,
@@ -310,9 +309,9 @@ async fn the_session_key_opens_for_code_that_needs_it_and_a_wrong_key_fails_only
     );
     let check = call(&app, get_with("/checklogin", Some(&token))).await;
     assert_eq!(check.body["is_login"], true);
-    match server::auth::session_key(&other, Some(&token)).await {
+    match other.login.session_key(Some(&token)).await {
         Err(AuthError::SessionKey(OpenError::UnknownKey { key_id })) => {
-            assert_eq!(key_id, login.data_keys.sealing_key_id());
+            assert_eq!(key_id, login.login.data_keys().sealing_key_id());
         }
         other => panic!("expected the unknown-key error, got {other:?}"),
     }

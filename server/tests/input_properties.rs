@@ -10,9 +10,9 @@ use http_body_util::BodyExt;
 use proptest::prelude::*;
 use server::{
     LoginState,
-    auth::validate_code,
     config::{Config, StoreUrl},
     data_keys::DataKeys,
+    login::validate_code,
     secret::Secret,
     token::Token,
 };

@@ -64,7 +64,7 @@ pub async fn main() -> ExitCode {
         tracing::info!("browser harness: http://{addr}/harness/");
     }
     // The key id tells operators which data key seals new sessions, without revealing it.
-    let data_key = server.state().data_keys.sealing_key_id();
+    let data_key = server.state().login.data_keys().sealing_key_id();
     tracing::info!(%addr, %store, %data_key, "listening");
     match server.run(crate::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,9 +15,9 @@ use axum::{
 };
 
 use crate::{
-    auth::{self, AuthUser},
-    http::{ApiError, extract::bearer_token},
-    state::LoginState,
+    http::{ApiError, LoginState, extract::bearer_token},
+    login::{AuthUser, LoginError},
+    metrics::CheckAnswer,
 };
 
 impl<S> FromRequestParts<S> for AuthUser
@@ -32,11 +32,10 @@ where
             return Ok(user.clone());
         }
         let login = LoginState::from_ref(state);
-        let user = auth::authenticate(&login, bearer_token(&parts.headers).as_deref()).await;
-        login
-            .check_counters
-            .auth_user
-            .count(user.as_ref().map(|_| true));
+        let token = bearer_token(&parts.headers);
+        let user = login.login.authenticate(token.as_deref()).await;
+        let answer = check_answer(user.as_ref().map(|_| true));
+        login.check_counters.auth_user.count(answer);
         let user = user?;
         parts.extensions.insert(user.clone());
         Ok(user)
@@ -60,5 +59,16 @@ where
         <AuthUser as FromRequestParts<S>>::from_request_parts(parts, state)
             .await
             .map(Some)
+    }
+}
+
+/// What a token check counts as in the checks metric: a refused token is "not logged in" (the
+/// answer the client acts on), store trouble is "store unavailable", anything else an error.
+pub(super) fn check_answer(checked: Result<bool, &LoginError>) -> CheckAnswer {
+    match checked {
+        Ok(true) => CheckAnswer::LoggedIn,
+        Ok(false) | Err(LoginError::NotLoggedIn) => CheckAnswer::NotLoggedIn,
+        Err(LoginError::Store(_)) => CheckAnswer::StoreUnavailable,
+        Err(_) => CheckAnswer::Error,
     }
 }

@@ -12,11 +12,7 @@ use axum::{
 };
 use shared::{CheckLoginResponse, ErrorBody, paths};
 
-use crate::{
-    auth,
-    http::{ApiError, extract::MaybeBearer},
-    state::LoginState,
-};
+use crate::http::{ApiError, LoginState, auth_user::check_answer, extract::MaybeBearer};
 
 pub fn router() -> Router<LoginState> {
     Router::new().route(paths::CHECK_LOGIN, get(check_login))
@@ -50,11 +46,11 @@ pub(super) async fn check_login(
             .map(|(_, v)| v.into_owned())
     };
     let token = bearer.or_else(from_query);
-    let is_login = auth::is_logged_in(&state, token.as_deref()).await;
+    let is_login = state.login.is_logged_in(token.as_deref()).await;
     state
         .check_counters
         .checklogin
-        .count(is_login.as_ref().copied());
+        .count(check_answer(is_login.as_ref().copied()));
     let is_login = is_login?;
     Ok(super::private(CheckLoginResponse { is_login }))
 }

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use axum::extract::ConnectInfo;
 
 use crate::{
+    http::LoginState,
     http::{ApiError, BODY_LIMIT},
-    state::LoginState,
 };
 
 /// `axum::Json` with our error body.

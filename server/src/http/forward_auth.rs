@@ -18,7 +18,10 @@ use axum::{
 };
 use shared::{ErrorBody, paths};
 
-use crate::{auth::AuthUser, http::ApiError, state::LoginState};
+use crate::{
+    http::{ApiError, LoginState},
+    login::AuthUser,
+};
 
 /// The user's openid in this mini-program.
 pub const OPENID_HEADER: HeaderName = HeaderName::from_static("x-wechat-openid");

@@ -12,7 +12,7 @@ use axum::{
 };
 use tower_http::services::ServeDir;
 
-use crate::state::LoginState;
+use crate::http::LoginState;
 
 /// Where the harness is mounted.
 pub const PATH: &str = "/harness";

@@ -4,11 +4,11 @@ use axum::{Router, extract::State, response::Response, routing::post};
 use shared::{ErrorBody, LoginRequest, LoginResponse, paths};
 
 use crate::{
-    auth::{self, AuthError},
-    http::ApiError,
-    http::extract::{AppJson, ClientIp},
+    http::{
+        ApiError, LoginState,
+        extract::{AppJson, ClientIp},
+    },
     metrics,
-    state::LoginState,
 };
 
 pub fn router() -> Router<LoginState> {
@@ -53,8 +53,15 @@ pub(super) async fn login(
         metrics::login("rate_limited");
         return Err(ApiError::RateLimited { retry_after });
     }
-    let issued = auth::login(&state, request.appid.as_deref(), &request.code).await;
-    metrics::login(issued.as_ref().map_or_else(AuthError::outcome, |_| "ok"));
+    let issued = state
+        .login
+        .login(request.appid.as_deref(), &request.code)
+        .await
+        .map_err(ApiError::from);
+    metrics::login(match &issued {
+        Ok(_) => "ok",
+        Err(e) => e.statement().label,
+    });
     let issued = issued?;
     Ok(super::private(LoginResponse {
         token: issued.token.into_string(),

@@ -3,11 +3,7 @@
 use axum::{Router, extract::State, http::StatusCode, routing::post};
 use shared::{ErrorBody, paths};
 
-use crate::{
-    auth,
-    http::{ApiError, extract::MaybeBearer},
-    state::LoginState,
-};
+use crate::http::{ApiError, LoginState, extract::MaybeBearer};
 
 pub fn router() -> Router<LoginState> {
     Router::new().route(paths::LOGOUT, post(logout))
@@ -32,6 +28,6 @@ pub(super) async fn logout(
     State(state): State<LoginState>,
     MaybeBearer(bearer): MaybeBearer,
 ) -> Result<StatusCode, ApiError> {
-    auth::logout(&state, bearer.as_deref()).await?;
+    state.login.logout(bearer.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,11 @@
 use axum::{Router, extract::State, response::Response, routing::get};
 use shared::{ErrorBody, MeResponse, PhoneNumber, paths};
 
-use crate::{auth::AuthUser, http::ApiError, state::LoginState, store::Phone};
+use crate::{
+    http::{ApiError, LoginState},
+    login::AuthUser,
+    store::Phone,
+};
 
 pub fn router() -> Router<LoginState> {
     Router::new().route(paths::ME, get(me))
@@ -29,13 +33,8 @@ pub(super) async fn me(
     State(state): State<LoginState>,
     user: AuthUser,
 ) -> Result<Response, ApiError> {
-    let phone = state
-        .stores
-        .users
-        .user(&user.appid, &user.openid)
-        .await?
-        .and_then(|record| record.phone)
-        .map(wire_phone);
+    let me = state.login.me(user).await?;
+    let (user, phone) = (me.user, me.phone.map(wire_phone));
     let body = MeResponse {
         openid: user.openid,
         unionid: user.unionid,

@@ -9,23 +9,23 @@ mod checklogin;
 mod error;
 mod extract;
 mod forward_auth;
-pub mod harness;
+mod harness;
 mod health;
 mod login;
+mod login_state;
 mod logout;
 mod me;
 mod open_data;
 mod openapi;
 mod request_log;
 
-pub use error::ApiError;
+pub use error::{ApiError, Statement, report};
 pub use forward_auth::{APPID_HEADER, OPENID_HEADER, UNIONID_HEADER};
+pub use login_state::{LoginState, Parts};
 pub use openapi::ApiDoc;
 
 use axum::{Router, extract::DefaultBodyLimit};
 use tower_http::catch_panic::CatchPanicLayer;
-
-use crate::state::LoginState;
 
 /// Largest request body accepted. A login body is `{"code": "<32 chars>"}`; a few KiB leaves
 /// room for growth while a flood of large bodies costs nothing.
@@ -59,6 +59,7 @@ pub fn routes<S>(state: LoginState) -> Router<S> {
             .merge(harness::router(&state.config.harness_dir));
     }
     api.layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(error::report_layer())
         .with_state(state)
 }
 
@@ -76,5 +77,7 @@ pub fn router(state: LoginState) -> Router {
                 "a handler panicked".into(),
             ))
         }))
+        // The fallbacks' and the panic handler's answers are outside `routes`' own reporting.
+        .layer(error::report_layer())
         .layer(request_log::RequestLogLayer)
 }

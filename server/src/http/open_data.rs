@@ -9,15 +9,11 @@ use shared::{
 };
 
 use crate::{
-    auth::{self, AuthUser},
     http::{
-        ApiError,
+        ApiError, LoginState,
         extract::{AppJson, MaybeBearer},
     },
-    open_data::{self, Sealed},
-    state::LoginState,
-    store::Phone,
-    time::unix_now,
+    login::AuthUser,
 };
 
 pub fn router() -> Router<LoginState> {
@@ -59,16 +55,10 @@ pub(super) async fn decrypt(
     MaybeBearer(token): MaybeBearer,
     AppJson(request): AppJson<DecryptRequest>,
 ) -> Result<Response, ApiError> {
-    let sealed = Sealed::parse(&request.encrypted_data, &request.iv)?;
-    let (user, keys) = auth::session_keys(&state, token.as_deref()).await?;
-    let raw_keys: Vec<[u8; 16]> = keys.iter().filter_map(|k| k.raw_aes_key()).collect();
-    let data = sealed.open(raw_keys.iter())?;
-    open_data::check_watermark(
-        &data,
-        &user.appid,
-        unix_now(),
-        state.config.open_data_max_age.0,
-    )?;
+    let data = state
+        .login
+        .decrypt_open_data(token.as_deref(), &request.encrypted_data, &request.iv)
+        .await?;
     Ok(super::private(serde_json::Value::Object(data)))
 }
 
@@ -99,9 +89,10 @@ pub(super) async fn verify_signature(
     MaybeBearer(token): MaybeBearer,
     AppJson(request): AppJson<VerifySignatureRequest>,
 ) -> Result<Response, ApiError> {
-    // rawData is signed with the key of the login that fetched it: this session's own.
-    let key = auth::session_key(&state, token.as_deref()).await?;
-    let valid = open_data::signature_matches(&request.raw_data, &request.signature, key.expose());
+    let valid = state
+        .login
+        .verify_signature(token.as_deref(), &request.raw_data, &request.signature)
+        .await?;
     Ok(super::private(VerifySignatureResponse { valid }))
 }
 
@@ -137,27 +128,6 @@ pub(super) async fn phone(
     user: AuthUser,
     AppJson(request): AppJson<PhoneRequest>,
 ) -> Result<Response, ApiError> {
-    // Phone codes follow login codes' shape: junk never reaches WeChat.
-    auth::validate_code(&request.code)?;
-    // The session's own app: its access token, and its phone-number codes.
-    let app = state.apps.get(&user.appid).ok_or(ApiError::Unauthorized)?;
-    let wechat = &app.wechat;
-    let info = app
-        .access_tokens
-        .with_token(|access_token| {
-            let code = request.code.clone();
-            async move { wechat.phone_number(&access_token, &code).await }
-        })
-        .await?;
-    let phone = Phone {
-        phone_number: info.phone_number,
-        pure_phone_number: info.pure_phone_number,
-        country_code: info.country_code,
-    };
-    state
-        .stores
-        .users
-        .set_phone(&user.appid, &user.openid, phone.clone())
-        .await?;
+    let phone = state.login.phone_number(&user, &request.code).await?;
     Ok(super::private(super::me::wire_phone(phone)))
 }

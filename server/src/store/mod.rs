@@ -84,6 +84,16 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// The `kind` label of the store-errors metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Corrupt(_) => "corrupt",
+        }
+    }
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync + fmt::Debug {
     /// Saves a new session under `key`, replacing any session stored there.

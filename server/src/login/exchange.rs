@@ -1,0 +1,243 @@
+//! Steps 3 and 4 of the flow: a `wx.login()` code exchanged at WeChat exactly once, however
+//! many requests bring it, and the session kept.
+
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::{Issued, LoginError, LoginService, validate_code};
+use crate::{
+    apps::App,
+    data_keys::SessionKey,
+    store::{ClaimState, Outcome, Refusal, Session, StoreError},
+    time::unix_now,
+    token::Token,
+    wechat::WechatError,
+};
+
+/// Steps 3 and 4 of the flow: exchange the code at WeChat, keep the session, issue a token.
+/// `appid` picks the mini-program the code is from; `None` is the default (first) app.
+///
+/// Idempotent per code: concurrent or repeated calls with one code within its life share one
+/// exchange and get the same token (see `store/claims.rs`).
+pub(super) async fn login(
+    service: &LoginService,
+    appid: Option<&str>,
+    code: &str,
+) -> Result<Issued, LoginError> {
+    validate_code(code)?;
+    let app = service
+        .apps
+        .for_login(appid)
+        .ok_or_else(|| LoginError::UnknownApp(appid.unwrap_or_default().to_owned()))?;
+    let key = claim_key(app.appid(), code);
+    let lease = service.rules.exchange_lease;
+    let state = service;
+    let deadline = Instant::now() + lease + Duration::from_secs(1);
+    loop {
+        match state.stores.claims.claim(key, lease).await? {
+            None => return exchange_detached(state, app, code, key, lease).await,
+            Some(ClaimState::Done(outcome)) => return open_outcome(state, outcome, code).await,
+            Some(ClaimState::Pending) if Instant::now() < deadline => {
+                tokio::time::sleep(CLAIM_POLL).await;
+            }
+            Some(ClaimState::Pending) => return Err(LoginError::ExchangePending),
+        }
+    }
+}
+
+/// How often a request waiting on another's exchange looks for the outcome.
+const CLAIM_POLL: Duration = Duration::from_millis(20);
+
+/// Runs the exchange in a task of its own. Once WeChat is asked, the code is spent whatever
+/// happens to the request: if the client hangs up, the caller's future is dropped, but the
+/// exchange still finishes and records its outcome, and the client's retry with the same code
+/// gets that outcome.
+async fn exchange_detached(
+    state: &LoginService,
+    app: &App,
+    code: &str,
+    key: [u8; 32],
+    lease: Duration,
+) -> Result<Issued, LoginError> {
+    let state = state.clone();
+    let app = app.clone();
+    let code = code.to_owned();
+    let task =
+        tokio::spawn(async move { exchange_and_settle(&state, &app, &code, key, lease).await });
+    match task.await {
+        Ok(result) => result,
+        // A bug in the exchange: let the panic surface where panics are handled.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => Err(LoginError::ExchangePending),
+    }
+}
+
+/// The claim is the caller's: ask WeChat, keep the session, and leave the outcome for
+/// late-comers. `lease` is how long the claim is ours.
+async fn exchange_and_settle(
+    state: &LoginService,
+    app: &App,
+    code: &str,
+    key: [u8; 32],
+    lease: Duration,
+) -> Result<Issued, LoginError> {
+    let lease_ends = Instant::now() + lease;
+    let wechat = match app.wechat.code_to_session(code).await {
+        Ok(wechat) => wechat,
+        Err(e) => {
+            let recorded = match final_refusal(&e) {
+                // WeChat's refusals stand for as long as the code lives.
+                Some(refusal) => {
+                    let outcome = Outcome::Refused(refusal);
+                    state.stores.claims.settle(key, outcome, CODE_LIFE).await
+                }
+                // Transient trouble: let a retry with the same code try again.
+                None => state.stores.claims.release(key).await,
+            };
+            if let Err(store) = recorded {
+                tracing::warn!(error = %store, "could not record a refused code exchange");
+            }
+            return Err(e.into());
+        }
+    };
+    // WeChat has spent the code: from here on, store trouble is waited out within the lease
+    // rather than reported, since a retry could only be told "code used".
+    let token = Token::generate();
+    let now = unix_now();
+    let expires_at = now.saturating_add(state.rules.token_ttl.as_secs() as i64);
+    let appid = app.appid().to_owned();
+    let session = Session {
+        session_key: state.data_keys.seal(
+            &SessionKey::new(wechat.session_key),
+            &appid,
+            &wechat.openid,
+        ),
+        appid,
+        openid: wechat.openid,
+        unionid: wechat.unionid,
+        created_at: now,
+        expires_at,
+    };
+    tracing::info!(openid = %session.openid, token = ?token.hash(), "login");
+    let hash = token.hash();
+    persist(lease_ends, || {
+        state.stores.sessions.insert(hash, session.clone())
+    })
+    .await?;
+    let remembered = persist(lease_ends, || {
+        state.stores.users.add_session_key(
+            &session.appid,
+            &session.openid,
+            session.session_key.clone(),
+        )
+    })
+    .await;
+    if let Err(e) = remembered {
+        // The login stands; open data made under the keys before this one may not open.
+        tracing::warn!(error = %e, "could not add the session_key to the user's key history");
+    }
+    // A success is replayed for the short window only.
+    let window = state.rules.code_replay_window.min(CODE_LIFE);
+    let outcome = Outcome::Issued {
+        sealed_token: token.seal(code),
+        expires_at,
+    };
+    let settled = persist(lease_ends, || {
+        state.stores.claims.settle(key, outcome.clone(), window)
+    })
+    .await;
+    if let Err(e) = settled {
+        // The session stands and this caller has its token; only a replay of the code is lost.
+        tracing::warn!(error = %e, "could not record the outcome of a code exchange");
+    }
+    Ok(Issued {
+        token,
+        expires_in: seconds_until(expires_at),
+    })
+}
+
+/// Runs a store write until it succeeds or `until` passes, backing off between tries.
+async fn persist<F, Fut>(until: Instant, mut write: F) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), StoreError>>,
+{
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match write().await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() + delay >= until => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "store write failed after WeChat answered; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// WeChat's documented life of a code: no claim needs to outlive it.
+const CODE_LIFE: Duration = Duration::from_secs(5 * 60);
+
+/// Whole seconds from now until `expires_at`, never negative.
+fn seconds_until(expires_at: i64) -> u64 {
+    u64::try_from(expires_at.saturating_sub(unix_now())).unwrap_or(0)
+}
+
+/// The store key of a code's claim: a hash under its own domain label, so neither the code
+/// nor the sealing pad can be learnt from it. Codes are WeChat's per app, so the app is part
+/// of the key: one app's code can never find another's claim.
+fn claim_key(appid: &str, code: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"wxlogin code claim\0")
+        .chain_update(appid.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(code.as_bytes())
+        .finalize()
+        .into()
+}
+
+/// WeChat refusals that are final for a code; everything else may go another way on retry.
+fn final_refusal(e: &WechatError) -> Option<Refusal> {
+    match e {
+        WechatError::InvalidCode => Some(Refusal::InvalidCode),
+        WechatError::CodeUsed => Some(Refusal::CodeUsed),
+        WechatError::HighRiskUser => Some(Refusal::HighRiskUser),
+        _ => None,
+    }
+}
+
+/// What another request's exchange of this code came to. A token whose session has ended
+/// (logged out, expired) is never handed out again: the code is spent.
+async fn open_outcome(
+    state: &LoginService,
+    outcome: Outcome,
+    code: &str,
+) -> Result<Issued, LoginError> {
+    match outcome {
+        Outcome::Issued {
+            sealed_token,
+            expires_at,
+        } => {
+            let token = Token::unseal(&sealed_token, code);
+            let live = state
+                .stores
+                .sessions
+                .get(token.hash(), unix_now())
+                .await?
+                .is_some();
+            if !live {
+                return Err(WechatError::CodeUsed.into());
+            }
+            Ok(Issued {
+                token,
+                expires_in: seconds_until(expires_at),
+            })
+        }
+        Outcome::Refused(Refusal::InvalidCode) => Err(WechatError::InvalidCode.into()),
+        Outcome::Refused(Refusal::CodeUsed) => Err(WechatError::CodeUsed.into()),
+        Outcome::Refused(Refusal::HighRiskUser) => Err(WechatError::HighRiskUser.into()),
+    }
+}

@@ -1,0 +1,177 @@
+//! The login service: turns a `wx.login()` code into a session and a token, tells who a token
+//! belongs to, ends sessions, and does what needs the session_key only the server holds (open
+//! data, the phone number). Transport-free: it speaks in [`LoginError`], which `http/` maps to
+//! statuses in one table, so every rule here is testable without HTTP and handlers stay thin.
+//!
+//! It holds exactly what the rules need: the rules' own settings, the stores, the apps (each
+//! with its WeChat client and access token) and the data keys.
+//!
+//! - `exchange.rs`: the code exchange, once per code however many requests bring it;
+//! - `sessions.rs`: who a token belongs to, and logout;
+//! - `user_data.rs`: the session_keys, open data, the phone number and `/me`.
+
+mod error;
+mod exchange;
+mod sessions;
+mod user_data;
+
+pub use error::LoginError;
+pub use user_data::Me;
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{
+    apps::Apps,
+    data_keys::DataKeys,
+    store::{Session, Stores},
+    token::Token,
+};
+
+/// The settings the login rules read.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// How long a token is accepted, from login (absolute, not sliding).
+    pub token_ttl: Duration,
+    /// How long a repeated login with the same code gets the first one's token.
+    pub code_replay_window: Duration,
+    /// How long one request may hold a code's exchange: see [`Rules::exchange_lease`].
+    pub exchange_lease: Duration,
+    /// How old open data may be by its watermark; `None` accepts any age.
+    pub open_data_max_age: Option<Duration>,
+}
+
+impl Rules {
+    /// Long enough for the slowest exchange WeChat's settings allow (every busy retry timing
+    /// out), so a live holder never loses its claim.
+    pub fn exchange_lease(wechat_timeout: Duration, busy_retries: u32) -> Duration {
+        wechat_timeout * (busy_retries + 1) + Duration::from_secs(2 + 2 * u64::from(busy_retries))
+    }
+}
+
+/// The login service. Cheap to clone: one `Arc` around what it holds, since an exchange runs
+/// in a task of its own and takes a handle with it.
+#[derive(Debug, Clone)]
+pub struct LoginService(Arc<Parts>);
+
+/// What a [`LoginService`] holds; read through its methods.
+#[derive(Debug)]
+pub struct Parts {
+    rules: Rules,
+    stores: Stores,
+    apps: Apps,
+    data_keys: DataKeys,
+}
+
+impl std::ops::Deref for LoginService {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+impl LoginService {
+    pub fn new(rules: Rules, stores: Stores, apps: Apps, data_keys: DataKeys) -> Self {
+        Self(Arc::new(Parts {
+            rules,
+            stores,
+            apps,
+            data_keys,
+        }))
+    }
+
+    /// Steps 3 and 4 of the flow: exchange the code at WeChat, keep the session, issue a
+    /// token. `appid` picks the mini-program the code is from; `None` is the default (first)
+    /// app.
+    ///
+    /// Idempotent per code: concurrent or repeated calls with one code within its life share
+    /// one exchange and get the same token (see `store/claims.rs`).
+    pub async fn login(&self, appid: Option<&str>, code: &str) -> Result<Issued, LoginError> {
+        exchange::login(self, appid, code).await
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The mini-programs served, the default first.
+    pub fn apps(&self) -> &Apps {
+        &self.apps
+    }
+
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    pub fn data_keys(&self) -> &DataKeys {
+        &self.data_keys
+    }
+}
+
+/// A fresh login: the raw token (shown to the client once, never stored) and its lifetime.
+#[derive(Debug)]
+pub struct Issued {
+    pub token: Token,
+    pub expires_in: u64,
+}
+
+/// Who is behind a request whose token is live. Never carries the session_key: what reaches
+/// handlers can reach a response by mistake. Fields will be added (the account, the session's
+/// kind), so it is built only by this crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthUser {
+    pub openid: String,
+    /// Present when WeChat gave one (the app is bound to an Open Platform account).
+    pub unionid: Option<String>,
+    /// The mini-program the session belongs to.
+    pub appid: String,
+    /// Unix seconds; the token is refused from this instant on.
+    pub expires_at: i64,
+}
+
+impl From<&Session> for AuthUser {
+    fn from(session: &Session) -> Self {
+        Self {
+            openid: session.openid.clone(),
+            unionid: session.unionid.clone(),
+            appid: session.appid.clone(),
+            expires_at: session.expires_at,
+        }
+    }
+}
+
+/// Rejects codes WeChat could never have issued, so junk never costs an upstream call. Phone
+/// codes follow the same shape.
+pub fn validate_code(code: &str) -> Result<(), LoginError> {
+    use shared::code_rules;
+    if code.is_empty() {
+        return Err(LoginError::MalformedCode("`code` must not be empty"));
+    }
+    if code.len() > code_rules::MAX_LEN {
+        return Err(LoginError::MalformedCode(
+            "`code` is longer than 128 characters",
+        ));
+    }
+    if !code.bytes().all(code_rules::is_code_byte) {
+        return Err(LoginError::MalformedCode(
+            "`code` may only contain ASCII letters, digits, `-` and `_`",
+        ));
+    }
+    Ok(())
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_validated_before_any_upstream_call() {
+        assert!(validate_code("0a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P").is_ok());
+        assert!(validate_code("").is_err());
+        assert!(validate_code(&"a".repeat(129)).is_err());
+        assert!(validate_code(&"a".repeat(128)).is_ok());
+        for bad in ["a b", "a&secret=x", "ä", "a\n", "a%20"] {
+            assert!(validate_code(bad).is_err(), "{bad:?}");
+        }
+    }
+}
