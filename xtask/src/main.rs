@@ -6,6 +6,7 @@ mod api_fuzz;
 mod bench;
 mod harness;
 mod install;
+mod links;
 mod npm_package;
 mod run;
 mod typecheck;
@@ -54,6 +55,7 @@ fn build() -> Result {
 
 fn test() -> Result {
     run::step("formatting", || run::cargo(&["fmt", "--all", "--check"]))?;
+    run::step("Markdown links", || links::check(&run::root()))?;
     run::step("clippy", || {
         run::cargo(&[
             "clippy",
