@@ -1,7 +1,7 @@
 //! The measuring half of `cargo xtask bench`. xtask installs the tools (wrk, Redis, Node, the
 //! express seed's packages), builds the release binaries and the WASM module, and runs this
 //! with their paths; this measures everything in one run, prints the table, and writes
-//! `bench/results/latest.md`, `bench/results/latest.svg` and the README's Performance section.
+//! `bench/results/latest.md` and `bench/results/latest.svg`; it writes nothing else.
 //!
 //! Everything runs on loopback and is bounded in time: every server binds 127.0.0.1, every
 //! load lasts a fixed number of seconds, every process the bench starts is stopped at the end.
@@ -19,7 +19,7 @@
 //! And what they share: [`wrk`] (the load generator), [`cpus`] (which CPUs it and the targets
 //! get), [`processes`] (servers and Redis the
 //! bench owns), [`client`] (codes, logins, token checks), [`stats`] (medians, formats),
-//! [`machine`], [`report`] (tables, acceptance lines, README) and [`svg`] (the chart).
+//! [`machine`], [`report`] (tables, acceptance lines) and [`svg`] (the chart).
 
 mod client;
 mod cpus;
@@ -45,14 +45,14 @@ use clap::Parser;
 /// A message for the person at the terminal; the bench has no caller that needs more.
 pub type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// Paths come from `cargo xtask bench`; the rest have the defaults of issue 12's setup.
+/// Paths come from `cargo xtask bench`; the rest have the defaults of the published runs.
 #[derive(Debug, Parser)]
 #[command(
     name = "bench",
     about = "Run by `cargo xtask bench`: measure, print, write results"
 )]
 struct Args {
-    /// The workspace root (results, README, the launch script and the runtime live there).
+    /// The workspace root (results, the launch script and the runtime live there).
     #[arg(long)]
     root: PathBuf,
     /// The release login server.
@@ -177,13 +177,7 @@ async fn run(args: &Args) -> Result {
         std::fs::create_dir_all(&results)?;
         std::fs::write(results.join("latest.md"), report.markdown())?;
         std::fs::write(results.join("latest.svg"), report.chart())?;
-        let readme_path = args.root.join("README.md");
-        let readme = std::fs::read_to_string(&readme_path)?;
-        let updated = report::replace_readme_section(&readme, &report.readme_section());
-        std::fs::write(&readme_path, updated)?;
-        println!(
-            "written: bench/results/latest.md, bench/results/latest.svg, README.md (Performance)"
-        );
+        println!("written: bench/results/latest.md, bench/results/latest.svg");
     }
     println!(
         "bench: {:.0} s of measuring",

@@ -1,6 +1,6 @@
-//! Turning the measurements into what people read: the tables (printed, in
-//! `bench/results/latest.md`, and in the README's Performance section), the acceptance lines
-//! of issue 12, and the bar chart (`bench/results/latest.svg`).
+//! Turning the measurements into what people read: the tables (printed, and in
+//! `bench/results/latest.md`), the acceptance ratios, and the bar chart
+//! (`bench/results/latest.svg`).
 
 use std::{fmt::Write as _, time::Duration};
 
@@ -14,10 +14,6 @@ use crate::{
     wasm_size::WasmSize,
     wrk::Sample,
 };
-
-/// Where the README's generated section begins and ends.
-pub const README_START: &str = "<!-- bench:start -->";
-pub const README_END: &str = "<!-- bench:end -->";
 
 /// How the throughput runs were made, for the method line.
 #[derive(Debug, Clone)]
@@ -44,7 +40,7 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
-/// One of issue 12's acceptance ratios and whether it holds.
+/// One of the acceptance ratios and whether it holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     pub what: String,
@@ -85,7 +81,7 @@ impl Report {
         self.rps(Target::Baseline, Endpoint::CheckLogin)
     }
 
-    /// Issue 12's acceptance ratios, on the medians.
+    /// The acceptance ratios, on the medians.
     pub fn checks(&self) -> Vec<Check> {
         let base = self.baseline_rps();
         let server = |store, endpoint| self.rps(Target::Server(store), endpoint);
@@ -229,8 +225,9 @@ impl Report {
         table(&rows, &[false, true, true, true])
     }
 
-    /// The report's body, its headings at `level` (`##` in latest.md, `###` in the README).
-    fn body(&self, level: &str) -> String {
+    /// The report's body, below latest.md's list of machine details.
+    fn body(&self) -> String {
+        let level = "##";
         let mut out = String::new();
         let sqlite_vs_express = stats::ratio(
             self.rps(Target::Server(Store::Sqlite), Endpoint::CheckLogin),
@@ -249,10 +246,10 @@ impl Report {
             times(sqlite_vs_express)
         );
         let _ = writeln!(out, "{}\n", self.noise());
-        let _ = writeln!(out, "![Requests per second](bench/results/latest.svg)\n");
+        let _ = writeln!(out, "![Requests per second](latest.svg)\n");
         let _ = writeln!(
             out,
-            "{level} Acceptance ratios (issue 12)\n\n```text\n{}\n```\n",
+            "{level} Acceptance ratios\n\n```text\n{}\n```\n",
             self.checks()
                 .iter()
                 .map(Check::line)
@@ -328,7 +325,7 @@ impl Report {
         let m = &self.machine;
         let mut out = String::from(
             "# Benchmark results\n\nWritten by `cargo xtask bench`; run it again to replace \
-             this file, the chart beside it and the README's Performance section.\n\n",
+             this file and the chart beside it.\n\n",
         );
         let _ = writeln!(out, "- Date: {}", m.date);
         let _ = writeln!(out, "- Commit: {}", m.commit);
@@ -343,26 +340,8 @@ impl Report {
             "- Bench run time: {:.0} s (measuring only)\n",
             self.elapsed.as_secs_f64()
         );
-        out.push_str(&self.body("##").replace("](bench/results/", "]("));
+        out.push_str(&self.body());
         out
-    }
-
-    /// The README's Performance section, markers included.
-    pub fn readme_section(&self) -> String {
-        let secs = self.elapsed.as_secs();
-        format!(
-            "{README_START}\n<!-- Written by `cargo xtask bench`: edits here are overwritten \
-             at its next run. -->\n\n`cargo xtask bench` builds release binaries and measures \
-             everything below in one run ({} min {} s of measuring this time, builds not \
-             counted). One run on {} ({}, commit {}); machine details are in \
-             [bench/results/latest.md](bench/results/latest.md).\n\n{}{README_END}\n",
-            secs / 60,
-            secs % 60,
-            self.machine.summary(),
-            self.machine.date,
-            self.machine.commit,
-            self.body("###")
-        )
     }
 
     /// `bench/results/latest.svg`: req/s of every scenario, grouped by endpoint.
@@ -505,30 +484,6 @@ pub fn table(rows: &[Vec<String>], right: &[bool]) -> String {
     out
 }
 
-/// `readme` with its generated Performance section replaced by `section`: between the markers
-/// when they are there; otherwise the body of the `## Performance` section (up to the next
-/// `## ` heading), which the first run takes over; otherwise a new section at the end.
-pub fn replace_readme_section(readme: &str, section: &str) -> String {
-    if let (Some(start), Some(end)) = (readme.find(README_START), readme.find(README_END))
-        && start < end
-    {
-        let after = &readme[end + README_END.len()..];
-        let after = after.strip_prefix('\n').unwrap_or(after);
-        return format!("{}{section}{after}", &readme[..start]);
-    }
-    const HEADING: &str = "## Performance\n";
-    if let Some(at) = readme.find(HEADING) {
-        let body_start = at + HEADING.len();
-        let body_end = readme[body_start..]
-            .find("\n## ")
-            .map_or(readme.len(), |i| body_start + i + 1);
-        let rest = &readme[body_end..];
-        let gap = if rest.is_empty() { "" } else { "\n" };
-        return format!("{}\n{section}{gap}{rest}", &readme[..body_start]);
-    }
-    format!("{}\n\n{HEADING}\n{section}", readme.trim_end())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,27 +511,5 @@ mod tests {
         assert_eq!(check(0.61).line(), "PASS x: 0.61× (wanted ≥ 0.60×)");
         assert!(!check(0.59).holds());
         assert!(!check(f64::NAN).holds(), "no measurement is no pass");
-    }
-
-    #[test]
-    fn the_readme_section_is_taken_over_once_then_replaced_between_markers() {
-        let old = "# T\n\n## Performance\n\nold table\n\n## Next\ntext\n";
-        let first = replace_readme_section(old, &format!("{README_START}\nA\n{README_END}\n"));
-        assert_eq!(
-            first,
-            format!("# T\n\n## Performance\n\n{README_START}\nA\n{README_END}\n\n## Next\ntext\n")
-        );
-        let second = replace_readme_section(&first, &format!("{README_START}\nB\n{README_END}\n"));
-        assert_eq!(second, first.replace("\nA\n", "\nB\n"));
-
-        let at_end = "# T\n\n## Performance\n\nold\n";
-        assert_eq!(
-            replace_readme_section(at_end, "S\n"),
-            "# T\n\n## Performance\n\nS\n"
-        );
-        assert_eq!(
-            replace_readme_section("# T\n", "S\n"),
-            "# T\n\n## Performance\n\nS\n"
-        );
     }
 }

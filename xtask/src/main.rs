@@ -6,6 +6,7 @@ mod api_fuzz;
 mod bench;
 mod harness;
 mod install;
+mod links;
 mod npm_package;
 mod run;
 mod typecheck;
@@ -17,7 +18,7 @@ const USAGE: &str = "usage: cargo xtask <build|test|bench>
   build   build the server and the wasm artifacts (installing what is missing)
   test    install what is missing, then run every check and test the project has
   bench   measure throughput, memory, WASM size and launch time against the baselines;
-          print them and write bench/results/ and the README's Performance section
+          print them and write them to bench/results/ (latest.md, latest.svg)
           (extra arguments go to the bench: --rounds 1 --seconds 2 --no-write for a trial)";
 
 fn main() -> ExitCode {
@@ -54,6 +55,7 @@ fn build() -> Result {
 
 fn test() -> Result {
     run::step("formatting", || run::cargo(&["fmt", "--all", "--check"]))?;
+    run::step("Markdown links", || links::check(&run::root()))?;
     run::step("clippy", || {
         run::cargo(&[
             "clippy",

@@ -13,7 +13,7 @@
  * options.wasm            the generated module (`../wasm/client.js`), or null when it failed to load
  * options.loadError       why it failed to load, shown to the user
  * options.wasmPath        where the module is in the code package, when not at its default
- *                         place (see the package README)
+ *                         place (see "The WebAssembly file" in docs/miniprogram-client.md)
  * options.baseUrl         the server, e.g. 'http://127.0.0.1:3000'; `request()` paths are relative to it
  * options.machine         client-wasm's config object (backoff, attempts, storage keys)
  * options.requestTimeoutMs
