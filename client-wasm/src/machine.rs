@@ -19,7 +19,7 @@
 //!   is never held again, and is the only kind of token a `POST /logout` carries (see
 //!   [`revoke`](crate::revoke)).
 
-use shared::{LoginResponse, paths};
+use shared::{LoginResponse, code_rules, paths};
 
 use crate::backoff;
 use crate::config::Config;
@@ -508,10 +508,9 @@ impl Machine {
             return;
         };
         let attempt = attempt.clone();
-        if code.is_empty()
-            || code.len() > shared::code_rules::MAX_LEN
-            || !code.bytes().all(shared::code_rules::is_code_byte)
-        {
+        // The server's own rule: a code it would refuse unasked is not worth a request, and
+        // `wx.login` handing out junk is treated like `wx.login` failing.
+        if code_rules::check(&code).is_err() {
             let error = Failure::new(codes::WX_LOGIN_FAILED, "wx.login gave no usable code");
             self.attempt_failed(
                 attempt,
