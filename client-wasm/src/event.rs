@@ -211,6 +211,20 @@ fn field_error(name: &str, must_be: &str) -> String {
     m
 }
 
+/// An HTTP request's outcome, borrowed from an `HttpResponse` or `HttpFailed` event: the form
+/// in which the machine hands an answer to whichever part of it sent the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Answer<'a> {
+    Response {
+        status: u16,
+        body: &'a str,
+        retry_after_s: Option<u32>,
+    },
+    Failed {
+        err_msg: &'a str,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@
 //!   the pending logouts (a third key).
 //! - `revoke`: logouts kept and sent again until the server confirms them.
 //! - `backoff`: retry delays.
+//! - `ids`: the request and timer ids, one source for the machine and the revokes.
 //! - `config`: the tuning knobs.
 //! - [`json`]: the JSON-string API, what the wasm build exports (`wasm`, only on wasm32).
 //!
@@ -173,6 +174,7 @@ mod backoff;
 mod codec;
 mod config;
 mod failure;
+mod ids;
 mod revoke;
 mod storage;
 mod wire;
