@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, Json};
+use crate::json_codec::{self, Json};
 
 /// How hard the machine tries before it gives up, and where it keeps the token.
 ///
@@ -65,7 +65,7 @@ impl Config {
     /// an error, like the serde derive. Two storage keys that are the same are an error too
     /// (one value would overwrite the other).
     pub fn from_json(text: &str) -> Result<Config, String> {
-        let json = codec::parse(text).map_err(|e| ["not JSON: ", e].concat())?;
+        let json = json_codec::parse(text).map_err(|e| ["not JSON: ", e].concat())?;
         let Json::Obj(members) = &json else {
             return Err("not a JSON object".to_owned());
         };

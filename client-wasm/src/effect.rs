@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Writer;
 use crate::failure::Failure;
+use crate::json_codec::Writer;
 
 /// One instruction for the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,7 +184,7 @@ pub struct Snapshot {
 
 impl Effect {
     /// The JSON the host receives, spelled exactly as the serde derive spells it (the wasm path
-    /// uses this instead of serde_json, see `codec`).
+    /// uses this instead of serde_json, see `json_codec`).
     pub fn write_json(&self, w: &mut Writer) {
         w.begin_object();
         match self {

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::codec::{self, Json};
+use crate::json_codec::{self, Json};
 
 /// One input to [`Machine::handle`](crate::Machine::handle). Hosts speaking JSON go through
 /// [`Event::from_json`]; the serde `Serialize` impl writes the same JSON.
@@ -69,7 +69,7 @@ pub enum Event {
 impl Event {
     /// Reads an event from the host's JSON. The error says what is wrong, for the host's log.
     pub fn from_json(text: &str) -> Result<Event, String> {
-        let json = codec::parse(text).map_err(|e| message("not JSON: ", e))?;
+        let json = json_codec::parse(text).map_err(|e| message("not JSON: ", e))?;
         if !matches!(json, Json::Obj(_)) {
             return Err("not a JSON object".to_owned());
         }
@@ -131,7 +131,7 @@ impl Event {
             },
             other => {
                 let mut m = message("unknown event type ", "");
-                codec::write_string(&mut m, other);
+                json_codec::write_string(&mut m, other);
                 return Err(m);
             }
         })
@@ -209,6 +209,20 @@ fn field_error(name: &str, must_be: &str) -> String {
     m.push_str("` must be ");
     m.push_str(must_be);
     m
+}
+
+/// An HTTP request's outcome, borrowed from an `HttpResponse` or `HttpFailed` event: the form
+/// in which the machine hands an answer to whichever part of it sent the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Answer<'a> {
+    Response {
+        status: u16,
+        body: &'a str,
+        retry_after_s: Option<u32>,
+    },
+    Failed {
+        err_msg: &'a str,
+    },
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! - [`event`] / [`effect`]: the inputs and outputs. `Event::from_json` reads the host's JSON,
 //!   [`effects_to_json`] writes the answer; both types also derive serde `Serialize` (and
 //!   `Effect` `Deserialize`) for Rust hosts, with identical JSON (tested).
-//! - `codec`: the small JSON reader/writer used instead of serde_json, which alone would push
+//! - `json_codec`: the small JSON reader/writer used instead of serde_json, which alone would push
 //!   the wasm module past its 64 KiB budget.
 //! - `wire`: the server's answers read into `shared`'s wire types.
 //! - `failure`: what waiters see when something went wrong, and which HTTP errors are worth
@@ -20,8 +20,9 @@
 //!   the pending logouts (a third key).
 //! - `revoke`: logouts kept and sent again until the server confirms them.
 //! - `backoff`: retry delays.
+//! - `ids`: the request and timer ids, one source for the machine and the revokes.
 //! - `config`: the tuning knobs.
-//! - [`json`]: the JSON-string API, what the wasm build exports (`wasm`, only on wasm32).
+//! - [`json_client`]: the JSON-string API, what the wasm build exports (`wasm`, only on wasm32).
 //!
 //! # Host contract
 //! Carry out effects in order. Answer every `read_storage` with one `storage_read`, every
@@ -166,13 +167,14 @@
 
 pub mod effect;
 pub mod event;
-pub mod json;
+pub mod json_client;
 pub mod machine;
 
 mod backoff;
-mod codec;
 mod config;
 mod failure;
+mod ids;
+mod json_codec;
 mod revoke;
 mod storage;
 mod wire;
@@ -186,7 +188,7 @@ pub use effect::{
 };
 pub use event::Event;
 pub use failure::{Failure, codes};
-pub use json::JsonClient;
+pub use json_client::JsonClient;
 pub use machine::Machine;
 pub use revoke::MAX_PENDING_LOGOUTS;
 pub use storage::StoredToken;

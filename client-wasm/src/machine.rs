@@ -19,13 +19,14 @@
 //!   is never held again, and is the only kind of token a `POST /logout` carries (see
 //!   [`revoke`](crate::revoke)).
 
-use shared::{LoginResponse, paths};
+use shared::{LoginResponse, code_rules, paths};
 
 use crate::backoff;
 use crate::config::Config;
 use crate::effect::{Effect, Method, Snapshot, StateName, StorageValue, WaiterResult};
-use crate::event::Event;
+use crate::event::{Answer, Event};
 use crate::failure::{Failure, Remedy, classify, codes};
+use crate::ids::Ids;
 use crate::revoke::Revokes;
 use crate::storage::{self, Found, StoredToken};
 use crate::wire;
@@ -216,7 +217,7 @@ impl Machine {
             reads: None,
             revokes: Revokes::new(),
             token_keys_settled: false,
-            ids: Ids(1),
+            ids: Ids::new(),
             wx_in_flight: false,
             reported: Snapshot {
                 state: StateName::Unknown,
@@ -508,10 +509,9 @@ impl Machine {
             return;
         };
         let attempt = attempt.clone();
-        if code.is_empty()
-            || code.len() > shared::code_rules::MAX_LEN
-            || !code.bytes().all(shared::code_rules::is_code_byte)
-        {
+        // The server's own rule: a code it would refuse unasked is not worth a request, and
+        // `wx.login` handing out junk is treated like `wx.login` failing.
+        if code_rules::check(&code).is_err() {
             let error = Failure::new(codes::WX_LOGIN_FAILED, "wx.login gave no usable code");
             self.attempt_failed(
                 attempt,
@@ -917,31 +917,4 @@ impl Machine {
             });
         }
     }
-}
-
-/// Source of request and timer ids, one for both, so that an id names one thing only.
-#[derive(Debug)]
-pub(crate) struct Ids(u32);
-
-impl Ids {
-    pub(crate) fn next(&mut self) -> u32 {
-        let id = self.0;
-        // Wrapping after four billion requests is harmless: ids only need to differ from the
-        // few outstanding ones. 0 is skipped so hosts may use it as "none".
-        self.0 = self.0.checked_add(1).unwrap_or(1);
-        id
-    }
-}
-
-/// An HTTP request's outcome, borrowed from the event.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Answer<'a> {
-    Response {
-        status: u16,
-        body: &'a str,
-        retry_after_s: Option<u32>,
-    },
-    Failed {
-        err_msg: &'a str,
-    },
 }

@@ -25,7 +25,8 @@ use shared::paths;
 use crate::backoff;
 use crate::config::Config;
 use crate::effect::{Effect, Method, StorageValue};
-use crate::machine::{Answer, Ids};
+use crate::event::Answer;
+use crate::ids::Ids;
 
 /// How many unconfirmed logouts are kept. Several pile up only when the user logs in and out
 /// repeatedly on a network that never reaches the server; eight bounds the storage and the

@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, Json};
+use crate::json_codec::{self, Json};
 
 /// A token as found in storage, or about to be written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +53,7 @@ pub fn is_valid_token(token: &str) -> bool {
 /// number arrives as its digits). Unreadable values and invalid tokens mean "no token".
 pub fn read(token_raw: Option<&str>, expiry_raw: Option<&str>) -> Found {
     let expiry_text = non_blank(expiry_raw);
-    let expiry = expiry_text.and_then(|text| codec::parse(text).ok()?.as_u64());
+    let expiry = expiry_text.and_then(|text| json_codec::parse(text).ok()?.as_u64());
     let Some(raw) = non_blank(token_raw) else {
         // Nothing stored; an expiry without its token is a leftover worth clearing.
         return Found {
@@ -64,7 +64,7 @@ pub fn read(token_raw: Option<&str>, expiry_raw: Option<&str>) -> Found {
     let (token, current_form) = match raw.as_bytes().first() {
         Some(b'{') => (first_form(raw), false),
         Some(b'"') => {
-            let token = codec::parse(raw).ok().and_then(|json| {
+            let token = json_codec::parse(raw).ok().and_then(|json| {
                 json.as_str().map(|token| StoredToken {
                     token: token.to_owned(),
                     expires_at_ms: expiry,
@@ -100,7 +100,7 @@ pub fn read(token_raw: Option<&str>, expiry_raw: Option<&str>) -> Found {
 /// not valid tokens are skipped, and anything that is not such an array holds none: a revoke
 /// is worth keeping, but not at the price of sending junk as a bearer.
 pub fn read_pending(raw: Option<&str>) -> Vec<String> {
-    let Some(Ok(Json::Arr(items))) = non_blank(raw).map(codec::parse) else {
+    let Some(Ok(Json::Arr(items))) = non_blank(raw).map(json_codec::parse) else {
         return Vec::new();
     };
     items
@@ -113,7 +113,7 @@ pub fn read_pending(raw: Option<&str>) -> Vec<String> {
 
 /// `{"token":"…","expires_at_ms":…}`, the form this crate wrote before the two keys.
 fn first_form(raw: &str) -> Option<StoredToken> {
-    let json = codec::parse(raw).ok()?;
+    let json = json_codec::parse(raw).ok()?;
     let expires_at_ms = match json.get("expires_at_ms") {
         None => None,
         Some(n) => Some(n.as_u64()?),

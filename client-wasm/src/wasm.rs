@@ -6,7 +6,7 @@
 
 use wasm_bindgen::prelude::*;
 
-use crate::json::JsonClient;
+use crate::json_client::JsonClient;
 
 /// `new Client(configJson)`, then `client.handle(eventJson)` → effects JSON.
 #[wasm_bindgen]

@@ -1,5 +1,5 @@
 //! Reading the server's answers into the `shared` wire types, and writing the login request,
-//! with the small codec instead of serde_json (see `codec` for why).
+//! with the small codec instead of serde_json (see `json_codec` for why).
 //!
 //! Field names come from `shared`'s definitions; the tests check that what is written here is
 //! what serde writes for the same `shared` value.
@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde::de::IntoDeserializer;
 use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
 
-use crate::codec::{self, Writer};
+use crate::json_codec::{self, Writer};
 
 /// Body of `POST /login`: `shared::LoginRequest` as JSON. An empty `appid` is left out.
 pub fn login_request(code: &str, appid: &str) -> String {
@@ -24,7 +24,7 @@ pub fn login_request(code: &str, appid: &str) -> String {
 
 /// A `200` answer of `POST /login`, if it has the documented shape.
 pub fn login_response(body: &str) -> Option<LoginResponse> {
-    let json = codec::parse(body).ok()?;
+    let json = json_codec::parse(body).ok()?;
     Some(LoginResponse {
         token: json.get("token")?.as_str()?.to_owned(),
         expires_in: json.get("expires_in")?.as_u64()?,
@@ -33,7 +33,7 @@ pub fn login_response(body: &str) -> Option<LoginResponse> {
 
 /// A `200` answer of `GET /checklogin`, if it has the documented shape.
 pub fn check_login_response(body: &str) -> Option<CheckLoginResponse> {
-    let json = codec::parse(body).ok()?;
+    let json = json_codec::parse(body).ok()?;
     Some(CheckLoginResponse {
         is_login: json.get("is_login")?.as_bool()?,
     })
@@ -48,7 +48,7 @@ pub struct ServerError {
 }
 
 pub fn error_body(body: &str) -> Option<ServerError> {
-    let json = codec::parse(body).ok()?;
+    let json = json_codec::parse(body).ok()?;
     let detail = json.get("error")?;
     let name = detail.get("code")?.as_str()?;
     // `shared`'s own serde impl maps the name, so a code added there is understood here too.

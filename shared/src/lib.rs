@@ -50,6 +50,52 @@ pub mod code_rules {
     pub fn is_code_byte(b: u8) -> bool {
         b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
     }
+
+    /// Whether `code` has the shape of a `wx.login()` code: 1 to [`MAX_LEN`] bytes, each one
+    /// [`is_code_byte`]. The server refuses other codes before asking WeChat, and the client
+    /// never sends them, so both sides hold one rule.
+    pub fn check(code: &str) -> Result<(), CodeShapeError> {
+        if code.is_empty() {
+            Err(CodeShapeError::Empty)
+        } else if code.len() > MAX_LEN {
+            Err(CodeShapeError::TooLong)
+        } else if !code.bytes().all(is_code_byte) {
+            Err(CodeShapeError::BadByte)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// How a code fails [`check`], first failing rule first.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum CodeShapeError {
+        Empty,
+        TooLong,
+        BadByte,
+    }
+
+    impl CodeShapeError {
+        /// The reason as an API error message (what `Display` prints): it names the `code`
+        /// field because it is shown to whoever sent the request.
+        pub fn message(self) -> &'static str {
+            match self {
+                CodeShapeError::Empty => "`code` must not be empty",
+                // (Written out: `concat!` takes literals only, not `MAX_LEN`.)
+                CodeShapeError::TooLong => "`code` is longer than 128 characters",
+                CodeShapeError::BadByte => {
+                    "`code` may only contain ASCII letters, digits, `-` and `_`"
+                }
+            }
+        }
+    }
+
+    impl core::fmt::Display for CodeShapeError {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str(self.message())
+        }
+    }
+
+    impl std::error::Error for CodeShapeError {}
 }
 
 /// Body of `POST /login`.
@@ -313,6 +359,68 @@ mod tests {
         let body: ErrorBody =
             serde_json::from_str(r#"{"error":{"code":"from_the_future","message":"m"}}"#).unwrap();
         assert_eq!(body.error.code, ErrorCode::Unknown);
+    }
+
+    #[test]
+    fn code_shape_accepts_real_codes_and_the_bounds() {
+        assert_eq!(
+            code_rules::check("0a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P"),
+            Ok(())
+        );
+        assert_eq!(code_rules::check("a"), Ok(()));
+        assert_eq!(code_rules::check("-_"), Ok(()));
+        assert_eq!(code_rules::check(&"x".repeat(code_rules::MAX_LEN)), Ok(()));
+    }
+
+    #[test]
+    fn code_shape_errors_say_what_is_wrong() {
+        use code_rules::CodeShapeError;
+        assert_eq!(code_rules::check(""), Err(CodeShapeError::Empty));
+        assert_eq!(
+            code_rules::check(&"x".repeat(code_rules::MAX_LEN + 1)),
+            Err(CodeShapeError::TooLong)
+        );
+        for bad in ["a b", "a&b=c", "%41", "a/b", "é", "a\0"] {
+            assert_eq!(
+                code_rules::check(bad),
+                Err(CodeShapeError::BadByte),
+                "{bad:?}"
+            );
+        }
+        // Too long is reported before a bad byte, as the server always has.
+        assert_eq!(
+            code_rules::check(&" ".repeat(code_rules::MAX_LEN + 1)),
+            Err(CodeShapeError::TooLong)
+        );
+        // Multi-byte characters count in bytes, so 65 of them are too long.
+        assert_eq!(
+            code_rules::check(&"é".repeat(65)),
+            Err(CodeShapeError::TooLong)
+        );
+    }
+
+    #[test]
+    fn code_shape_messages_are_the_api_messages() {
+        use code_rules::CodeShapeError;
+        assert_eq!(
+            CodeShapeError::Empty.to_string(),
+            "`code` must not be empty"
+        );
+        assert_eq!(
+            CodeShapeError::TooLong.to_string(),
+            format!("`code` is longer than {} characters", code_rules::MAX_LEN)
+        );
+        assert_eq!(
+            CodeShapeError::BadByte.to_string(),
+            "`code` may only contain ASCII letters, digits, `-` and `_`"
+        );
+        for e in [
+            CodeShapeError::Empty,
+            CodeShapeError::TooLong,
+            CodeShapeError::BadByte,
+        ] {
+            assert_eq!(e.to_string(), e.message());
+        }
     }
 
     #[test]

@@ -54,6 +54,9 @@ test('the declarations describe the CommonJS API', () => {
   assert.match(dts, /export function init\(path\?: string\): Promise<InitOutput>;/);
   assert.doesNotMatch(dts, /initSync|InitInput|__wbg_init/);
   assert.doesNotMatch(dts, /(^|[^\w$])WebAssembly\./m, 'the runtime has no WebAssembly namespace');
+  // A plain ES2017 `lib` has no Symbol.dispose (TS2550); `free()` is the way to release.
+  assert.doesNotMatch(dts, /Symbol\.dispose/);
+  assert.match(dts, /free\(\): void;/);
 });
 
 test('the shipped module fits the budget, compressed and raw', () => {

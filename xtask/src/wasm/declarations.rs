@@ -1,7 +1,8 @@
 //! Rewriting wasm-bindgen's `--target web` declarations (`.d.ts`) to match the CommonJS glue:
 //! the web loader's types go, `init` and `WASM_PATH` come, and nothing names the `WebAssembly`
-//! namespace, which the mini-program runtime (and its typings) lack. Pure text in, text out,
-//! tested on a checked-in sample like the glue.
+//! namespace, which the mini-program runtime (and its typings) lack, nor `Symbol.dispose`,
+//! which a project's `lib` may lack. Pure text in, text out, tested on a checked-in sample like
+//! the glue.
 
 use crate::Result;
 
@@ -28,9 +29,11 @@ export function init(path?: string): Promise<InitOutput>;
 
 /// wasm-bindgen's declarations with the web loader's types (`InitInput`, `SyncInitInput`,
 /// `initSync`, the default export, all in terms of `WebAssembly` and `fetch`) replaced by
-/// `init`, and `WebAssembly.Memory` by a `Memory` of the file's own. Fails, naming what it
+/// `init`, `WebAssembly.Memory` by a `Memory` of the file's own, and the classes'
+/// `[Symbol.dispose]()` members dropped (see [`without_dispose`]). Fails, naming what it
 /// missed, when the declarations are not shaped as expected.
 pub fn for_commonjs(web: &str) -> Result<String> {
+    let web = &without_dispose(web)?;
     let cut = "export type InitInput";
     let at = web
         .find(cut)
@@ -56,6 +59,27 @@ pub fn for_commonjs(web: &str) -> Result<String> {
             line.trim()
         ))),
         None => Ok(declarations),
+    }
+}
+
+/// `web` without the `[Symbol.dispose](): void;` line wasm-bindgen declares in each class.
+///
+/// `Symbol.dispose` is only in TypeScript's `lib` from `esnext.disposable` (or `es2025`) on,
+/// so a project on a plain `"lib": ["es2017"]` with `miniprogram-api-typings` gets TS2550 from
+/// any declaration that names it. The glue sets the member only where the runtime has
+/// `Symbol.dispose` anyway, which WeChat's runtimes need not; `free()` is what callers use
+/// and is kept. Fails when `Symbol.dispose` is still named after, in a form not expected.
+fn without_dispose(web: &str) -> Result<String> {
+    let kept: String = web
+        .split_inclusive('\n')
+        .filter(|line| line.trim() != "[Symbol.dispose](): void;")
+        .collect();
+    match kept.lines().find(|line| line.contains("Symbol.dispose")) {
+        Some(line) => Err(changed(&format!(
+            "it names `Symbol.dispose` in a form this build does not expect: {}",
+            line.trim()
+        ))),
+        None => Ok(kept),
     }
 }
 
@@ -104,6 +128,26 @@ mod tests {
     }
 
     #[test]
+    fn classes_declare_free_but_not_symbol_dispose() {
+        assert!(
+            SAMPLE.contains("    [Symbol.dispose](): void;\n"),
+            "the sample no longer shows what this test is about"
+        );
+        let dts = declarations();
+        assert!(!dts.contains("Symbol"), "still names Symbol:\n{dts}");
+        assert!(dts.contains("export class Client {\n    free(): void;\n    /**"));
+        // Only that line goes: the rest of the class is as wasm-bindgen wrote it.
+        let class = |text: &str| {
+            let start = text.find("export class Client {").unwrap();
+            text[start..start + text[start..].find("\n}\n").unwrap()].to_owned()
+        };
+        assert_eq!(
+            class(&dts),
+            class(SAMPLE).replace("    [Symbol.dispose](): void;\n", "")
+        );
+    }
+
+    #[test]
     fn declarations_of_another_shape_are_an_error_naming_what_changed() {
         let err = for_commonjs(&SAMPLE.replace("export type InitInput", "type Input")).unwrap_err();
         assert!(err.contains("`export type InitInput` not found"), "{err}");
@@ -118,5 +162,10 @@ mod tests {
         );
         let err = for_commonjs(&with_table).unwrap_err();
         assert!(err.contains("WebAssembly.Table"), "{err}");
+
+        let as_property =
+            SAMPLE.replace("[Symbol.dispose](): void;", "[Symbol.dispose]: () => void;");
+        let err = for_commonjs(&as_property).unwrap_err();
+        assert!(err.contains("`Symbol.dispose`"), "{err}");
     }
 }

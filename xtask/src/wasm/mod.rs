@@ -9,7 +9,7 @@
 //! - `client_bg.wasm.br`: the module, brotli-compressed (the runtime decompresses it; base
 //!   library ≥ 2.14.0, which `project.config.json` asks for).
 //! - `client.d.ts`: wasm-bindgen's declarations, with the loader's `init` in place of the web
-//!   target's.
+//!   target's, and without the `[Symbol.dispose]()` members a plain ES2017 `lib` lacks.
 //!
 //! # Layout
 //! - `toolchain`: the tools, installed when missing, and the compile route (rustup or Debian).

@@ -43,10 +43,6 @@ impl JsonClient {
     pub fn snapshot(&self) -> String {
         self.machine.snapshot().to_json()
     }
-
-    pub fn machine(&self) -> &Machine {
-        &self.machine
-    }
 }
 
 fn describe(what: &str, error: &str) -> String {
