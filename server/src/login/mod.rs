@@ -144,22 +144,9 @@ impl From<&Session> for AuthUser {
 /// Rejects codes WeChat could never have issued, so junk never costs an upstream call. Phone
 /// codes follow the same shape.
 pub fn validate_code(code: &str) -> Result<(), LoginError> {
-    use shared::code_rules;
-    if code.is_empty() {
-        return Err(LoginError::MalformedCode("`code` must not be empty"));
-    }
-    if code.len() > code_rules::MAX_LEN {
-        return Err(LoginError::MalformedCode(
-            "`code` is longer than 128 characters",
-        ));
-    }
-    if !code.bytes().all(code_rules::is_code_byte) {
-        return Err(LoginError::MalformedCode(
-            "`code` may only contain ASCII letters, digits, `-` and `_`",
-        ));
-    }
-    Ok(())
+    shared::code_rules::check(code).map_err(|e| LoginError::MalformedCode(e.message()))
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
