@@ -4,18 +4,19 @@
 //! `Authorization: Bearer` (preferred: headers stay out of proxy access logs). With both, the
 //! header wins. No token at all is a plain "not logged in", as in the seed.
 
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::openapi::StoreUnavailable;
 use axum::{
-    Router,
     extract::{RawQuery, State},
     response::Response,
-    routing::get,
 };
-use shared::{CheckLoginResponse, ErrorBody, paths};
+use shared::CheckLoginResponse;
 
 use crate::http::{ApiError, LoginState, auth_user::check_answer, extract::MaybeBearer};
 
-pub fn router() -> Router<LoginState> {
-    Router::new().route(paths::CHECK_LOGIN, get(check_login))
+pub fn router() -> OpenApiRouter<LoginState> {
+    OpenApiRouter::new().routes(routes!(check_login))
 }
 
 #[utoipa::path(
@@ -30,8 +31,7 @@ pub fn router() -> Router<LoginState> {
     responses(
         (status = 200, description = "A definite answer", body = CheckLoginResponse,
             headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 503, description = "The session store is unavailable: retry, do not log in again",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, response = StoreUnavailable),
     )
 )]
 pub(super) async fn check_login(

@@ -11,12 +11,14 @@
 //! The proxy must also drop these headers when the client sends them itself, or a client
 //! could name any user: `deploy/nginx.conf` shows how.
 
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::openapi::{StoreUnavailable, Unauthorized};
 use axum::{
-    Router,
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     routing::{MethodFilter, on},
 };
-use shared::{ErrorBody, paths};
+use shared::paths;
 
 use crate::{
     http::{ApiError, LoginState},
@@ -30,14 +32,17 @@ pub const APPID_HEADER: HeaderName = HeaderName::from_static("x-wechat-appid");
 /// The user's unionid, only when WeChat gave one.
 pub const UNIONID_HEADER: HeaderName = HeaderName::from_static("x-wechat-unionid");
 
-pub fn router() -> Router<LoginState> {
+pub fn router() -> OpenApiRouter<LoginState> {
     let methods = MethodFilter::GET
         .or(MethodFilter::POST)
         .or(MethodFilter::PUT)
         .or(MethodFilter::PATCH)
         .or(MethodFilter::DELETE);
-    Router::new()
-        .route(paths::FORWARD_AUTH, on(methods, forward_auth))
+    // The documented operation, served by the method filter above (the path attribute names
+    // the same methods); the original path a proxy may append is served alike, undocumented.
+    let (schemas, paths, _) = routes!(forward_auth);
+    OpenApiRouter::new()
+        .routes((schemas, paths, on(methods, forward_auth)))
         .route(
             &format!("{}/{{*original_path}}", paths::FORWARD_AUTH),
             on(methods, forward_auth),
@@ -58,10 +63,8 @@ pub fn router() -> Router<LoginState> {
                 ("X-WeChat-UnionId" = String, description = "The user's unionid, when known"),
                 ("Cache-Control" = String, description = "no-store"),
             )),
-        (status = 401, description = "No token, or one that is malformed, unknown, expired or revoked",
-            body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer"))),
-        (status = 503, description = "The session store is unavailable",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = StoreUnavailable),
     )
 )]
 pub(super) async fn forward_auth(user: AuthUser) -> Result<(StatusCode, HeaderMap), ApiError> {

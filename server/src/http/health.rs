@@ -1,12 +1,12 @@
 //! `GET /healthz`: liveness for load balancers. It does not touch the store, so a store
 //! outage shows up as 503s on real requests rather than as instances pulled from rotation.
 
-use axum::{Json, Router, routing::get};
+use axum::Json;
 use serde::Serialize;
-use shared::paths;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route(paths::HEALTH, get(health))
+pub fn router<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+    OpenApiRouter::new().routes(routes!(health))
 }
 
 /// Always `{"status": "ok"}` while the process serves requests.

@@ -1,7 +1,12 @@
 //! `POST /login`: step 2 of the flow, where the mini-program hands over its `wx.login()` code.
 
-use axum::{Router, extract::State, response::Response, routing::post};
-use shared::{ErrorBody, LoginRequest, LoginResponse, paths};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::openapi::{
+    PayloadTooLarge, UnsupportedMediaType, WechatBusy, WechatTimeout, WechatUnreachable,
+};
+use axum::{extract::State, response::Response};
+use shared::{ErrorBody, LoginRequest, LoginResponse};
 
 use crate::{
     http::{
@@ -11,8 +16,8 @@ use crate::{
     metrics,
 };
 
-pub fn router() -> Router<LoginState> {
-    Router::new().route(paths::LOGIN, post(login))
+pub fn router() -> OpenApiRouter<LoginState> {
+    OpenApiRouter::new().routes(routes!(login))
 }
 
 /// The seed answered `{"token"}`; `expires_in` is an addition old clients ignore.
@@ -30,16 +35,13 @@ pub fn router() -> Router<LoginState> {
         (status = 400, description = "Malformed body, a malformed, unknown, expired or used code, \
             or an `appid` the server does not serve (unknown_app)", body = ErrorBody),
         (status = 403, description = "WeChat refused a high-risk user", body = ErrorBody),
-        (status = 413, description = "Body over 4 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 429, description = "Too many logins from this client, or WeChat's quota", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 502, description = "WeChat unreachable or refusing this server", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "WeChat busy, or the session store is unavailable", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 504, description = "WeChat did not answer in time", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 502, response = WechatUnreachable),
+        (status = 503, response = WechatBusy),
+        (status = 504, response = WechatTimeout),
     )
 )]
 pub(super) async fn login(

@@ -1,12 +1,15 @@
 //! `POST /logout`: ends the session of the bearer token on every instance at once.
 
-use axum::{Router, extract::State, http::StatusCode, routing::post};
-use shared::{ErrorBody, paths};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::openapi::StoreUnavailable;
+use axum::{extract::State, http::StatusCode};
+use shared::ErrorBody;
 
 use crate::http::{ApiError, LoginState, extract::MaybeBearer};
 
-pub fn router() -> Router<LoginState> {
-    Router::new().route(paths::LOGOUT, post(logout))
+pub fn router() -> OpenApiRouter<LoginState> {
+    OpenApiRouter::new().routes(routes!(logout))
 }
 
 #[utoipa::path(
@@ -20,8 +23,7 @@ pub fn router() -> Router<LoginState> {
         (status = 204, description = "Logged out"),
         (status = 401, description = "No bearer token, or not a well-formed one", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "Bearer"))),
-        (status = 503, description = "The session store is unavailable", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, response = StoreUnavailable),
     )
 )]
 pub(super) async fn logout(

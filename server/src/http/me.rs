@@ -1,8 +1,11 @@
 //! `GET /me`: who the bearer token belongs to, for the mini-program's pages and as the
 //! smallest example of a handler that takes [`AuthUser`].
 
-use axum::{Router, extract::State, response::Response, routing::get};
-use shared::{ErrorBody, MeResponse, PhoneNumber, paths};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::openapi::{StoreUnavailable, Unauthorized};
+use axum::{extract::State, response::Response};
+use shared::{MeResponse, PhoneNumber};
 
 use crate::{
     http::{ApiError, LoginState},
@@ -10,8 +13,8 @@ use crate::{
     store::Phone,
 };
 
-pub fn router() -> Router<LoginState> {
-    Router::new().route(paths::ME, get(me))
+pub fn router() -> OpenApiRouter<LoginState> {
+    OpenApiRouter::new().routes(routes!(me))
 }
 
 #[utoipa::path(
@@ -23,10 +26,8 @@ pub fn router() -> Router<LoginState> {
     responses(
         (status = 200, description = "The logged-in user", body = MeResponse,
             headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 401, description = "No token, or one that is malformed, unknown, expired or revoked",
-            body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer"))),
-        (status = 503, description = "The session store is unavailable: retry, do not log in again",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = StoreUnavailable),
     )
 )]
 pub(super) async fn me(

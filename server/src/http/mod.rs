@@ -24,6 +24,8 @@ pub use forward_auth::{APPID_HEADER, OPENID_HEADER, UNIONID_HEADER};
 pub use login_state::{LoginState, Parts};
 pub use openapi::ApiDoc;
 
+use utoipa_axum::router::OpenApiRouter;
+
 use axum::{Router, extract::DefaultBodyLimit};
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -46,13 +48,7 @@ fn private<T: serde::Serialize>(body: T) -> axum::response::Response {
 /// the simulator at `/sim` and the harness at `/harness/`), ready to merge into an app of any
 /// state type. Fallbacks, health checks and access logs stay the app's own.
 pub fn routes<S>(state: LoginState) -> Router<S> {
-    let mut api = Router::new()
-        .merge(login::router())
-        .merge(checklogin::router())
-        .merge(me::router())
-        .merge(forward_auth::router())
-        .merge(logout::router())
-        .merge(open_data::router());
+    let (mut api, _) = documented_routes().split_for_parts();
     if let Some(sim) = &state.simulator {
         api = api
             .nest("/sim", sim.router())
@@ -63,13 +59,30 @@ pub fn routes<S>(state: LoginState) -> Router<S> {
         .with_state(state)
 }
 
+/// Every documented login endpoint, each module's routes with their OpenAPI paths: the one
+/// declaration both [`routes`] and the document are made from.
+fn documented_routes() -> OpenApiRouter<LoginState> {
+    OpenApiRouter::new()
+        .merge(login::router())
+        .merge(checklogin::router())
+        .merge(me::router())
+        .merge(forward_auth::router())
+        .merge(logout::router())
+        .merge(open_data::router())
+}
+
+/// The OpenAPI document of the standalone server's API, as `/openapi.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::document(documented_routes())
+}
+
 /// The standalone server's app: [`routes`] plus `/healthz`, `/openapi.json`, JSON fallbacks,
 /// panic recovery and request logging. Tests call it directly.
 pub fn router(state: LoginState) -> Router {
     Router::new()
         .merge(routes(state))
-        .merge(health::router())
-        .merge(openapi::router())
+        .merge(health::router().split_for_parts().0)
+        .merge(openapi::router(openapi_document()))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(CatchPanicLayer::custom(|_| {

@@ -2,10 +2,16 @@
 //! and opened with the session_keys only the server holds, and the phone number through the
 //! app's access token. The client sends its token, never a key.
 
-use axum::{Router, extract::State, response::Response, routing::post};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::openapi::{
+    PayloadTooLarge, StoreUnavailable, Unauthorized, UnsupportedMediaType, WechatBusy,
+    WechatTimeout, WechatUnreachable,
+};
+use axum::{extract::State, response::Response};
 use shared::{
     DecryptRequest, ErrorBody, PhoneNumber, PhoneRequest, VerifySignatureRequest,
-    VerifySignatureResponse, paths,
+    VerifySignatureResponse,
 };
 
 use crate::{
@@ -16,11 +22,11 @@ use crate::{
     login::AuthUser,
 };
 
-pub fn router() -> Router<LoginState> {
-    Router::new()
-        .route(paths::WX_DECRYPT, post(decrypt))
-        .route(paths::WX_VERIFY_SIGNATURE, post(verify_signature))
-        .route(paths::WX_PHONE, post(phone))
+pub fn router() -> OpenApiRouter<LoginState> {
+    OpenApiRouter::new()
+        .routes(routes!(decrypt))
+        .routes(routes!(verify_signature))
+        .routes(routes!(phone))
 }
 
 #[utoipa::path(
@@ -40,12 +46,10 @@ pub fn router() -> Router<LoginState> {
         (status = 400, description = "invalid_base64, invalid_length, stale_session_key, \
             watermark_mismatch, open_data_expired or invalid_open_data; or a malformed body",
             body = ErrorBody),
-        (status = 401, description = "No token, or one that is not live", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer"))),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 415, description = "Body is not application/json", body = ErrorBody),
-        (status = 503, description = "The session store is unavailable", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = StoreUnavailable),
     )
 )]
 pub(super) async fn decrypt(
@@ -75,12 +79,10 @@ pub(super) async fn decrypt(
         (status = 200, description = "Whether the signature is valid",
             body = VerifySignatureResponse),
         (status = 400, description = "Malformed body", body = ErrorBody),
-        (status = 401, description = "No token, or one that is not live", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer"))),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 415, description = "Body is not application/json", body = ErrorBody),
-        (status = 503, description = "The session store is unavailable", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = StoreUnavailable),
     )
 )]
 pub(super) async fn verify_signature(
@@ -111,16 +113,12 @@ pub(super) async fn verify_signature(
             headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, description = "invalid_code: not a live getPhoneNumber code (a wx.login \
             code, or one older than five minutes); or a malformed body", body = ErrorBody),
-        (status = 401, description = "No token, or one that is not live", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer"))),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 415, description = "Body is not application/json", body = ErrorBody),
-        (status = 502, description = "WeChat refused or could not be reached", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "WeChat busy, or the session store is unavailable",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 504, description = "WeChat did not answer in time", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 502, response = WechatUnreachable),
+        (status = 503, response = WechatBusy),
+        (status = 504, response = WechatTimeout),
     )
 )]
 pub(super) async fn phone(
