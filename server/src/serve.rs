@@ -25,7 +25,11 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tower::ServiceExt;
 
-use crate::{config::Config, http::ApiError};
+use crate::{
+    config::Config,
+    http::{self, ApiError, LoginState},
+    state::StartError,
+};
 
 /// The serving limits, from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -127,10 +131,83 @@ fn per_request(
                 Err(_) => {
                     // Answered outside the routes, whose layer reports their own errors.
                     let mut response = ApiError::RequestTimeout.into_response();
-                    crate::http::report(&mut response);
+                    http::report(&mut response);
                     Ok(response)
                 }
             }
         }
     })
+}
+
+/// The standalone login server: the login service on a bound listener.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: LoginState,
+}
+
+impl Server {
+    /// Opens the configured stores and binds `config.listen_addr`.
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
+        let addr = config.listen_addr;
+        let state = LoginState::open(config).await?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Self::new(listener, state))
+    }
+
+    /// Serves `state` on a listener the caller already bound (tests bind port 0).
+    pub fn new(listener: TcpListener, state: LoginState) -> Self {
+        Self { listener, state }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &LoginState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let _purge = self.state.spawn_purge();
+        let config = self.state.config.clone();
+        serve(self.listener, http::router(self.state), &config, shutdown).await
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM, whichever comes first.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
 }

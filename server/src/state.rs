@@ -6,7 +6,6 @@
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    StartError,
     apps::{App, Apps},
     config::{Config, ConfigError, StoreUrl},
     data_keys::DataKeys,
@@ -21,6 +20,26 @@ use crate::{
         WechatClient, access_token::AccessTokens, client::ClientOptions, simulator::Simulator,
     },
 };
+
+/// Why the service could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the session store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot set up the WeChat client: {0}")]
+    Wechat(#[from] crate::wechat::WechatError),
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot set up the data key: {0}")]
+    DataKey(#[from] crate::data_keys::DataKeyError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+}
 
 /// The AppID the built-in simulator answers to in dev mode.
 pub const DEV_APPID: &str = "wxdevsimulator00";

@@ -4,6 +4,7 @@
 
 mod api_fuzz;
 mod bench;
+mod docs;
 mod harness;
 mod install;
 mod links;
@@ -14,12 +15,13 @@ mod wasm;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <build|test|bench>
+const USAGE: &str = "usage: cargo xtask <build|test|bench|docs>
   build   build the server and the wasm artifacts (installing what is missing)
   test    install what is missing, then run every check and test the project has
   bench   measure throughput, memory, WASM size and launch time against the baselines;
           print them and write them to bench/results/ (latest.md, latest.svg)
-          (extra arguments go to the bench: --rounds 1 --seconds 2 --no-write for a trial)";
+          (extra arguments go to the bench: --rounds 1 --seconds 2 --no-write for a trial)
+  docs    write docs/configuration.md from the server's flag definitions";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         Some("build") => build(),
         Some("test") => test(),
         Some("bench") => bench::run(),
+        Some("docs") => docs::write(),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -56,6 +59,7 @@ fn build() -> Result {
 fn test() -> Result {
     run::step("formatting", || run::cargo(&["fmt", "--all", "--check"]))?;
     run::step("Markdown links", || links::check(&run::root()))?;
+    run::step("docs/configuration.md is current", docs::check)?;
     run::step("clippy", || {
         run::cargo(&[
             "clippy",

@@ -420,7 +420,12 @@ pub fn reference() -> String {
             .get_long_help()
             .or(arg.get_help())
             .map(ToString::to_string);
-        out.push_str(help.as_deref().unwrap_or("").trim());
+        // clap drops a one-paragraph help's final full stop; the page is prose.
+        let help = help.as_deref().unwrap_or("").trim();
+        out.push_str(help);
+        if !help.ends_with(['.', ')']) {
+            out.push('.');
+        }
         out.push('\n');
     }
     out

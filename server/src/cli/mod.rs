@@ -12,7 +12,7 @@ use std::{ffi::OsString, io::IsTerminal, process::ExitCode};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::{Server, config::Config};
+use crate::{config::Config, serve::Server};
 
 /// The shapes the log can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -66,7 +66,7 @@ pub async fn main() -> ExitCode {
     // The key id tells operators which data key seals new sessions, without revealing it.
     let data_key = server.state().login.data_keys().sealing_key_id();
     tracing::info!(%addr, %store, %data_key, "listening");
-    match server.run(crate::shutdown_signal()).await {
+    match server.run(crate::serve::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");
