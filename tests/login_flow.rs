@@ -41,7 +41,7 @@ async fn unknown_forged_and_empty_tokens_are_not_logged_in() {
             assert!(!server.check_bearer(token).await, "{token:?} via bearer");
         }
     }
-    // No token at all is "not logged in", as the seed answered.
+    // No token at all is "not logged in", as old clients expect.
     let bare = server
         .http
         .get(server.url("/checklogin"))
@@ -161,7 +161,7 @@ async fn high_risk_users_are_refused_with_403() {
     );
 }
 
-/// What the seed's mini-program did, byte for byte: POST `{code}` and read `res.data.token`,
+/// What the first mini-program of this flow did, byte for byte: POST `{code}` and read `res.data.token`,
 /// then GET `/checklogin?token=` and read `res.data.is_login`.
 #[tokio::test]
 async fn the_seed_client_works_unchanged() {

@@ -178,7 +178,7 @@ mod tests {
             read(Some(r#""quoted""#), Some("9")),
             found("quoted", Some(9), true)
         );
-        // The seed's bare token is the current form already.
+        // An older client's bare token is the current form already.
         assert_eq!(
             read(Some("seedtoken123"), None),
             found("seedtoken123", None, false)

@@ -6,7 +6,7 @@
 //! (de)serialisation and a few protocol constants, which keeps it buildable for native targets
 //! and for `wasm32-unknown-unknown` alike.
 //!
-//! The shapes extend the original Node seed without changing it: `POST /login` still answers
+//! The shapes stay compatible with the first Node server of this flow: `POST /login` still answers
 //! `{"token": ...}` and `GET /checklogin?token=` still answers `{"is_login": ...}`.
 
 use serde::{Deserialize, Serialize};

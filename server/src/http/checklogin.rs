@@ -1,8 +1,8 @@
 //! `GET /checklogin`: the check the mini-program makes at every launch.
 //!
-//! The token may come as `?token=` (the seed's form, kept for old clients) or as
+//! The token may come as `?token=` (the older form, kept for old clients) or as
 //! `Authorization: Bearer` (preferred: headers stay out of proxy access logs). With both, the
-//! header wins. No token at all is a plain "not logged in", as in the seed.
+//! header wins. No token at all is a plain "not logged in", as old clients expect.
 
 use utoipa_axum::{router::OpenApiRouter, routes};
 

@@ -20,7 +20,7 @@ pub fn router() -> OpenApiRouter<LoginState> {
     OpenApiRouter::new().routes(routes!(login))
 }
 
-/// The seed answered `{"token"}`; `expires_in` is an addition old clients ignore.
+/// Old clients read `{"token"}` only; `expires_in` is an addition they ignore.
 #[utoipa::path(
     post,
     path = "/login",

@@ -1,6 +1,6 @@
 //! Talking to WeChat: the `auth.code2Session` client and a faithful simulator of it.
 //!
-//! The client (`client.rs`) is the only code that calls WeChat. The simulator (`simulator.rs`)
+//! The client (`client.rs`) is the only code that calls WeChat. The simulator (`simulator/`)
 //! serves WeChat's exact request and response shapes so development and tests run the same
 //! client over real HTTP, without an AppID and without the internet.
 
