@@ -29,7 +29,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use workspace_tests::{TestServer, error_body, free_port, temp_dir};
 
 /// The example configuration, exactly as shipped.
-const NGINX_CONF: &str = include_str!("../deploy/nginx.conf");
+const NGINX_CONF: &str = include_str!("../../deploy/nginx.conf");
 
 // ---------------------------------------------------------------------------------------------
 // The backend: any HTTP service behind nginx. It answers JSON and remembers every request.
