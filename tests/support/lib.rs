@@ -11,7 +11,7 @@ pub use slow_link::SlowLink;
 use std::{net::SocketAddr, time::Duration};
 
 use server::{LoginState, config::Config, store::Stores};
-use shared::{ErrorBody, LoginResponse, SimLoginResponse};
+use shared::{ErrorBody, ErrorCode, LoginResponse, SimLoginResponse};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 /// A server running on `127.0.0.1:<free port>`; stopped (gracefully) on drop or by `stop`.
@@ -306,6 +306,63 @@ pub async fn error_body(response: reqwest::Response) -> ErrorBody {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not an error body ({e}): {text}"))
 }
 
+/// Asserts that `response` is an error answer of `status` with `code`, in the shape
+/// [`error_body`] checks; its body, for what else a test checks. When it is not, the panic
+/// shows the status and the body that came instead. Read any header the test needs first.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: ErrorCode) -> ErrorBody {
+    assert_error_in("", response, status, code).await
+}
+
+/// [`assert_error`] for one case of several: its panic message begins with `case`.
+pub async fn assert_error_in(
+    case: &str,
+    response: reqwest::Response,
+    status: u16,
+    code: ErrorCode,
+) -> ErrorBody {
+    let case = if case.is_empty() {
+        String::new()
+    } else {
+        format!("{case}: ")
+    };
+    let expected = format!("{status} {}", wire_name(code));
+    let actual = response.status().as_u16();
+    let url = response.url().clone();
+    let ctype = response
+        .headers()
+        .get("content-type")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let text = response.text().await.unwrap();
+    assert!(
+        actual == status,
+        "{case}expected {expected} from {url}, got {actual}: {text}"
+    );
+    assert!(
+        ctype.starts_with("application/json"),
+        "{case}expected {expected} from {url}, got {actual} with content-type {ctype:?}: {text}"
+    );
+    let body: ErrorBody = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "{case}expected {expected} from {url}, got {actual} and not an error body ({e}): {text}"
+        )
+    });
+    assert!(
+        body.error.code == code,
+        "{case}expected {expected} from {url}, got {actual} {}: {text}",
+        wire_name(body.error.code)
+    );
+    body
+}
+
+/// `code` as it is written on the wire (`invalid_code`).
+fn wire_name(code: ErrorCode) -> String {
+    match serde_json::to_value(code) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => format!("{code:?}"),
+    }
+}
+
 /// A fresh empty folder under the system temp dir, removed with all it holds when dropped, so
 /// that neither a passing nor a panicking test leaves files behind.
 pub fn temp_dir(label: &str) -> ScratchDir {
@@ -418,4 +475,54 @@ pub async fn redis_store_contracts(store: &server::store::RedisStore) {
     // Reads a user's key history and phone in one pipeline, which a cluster answers only when
     // both keys share a slot.
     server::store::user_contract_tests::run_all(store).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::ErrorCode;
+
+    use super::{assert_error, assert_error_in};
+
+    fn answer(status: u16, content_type: &str, body: &str) -> reqwest::Response {
+        axum::http::Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .unwrap()
+            .into()
+    }
+
+    const INVALID_CODE: &str = r#"{"error":{"code":"invalid_code","message":"no such code"}}"#;
+
+    #[tokio::test]
+    async fn the_status_and_code_asked_for_pass_and_give_the_body() {
+        let body = assert_error(
+            answer(400, "application/json", INVALID_CODE),
+            400,
+            ErrorCode::InvalidCode,
+        )
+        .await;
+        assert_eq!(body.error.message, "no such code");
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "expected 401 unauthorized from")]
+    async fn another_status_fails_showing_it_and_the_body() {
+        let response = answer(400, "application/json", INVALID_CODE);
+        assert_error(response, 401, ErrorCode::Unauthorized).await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = r#"got 400 invalid_code: {"error""#)]
+    async fn another_code_fails_showing_it() {
+        let response = answer(400, "application/json", INVALID_CODE);
+        assert_error(response, 400, ErrorCode::CodeUsed).await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "case 3: expected 400 invalid_code")]
+    async fn a_body_of_another_shape_fails_naming_the_case() {
+        let response = answer(400, "text/html", "<h1>Bad Request</h1>");
+        assert_error_in("case 3", response, 400, ErrorCode::InvalidCode).await;
+    }
 }

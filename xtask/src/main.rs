@@ -79,7 +79,7 @@ fn test() -> Result {
         // Joins the test's Redis Cluster (tests/support/processes.rs, `RedisCluster`).
         ("redis-cli", "redis-tools"),
         ("/usr/sbin/nginx", "nginx"),
-        // tests/deploy.rs verifies deploy/*.service with it.
+        // tests/operations/deploy.rs verifies deploy/*.service with it.
         ("systemd-analyze", "systemd"),
     ])?;
     run::step("cargo tests", || {

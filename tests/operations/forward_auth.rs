@@ -26,10 +26,10 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::json;
 use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
 use tokio::{net::TcpListener, task::JoinHandle};
-use workspace_tests::{TestServer, error_body, free_port, temp_dir};
+use workspace_tests::{TestServer, assert_error, free_port, temp_dir};
 
 /// The example configuration, exactly as shipped.
-const NGINX_CONF: &str = include_str!("../deploy/nginx.conf");
+const NGINX_CONF: &str = include_str!("../../deploy/nginx.conf");
 
 // ---------------------------------------------------------------------------------------------
 // The backend: any HTTP service behind nginx. It answers JSON and remembers every request.
@@ -359,9 +359,9 @@ fn client() -> reqwest::Client {
 
 /// A 401 in the login server's shape: JSON `unauthorized`, one `WWW-Authenticate: Bearer`.
 async fn assert_unauthorized(response: reqwest::Response) {
-    assert_eq!(response.status(), 401);
-    let challenges: Vec<_> = response
-        .headers()
+    let headers = response.headers().clone();
+    assert_error(response, 401, ErrorCode::Unauthorized).await;
+    let challenges: Vec<_> = headers
         .get_all("www-authenticate")
         .iter()
         .map(|v| v.to_str().unwrap().to_owned())
@@ -370,28 +370,19 @@ async fn assert_unauthorized(response: reqwest::Response) {
         challenges.len() == 1 && challenges[0].starts_with("Bearer"),
         "WWW-Authenticate: {challenges:?}"
     );
-    assert_eq!(
-        error_body(response).await.error.code,
-        ErrorCode::Unauthorized
-    );
 }
 
 /// A 503 in the login server's shape: JSON `store_unavailable`, a `Retry-After` in seconds.
 async fn assert_unavailable(response: reqwest::Response) -> u64 {
-    assert_eq!(response.status(), 503);
-    let retry_after = response
-        .headers()
+    let headers = response.headers().clone();
+    assert_error(response, 503, ErrorCode::StoreUnavailable).await;
+    headers
         .get("retry-after")
         .expect("Retry-After")
         .to_str()
         .unwrap()
         .parse::<u64>()
-        .expect("Retry-After in seconds");
-    assert_eq!(
-        error_body(response).await.error.code,
-        ErrorCode::StoreUnavailable
-    );
-    retry_after
+        .expect("Retry-After in seconds")
 }
 
 // ---------------------------------------------------------------------------------------------

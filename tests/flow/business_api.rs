@@ -3,7 +3,8 @@
 //! `AuthUser`, the dev simulator as WeChat, and a Redis store of its own that the test stops.
 
 use server::LoginState;
-use workspace_tests::{RedisServer, TestServer, config, error_body};
+use shared::ErrorCode;
+use workspace_tests::{RedisServer, TestServer, assert_error, config};
 
 async fn business_app(redis: &RedisServer) -> TestServer {
     let login = LoginState::open(config(&["--session-store", &redis.url()]))
@@ -26,11 +27,7 @@ async fn the_business_api_knows_its_user_until_logout() {
     let app = business_app(&redis).await;
 
     let anonymous = hello(&app, None).await;
-    assert_eq!(anonymous.status(), 401);
-    assert_eq!(
-        error_body(anonymous).await.error.code,
-        shared::ErrorCode::Unauthorized
-    );
+    assert_error(anonymous, 401, ErrorCode::Unauthorized).await;
 
     let code = app.wx_login_as("erin").await;
     let login = app.post_login(&code).await;
@@ -60,11 +57,7 @@ async fn the_business_api_knows_its_user_until_logout() {
 
     assert_eq!(app.logout(&token).await.status(), 204);
     let after = hello(&app, Some(&token)).await;
-    assert_eq!(after.status(), 401);
-    assert_eq!(
-        error_body(after).await.error.code,
-        shared::ErrorCode::Unauthorized
-    );
+    assert_error(after, 401, ErrorCode::Unauthorized).await;
     assert_eq!(
         hello(&app, Some(&other.token)).await.status(),
         200,
@@ -82,12 +75,9 @@ async fn with_its_redis_stopped_the_business_api_answers_503_not_401() {
 
     redis.stop();
     let answer = hello(&app, Some(&token)).await;
-    assert_eq!(answer.status(), 503);
-    assert!(answer.headers().contains_key("retry-after"));
-    assert_eq!(
-        error_body(answer).await.error.code,
-        shared::ErrorCode::StoreUnavailable
-    );
+    let retry_after = answer.headers().contains_key("retry-after");
+    assert_error(answer, 503, ErrorCode::StoreUnavailable).await;
+    assert!(retry_after);
 
     redis.restart();
     // The connection manager reconnects by itself; the session survived in Redis's AOF.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use shared::{ErrorCode, LoginResponse};
-use workspace_tests::{TestServer, error_body, wechat_config};
+use workspace_tests::{TestServer, assert_error, wechat_config};
 
 #[tokio::test]
 async fn a_login_burst_beyond_the_limit_gets_429_while_checklogin_is_unaffected() {
@@ -21,10 +21,7 @@ async fn a_login_burst_beyond_the_limit_gets_429_while_checklogin_is_unaffected(
                 .headers()
                 .get("retry-after")
                 .map(|v| v.to_str().unwrap().to_owned());
-            assert_eq!(
-                error_body(response).await.error.code,
-                ErrorCode::RateLimited
-            );
+            assert_error(response, 429, ErrorCode::RateLimited).await;
         }
     }
     assert_eq!(
@@ -90,17 +87,10 @@ async fn a_wechat_outage_opens_the_breaker_and_logins_fail_fast_with_503() {
         assert_eq!(response.status(), 502, "attempt {i} reaches for WeChat");
     }
     let response = server.post_login("code2").await;
-    assert_eq!(response.status(), 503);
-    let after: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let headers = response.headers().clone();
+    assert_error(response, 503, ErrorCode::UpstreamUnavailable).await;
+    let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=30).contains(&after), "{after}");
-    assert_eq!(
-        error_body(response).await.error.code,
-        ErrorCode::UpstreamUnavailable
-    );
 }
 
 #[tokio::test]
@@ -152,10 +142,7 @@ async fn a_flood_of_well_formed_junk_codes_spends_no_more_than_the_upstream_budg
                 .parse()
                 .unwrap();
             assert!((1..=2).contains(&retry_after), "{retry_after}");
-            assert_eq!(
-                error_body(response).await.error.code,
-                ErrorCode::UpstreamUnavailable
-            );
+            assert_error(response, 503, ErrorCode::UpstreamUnavailable).await;
         }
         statuses.push(status);
     }

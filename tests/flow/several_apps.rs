@@ -7,7 +7,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
 use server::{open_data, store::unix_now};
 use shared::{ErrorCode, MeResponse};
-use workspace_tests::{DATA_KEY, TestServer, Upstream, apps_file, config, error_body};
+use workspace_tests::{DATA_KEY, TestServer, Upstream, apps_file, assert_error, config};
 
 const APP_A: &str = "wxaaaaaaaaaaaaaaaa";
 const APP_B: &str = "wxbbbbbbbbbbbbbbbb";
@@ -128,18 +128,12 @@ async fn an_unknown_appid_is_refused_before_wechat_and_codes_stay_with_their_app
     let apps = TwoApps::start().await;
     let code = apps.a.sim.issue_code("bob");
     let response = apps.post_login(Some("wxnotservedhere000"), &code).await;
-    assert_eq!(response.status(), 400);
-    let body = error_body(response).await;
-    assert_eq!(body.error.code, ErrorCode::UnknownApp);
+    let body = assert_error(response, 400, ErrorCode::UnknownApp).await;
     assert!(body.error.message.contains("wxnotservedhere000"));
     assert_eq!((calls(&apps.a), calls(&apps.b)), (0, 0));
     // A's code sent as B's: B's WeChat does not know it...
     let response = apps.post_login(Some(APP_B), &code).await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        error_body(response).await.error.code,
-        ErrorCode::InvalidCode
-    );
+    assert_error(response, 400, ErrorCode::InvalidCode).await;
     assert_eq!(calls(&apps.b), 1);
     // ...and that refusal is B's alone: the code still logs into A.
     let response = apps.post_login(Some(APP_A), &code).await;
@@ -161,11 +155,7 @@ async fn a_token_of_one_app_cannot_decrypt_another_apps_data() {
     let body = json!({ "encryptedData": data.encrypted_data, "iv": data.iv });
     // B's data under B's session_key opens with B's token only.
     let response = apps.post("/wx/decrypt", &in_a, body.clone()).await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        error_body(response).await.error.code,
-        ErrorCode::StaleSessionKey
-    );
+    assert_error(response, 400, ErrorCode::StaleSessionKey).await;
     let response = apps.post("/wx/decrypt", &in_b, body).await;
     assert_eq!(response.status(), 200);
     let opened: Value = response.json().await.unwrap();
@@ -183,11 +173,7 @@ async fn a_token_of_one_app_cannot_decrypt_another_apps_data() {
     let sealed = open_data::seal(made_for_b.to_string().as_bytes(), &key, &iv);
     let body = json!({ "encryptedData": STANDARD.encode(sealed), "iv": STANDARD.encode(iv) });
     let response = apps.post("/wx/decrypt", &in_a, body).await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        error_body(response).await.error.code,
-        ErrorCode::WatermarkMismatch
-    );
+    assert_error(response, 400, ErrorCode::WatermarkMismatch).await;
 }
 
 #[tokio::test]
@@ -225,9 +211,5 @@ async fn each_app_fetches_its_own_access_token_once_for_32_concurrent_requests()
     let response = apps
         .post("/wx/phone", &in_a, json!({ "code": code_of_b }))
         .await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        error_body(response).await.error.code,
-        ErrorCode::InvalidCode
-    );
+    assert_error(response, 400, ErrorCode::InvalidCode).await;
 }

@@ -1,6 +1,7 @@
 //! The 4-step flow end to end over real HTTP on loopback, with the dev simulator as WeChat.
 
-use workspace_tests::{TestServer, error_body};
+use shared::ErrorCode;
+use workspace_tests::{TestServer, assert_error};
 
 #[tokio::test]
 async fn login_check_logout_through_both_check_forms() {
@@ -62,12 +63,9 @@ async fn logout_needs_a_bearer_token() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 401);
-    assert_eq!(response.headers()["www-authenticate"], "Bearer");
-    assert_eq!(
-        error_body(response).await.error.code,
-        shared::ErrorCode::Unauthorized
-    );
+    let headers = response.headers().clone();
+    assert_error(response, 401, ErrorCode::Unauthorized).await;
+    assert_eq!(headers["www-authenticate"], "Bearer");
 }
 
 /// A replay (double tap, client retry after a lost answer) is answered with the very same
@@ -102,11 +100,7 @@ async fn a_code_spent_elsewhere_is_refused_as_code_used() {
     let code = upstream.sim.issue_code("zoe");
     assert_eq!(a.post_login(&code).await.status(), 200);
     let replay = b.post_login(&code).await;
-    assert_eq!(replay.status(), 400);
-    assert_eq!(
-        error_body(replay).await.error.code,
-        shared::ErrorCode::CodeUsed
-    );
+    assert_error(replay, 400, ErrorCode::CodeUsed).await;
 }
 
 #[tokio::test]
@@ -115,11 +109,7 @@ async fn an_expired_code_is_refused() {
     let code = server.wx_login().await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let response = server.post_login(&code).await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        error_body(response).await.error.code,
-        shared::ErrorCode::InvalidCode
-    );
+    assert_error(response, 400, ErrorCode::InvalidCode).await;
 }
 
 #[tokio::test]
@@ -154,11 +144,7 @@ async fn high_risk_users_are_refused_with_403() {
     let server = TestServer::start(&[]).await;
     let code = server.wx_login_as("risky-mallory").await;
     let response = server.post_login(&code).await;
-    assert_eq!(response.status(), 403);
-    assert_eq!(
-        error_body(response).await.error.code,
-        shared::ErrorCode::HighRiskUser
-    );
+    assert_error(response, 403, ErrorCode::HighRiskUser).await;
 }
 
 /// What the first mini-program of this flow did, byte for byte: POST `{code}` and read `res.data.token`,
@@ -283,11 +269,7 @@ async fn a_code_replayed_after_logout_is_code_used_never_the_dead_token() {
 
     assert_eq!(server.logout(&token).await.status(), 204);
     let replay = server.post_login(&code).await;
-    assert_eq!(replay.status(), 400);
-    assert_eq!(
-        error_body(replay).await.error.code,
-        shared::ErrorCode::CodeUsed
-    );
+    assert_error(replay, 400, ErrorCode::CodeUsed).await;
     assert_eq!(
         server.upstream_calls(),
         1,
@@ -312,10 +294,7 @@ async fn past_the_replay_window_a_code_is_used_even_while_its_session_lives() {
     loop {
         let replay = server.post_login(&code).await;
         if replay.status() == 400 {
-            assert_eq!(
-                error_body(replay).await.error.code,
-                shared::ErrorCode::CodeUsed
-            );
+            assert_error(replay, 400, ErrorCode::CodeUsed).await;
             break;
         }
         let replayed = replay.json::<shared::LoginResponse>().await.unwrap().token;

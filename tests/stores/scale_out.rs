@@ -9,7 +9,7 @@ use std::{
 use server::store::{RedisStore, contract_tests::scope};
 use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
 use workspace_tests::{
-    DATA_KEY, RedisServer, ServerProcess, Upstream, apps_file, error_body, holds,
+    DATA_KEY, RedisServer, ServerProcess, Upstream, apps_file, assert_error, holds,
     redis_store_contracts, sixteen_logins_with_one_code,
 };
 
@@ -160,12 +160,9 @@ async fn redis_down_is_a_503_not_a_logout_and_recovery_needs_no_restart() {
         let response = a.check(&http, &token).await;
         let elapsed = started.elapsed();
         assert!(elapsed < Duration::from_secs(2), "answered in {elapsed:?}");
-        assert_eq!(response.status(), 503);
-        assert!(response.headers().contains_key("retry-after"));
-        assert_eq!(
-            error_body(response).await.error.code,
-            ErrorCode::StoreUnavailable
-        );
+        let retry_after = response.headers().contains_key("retry-after");
+        assert_error(response, 503, ErrorCode::StoreUnavailable).await;
+        assert!(retry_after);
     }
     assert_eq!(
         http.get(a.url("/healthz")).send().await.unwrap().status(),

@@ -12,7 +12,7 @@ use server::{
     token::Token,
 };
 use shared::ErrorCode;
-use workspace_tests::{DATA_KEY, TestServer, error_body, wechat_config};
+use workspace_tests::{DATA_KEY, TestServer, assert_error, wechat_config};
 
 #[tokio::test]
 async fn a_busy_answer_is_retried_and_then_succeeds() {
@@ -35,12 +35,9 @@ async fn wechat_busy_beyond_the_retry_budget_is_a_503_with_retry_after() {
         .push_faults([-1, -1, -1, -1]);
     let code = server.wx_login().await;
     let response = server.post_login(&code).await;
-    assert_eq!(response.status(), 503);
-    assert!(response.headers().contains_key("retry-after"));
-    assert_eq!(
-        error_body(response).await.error.code,
-        ErrorCode::UpstreamUnavailable
-    );
+    let retry_after = response.headers().contains_key("retry-after");
+    assert_error(response, 503, ErrorCode::UpstreamUnavailable).await;
+    assert!(retry_after);
     assert_eq!(
         server.upstream_calls(),
         3,
@@ -92,12 +89,9 @@ async fn wechat_unreachable_fails_fast_while_checklogin_keeps_answering() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(response.status(), 502);
-    assert!(response.headers().contains_key("retry-after"));
-    assert_eq!(
-        error_body(response).await.error.code,
-        ErrorCode::UpstreamUnavailable
-    );
+    let retry_after = response.headers().contains_key("retry-after");
+    assert_error(response, 502, ErrorCode::UpstreamUnavailable).await;
+    assert!(retry_after);
 
     assert!(server.check_bearer(token.as_str()).await);
 }
@@ -138,11 +132,7 @@ async fn wechat_that_never_answers_times_out_with_504() {
         elapsed < Duration::from_secs(3),
         "bounded by WECHAT_TIMEOUT: {elapsed:?}"
     );
-    assert_eq!(response.status(), 504);
-    assert_eq!(
-        error_body(response).await.error.code,
-        ErrorCode::UpstreamTimeout
-    );
+    assert_error(response, 504, ErrorCode::UpstreamTimeout).await;
     hold.abort();
 }
 
@@ -155,8 +145,6 @@ async fn wrong_credentials_are_a_502_not_a_client_error() {
     let misconfigured = TestServer::start_with(cfg, None).await;
     let code = dev.wx_login().await;
     let response = misconfigured.post_login(&code).await;
-    assert_eq!(response.status(), 502);
-    let body = error_body(response).await;
-    assert_eq!(body.error.code, ErrorCode::UpstreamError);
+    let body = assert_error(response, 502, ErrorCode::UpstreamError).await;
     assert!(!body.error.message.contains("wrong"));
 }

@@ -1,7 +1,7 @@
 //! Bad input gets a clear 4xx JSON error and never reaches WeChat.
 
 use shared::ErrorCode;
-use workspace_tests::{TestServer, error_body};
+use workspace_tests::{TestServer, assert_error, assert_error_in};
 
 struct Case {
     name: &'static str,
@@ -97,13 +97,7 @@ async fn bad_login_bodies_get_json_errors_and_never_reach_wechat() {
             request = request.header("content-type", ct);
         }
         let response = request.send().await.unwrap();
-        assert_eq!(response.status(), case.status, "{}", case.name);
-        let body = error_body(response).await;
-        assert_eq!(
-            body.error.code, case.code,
-            "{}: {}",
-            case.name, body.error.message
-        );
+        let body = assert_error_in(case.name, response, case.status, case.code).await;
         assert!(!body.error.message.is_empty(), "{}", case.name);
     }
     assert_eq!(server.upstream_calls(), 0, "no bad input reached WeChat");
@@ -113,14 +107,9 @@ async fn bad_login_bodies_get_json_errors_and_never_reach_wechat() {
 async fn unknown_routes_and_methods_get_json_errors() {
     let server = TestServer::start(&[]).await;
     let response = server.http.get(server.url("/nope")).send().await.unwrap();
-    assert_eq!(response.status(), 404);
-    assert_eq!(error_body(response).await.error.code, ErrorCode::NotFound);
+    assert_error(response, 404, ErrorCode::NotFound).await;
     let response = server.http.get(server.url("/login")).send().await.unwrap();
-    assert_eq!(response.status(), 405);
-    assert_eq!(
-        error_body(response).await.error.code,
-        ErrorCode::MethodNotAllowed
-    );
+    assert_error(response, 405, ErrorCode::MethodNotAllowed).await;
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
 use server::{open_data, store::unix_now, wechat::simulator::SimOpenData};
 use shared::{ErrorCode, VerifySignatureResponse};
-use workspace_tests::{TestServer, error_body};
+use workspace_tests::{TestServer, assert_error, assert_error_in};
 
 async fn login_as(server: &TestServer, user: &str) -> String {
     server.login_as(user).await.token
@@ -33,11 +33,6 @@ async fn decrypt(server: &TestServer, token: &str, data: &str, iv: &str) -> reqw
         .send()
         .await
         .unwrap()
-}
-
-async fn refused_with(response: reqwest::Response) -> ErrorCode {
-    assert_eq!(response.status(), 400);
-    error_body(response).await.error.code
 }
 
 /// `value` sealed as WeChat would, under `user`'s current session_key.
@@ -87,12 +82,12 @@ async fn data_from_before_a_relogin_still_opens_but_not_past_the_history() {
         token = login_as(&server, "bob").await;
     }
     let response = decrypt(&server, &token, &before.encrypted_data, &before.iv).await;
-    assert_eq!(refused_with(response).await, ErrorCode::StaleSessionKey);
+    assert_error(response, 400, ErrorCode::StaleSessionKey).await;
     // And another user's token never opens bob's data.
     let fresh = sim_open_data(&server, "bob").await;
     let carol = login_as(&server, "carol").await;
     let response = decrypt(&server, &carol, &fresh.encrypted_data, &fresh.iv).await;
-    assert_eq!(refused_with(response).await, ErrorCode::StaleSessionKey);
+    assert_error(response, 400, ErrorCode::StaleSessionKey).await;
 }
 
 #[tokio::test]
@@ -103,29 +98,29 @@ async fn every_kind_of_bad_open_data_gets_its_own_400() {
     let block = STANDARD.encode([0u8; 16]);
 
     let bad_base64 = decrypt(&server, &token, "not*base64", &iv).await;
-    assert_eq!(refused_with(bad_base64).await, ErrorCode::InvalidBase64);
+    assert_error(bad_base64, 400, ErrorCode::InvalidBase64).await;
     let short_iv = decrypt(&server, &token, &block, &STANDARD.encode([0u8; 8])).await;
-    assert_eq!(refused_with(short_iv).await, ErrorCode::InvalidLength);
+    assert_error(short_iv, 400, ErrorCode::InvalidLength).await;
     let ragged = decrypt(&server, &token, &STANDARD.encode([0u8; 20]), &iv).await;
-    assert_eq!(refused_with(ragged).await, ErrorCode::InvalidLength);
+    assert_error(ragged, 400, ErrorCode::InvalidLength).await;
     let bad_padding = decrypt(&server, &token, &block, &iv).await;
-    assert_eq!(refused_with(bad_padding).await, ErrorCode::StaleSessionKey);
+    assert_error(bad_padding, 400, ErrorCode::StaleSessionKey).await;
 
     let now = unix_now();
     let other_app = json!({"watermark": {"appid": "wxsomeoneelse000", "timestamp": now}});
     let (data, iv2) = seal_for(&server, "dave", &other_app);
     let response = decrypt(&server, &token, &data, &iv2).await;
-    assert_eq!(refused_with(response).await, ErrorCode::WatermarkMismatch);
+    assert_error(response, 400, ErrorCode::WatermarkMismatch).await;
 
     let stale = json!({"watermark": {"appid": server::DEV_APPID, "timestamp": now - 3601}});
     let (data, iv2) = seal_for(&server, "dave", &stale);
     let response = decrypt(&server, &token, &data, &iv2).await;
-    assert_eq!(refused_with(response).await, ErrorCode::OpenDataExpired);
+    assert_error(response, 400, ErrorCode::OpenDataExpired).await;
 
     let unmarked = json!({"nickName": "dave"});
     let (data, iv2) = seal_for(&server, "dave", &unmarked);
     let response = decrypt(&server, &token, &data, &iv2).await;
-    assert_eq!(refused_with(response).await, ErrorCode::InvalidOpenData);
+    assert_error(response, 400, ErrorCode::InvalidOpenData).await;
 
     let fine = json!({"watermark": {"appid": server::DEV_APPID, "timestamp": now - 60}});
     let (data, iv2) = seal_for(&server, "dave", &fine);
@@ -244,9 +239,7 @@ async fn a_login_code_sent_for_a_phone_number_is_refused_saying_so() {
     let token = login_as(&server, "ivan").await;
     let login_code = server.wx_login_as("ivan").await;
     let response = ask_phone(&server, &token, &login_code).await;
-    assert_eq!(response.status(), 400);
-    let body = error_body(response).await;
-    assert_eq!(body.error.code, ErrorCode::InvalidCode);
+    let body = assert_error(response, 400, ErrorCode::InvalidCode).await;
     assert!(
         body.error.message.contains("getPhoneNumber"),
         "{}",
@@ -326,10 +319,6 @@ async fn without_a_live_token_every_open_data_route_is_401_whatever_the_body() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 401, "{path}");
-        assert_eq!(
-            error_body(response).await.error.code,
-            ErrorCode::Unauthorized
-        );
+        assert_error_in(path, response, 401, ErrorCode::Unauthorized).await;
     }
 }
