@@ -40,7 +40,9 @@ impl Default for Options {
 #[derive(Debug)]
 pub struct Service {
     name: String,
-    pub addr: SocketAddr,
+    addr: SocketAddr,
+    /// `http://ADDR`, kept so that callers can borrow it.
+    base: String,
     /// `None` once handed out by [`Service::into_child`] or stopped.
     child: Option<Child>,
     log: Arc<LogLines>,
@@ -78,12 +80,14 @@ impl Service {
         let mut service = Self {
             name: name.to_owned(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            base: String::new(),
             child: Some(child),
             log,
         };
         match bound.recv_timeout(options.limit) {
             Ok(addr) => {
                 service.addr = addr;
+                service.base = format!("http://{addr}");
                 Ok(service)
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -117,6 +121,7 @@ impl Service {
         Self {
             name: name.to_owned(),
             addr,
+            base: format!("http://{addr}"),
             child: Some(child),
             log: Arc::new(LogLines::default()),
         }
@@ -146,13 +151,18 @@ impl Service {
         &self.name
     }
 
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `http://127.0.0.1:PORT`, to which paths are appended.
-    pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.base)
     }
 
     /// Its process id; 0 once the child is no longer held.
@@ -366,7 +376,8 @@ mod tests {
             ..Options::default()
         };
         let mut service = Service::spawn("sh", cmd, &options).unwrap();
-        assert_eq!(service.addr, SocketAddr::from(([127, 0, 0, 1], 1)));
+        assert_eq!(service.addr(), SocketAddr::from(([127, 0, 0, 1], 1)));
+        assert_eq!(service.url("/healthz"), "http://127.0.0.1:1/healthz");
         assert!(
             service
                 .log()
