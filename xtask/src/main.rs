@@ -1,5 +1,5 @@
-//! `cargo xtask build | test | deps | bench | docs`: everything beyond plain cargo, in Rust
-//! so it runs wherever cargo does. Each step says what it runs; a missing tool is installed
+//! `cargo xtask build | test | deps | layers | bench | docs`: everything beyond plain cargo,
+//! in Rust so it runs wherever cargo does. Each step says what it runs; a missing tool is installed
 //! (or the run fails with a clear message), never silently skipped.
 
 mod api_fuzz;
@@ -7,6 +7,7 @@ mod bench;
 mod docs;
 mod harness;
 mod install;
+mod layers;
 mod links;
 mod npm_package;
 mod run;
@@ -15,18 +16,19 @@ mod wasm;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <build|test [STAGE]|deps|bench|docs>
+const USAGE: &str = "usage: cargo xtask <build|test [STAGE]|deps|layers|bench|docs>
   build        build the server and the wasm artifacts (installing what is missing)
   test         install what is missing, then run every check and test the project has: each
                stage below, in this order
   test STAGE   one stage, with what it needs installed and built:
-    rust         rustfmt, Markdown links, docs/configuration.md, clippy, cargo tests
-                 (with Redis, nginx, systemd)
+    rust         rustfmt, Markdown links, docs/configuration.md, the layer check, clippy,
+                 cargo tests (with Redis, nginx, systemd)
     wasm         the wasm build of the client and the npm package wx-login-client
     miniprogram  the type-check and the mini-program runtime tests (after the wasm stage)
     browser      the browser harness tests in headless Chromium
     fuzz         schemathesis against the server's /openapi.json
   deps         install everything the tests need; run nothing
+  layers       check that server/src's modules import only from layers below them
   bench        measure throughput, memory, WASM size and launch time against the baselines;
                print them and write them to bench/results/ (latest.md, latest.svg)
                (extra arguments go to the bench: --rounds 1 --seconds 2 --no-write for a trial)
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
             None => return usage(),
         },
         ["deps"] => Stage::ALL.into_iter().try_for_each(Stage::install),
+        ["layers"] => run::step("layer check (server/src)", layers::run),
         ["bench", ..] => bench::run(),
         ["docs"] => docs::write(),
         _ => return usage(),
@@ -152,12 +155,13 @@ impl Stage {
     }
 }
 
-/// The quick checks (formatting, links, generated docs) and clippy, which need nothing
-/// installed, then the cargo tests.
+/// The quick checks (formatting, links, generated docs, layers) and clippy, which need
+/// nothing installed, then the cargo tests.
 fn rust() -> Result {
     run::step("formatting", || run::cargo(&["fmt", "--all", "--check"]))?;
     run::step("Markdown links", || links::check(&run::root()))?;
     run::step("docs/configuration.md is current", docs::check)?;
+    run::step("layer check (server/src)", layers::run)?;
     run::step("clippy", || {
         run::cargo(&[
             "clippy",
