@@ -46,3 +46,24 @@ pub fn start_redis(dir: &Path, durable: bool, cpus: &CpuPlan) -> Result<Redis> {
     }
     Ok(Redis::start_with(&cpus.target("redis-server"), &args)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_starts_on_the_targets_cpus_in_both_modes() {
+        let cpus = CpuPlan::detect().unwrap();
+        let dir = TempDir::new("bench-redis-test").unwrap();
+        for durable in [true, false] {
+            let redis = start_redis(&dir.join(durable.to_string()), durable, &cpus).unwrap();
+            let persistence = redis.query("INFO persistence").unwrap();
+            let aof = if durable {
+                "aof_enabled:1"
+            } else {
+                "aof_enabled:0"
+            };
+            assert!(persistence.contains(aof), "{persistence}");
+        }
+    }
+}
