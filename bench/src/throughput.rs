@@ -18,7 +18,7 @@ use std::{collections::HashMap, path::Path, time::Duration};
 use crate::{
     Result, client,
     cpus::CpuPlan,
-    processes::{Redis, Service},
+    processes::{self, Redis, Service},
     stats,
     wrk::{Sample, Wrk},
 };
@@ -287,7 +287,7 @@ struct Running {
 impl Running {
     async fn start(setup: &Setup<'_>, dir: &Path, http: &reqwest::Client) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let redis = Redis::start(&dir.join("redis"), true, setup.cpus)?;
+        let redis = processes::start_redis(&dir.join("redis"), true, setup.cpus)?;
         let mut servers = Vec::new();
         for store in Store::ALL {
             let url = match store {
@@ -302,7 +302,7 @@ impl Running {
             .env_clear()
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "warn");
-        let baseline = Service::start("the axum baseline", baseline, "/healthz")?;
+        let baseline = processes::start_service("the axum baseline", baseline, "/healthz")?;
         let express = start_express(setup.express_dir, setup.cpus)?;
 
         let mut tokens = HashMap::new();
@@ -377,7 +377,7 @@ pub fn start_server(binary: &Path, store_url: &str, cpus: &CpuPlan) -> Result<Se
         .env("NO_COLOR", "1")
         .env("LOGIN_RATE_PER_MINUTE", "0")
         .env("UPSTREAM_RATE_PER_SECOND", "0");
-    Service::start(&format!("the login server ({store_url})"), cmd, "/healthz")
+    processes::start_service(&format!("the login server ({store_url})"), cmd, "/healthz")
 }
 
 /// The express seed under Node, as deployed: `NODE_ENV=production`.
@@ -389,7 +389,7 @@ fn start_express(dir: &Path, cpus: &CpuPlan) -> Result<Service> {
         .env("PORT", "0")
         .env("NODE_ENV", "production");
     // The seed has no health check; its `/checklogin` without a token answers 200.
-    Service::start("the express seed", cmd, "/checklogin")
+    processes::start_service("the express seed", cmd, "/checklogin")
 }
 
 #[cfg(test)]

@@ -34,6 +34,22 @@ function freePort() {
 }
 
 /**
+ * The port in the server's "listening" log line, in either log format (`addr=127.0.0.1:PORT`
+ * in text, `"addr":"127.0.0.1:PORT"` in JSON), or null while `output` has no such line. Only
+ * whole lines count, so a port cut in two by a read is never taken for a shorter one. Every
+ * JavaScript suite learns the server's address here, as the Rust ones do in dev-support.
+ */
+function listeningPort(output) {
+  const whole = output.slice(0, output.lastIndexOf('\n') + 1);
+  for (const line of whole.split('\n')) {
+    if (!line.includes('listening')) continue;
+    const said = /\baddr=127\.0\.0\.1:(\d+)\b|"addr":\s*"127\.0\.0\.1:(\d+)"/.exec(line);
+    if (said) return Number(said[1] || said[2]);
+  }
+  return null;
+}
+
+/**
  * Starts a server and waits until /healthz answers. `env` adds variables (e.g.
  * WECHAT_BUSY_RETRIES); `harness` makes it serve the built browser harness. Resolves with
  * { port, base, api(method, path, body?, token?), stats(), output(), stop() }.
@@ -66,8 +82,8 @@ async function startServer({ port, env = {}, harness = false } = {}) {
   for (const stream of [child.stdout, child.stderr]) {
     stream.on('data', (d) => {
       output += d;
-      const said = /listening.*\baddr=127\.0\.0\.1:(\d+)/.exec(output);
-      if (said) announce(Number(said[1]));
+      const said = listeningPort(output);
+      if (said !== null) announce(said);
     });
     stream.unref();
   }
@@ -145,4 +161,4 @@ async function startServer({ port, env = {}, harness = false } = {}) {
   };
 }
 
-module.exports = { startServer, freePort };
+module.exports = { startServer, freePort, listeningPort };

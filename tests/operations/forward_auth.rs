@@ -8,10 +8,8 @@
 
 use std::{
     net::SocketAddr,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use axum::{
@@ -26,7 +24,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::json;
 use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
 use tokio::{net::TcpListener, task::JoinHandle};
-use workspace_tests::{TestServer, assert_error, free_port, temp_dir};
+use workspace_tests::{Nginx, TestServer, assert_error};
 
 /// The example configuration, exactly as shipped.
 const NGINX_CONF: &str = include_str!("../../deploy/nginx.conf");
@@ -139,142 +137,17 @@ async fn record(
 }
 
 // ---------------------------------------------------------------------------------------------
-// nginx: a child process of our own on a free loopback port, killed on drop.
+// nginx: a child process of our own on a free loopback port, killed on drop (dev-support's).
 
-#[derive(Debug)]
-struct Nginx {
-    port: u16,
-    prefix: workspace_tests::ScratchDir,
-    child: Option<Child>,
-}
-
-impl Nginx {
-    /// Starts nginx with `deploy/nginx.conf` pointed at `login` and `backend`, and returns once
-    /// it accepts connections. A port taken between choosing and binding it means another try
-    /// on another port.
-    async fn start(login: SocketAddr, backend: SocketAddr) -> Self {
-        let binary = nginx_binary();
-        let prefix = temp_dir("nginx");
-        std::fs::create_dir_all(prefix.join("logs")).unwrap();
-        let mut nginx = Self {
-            port: 0,
-            prefix,
-            child: None,
-        };
-        for attempt in 1..=5 {
-            nginx.port = free_port();
-            let conf = nginx.prefix.join("nginx.conf");
-            std::fs::write(&conf, adapt(NGINX_CONF, nginx.port, login, backend)).unwrap();
-            match nginx.spawn(&binary, &conf).await {
-                Ok(()) => return nginx,
-                Err(log) if log.contains("Address already in use") && attempt < 5 => continue,
-                Err(log) => panic!("nginx did not start:\n{log}"),
-            }
-        }
-        unreachable!("the last attempt panics or returns")
-    }
-
-    /// Runs nginx in the foreground as one process (so killing it leaves no workers behind) and
-    /// waits until it has bound its port.
-    async fn spawn(&mut self, binary: &Path, conf: &Path) -> Result<(), String> {
-        let pid_file = self.prefix.join("nginx.pid");
-        let stderr_file = self.prefix.join("logs/stderr.log");
-        std::fs::remove_file(&pid_file).ok();
-        let globals = format!(
-            "daemon off; master_process off; pid {}; error_log stderr;",
-            path_str(&pid_file)
-        );
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(&*self.prefix)
-            .arg("-c")
-            .arg(conf)
-            .args(["-g", &globals])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            // A file rather than a pipe: nobody has to drain it while the test runs.
-            .stderr(std::fs::File::create(&stderr_file).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
-        let pid = child.id().to_string();
-        self.child = Some(child);
-
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let child = self.child.as_mut().unwrap();
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return Err(format!("exited with {status}:\n{}", self.log()));
-            }
-            // nginx writes its pid file only after it has bound every listen socket, so a
-            // file with our child's pid means the port is ours, not some other process's.
-            let bound = std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == pid);
-            if bound
-                && tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                    .await
-                    .is_ok()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("not listening after 15 s:\n{}", self.log()));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// nginx's error output and access log, for failure messages.
-    fn log(&self) -> String {
-        let read = |name: &str| std::fs::read_to_string(self.prefix.join(name)).unwrap_or_default();
-        format!(
-            "--- error log\n{}--- access log\n{}",
-            read("logs/stderr.log"),
-            read("logs/access.log")
-        )
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
-        if std::thread::panicking() {
-            eprintln!("nginx on port {}:\n{}", self.port, self.log());
-        }
-    }
-}
-
-/// `nginx` from `PATH`, else Debian's `/usr/sbin/nginx` (root's `PATH` may lack `/usr/sbin`);
-/// it must have the auth_request module. Never skips: a missing nginx fails the test.
-fn nginx_binary() -> PathBuf {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("nginx"))
-            .find(|p| p.is_file())
+/// nginx with `deploy/nginx.conf` pointed at `login` and `backend`, once it accepts
+/// connections. It must have the auth_request module; a missing nginx fails the test, never
+/// skips it.
+async fn start_nginx(login: SocketAddr, backend: SocketAddr) -> Nginx {
+    let started = tokio::task::spawn_blocking(move || {
+        let binary = Nginx::binary(&["http_auth_request_module"])?;
+        Nginx::start(&binary, |port| adapt(NGINX_CONF, port, login, backend))
     });
-    let binary = on_path
-        .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
-        .unwrap_or_else(|| {
-            panic!(
-                "nginx is not installed; `cargo xtask test` installs it (Debian package nginx), \
-                 or run `apt-get install nginx`"
-            )
-        });
-    // `nginx -V` prints its build options on stderr.
-    let version = Command::new(&binary).arg("-V").output().unwrap();
-    let options = String::from_utf8_lossy(&version.stderr);
-    assert!(
-        options.contains("http_auth_request_module"),
-        "{} lacks the auth_request module (Debian's nginx has it):\n{options}",
-        binary.display()
-    );
-    binary
+    started.await.unwrap().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The shipped configuration with its listen port and two upstream addresses replaced; each
@@ -296,10 +169,6 @@ fn adapt(conf: &str, port: u16, login: SocketAddr, backend: SocketAddr) -> Strin
     })
 }
 
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("temp paths are UTF-8")
-}
-
 // ---------------------------------------------------------------------------------------------
 // The three together.
 
@@ -314,7 +183,7 @@ impl Gateway {
     async fn start() -> Self {
         let login = TestServer::start(&[]).await;
         let backend = Backend::start().await;
-        let nginx = Nginx::start(login.addr, backend.addr).await;
+        let nginx = start_nginx(login.addr, backend.addr).await;
         Self {
             login,
             backend,
@@ -614,7 +483,7 @@ async fn the_backends_own_errors_pass_through_untouched() {
 async fn the_login_server_down_is_a_json_503_with_retry_after() {
     let login = TestServer::start(&[]).await;
     let backend = Backend::start().await;
-    let nginx = Nginx::start(login.addr, backend.addr).await;
+    let nginx = start_nginx(login.addr, backend.addr).await;
     let http = client();
     let token = login.login().await.token;
     login.stop().await;
@@ -656,7 +525,7 @@ async fn a_store_outage_at_auth_is_a_json_503_with_the_login_servers_retry_after
         axum::serve(listener, app).await.ok();
     });
     let backend = Backend::start().await;
-    let nginx = Nginx::start(login, backend.addr).await;
+    let nginx = start_nginx(login, backend.addr).await;
 
     let response = client()
         .get(nginx.url("/api/profile"))

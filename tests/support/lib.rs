@@ -1,11 +1,13 @@
 //! Shared helpers of the workspace tests: start a real server on a free loopback port, talk to
-//! it over real HTTP, stop it; run server processes and a Redis of our own.
+//! it over real HTTP, stop it; run server processes, a Redis and an nginx of our own.
 
 mod processes;
 pub mod prometheus;
 mod slow_link;
 
-pub use processes::{LogLines, RedisCluster, RedisServer, ServerProcess, free_port, redis_query};
+pub use processes::{
+    LogLines, Nginx, RedisCluster, RedisServer, ServerProcess, free_port, redis_query,
+};
 pub use slow_link::SlowLink;
 
 use std::{net::SocketAddr, time::Duration};

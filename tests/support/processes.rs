@@ -1,47 +1,61 @@
-//! Child processes the tests own: server instances and a Redis server, each on a free
-//! loopback port, each killed when its handle drops. Nothing here touches a Redis or server
-//! the test did not start.
+//! Child processes the tests own: server instances, a Redis server or cluster and nginx,
+//! each on a loopback port, each killed when its handle drops; started by `dev-support`,
+//! which the bench and xtask share, and wrapped here in the panicking, async form a test
+//! wants. Nothing here touches a Redis or server the test did not start.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpStream},
+    ffi::OsStr,
+    net::SocketAddr,
     path::Path,
-    process::{Child, Command, Stdio},
-    sync::{Arc, Condvar, Mutex},
+    process::{Child, Command},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
+pub use dev_support::{LogLines, Nginx, redis_query};
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    dev_support::free_port().expect("a free loopback port")
 }
 
 /// A `redis-server` of our own: loopback only, a temporary data folder, AOF on.
 #[derive(Debug)]
 pub struct RedisServer {
     pub port: u16,
+    redis: dev_support::Redis,
+    /// Declared last: removed after the server that writes into it has stopped.
     dir: crate::ScratchDir,
-    child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts one; panics with a hint when `redis-server` is not installed.
     pub fn start() -> Self {
         let dir = crate::temp_dir("redis");
-        let mut redis = Self {
-            port: free_port(),
+        let args = [
+            OsStr::new("--dir"),
+            dir.as_os_str(),
+            OsStr::new("--appendonly"),
+            OsStr::new("yes"),
+            // Every write still reaches the append-only file (the OS's cache) before Redis
+            // answers, so a SIGKILLed Redis restarts with it; only a machine crash could lose
+            // it. An fsync per write made calls on a loaded test machine outlive the store
+            // timeout, and tests failed with 503s that said nothing about the code.
+            OsStr::new("--appendfsync"),
+            OsStr::new("no"),
+            OsStr::new("--save"),
+            OsStr::new(""),
+        ];
+        let redis = dev_support::Redis::start(&args).unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            port: redis.port,
+            redis,
             dir,
-            child: None,
-        };
-        redis.spawn(true);
-        redis
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        self.redis.url()
     }
 
     /// Every key and its value, as a dump or a replica would see them: a string as it is, a
@@ -87,107 +101,14 @@ impl RedisServer {
         &self.dir
     }
 
-    /// `may_move`: the port may change (first start); a restart must keep it.
-    fn spawn(&mut self, may_move: bool) {
-        let persistence = [
-            "--dir",
-            path_str(&self.dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-        ];
-        loop {
-            match spawn_redis(self.port, &persistence) {
-                Some(child) => {
-                    self.child = Some(child);
-                    return;
-                }
-                None if may_move => self.port = free_port(),
-                None => panic!("redis-server could not take its port {} again", self.port),
-            }
-        }
-    }
-
     /// Kills the server (as a crash would: no final save beyond what AOF already wrote).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
+        self.redis.stop();
     }
 
     /// Starts it again on the same port and data folder.
     pub fn restart(&mut self) {
-        self.stop();
-        self.spawn(false);
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("temp paths are UTF-8")
-}
-
-/// Starts `redis-server` on loopback `port` with `args` and waits until it answers `PING`;
-/// `None` when it exited first, as it does at once when the port was taken since we picked it
-/// (it cannot listen on port 0 and say which port it got).
-fn spawn_redis(port: u16, args: &[&str]) -> Option<Child> {
-    let mut child = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(args)
-        .args(["--protected-mode", "yes", "--daemonize", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start redis-server ({e}); `cargo xtask test` installs it \
-                 (Debian package redis-server)"
-            )
-        });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while redis_query(port, "PING").as_deref() != Some("PONG") {
-        if child.try_wait().ok().flatten().is_some() {
-            return None;
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            child.wait().ok();
-            panic!("redis-server did not come up on {port}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(child)
-}
-
-/// Sends one inline command to the Redis on loopback `port` and reads its answer: a status,
-/// an integer or a bulk string, as text. `None` when nothing listens, or for an error or any
-/// other kind of answer.
-pub fn redis_query(port: u16, command: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let line = line.trim_end();
-    match line.split_at_checked(1)? {
-        ("+" | ":", value) => Some(value.to_owned()),
-        ("$", len) => {
-            let mut body = vec![0; len.parse::<usize>().ok()? + 2];
-            reader.read_exact(&mut body).ok()?;
-            body.truncate(body.len() - 2);
-            String::from_utf8(body).ok()
-        }
-        _ => None,
+        self.redis.restart().unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -197,103 +118,35 @@ pub fn redis_query(port: u16, command: &str) -> Option<String> {
 pub struct RedisCluster {
     /// The masters' client ports.
     pub ports: Vec<u16>,
-    dir: crate::ScratchDir,
-    nodes: Vec<Child>,
+    cluster: dev_support::RedisCluster,
 }
 
 impl RedisCluster {
     /// Starts the nodes, joins them with `redis-cli --cluster create` and waits until every
     /// node reports `cluster_state:ok`.
     pub fn start() -> Self {
-        let mut cluster = Self {
-            ports: Vec::new(),
-            dir: crate::temp_dir("redis-cluster"),
-            nodes: Vec::new(),
-        };
-        while cluster.nodes.len() < 3 {
-            // The cluster bus gets a free port of its own: the default, port + 10000, may be
-            // taken or past 65535.
-            let (port, bus) = (free_port(), free_port());
-            let state = cluster.dir.join(format!("nodes-{port}.conf"));
-            let bus = bus.to_string();
-            let args = [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-port",
-                &bus,
-                "--cluster-config-file",
-                path_str(&state),
-                "--dir",
-                path_str(&cluster.dir),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ];
-            // Either port may have been taken in between: then pick two others.
-            if let Some(node) = spawn_redis(port, &args) {
-                cluster.ports.push(port);
-                cluster.nodes.push(node);
-            }
+        let cluster = dev_support::RedisCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            ports: cluster.ports.clone(),
+            cluster,
         }
-        let status = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")))
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}): Debian package redis-tools"));
-        assert!(status.success(), "redis-cli --cluster create: {status}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !cluster.ports.iter().all(|&p| {
-            redis_query(p, "CLUSTER INFO").is_some_and(|info| info.contains("cluster_state:ok"))
-        }) {
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not become ready"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        cluster
     }
 
     /// `SESSION_STORE` naming the nodes at `seeds` (indexes into [`RedisCluster::ports`]), in
     /// that order.
     pub fn url(&self, seeds: &[usize]) -> String {
-        let hosts: Vec<String> = seeds
-            .iter()
-            .map(|&i| format!("127.0.0.1:{}", self.ports[i]))
-            .collect();
-        format!("redis+cluster://{}", hosts.join(","))
+        self.cluster.url(seeds)
     }
 
     /// Every node as a `redis://` URL, as `RedisStore::connect_cluster` takes them.
     pub fn seeds(&self) -> Vec<String> {
-        self.ports
-            .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
-            .collect()
+        self.cluster.seeds()
     }
 
     /// How many keys each node holds, in the order of [`RedisCluster::ports`].
     pub fn key_counts(&self) -> Vec<u64> {
-        self.ports
-            .iter()
-            .map(|&p| {
-                redis_query(p, "DBSIZE")
-                    .and_then(|n| n.parse().ok())
-                    .expect("DBSIZE")
-            })
-            .collect()
-    }
-}
-
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            node.kill().ok();
-            node.wait().ok();
-        }
+        let counts = self.cluster.key_counts();
+        counts.into_iter().map(|n| n.expect("DBSIZE")).collect()
     }
 }
 
@@ -301,30 +154,22 @@ impl Drop for RedisCluster {
 #[derive(Debug)]
 pub struct ServerProcess {
     pub addr: SocketAddr,
-    /// `None` once handed out by [`ServerProcess::into_child`].
-    child: Option<Child>,
-    /// What it wrote to stderr, when that is a pipe of ours.
-    log: Arc<LogLines>,
+    service: dev_support::Service,
 }
 
 impl ServerProcess {
     /// Starts `binary` with `env` on `127.0.0.1:0` and waits until `/healthz` answers. The
     /// child binds the port itself and its log says which, so no port is guessed and none can
-    /// be taken in between. Its stderr is a pipe: no terminal, so no colour.
+    /// be taken in between. Its stderr is a pipe: no terminal, so no colour. Every line of it
+    /// also goes to our stderr, where a failing test shows it.
     pub async fn start(binary: &str, env: &[(&str, &str)]) -> Self {
-        let mut child = command(binary, env)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-        let log = Arc::new(LogLines::default());
-        let addr = bound_address(&mut child, &log, Duration::from_secs(15))
-            .unwrap_or_else(|| panic!("{binary} did not say where it listens"));
-        let process = Self {
-            addr,
-            child: Some(child),
-            log,
+        let options = dev_support::Options {
+            limit: Duration::from_secs(15),
+            ..dev_support::Options::default()
         };
-        process.until_healthy(binary).await
+        let service = dev_support::Service::spawn(binary, command(binary, env), &options)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Self::until_healthy(service).await
     }
 
     /// Starts `binary` with `env` and its stderr written to `log_file`, as a service manager
@@ -336,36 +181,43 @@ impl ServerProcess {
         let listen = addr.to_string();
         let child = command(binary, env)
             .env("LISTEN_ADDR", &listen)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
             .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-        let process = Self {
-            addr,
-            child: Some(child),
-            log: Arc::default(),
-        };
-        process.until_healthy(binary).await
+        Self::until_healthy(dev_support::Service::adopt(binary, child, addr)).await
     }
 
     /// The lines the process writes to stderr (started by [`ServerProcess::start`]).
     pub fn log(&self) -> Arc<LogLines> {
-        self.log.clone()
+        self.service.log()
     }
 
-    async fn until_healthy(mut self, binary: &str) -> Self {
-        let process = &mut self;
+    /// Waits without blocking the test's runtime: the WeChat simulator and any in-process
+    /// server of the test run on it.
+    async fn until_healthy(mut service: dev_support::Service) -> Self {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let child = process.child.as_mut().expect("held");
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("{binary} exited at start-up with {status}");
+            if let Some(status) = service.exited() {
+                panic!(
+                    "{}",
+                    service.failure(&format!("exited at start-up with {status}"))
+                );
             }
-            let health = http.get(process.url("/healthz")).send().await;
+            let health = http.get(service.url("/healthz")).send().await;
             if health.is_ok_and(|r| r.status().is_success()) {
-                return self;
+                return Self {
+                    addr: service.addr(),
+                    service,
+                };
             }
-            assert!(Instant::now() < deadline, "{binary} did not come up");
+            assert!(
+                Instant::now() < deadline,
+                "{}",
+                service.failure("did not come up")
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -392,7 +244,7 @@ impl ServerProcess {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.service.url(path)
     }
 
     /// `POST /login` with `code`; the raw response.
@@ -441,8 +293,8 @@ impl ServerProcess {
     }
 
     /// The process itself, no longer killed on drop: for tests that end it their own way.
-    pub fn into_child(mut self) -> Child {
-        self.child.take().expect("the child is held until now")
+    pub fn into_child(self) -> Child {
+        self.service.into_child()
     }
 }
 
@@ -454,83 +306,6 @@ fn command(binary: &str, env: &[(&str, &str)]) -> Command {
         .env_clear()
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn,server::cli=info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null());
+        .envs(env.iter().copied());
     command
-}
-
-/// The lines a child process wrote to stderr, kept as they arrive, so that a test can wait
-/// for the line an action of its causes.
-#[derive(Debug, Default)]
-pub struct LogLines {
-    lines: Mutex<Vec<String>>,
-    added: Condvar,
-}
-
-impl LogLines {
-    fn push(&self, line: String) {
-        self.lines.lock().unwrap().push(line);
-        self.added.notify_all();
-    }
-
-    /// Every line so far.
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// The first line that satisfies `wanted`, waiting for it up to `limit`.
-    pub fn wait_for(&self, limit: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
-        let lines = self.lines.lock().unwrap();
-        let (lines, _) = self
-            .added
-            .wait_timeout_while(lines, limit, |lines| !lines.iter().any(|l| wanted(l)))
-            .unwrap();
-        lines.iter().find(|l| wanted(l)).cloned()
-    }
-}
-
-/// Reads the child's log into `log` until its "listening" line and returns the address in
-/// it; every line also goes on to our stderr, where a failing test shows it.
-fn bound_address(child: &mut Child, log: &Arc<LogLines>, limit: Duration) -> Option<SocketAddr> {
-    let stderr = child.stderr.take()?;
-    let (found, address) = std::sync::mpsc::channel();
-    let log = log.clone();
-    std::thread::spawn(move || {
-        let mut found = Some(found);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("{line}");
-            if let Some(addr) = listening_address(&line)
-                && let Some(found) = found.take()
-            {
-                found.send(addr).ok();
-            }
-            log.push(line);
-        }
-    });
-    address.recv_timeout(limit).ok()
-}
-
-/// The address in the server's "listening" line, in either log format: `addr=…` in text,
-/// `"fields":{"addr":…}` in JSON.
-fn listening_address(line: &str) -> Option<SocketAddr> {
-    if !line.contains("listening") {
-        return None;
-    }
-    let addr = match serde_json::from_str::<serde_json::Value>(line) {
-        Ok(json) => json["fields"]["addr"].as_str()?.to_owned(),
-        Err(_) => line
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("addr="))?
-            .to_owned(),
-    };
-    addr.parse().ok()
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
-    }
 }

@@ -13,7 +13,11 @@
 //! module, the harness is built for speed of building, not size: dev profile, no `wasm-opt`
 //! (it is loaded from localhost).
 
-use std::{fs, path::Path, process::Command};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use crate::{
     Result, install,
@@ -34,7 +38,7 @@ const STATIC_FILES: [&str; 2] = ["index.html", "style.css"];
 /// Builds the harness into `client-wasm/harness/dist/`, installing missing tools first.
 pub fn build() -> Result {
     let root = run::root();
-    let bindgen = run::step("harness tools", wasm::wasm_bindgen_cli)?;
+    let bindgen = run::step("harness tools", build_tools)?;
     let module = run::step("harness compile (client-wasm/harness, wasm32)", || {
         wasm::compile(&root, CRATE, PROFILE)
     })?;
@@ -71,15 +75,10 @@ pub fn build() -> Result {
 /// the server and the harness, then `node --test tests/browser/` (which starts the server).
 pub fn browser_tests() -> Result {
     let root = run::root();
-    let tests = root.join("tests/browser");
-    run::step("browser test tools (chromium, node, npm packages)", || {
-        // Debian's Chromium: a browser download of playwright's own cannot work here.
-        install::apt(&[("/usr/bin/chromium", "chromium")])?;
-        wasm::node()?;
-        node_20()?;
-        install::apt(&[("npm", "npm")])?;
-        npm_install(&tests)
-    })?;
+    run::step(
+        "browser test tools (chromium, node, npm packages)",
+        test_tools,
+    )?;
     let server = run::step("server build (for the browser tests)", run::build_server)?;
     // Always rebuilt (cheap when nothing changed): a stale dist/ would test old code.
     build()?;
@@ -93,6 +92,24 @@ pub fn browser_tests() -> Result {
                 .current_dir(&root),
         )
     })
+}
+
+/// What the harness's build needs, installed when missing: the compile route for wasm32 and
+/// the wasm-bindgen CLI, whose path this returns.
+pub fn build_tools() -> Result<PathBuf> {
+    wasm::compile_tools()?;
+    wasm::wasm_bindgen_cli()
+}
+
+/// What the browser tests need beyond the harness, installed when missing: Chromium, Node 20
+/// and the tests' npm packages.
+pub fn test_tools() -> Result {
+    // Debian's Chromium: a browser download of playwright's own cannot work here.
+    install::apt(&[("/usr/bin/chromium", "chromium")])?;
+    wasm::node()?;
+    node_20()?;
+    install::apt(&[("npm", "npm")])?;
+    npm_install(&run::root().join("tests/browser"))
 }
 
 /// playwright-core (pinned in `tests/browser/package.json`) needs Node 20 or newer, more than

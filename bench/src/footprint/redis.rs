@@ -10,7 +10,11 @@ use server::{
     store::{RedisStore, Scope, SessionStore},
 };
 
-use crate::{Result, cpus::CpuPlan, processes::Redis, processes::TempDir};
+use crate::{
+    Result,
+    cpus::CpuPlan,
+    processes::{self, TempDir},
+};
 
 /// Inserts in flight: enough to keep the connection's pipeline full.
 const CONCURRENCY: u64 = 64;
@@ -30,7 +34,7 @@ impl RedisFootprint {
 
 pub async fn measure(sessions: u64, cpus: &CpuPlan) -> Result<RedisFootprint> {
     let dir = TempDir::new("bench-redis")?;
-    let redis = Redis::start(dir.path(), false, cpus)?;
+    let redis = processes::start_redis(dir.path(), false, cpus)?;
     let keys = DataKeys::generate();
     let scope = Scope {
         appid: DEV_APPID.to_owned(),

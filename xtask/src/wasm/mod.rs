@@ -30,7 +30,7 @@ use std::path::PathBuf;
 
 pub use compile::compile;
 pub use package::shipped_module;
-pub use toolchain::{node, node_version, wasm_bindgen_cli};
+pub use toolchain::{compile_tools, node, node_version, wasm_bindgen_cli};
 
 use crate::{Result, install, run};
 
@@ -39,14 +39,19 @@ const PROFILE: &str = "wasm-release";
 /// Base name of the generated files; short because the mini-program refers to it by path.
 const OUT_NAME: &str = "client";
 
+/// What the build needs, installed when missing: binaryen's `wasm-opt`, Node (for brotli),
+/// the compile route for wasm32 and the wasm-bindgen CLI, whose path this returns.
+pub fn tools() -> Result<PathBuf> {
+    install::apt(&[("wasm-opt", "binaryen")])?;
+    node()?;
+    compile_tools()?;
+    wasm_bindgen_cli()
+}
+
 /// Builds the wasm artifacts into the mini-program package, installing missing tools first.
 pub fn build() -> Result {
     let root = run::root();
-    let bindgen = run::step("wasm tools", || {
-        install::apt(&[("wasm-opt", "binaryen")])?;
-        node()?;
-        wasm_bindgen_cli()
-    })?;
+    let bindgen = run::step("wasm tools", tools)?;
     let wasm = run::step("wasm compile (client-wasm, wasm32)", || {
         compile(&root, CRATE, PROFILE)
     })?;

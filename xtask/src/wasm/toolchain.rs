@@ -83,9 +83,7 @@ fn outer_cargo() -> String {
 /// A `cargo build` for wasm32 by the route this machine allows, and the target folder it
 /// builds into; says which route it took.
 pub fn wasm_cargo() -> Result<(Command, PathBuf)> {
-    let rustup_has_target = output(Command::new("rustup").args(["target", "list", "--installed"]))
-        .is_some_and(|list| list.lines().any(|line| line.trim() == TARGET));
-    if rustup_has_target {
+    if rustup_has_target() {
         eprintln!("    route: rustup's {TARGET} target");
         let mut cmd = Command::new(outer_cargo());
         cmd.args(["build", "--locked"]);
@@ -98,6 +96,31 @@ pub fn wasm_cargo() -> Result<(Command, PathBuf)> {
     }
 }
 
+fn rustup_has_target() -> bool {
+    output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .is_some_and(|list| list.lines().any(|line| line.trim() == TARGET))
+}
+
+/// What the compile route this machine allows needs, installed when missing: nothing beyond
+/// rustup where it has the wasm32 target, else Debian's toolchain packages.
+pub fn compile_tools() -> Result {
+    if rustup_has_target() {
+        Ok(())
+    } else {
+        debian_tools()
+    }
+}
+
+/// The Debian route's compiler, cargo, standard library sources and linker.
+fn debian_tools() -> Result {
+    install::apt(&[
+        ("/usr/bin/rustc", "rustc-web"),
+        ("/usr/bin/cargo", "cargo-web"),
+        ("/usr/lib/rustlib/src/rust/library", "rust-web-src"),
+        ("wasm-ld", "lld"),
+    ])
+}
+
 /// `/usr/bin/cargo` set up for the Debian route, and its target folder.
 ///
 /// We run under rustup's cargo (`cargo xtask`), which exports `CARGO`, `RUSTC`,
@@ -106,12 +129,7 @@ pub fn wasm_cargo() -> Result<(Command, PathBuf)> {
 /// target folder is separate because the two toolchains would otherwise keep invalidating each
 /// other's build scripts and proc-macros.
 fn debian_cargo() -> Result<(Command, PathBuf)> {
-    install::apt(&[
-        ("/usr/bin/rustc", "rustc-web"),
-        ("/usr/bin/cargo", "cargo-web"),
-        ("/usr/lib/rustlib/src/rust/library", "rust-web-src"),
-        ("wasm-ld", "lld"),
-    ])?;
+    debian_tools()?;
     let version = output(Command::new("/usr/bin/rustc").arg("--version")).unwrap_or_default();
     let minor: u32 = version
         .split_whitespace()
