@@ -185,7 +185,7 @@ async fn redis_values_and_its_aof_hold_no_session_key() {
         assert_no_session_key(&format!("Redis key {key}"), value, &logins);
     }
 
-    // The AOF on disk (appendfsync always: every write is there by now).
+    // The AOF on disk: Redis writes it before it answers, so every write is there by now.
     let mut aof = Vec::new();
     for file in files_under(redis.dir()) {
         aof.extend_from_slice(&std::fs::read(file).unwrap());
