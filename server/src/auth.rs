@@ -14,7 +14,7 @@ use crate::{
     apps::App,
     data_keys::{OpenError, SessionKey},
     state::LoginState,
-    store::{ClaimState, Outcome, Refusal, Session, StoreError},
+    store::{ClaimKey, ClaimState, Outcome, Refusal, Session, StoreError},
     time::unix_now,
     token::Token,
     wechat::WechatError,
@@ -146,7 +146,7 @@ pub async fn login(
         .apps
         .for_login(appid)
         .ok_or_else(|| AuthError::UnknownApp(appid.unwrap_or_default().to_owned()))?;
-    let key = claim_key(app.appid(), code);
+    let key = ClaimKey::new(claim_key(app.appid(), code));
     let lease = exchange_lease(state);
     let deadline = Instant::now() + lease + Duration::from_secs(1);
     loop {
@@ -172,7 +172,7 @@ async fn exchange_detached(
     state: &LoginState,
     app: &App,
     code: &str,
-    key: [u8; 32],
+    key: ClaimKey,
     lease: Duration,
 ) -> Result<Issued, AuthError> {
     let state = state.clone();
@@ -195,7 +195,7 @@ async fn exchange_and_settle(
     state: &LoginState,
     app: &App,
     code: &str,
-    key: [u8; 32],
+    key: ClaimKey,
     lease: Duration,
 ) -> Result<Issued, AuthError> {
     let lease_ends = Instant::now() + lease;
