@@ -8,6 +8,11 @@
 //! - `remove` is idempotent and takes effect for every reader at once;
 //! - a session comes back as it went in, its appid and sealed session_key included: stores
 //!   never see a session_key in the clear (see `data_keys.rs`).
+//!
+//! The stores sit under `wechat` and everything HTTP, and use only the modules below them
+//! (`time`, `token`, `data_keys`, `metrics`): each backend takes what it needs as options of
+//! its own ([`StoreOptions`]), not the server's configuration, so the stores can be reasoned
+//! about, and tested, apart from the rest of the server.
 
 mod access_tokens;
 mod claims;
