@@ -261,8 +261,8 @@ impl Report {
         let _ = writeln!(out, "{}", self.memory_table());
         let _ = writeln!(
             out,
-            "SQLite: {} sessions written with the store's own schema and `INSERT`, in random \
-             key order as logins come ({:.0} s), then checkpointed; the server with that file \
+            "SQLite: {} sessions written through `SqliteStore::insert_many`, in random key \
+             order as logins come ({:.0} s), then checkpointed; the server with that file \
              open has {} resident before any request and {} (peak {}) after serving \
              `/checklogin` from it for {} s ({} req/s). Redis: `used_memory` before and after \
              {} sessions written through `RedisStore::insert`. Sessions only: the per-user \

@@ -14,8 +14,9 @@ use crate::{
     metrics::CheckCounters,
     rate_limit::ClientLimiter,
     secret::Secret,
-    store::{Scope, Stores},
-    time::unix_now,
+    store::{
+        LegacyImport, RedisOptions, SqliteOptions, StoreOptions, Stores, spawn_expiry_deletion,
+    },
     wechat::{
         WechatClient, access_token::AccessTokens, client::ClientOptions, simulator::Simulator,
     },
@@ -58,21 +59,26 @@ impl LoginState {
             crate::metrics::install(addr)?;
         }
         let data_keys = data_keys(&config)?;
-        let scope = Scope {
-            appid: config
-                .apps()
-                .first()
-                .map_or_else(|| DEV_APPID.to_owned(), |app| app.appid.clone()),
-            redis_key_prefix: config.redis_key_prefix.clone(),
-            data_keys: data_keys.clone(),
+        let appid = config
+            .apps()
+            .first()
+            .map_or_else(|| DEV_APPID.to_owned(), |app| app.appid.clone());
+        let options = StoreOptions {
+            session_cache: config.session_cache,
+            sqlite: SqliteOptions {
+                legacy: LegacyImport {
+                    appid: appid.clone(),
+                    data_keys: data_keys.clone(),
+                },
+            },
+            redis: RedisOptions {
+                appid,
+                key_prefix: config.redis_key_prefix.clone(),
+                data_keys: data_keys.clone(),
+                timeout: config.store_timeout,
+            },
         };
-        let stores = Stores::open(
-            &config.session_store,
-            config.store_timeout,
-            config.session_cache,
-            &scope,
-        )
-        .await?;
+        let stores = Stores::open(&config.session_store, &options).await?;
         Self::build(config, stores, data_keys)
     }
 
@@ -143,30 +149,10 @@ impl LoginState {
     /// expired sessions; this keeps the store small. Stores that expire by themselves (Redis)
     /// need no purge, and get none.
     pub fn spawn_purge(&self) -> PurgeGuard {
-        let state = self.clone();
-        PurgeGuard(tokio::spawn(async move {
-            if !state.login.stores().sessions.needs_purge() {
-                return;
-            }
-            let mut tick = tokio::time::interval(state.config.purge_interval);
-            loop {
-                tick.tick().await;
-                match state
-                    .login
-                    .stores()
-                    .sessions
-                    .purge_expired(unix_now())
-                    .await
-                {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(purged = n, "expired sessions deleted"),
-                    Err(e) => {
-                        crate::metrics::store_error(e.kind());
-                        tracing::warn!(error = %e, "purging expired sessions failed");
-                    }
-                }
-            }
-        }))
+        PurgeGuard(match self.login.stores().expiry.clone() {
+            Some(expiry) => spawn_expiry_deletion(expiry, self.config.purge_interval),
+            None => tokio::spawn(async {}),
+        })
     }
 }
 

@@ -340,9 +340,6 @@ impl SessionStore for DownStore {
     async fn remove(&self, _: TokenHash) -> Result<bool, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
-    async fn purge_expired(&self, _: i64) -> Result<u64, StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
-    }
 }
 
 #[tokio::test]
@@ -393,6 +390,7 @@ fn the_routes_are_built_without_a_socket_or_a_runtime() {
             claims: Arc::new(LocalClaims::default()),
             users: Arc::new(MemoryStore::default()),
             tokens: None,
+            expiry: None,
         },
     )
     .unwrap();

@@ -132,10 +132,6 @@ impl SessionStore for FlakyStore {
     async fn remove(&self, key: TokenHash) -> Result<bool, StoreError> {
         self.inner.remove(key).await
     }
-
-    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
-        self.inner.purge_expired(now).await
-    }
 }
 
 #[tokio::test]

@@ -2,9 +2,9 @@
 //! that know the cluster by different seeds share one login state and one code exchange, and
 //! sessions spread over the masters rather than all landing on one.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use server::store::{RedisStore, contract_tests::scope};
+use server::store::{RedisStore, contract_tests::redis_options};
 use workspace_tests::{
     RedisCluster, ServerProcess, Upstream, redis_store_contracts, sixteen_logins_with_one_code,
 };
@@ -21,7 +21,7 @@ async fn instance(cluster: &RedisCluster, seeds: &[usize], upstream: &Upstream) 
 #[tokio::test]
 async fn the_cluster_store_meets_the_store_contracts() {
     let cluster = RedisCluster::start();
-    let store = RedisStore::connect_cluster(&cluster.seeds(), Duration::from_secs(1), &scope())
+    let store = RedisStore::connect_cluster(&cluster.seeds(), &redis_options())
         .await
         .unwrap();
     redis_store_contracts(&store).await;

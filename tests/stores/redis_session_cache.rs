@@ -1,4 +1,4 @@
-//! The session cache of the Redis store (`server/src/store/redis_cache.rs`), with two
+//! The session cache of the Redis store (`server/src/store/redis/tracking_cache.rs`), with two
 //! instances on one Redis, each with a store of its own in this process so that its cache can
 //! be read: a logout on one is seen by the very next check on the other even when the cache
 //! had the session, even when Redis' invalidations reach the cache late; and a flood of
@@ -11,7 +11,7 @@ use std::{
 
 use server::{
     data_keys::DataKeys,
-    store::{RedisStore, Scope, Stores, contract_tests},
+    store::{RedisOptions, RedisStore, Stores, contract_tests},
     token::Token,
 };
 use shared::LoginResponse;
@@ -22,12 +22,13 @@ const SECRET: &str = "cache-secret";
 
 /// A Redis store of `APPID` at `url` keeping up to `entries` sessions.
 async fn cached_store(url: &str, entries: usize) -> Arc<RedisStore> {
-    let scope = Scope {
+    let options = RedisOptions {
         appid: APPID.into(),
-        redis_key_prefix: String::new(),
+        key_prefix: String::new(),
         data_keys: DataKeys::parse(DATA_KEY).unwrap(),
+        timeout: Duration::from_secs(1),
     };
-    let store = RedisStore::connect(url, Duration::from_secs(1), &scope)
+    let store = RedisStore::connect(url, &options)
         .await
         .unwrap()
         .with_session_cache(entries)

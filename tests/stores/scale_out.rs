@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use server::store::{RedisStore, contract_tests::scope};
+use server::store::{RedisStore, contract_tests::redis_options};
 use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
 use workspace_tests::{
     DATA_KEY, RedisServer, ServerProcess, Upstream, apps_file, assert_error, holds,
@@ -39,7 +39,7 @@ async fn instance_with_prefix(
 #[tokio::test]
 async fn the_redis_store_meets_the_store_contracts() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url(), Duration::from_secs(1), &scope())
+    let store = RedisStore::connect(&redis.url(), &redis_options())
         .await
         .unwrap();
     redis_store_contracts(&store).await;

@@ -3,7 +3,7 @@
 
 use std::{num::NonZeroUsize, sync::Arc};
 
-use server::store::{SessionCache, SqliteStore, Stores, contract_tests::scope};
+use server::store::{SessionCache, SqliteStore, Stores, contract_tests::sqlite_options};
 use workspace_tests::{ScratchDir, TestServer, config, temp_dir};
 
 /// The default configuration on a fresh SQLite file: the cache is on.
@@ -35,7 +35,7 @@ async fn a_logout_is_seen_by_the_very_next_check_on_the_same_instance() {
 #[tokio::test]
 async fn random_tokens_leave_the_cache_within_its_bound() {
     let dir = temp_dir("session-cache-flood");
-    let sqlite = Arc::new(SqliteStore::open(&dir.join("sessions.db"), &scope()).unwrap());
+    let sqlite = Arc::new(SqliteStore::open(&dir.join("sessions.db"), &sqlite_options()).unwrap());
     let cache = Arc::new(SessionCache::new(
         sqlite.clone(),
         NonZeroUsize::new(32).unwrap(),

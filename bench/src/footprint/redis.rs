@@ -7,7 +7,7 @@ use std::time::Duration;
 use server::{
     DEV_APPID,
     data_keys::DataKeys,
-    store::{RedisStore, Scope, SessionStore},
+    store::{RedisOptions, RedisStore, SessionStore},
 };
 
 use crate::{
@@ -36,12 +36,13 @@ pub async fn measure(sessions: u64, cpus: &CpuPlan) -> Result<RedisFootprint> {
     let dir = TempDir::new("bench-redis")?;
     let redis = processes::start_redis(dir.path(), false, cpus)?;
     let keys = DataKeys::generate();
-    let scope = Scope {
+    let options = RedisOptions {
         appid: DEV_APPID.to_owned(),
-        redis_key_prefix: String::new(),
+        key_prefix: String::new(),
         data_keys: keys.clone(),
+        timeout: Duration::from_secs(5),
     };
-    let store = RedisStore::connect(&redis.url(), Duration::from_secs(5), &scope).await?;
+    let store = RedisStore::connect(&redis.url(), &options).await?;
     let mut conn = redis::Client::open(redis.url())?
         .get_multiplexed_async_connection()
         .await?;

@@ -1,20 +1,21 @@
 //! Bytes on disk per SQLite session after a million of them, and the resident memory of a
 //! server that has that file open and is serving from it.
 //!
-//! The file is made by the store itself (`SqliteStore::open` creates the schema, so the
-//! measurement follows any change to it), then filled in one transaction with the store's own
-//! `INSERT`: a million logins through the server would take many minutes at
-//! `synchronous=FULL` (each commits with an fsync), and the bytes on disk do not depend on how
-//! fast they came. Rows go in in random key order, as logins do, so the B-tree pages are as
-//! full as in service (an insert in key order would pack them tighter and flatter the figure).
+//! The file is made and filled by the store itself (`SqliteStore::open` creates the schema,
+//! `SqliteStore::insert_many` writes the rows, so the measurement follows any change to
+//! either), a batch per transaction: a million logins through the server would take many
+//! minutes at `synchronous=FULL` (each commits with an fsync), and the bytes on disk do not
+//! depend on how fast they came. Rows go in in random key order, as logins do, so the B-tree
+//! pages are as full as in service (an insert in key order would pack them tighter and flatter
+//! the figure).
 
 use std::{path::Path, time::Duration};
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use server::{
     DEV_APPID,
     data_keys::DataKeys,
-    store::{Scope, SqliteStore},
+    store::{LegacyImport, SqliteOptions, SqliteStore},
 };
 
 use crate::{Result, client, cpus::CpuPlan, processes::TempDir, throughput, wrk::Sample, wrk::Wrk};
@@ -56,10 +57,7 @@ pub async fn measure(
     // Where dev mode looks for its data key: the server then opens these sessions as its own.
     let keys = DataKeys::load_or_create(&dir.path().join("data_key"))?;
     let started = std::time::Instant::now();
-    let token = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || fill(&path, &keys, sessions)).await??
-    };
+    let token = fill(&path, &keys, sessions).await?;
     let fill_seconds = started.elapsed().as_secs_f64();
     let file_bytes = files_size(&path);
 
@@ -85,47 +83,37 @@ pub async fn measure(
     })
 }
 
+/// Sessions per transaction: ten commits for a million, some 30 MB in flight. Each batch
+/// touches pages all over the tree, and smaller ones write the same pages again in every
+/// commit: a tenth of this size took three times as long.
+const BATCH: u64 = 100_000;
+
 /// Creates the store's file at `path` and writes `n` sessions into it; returns the token of
 /// the last one, for the server to be asked about.
-fn fill(path: &Path, keys: &DataKeys, n: u64) -> Result<String> {
-    let scope = Scope {
-        appid: DEV_APPID.to_owned(),
-        redis_key_prefix: String::new(),
-        data_keys: keys.clone(),
+async fn fill(path: &Path, keys: &DataKeys, n: u64) -> Result<String> {
+    let options = SqliteOptions {
+        legacy: LegacyImport {
+            appid: DEV_APPID.to_owned(),
+            data_keys: keys.clone(),
+        },
     };
-    drop(SqliteStore::open(path, &scope)?);
-    let mut conn = Connection::open(path)?;
-    // A bulk load: nothing is synced until the end, and the whole tree fits the cache. Only
-    // the file it leaves is measured, and the server opens it with its own settings.
-    conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -1048576;")?;
+    let store = SqliteStore::open(path, &options)?;
     let sim = super::simulator();
-    let tx = conn.transaction()?;
     let mut last = String::new();
-    {
-        // `SqliteStore::insert`'s statement, repeated: the store has no bulk insert, and a
-        // call per row would commit (and sync) a million times.
-        let mut insert = tx.prepare(
-            "INSERT OR REPLACE INTO sessions
-             (token_hash, appid, openid, unionid, session_key, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        for i in 0..n {
-            let (token, s) = super::session(i, n, keys, &sim);
-            insert.execute(params![
-                token.hash().as_bytes().as_slice(),
-                s.appid,
-                s.openid,
-                s.unionid,
-                s.session_key.as_bytes(),
-                s.created_at,
-                s.expires_at
-            ])?;
-            last = token.into_string();
-        }
+    for start in (0..n).step_by(BATCH as usize) {
+        let batch = (start..n.min(start + BATCH))
+            .map(|i| {
+                let (token, session) = super::session(i, n, keys, &sim);
+                let hash = token.hash();
+                last = token.into_string();
+                (hash, session)
+            })
+            .collect();
+        store.insert_many(batch).await?;
     }
-    tx.commit()?;
+    drop(store);
     // Everything into the main file, as a long-running server's checkpoints leave it.
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Connection::open(path)?.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(last)
 }
 

@@ -15,11 +15,11 @@
 
 mod duration;
 mod file;
-mod store_url;
 
+/// Where the session store lives; parsed and printed (without its password) by the store.
+pub use crate::store::StoreUrl;
 pub use duration::{MaxAge, parse_duration, parse_max_age};
 pub use file::{AppEntry, ConfigFile, load as load_config_file, parse as parse_config_file};
-pub use store_url::{StoreUrl, redact_password};
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},

@@ -9,7 +9,7 @@ use super::{Issued, LoginError, LoginService, validate_code};
 use crate::{
     apps::App,
     data_keys::SessionKey,
-    store::{ClaimState, Outcome, Refusal, Session, StoreError},
+    store::{ClaimKey, ClaimState, Outcome, Refusal, Session, StoreError},
     time::unix_now,
     token::Token,
     wechat::WechatError,
@@ -30,7 +30,7 @@ pub(super) async fn login(
         .apps
         .for_login(appid)
         .ok_or_else(|| LoginError::UnknownApp(appid.unwrap_or_default().to_owned()))?;
-    let key = claim_key(app.appid(), code);
+    let key = ClaimKey::new(claim_key(app.appid(), code));
     let lease = service.rules.exchange_lease;
     let state = service;
     let deadline = Instant::now() + lease + Duration::from_secs(1);
@@ -57,7 +57,7 @@ async fn exchange_detached(
     state: &LoginService,
     app: &App,
     code: &str,
-    key: [u8; 32],
+    key: ClaimKey,
     lease: Duration,
 ) -> Result<Issued, LoginError> {
     let state = state.clone();
@@ -80,7 +80,7 @@ async fn exchange_and_settle(
     state: &LoginService,
     app: &App,
     code: &str,
-    key: [u8; 32],
+    key: ClaimKey,
     lease: Duration,
 ) -> Result<Issued, LoginError> {
     let lease_ends = Instant::now() + lease;

@@ -20,6 +20,37 @@ use std::{
 use async_trait::async_trait;
 
 use super::StoreError;
+use crate::token::hex;
+
+/// What a claim is stored under: a hash the caller derives from the code and its app (see
+/// `auth.rs`), never the code itself. A type of its own, like [`TokenHash`] for sessions, so
+/// that no other 32 bytes (a sealed token, a token hash) can be passed where it belongs.
+///
+/// [`TokenHash`]: crate::token::TokenHash
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClaimKey([u8; 32]);
+
+impl ClaimKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex, for stores whose keys are text.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl std::fmt::Debug for ClaimKey {
+    /// A short prefix is enough to correlate log lines.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClaimKey({}…)", &self.to_hex()[..8])
+    }
+}
 
 /// Where a claim stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,17 +141,17 @@ impl ClaimState {
 pub trait ClaimStore: Send + Sync + std::fmt::Debug {
     /// Takes `key` for `lease` if nobody holds it: `None` means the caller won and must settle
     /// or release it; otherwise the current state.
-    async fn claim(&self, key: [u8; 32], lease: Duration)
+    async fn claim(&self, key: ClaimKey, lease: Duration)
     -> Result<Option<ClaimState>, StoreError>;
     /// Records the outcome for late-comers, kept for `keep`.
     async fn settle(
         &self,
-        key: [u8; 32],
+        key: ClaimKey,
         outcome: Outcome,
         keep: Duration,
     ) -> Result<(), StoreError>;
     /// Gives the claim up so a retry can try again (after a transient failure).
-    async fn release(&self, key: [u8; 32]) -> Result<(), StoreError>;
+    async fn release(&self, key: ClaimKey) -> Result<(), StoreError>;
 }
 
 /// Claims for a single process (memory and SQLite stores).
@@ -143,9 +174,9 @@ pub const DEFAULT_MAX_CLAIMS: usize = 200_000;
 
 #[derive(Debug, Default)]
 struct Deadlines {
-    claims: HashMap<[u8; 32], Claim>,
+    claims: HashMap<ClaimKey, Claim>,
     /// `(deadline, serial)` of every claim written, soonest first; stale ones included.
-    queue: BinaryHeap<Reverse<(Instant, u64, [u8; 32])>>,
+    queue: BinaryHeap<Reverse<(Instant, u64, ClaimKey)>>,
     next_serial: u64,
 }
 
@@ -176,7 +207,7 @@ impl Deadlines {
         }
     }
 
-    fn put(&mut self, key: [u8; 32], state: ClaimState, until: Instant) {
+    fn put(&mut self, key: ClaimKey, state: ClaimState, until: Instant) {
         let serial = self.next_serial;
         self.next_serial += 1;
         self.claims.insert(key, Claim { state, serial });
@@ -215,7 +246,7 @@ impl LocalClaims {
 
     fn claim_at(
         &self,
-        key: [u8; 32],
+        key: ClaimKey,
         lease: Duration,
         now: Instant,
     ) -> Result<Option<ClaimState>, StoreError> {
@@ -235,11 +266,11 @@ impl LocalClaims {
     }
 
     /// Its deadline stays in the queue, stale, until it comes up.
-    fn release_now(&self, key: [u8; 32]) {
+    fn release_now(&self, key: ClaimKey) {
         self.lock().claims.remove(&key);
     }
 
-    fn settle_at(&self, key: [u8; 32], outcome: Outcome, keep: Duration, now: Instant) {
+    fn settle_at(&self, key: ClaimKey, outcome: Outcome, keep: Duration, now: Instant) {
         let mut inner = self.lock();
         inner.expire(now);
         inner.put(key, ClaimState::Done(outcome), now + keep);
@@ -250,7 +281,7 @@ impl LocalClaims {
 impl ClaimStore for LocalClaims {
     async fn claim(
         &self,
-        key: [u8; 32],
+        key: ClaimKey,
         lease: Duration,
     ) -> Result<Option<ClaimState>, StoreError> {
         self.claim_at(key, lease, Instant::now())
@@ -258,7 +289,7 @@ impl ClaimStore for LocalClaims {
 
     async fn settle(
         &self,
-        key: [u8; 32],
+        key: ClaimKey,
         outcome: Outcome,
         keep: Duration,
     ) -> Result<(), StoreError> {
@@ -266,7 +297,7 @@ impl ClaimStore for LocalClaims {
         Ok(())
     }
 
-    async fn release(&self, key: [u8; 32]) -> Result<(), StoreError> {
+    async fn release(&self, key: ClaimKey) -> Result<(), StoreError> {
         self.release_now(key);
         Ok(())
     }
@@ -279,7 +310,7 @@ pub mod contract_tests {
 
     /// Panics on the first broken rule. Uses fixed keys: run it on a store of its own.
     pub async fn run_all(claims: &dyn ClaimStore) {
-        let key = [7u8; 32];
+        let key = ClaimKey::new([7; 32]);
         assert_eq!(
             claims.claim(key, Duration::from_secs(5)).await.unwrap(),
             None,
@@ -310,7 +341,7 @@ pub mod contract_tests {
         );
         claims.release(key).await.unwrap();
 
-        let short = [8u8; 32];
+        let short = ClaimKey::new([8; 32]);
         assert_eq!(
             claims
                 .claim(short, Duration::from_millis(50))
@@ -346,35 +377,52 @@ mod tests {
             sealed_token: [1; 32],
             expires_at: 0,
         };
-        assert_eq!(claims.claim_at([1; 32], 10 * s, t0).unwrap(), None);
-        assert_eq!(claims.claim_at([2; 32], 2 * s, t0).unwrap(), None);
-        // Settled with a shorter life than its lease: the lease's old deadline must not matter.
-        claims.settle_at([1; 32], issued.clone(), s, t0);
         assert_eq!(
-            claims.claim_at([1; 32], s, t0).unwrap(),
+            claims.claim_at(ClaimKey::new([1; 32]), 10 * s, t0).unwrap(),
+            None
+        );
+        assert_eq!(
+            claims.claim_at(ClaimKey::new([2; 32]), 2 * s, t0).unwrap(),
+            None
+        );
+        // Settled with a shorter life than its lease: the lease's old deadline must not matter.
+        claims.settle_at(ClaimKey::new([1; 32]), issued.clone(), s, t0);
+        assert_eq!(
+            claims.claim_at(ClaimKey::new([1; 32]), s, t0).unwrap(),
             Some(ClaimState::Done(issued))
         );
         assert_eq!(
-            claims.claim_at([1; 32], 5 * s, t0 + s).unwrap(),
+            claims
+                .claim_at(ClaimKey::new([1; 32]), 5 * s, t0 + s)
+                .unwrap(),
             None,
             "settled life over"
         );
         assert_eq!(
-            claims.claim_at([2; 32], s, t0 + s).unwrap(),
+            claims.claim_at(ClaimKey::new([2; 32]), s, t0 + s).unwrap(),
             Some(ClaimState::Pending),
             "lease still running"
         );
         assert_eq!(
-            claims.claim_at([2; 32], s, t0 + 2 * s).unwrap(),
+            claims
+                .claim_at(ClaimKey::new([2; 32]), s, t0 + 2 * s)
+                .unwrap(),
             None,
             "lease over"
         );
         // [1] was claimed again at t0+1s for 5 s: its first deadline (t0+10s) is stale.
         assert_eq!(
-            claims.claim_at([1; 32], s, t0 + 5 * s).unwrap(),
+            claims
+                .claim_at(ClaimKey::new([1; 32]), s, t0 + 5 * s)
+                .unwrap(),
             Some(ClaimState::Pending)
         );
-        assert_eq!(claims.claim_at([1; 32], s, t0 + 6 * s).unwrap(), None);
+        assert_eq!(
+            claims
+                .claim_at(ClaimKey::new([1; 32]), s, t0 + 6 * s)
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -384,7 +432,7 @@ mod tests {
         let key = |n: u32| {
             let mut k = [0; 32];
             k[..4].copy_from_slice(&n.to_be_bytes());
-            k
+            ClaimKey::new(k)
         };
         for n in 0..100 {
             assert_eq!(
@@ -418,11 +466,11 @@ mod tests {
         for _ in 0..100_000 {
             assert_eq!(
                 claims
-                    .claim_at([3; 32], Duration::from_secs(60), t0)
+                    .claim_at(ClaimKey::new([3; 32]), Duration::from_secs(60), t0)
                     .unwrap(),
                 None
             );
-            claims.release_now([3; 32]);
+            claims.release_now(ClaimKey::new([3; 32]));
         }
         assert!(
             claims.lock().queue.len() <= 1024 + 3,

@@ -7,7 +7,7 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{Phone, Session, SessionStore, StoreError, UserRecord, UserStore};
+use super::{ExpiredDeletion, Phone, Session, SessionStore, StoreError, UserRecord, UserStore};
 use crate::{data_keys::SealedSessionKey, token::TokenHash};
 
 #[derive(Debug, Default)]
@@ -40,8 +40,11 @@ impl SessionStore for MemoryStore {
     async fn remove(&self, key: TokenHash) -> Result<bool, StoreError> {
         Ok(self.map().remove(&key).is_some())
     }
+}
 
-    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+#[async_trait]
+impl ExpiredDeletion for MemoryStore {
+    async fn delete_expired(&self, now: i64) -> Result<u64, StoreError> {
         let mut map = self.map();
         let before = map.len();
         map.retain(|_, s| s.expires_at > now);
@@ -94,7 +97,7 @@ mod tests {
     async fn meets_the_store_contract() {
         let store = super::MemoryStore::default();
         contract_tests::run_all(&store).await;
-        contract_tests::purge_deletes_expired_sessions(&store).await;
+        contract_tests::deletes_expired_sessions(&store).await;
         users::contract_tests::run_all(&store).await;
     }
 }

@@ -3,48 +3,54 @@
 //! Handlers talk to `dyn SessionStore` and never know which backend runs. Every backend obeys
 //! the same contract, checked by one shared test suite (`store::contract_tests`):
 //! - keys are [`TokenHash`]es, never raw tokens;
-//! - `get` treats an expired session as absent, so expiry holds even before the purge runs;
+//! - `get` treats an expired session as absent, so expiry holds even before the stores that
+//!   keep expired sessions (those implementing [`ExpiredDeletion`]) delete them;
 //! - `remove` is idempotent and takes effect for every reader at once;
 //! - a session comes back as it went in, its appid and sealed session_key included: stores
 //!   never see a session_key in the clear (see `data_keys.rs`).
+//!
+//! The stores sit under `wechat` and everything HTTP, and use only the modules below them
+//! (`time`, `token`, `data_keys`, `metrics`): each backend takes what it needs as options of
+//! its own ([`StoreOptions`]), not the server's configuration, so the stores can be reasoned
+//! about, and tested, apart from the rest of the server.
 
+mod access_tokens;
 mod claims;
+mod expiry;
 mod memory;
+mod options;
 #[cfg(feature = "redis-store")]
 mod redis;
-#[cfg(feature = "redis-store")]
-mod redis_cache;
 mod session_cache;
 mod sqlite;
+mod url;
 mod users;
 
+pub use access_tokens::{LocalSharedTokens, SharedToken, SharedTokens};
 #[cfg(any(test, feature = "contract-tests"))]
 pub use claims::contract_tests as claim_contract_tests;
-pub use claims::{ClaimState, ClaimStore, LocalClaims, Outcome, Refusal};
+pub use claims::{ClaimKey, ClaimState, ClaimStore, LocalClaims, Outcome, Refusal};
+pub use expiry::{ExpiredDeletion, spawn_expiry_deletion};
 pub use memory::MemoryStore;
+pub use options::{LegacyImport, RedisOptions, SqliteOptions, StoreOptions};
 #[cfg(feature = "redis-store")]
-pub use redis::RedisStore;
-#[cfg(feature = "redis-store")]
-pub use redis_cache::{CacheStats, INVALIDATION_LEASE};
+pub use redis::{CacheStats, INVALIDATION_LEASE, RedisStore};
 pub use session_cache::SessionCache;
 pub use sqlite::SqliteStore;
+pub use url::StoreUrl;
 #[cfg(any(test, feature = "contract-tests"))]
 pub use users::contract_tests as user_contract_tests;
 pub use users::{KEY_HISTORY, Phone, UserRecord, UserStore};
 
-use std::{fmt, sync::Arc};
+use std::{fmt, num::NonZeroUsize, sync::Arc};
 
 use async_trait::async_trait;
 
-use crate::{
-    config::StoreUrl,
-    data_keys::{DataKeys, SealedSessionKey},
-    token::TokenHash,
-};
+use crate::{data_keys::SealedSessionKey, token::TokenHash};
 
 /// What the server remembers about one login. Serialisable for stores that keep it as a
 /// document (Redis).
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     /// The mini-program the login was for: a token is valid for its own app only, even where
     /// several apps share one store.
@@ -59,19 +65,6 @@ pub struct Session {
     pub created_at: i64,
     /// Unix seconds; the session is gone from this instant on.
     pub expires_at: i64,
-}
-
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("appid", &self.appid)
-            .field("openid", &self.openid)
-            .field("unionid", &self.unionid)
-            .field("session_key", &self.session_key)
-            .field("created_at", &self.created_at)
-            .field("expires_at", &self.expires_at)
-            .finish()
-    }
 }
 
 /// Why a store operation failed. Callers answer 503 for all of them: the store, not the
@@ -106,25 +99,6 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
 
     /// Deletes the session under `key`; `true` when one was there. Deleting twice is fine.
     async fn remove(&self, key: TokenHash) -> Result<bool, StoreError>;
-
-    /// Deletes every session that expired before `now` and says how many went.
-    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError>;
-
-    /// Whether expired sessions stay until [`SessionStore::purge_expired`] deletes them; a
-    /// store that expires them by itself says `false` and is never purged.
-    fn needs_purge(&self) -> bool {
-        true
-    }
-}
-
-/// Whose sessions the stores hold, for what a backend derives from it: Redis names its keys
-/// after the app (and the prefix of a shared Redis); SQLite adopts the plaintext sessions an
-/// older version wrote by sealing them and stamping them with the app.
-#[derive(Debug, Clone)]
-pub struct Scope {
-    pub appid: String,
-    pub redis_key_prefix: String,
-    pub data_keys: DataKeys,
 }
 
 /// The stores one server uses: sessions, claims on login codes, and what is kept per user.
@@ -135,60 +109,63 @@ pub struct Stores {
     pub users: Arc<dyn UserStore>,
     /// Where instances sharing this store share the app's access token (Redis); `None` for
     /// stores one process owns, whose token lives in that process.
-    pub tokens: Option<Arc<dyn crate::wechat::access_token::SharedTokens>>,
+    pub tokens: Option<Arc<dyn SharedTokens>>,
+    /// What deletes the expired sessions of a store that keeps them until told to (see
+    /// [`spawn_expiry_deletion`]); `None` where nothing needs deleting: Redis expires its keys
+    /// by itself.
+    pub expiry: Option<Arc<dyn ExpiredDeletion>>,
 }
 
 impl Stores {
     /// Sessions in `sessions`, code claims and users kept in this process: for tests that
-    /// bring a session store of their own.
+    /// bring a session store of their own. Nothing deletes its expired sessions; set
+    /// [`Stores::expiry`] for that.
     pub fn local(sessions: Arc<dyn SessionStore>) -> Self {
         Self {
             sessions,
             claims: Arc::new(LocalClaims::default()),
             users: Arc::new(MemoryStore::default()),
             tokens: None,
+            expiry: None,
         }
     }
 
     /// Sessions and users in `store`, code claims in this process: right for every backend
     /// that one process owns.
-    pub fn single<S: SessionStore + UserStore + 'static>(store: Arc<S>) -> Self {
+    pub fn single<S: SessionStore + UserStore + ExpiredDeletion + 'static>(store: Arc<S>) -> Self {
         Self {
             sessions: store.clone(),
             claims: Arc::new(LocalClaims::default()),
-            users: store,
+            users: store.clone(),
             tokens: None,
+            expiry: Some(store),
         }
     }
 
-    /// Opens the stores the configuration names, for the app of `scope`. `timeout` bounds
-    /// every call to a networked store; `session_cache` sessions at most are kept in this
-    /// process in front of SQLite or a single-node Redis (`0`: none).
-    #[cfg_attr(not(feature = "redis-store"), allow(unused_variables))]
-    pub async fn open(
-        url: &StoreUrl,
-        timeout: std::time::Duration,
-        session_cache: usize,
-        scope: &Scope,
-    ) -> Result<Self, StoreError> {
+    /// Opens the stores `url` names, each backend with its own part of `options`.
+    pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<Self, StoreError> {
         Ok(match url {
             StoreUrl::Memory => Self::single(Arc::new(MemoryStore::default())),
             StoreUrl::Sqlite(path) => {
-                let sqlite = Arc::new(SqliteStore::open(path, scope)?);
+                let sqlite = Arc::new(SqliteStore::open(path, &options.sqlite)?);
                 let mut stores = Self::single(sqlite.clone());
-                if let Some(capacity) = std::num::NonZeroUsize::new(session_cache) {
-                    stores.sessions = Arc::new(SessionCache::new(sqlite, capacity));
+                if let Some(capacity) = NonZeroUsize::new(options.session_cache) {
+                    let cache = Arc::new(SessionCache::new(sqlite, capacity));
+                    stores.sessions = cache.clone();
+                    stores.expiry = Some(cache);
                 }
                 stores
             }
             #[cfg(feature = "redis-store")]
             StoreUrl::Redis(url) => {
-                let store = RedisStore::connect(url, timeout, scope).await?;
-                Self::redis(Arc::new(store.with_session_cache(session_cache).await?))
+                let store = RedisStore::connect(url, &options.redis).await?;
+                Self::redis(Arc::new(
+                    store.with_session_cache(options.session_cache).await?,
+                ))
             }
             #[cfg(feature = "redis-store")]
             StoreUrl::RedisCluster(seeds) => Self::redis(Arc::new(
-                RedisStore::connect_cluster(seeds, timeout, scope).await?,
+                RedisStore::connect_cluster(seeds, &options.redis).await?,
             )),
             #[cfg(not(feature = "redis-store"))]
             StoreUrl::Redis(_) | StoreUrl::RedisCluster(_) => {
@@ -207,6 +184,7 @@ impl Stores {
             claims: redis.clone(),
             users: redis.clone(),
             tokens: Some(redis),
+            expiry: None,
         }
     }
 }
@@ -219,17 +197,33 @@ pub use crate::time::unix_now;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract_tests {
     use super::*;
-    use crate::{data_keys::SessionKey, token::Token};
+    use crate::{
+        data_keys::{DataKeys, SessionKey},
+        token::Token,
+    };
 
     /// The app the contract's sessions belong to; a store under test is scoped to it.
     pub const APPID: &str = "wxcontracttest01";
 
-    /// A scope for a store under test: [`APPID`] and a fresh data key.
-    pub fn scope() -> Scope {
-        Scope {
+    /// Options for a SQLite store under test: files older than sealing are adopted for
+    /// [`APPID`], under a fresh data key.
+    pub fn sqlite_options() -> SqliteOptions {
+        SqliteOptions {
+            legacy: LegacyImport {
+                appid: APPID.into(),
+                data_keys: DataKeys::generate(),
+            },
+        }
+    }
+
+    /// Options for a Redis store under test: [`APPID`]'s keys without a prefix, a fresh data
+    /// key, and a second for every call, which a Redis on loopback answers well within.
+    pub fn redis_options() -> RedisOptions {
+        RedisOptions {
             appid: APPID.into(),
-            redis_key_prefix: String::new(),
+            key_prefix: String::new(),
             data_keys: DataKeys::generate(),
+            timeout: std::time::Duration::from_secs(1),
         }
     }
 
@@ -279,22 +273,27 @@ pub mod contract_tests {
             None,
             "expiry is exclusive"
         );
-        store.purge_expired(expires_at).await.unwrap();
+        assert!(store.get(live, expires_at).await.unwrap().is_some());
+    }
+
+    /// For stores that keep expired sessions until told to delete them: the expired row is
+    /// gone for good, not merely hidden, and the live one stays.
+    pub async fn deletes_expired_sessions<S>(store: &S)
+    where
+        S: SessionStore + ExpiredDeletion + ?Sized,
+    {
+        let old = Token::generate().hash();
+        let live = Token::generate().hash();
+        let s = session("o-purged", 60);
+        let expires_at = s.expires_at;
+        store.insert(old, s).await.unwrap();
+        store.insert(live, session("o-kept", 3600)).await.unwrap();
+        assert!(store.delete_expired(expires_at).await.unwrap() >= 1);
+        assert_eq!(store.get(old, 0).await.unwrap(), None, "purged for good");
         assert!(
             store.get(live, expires_at).await.unwrap().is_some(),
             "purging keeps live sessions"
         );
-    }
-
-    /// For stores that purge by themselves rather than by TTL: the expired row is gone for
-    /// good, not merely hidden.
-    pub async fn purge_deletes_expired_sessions(store: &dyn SessionStore) {
-        let old = Token::generate().hash();
-        let s = session("o-purged", 60);
-        let expires_at = s.expires_at;
-        store.insert(old, s).await.unwrap();
-        assert!(store.purge_expired(expires_at).await.unwrap() >= 1);
-        assert_eq!(store.get(old, 0).await.unwrap(), None, "purged for good");
     }
 
     async fn remove_is_idempotent(store: &dyn SessionStore) {

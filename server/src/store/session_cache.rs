@@ -24,15 +24,17 @@ use std::{
 use async_trait::async_trait;
 use hashlink::LruCache;
 
-use super::{Session, SessionStore, StoreError};
+use super::{ExpiredDeletion, Session, SessionStore, StoreError};
 use crate::token::TokenHash;
 
 /// Shards spread the lock: concurrent checks of different tokens rarely meet.
 const SHARDS: usize = 16;
 
+/// Generic over the store behind it so that it deletes expired sessions exactly when that
+/// store does (see [`ExpiredDeletion`]); a `dyn SessionStore` by default.
 #[derive(Debug)]
-pub struct SessionCache {
-    store: Arc<dyn SessionStore>,
+pub struct SessionCache<S: ?Sized = dyn SessionStore> {
+    store: Arc<S>,
     shards: Box<[Mutex<Shard>]>,
 }
 
@@ -44,10 +46,10 @@ struct Shard {
     changes: u64,
 }
 
-impl SessionCache {
+impl<S: SessionStore + ?Sized> SessionCache<S> {
     /// A cache of at most `capacity` sessions (rounded up to a multiple of the shard count)
     /// in front of `store`.
-    pub fn new(store: Arc<dyn SessionStore>, capacity: NonZeroUsize) -> Self {
+    pub fn new(store: Arc<S>, capacity: NonZeroUsize) -> Self {
         let per_shard = capacity.get().div_ceil(SHARDS);
         let shards = (0..SHARDS)
             .map(|_| {
@@ -89,7 +91,7 @@ fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
 }
 
 #[async_trait]
-impl SessionStore for SessionCache {
+impl<S: SessionStore + ?Sized> SessionStore for SessionCache<S> {
     async fn insert(&self, key: TokenHash, session: Session) -> Result<(), StoreError> {
         self.store.insert(key, session.clone()).await?;
         let mut shard = lock(self.shard(&key));
@@ -128,14 +130,32 @@ impl SessionStore for SessionCache {
         shard.sessions.remove(&key);
         removed
     }
+}
 
-    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
-        // Cached sessions are checked against their expiry on every hit, and leave by LRU.
-        self.store.purge_expired(now).await
-    }
-
-    fn needs_purge(&self) -> bool {
-        self.store.needs_purge()
+#[async_trait]
+impl<S: SessionStore + ExpiredDeletion + ?Sized> ExpiredDeletion for SessionCache<S> {
+    /// Deletes from the store, then from the cache: an expired entry is never served (every
+    /// hit checks its expiry), but it holds a slot a live session could use until the LRU
+    /// reaches it. A lookup that read the store before the deletion does not bring its copy
+    /// back, as after a logout.
+    async fn delete_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let deleted = self.store.delete_expired(now).await?;
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            let expired: Vec<TokenHash> = shard
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.expires_at <= now)
+                .map(|(key, _)| *key)
+                .collect();
+            if !expired.is_empty() {
+                shard.changes += 1;
+                for key in &expired {
+                    shard.sessions.remove(key);
+                }
+            }
+        }
+        Ok(deleted)
     }
 }
 
@@ -168,12 +188,16 @@ mod tests {
         async fn remove(&self, key: TokenHash) -> Result<bool, StoreError> {
             self.store.remove(key).await
         }
-        async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
-            self.store.purge_expired(now).await
+    }
+
+    #[async_trait]
+    impl ExpiredDeletion for Counted {
+        async fn delete_expired(&self, now: i64) -> Result<u64, StoreError> {
+            self.store.delete_expired(now).await
         }
     }
 
-    fn cache(capacity: usize) -> (SessionCache, Arc<Counted>) {
+    fn cache(capacity: usize) -> (SessionCache<Counted>, Arc<Counted>) {
         let counted = Arc::new(Counted::default());
         let cache = SessionCache::new(counted.clone(), NonZeroUsize::new(capacity).unwrap());
         (cache, counted)
@@ -182,6 +206,11 @@ mod tests {
     #[tokio::test]
     async fn the_cache_meets_the_store_contract() {
         contract_tests::run_all(&cache(64).0).await;
+    }
+
+    #[tokio::test]
+    async fn the_cache_deletes_expired_sessions_through_its_store() {
+        contract_tests::deletes_expired_sessions(&cache(64).0).await;
     }
 
     #[tokio::test]
@@ -264,9 +293,6 @@ mod tests {
         }
         async fn remove(&self, key: TokenHash) -> Result<bool, StoreError> {
             self.store.remove(key).await
-        }
-        async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
-            self.store.purge_expired(now).await
         }
     }
 

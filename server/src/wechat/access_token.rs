@@ -18,7 +18,11 @@ use std::{
 use async_trait::async_trait;
 
 use super::WechatError;
-use crate::{secret::Secret, store::StoreError, time::unix_now};
+use crate::{
+    secret::Secret,
+    store::{SharedToken, SharedTokens, StoreError},
+    time::unix_now,
+};
 
 /// How long before WeChat's expiry a cached token counts as expired, so that a request never
 /// starts with a token that dies on the way.
@@ -46,22 +50,30 @@ impl AccessToken {
     }
 }
 
+impl From<SharedToken> for AccessToken {
+    fn from(token: SharedToken) -> Self {
+        Self {
+            value: Secret::new(token.value),
+            expires_at: token.expires_at,
+        }
+    }
+}
+
+impl From<&AccessToken> for SharedToken {
+    fn from(token: &AccessToken) -> Self {
+        Self {
+            value: token.value.expose().to_owned(),
+            expires_at: token.expires_at,
+        }
+    }
+}
+
 /// Where tokens come from: WeChat's `stable_token`, or a fake in tests.
 #[async_trait]
 pub trait TokenSource: Send + Sync + fmt::Debug {
     /// A token with its lifetime. `force_refresh` asks WeChat for a new one even though the
     /// current one has not expired (after a 40001).
     async fn fetch(&self, force_refresh: bool) -> Result<(Secret, Duration), WechatError>;
-}
-
-/// A cache and a lock that several server instances share (Redis), keyed by appid.
-#[async_trait]
-pub trait SharedTokens: Send + Sync + fmt::Debug {
-    async fn get(&self, appid: &str) -> Result<Option<AccessToken>, StoreError>;
-    async fn put(&self, appid: &str, token: &AccessToken) -> Result<(), StoreError>;
-    /// Takes the refresh lock for `lease`; `false` when another instance holds it.
-    async fn try_lock(&self, appid: &str, lease: Duration) -> Result<bool, StoreError>;
-    async fn unlock(&self, appid: &str) -> Result<(), StoreError>;
 }
 
 /// What the manager knows of why it is asked for a token.
@@ -185,6 +197,7 @@ impl AccessTokens {
                 .get(appid)
                 .await
                 .map_err(store_trouble)?
+                .map(AccessToken::from)
                 .filter(usable)
             {
                 return Ok(token);
@@ -196,7 +209,10 @@ impl AccessTokens {
             {
                 // Another instance may have refreshed and unlocked between our read and our
                 // lock: its token is the one to use, and fetching again would invalidate it.
-                let theirs = shared.get(appid).await.map(|t| t.filter(usable));
+                let theirs = shared
+                    .get(appid)
+                    .await
+                    .map(|t| t.map(AccessToken::from).filter(usable));
                 if let Ok(Some(token)) = theirs {
                     if let Err(e) = shared.unlock(appid).await {
                         tracing::warn!(error = %e, "could not release the access_token lock");
@@ -205,7 +221,7 @@ impl AccessTokens {
                 }
                 let fetched = self.fetch(force).await;
                 let stored = match &fetched {
-                    Ok(token) => shared.put(appid, token).await,
+                    Ok(token) => shared.put(appid, &token.into()).await,
                     Err(_) => Ok(()),
                 };
                 if let Err(e) = shared.unlock(appid).await {
@@ -270,56 +286,10 @@ fn store_trouble(e: StoreError) -> WechatError {
     WechatError::Unreachable(format!("shared access_token store: {e}"))
 }
 
-/// [`SharedTokens`] in one process's memory: what a test needs to play two instances that share
-/// a store, and what the Redis backend must behave like.
-#[derive(Debug, Default)]
-pub struct LocalSharedTokens {
-    apps: Mutex<std::collections::HashMap<String, SharedSlot>>,
-}
-
-/// One app's shared token and the deadline of its refresh lock.
-#[derive(Debug, Default)]
-struct SharedSlot {
-    token: Option<AccessToken>,
-    locked_until: Option<std::time::Instant>,
-}
-
-#[async_trait]
-impl SharedTokens for LocalSharedTokens {
-    async fn get(&self, appid: &str) -> Result<Option<AccessToken>, StoreError> {
-        let apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(apps.get(appid).and_then(|slot| slot.token.clone()))
-    }
-
-    async fn put(&self, appid: &str, token: &AccessToken) -> Result<(), StoreError> {
-        let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
-        apps.entry(appid.to_owned()).or_default().token = Some(token.clone());
-        Ok(())
-    }
-
-    async fn try_lock(&self, appid: &str, lease: Duration) -> Result<bool, StoreError> {
-        let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
-        let lock = &mut apps.entry(appid.to_owned()).or_default().locked_until;
-        if lock.is_some_and(|until| until > now) {
-            return Ok(false);
-        }
-        *lock = Some(now + lease);
-        Ok(true)
-    }
-
-    async fn unlock(&self, appid: &str) -> Result<(), StoreError> {
-        let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = apps.get_mut(appid) {
-            slot.locked_until = None;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::LocalSharedTokens;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// Hands out `t1`, `t2`, … each lasting `lifetime`, after a short pause so that concurrent
@@ -475,7 +445,7 @@ mod tests {
 
     #[async_trait]
     impl SharedTokens for HeldFirstRead {
-        async fn get(&self, appid: &str) -> Result<Option<AccessToken>, StoreError> {
+        async fn get(&self, appid: &str) -> Result<Option<SharedToken>, StoreError> {
             let read = self.store.get(appid).await;
             if self.reads.fetch_add(1, Ordering::SeqCst) == 0 {
                 self.read_done.notify_one();
@@ -483,7 +453,7 @@ mod tests {
             }
             read
         }
-        async fn put(&self, appid: &str, token: &AccessToken) -> Result<(), StoreError> {
+        async fn put(&self, appid: &str, token: &SharedToken) -> Result<(), StoreError> {
             self.store.put(appid, token).await
         }
         async fn try_lock(&self, appid: &str, lease: Duration) -> Result<bool, StoreError> {

@@ -1,6 +1,9 @@
 //! A bounded cache of sessions in this process, in front of a single-node Redis, that stays
 //! right while other instances log the same tokens out: `/checklogin` and `AuthUser` read a
 //! token's session on every request, and most of those reads find what the last one found.
+//! Redis tells it of every change, whichever instance made it; the
+//! [`SessionCache`](crate::store::SessionCache) in front of SQLite sees only its own process's
+//! writes, which is all there are there.
 //!
 //! # How entries leave
 //! Redis' server-assisted client-side caching. One connection of this process speaks RESP3
@@ -61,7 +64,7 @@ use redis::{
 };
 use tokio::sync::Notify;
 
-use super::Session;
+use crate::store::Session;
 
 /// How long a logout waits, after Redis deleted the session, before it answers: every cache
 /// has dropped the session by then, or stopped serving from its entries.
@@ -106,7 +109,7 @@ struct State {
 
 /// The cache proper, without I/O: its clock comes in as arguments, so its rules are tested
 /// at any instant. [`Tracking`] feeds it.
-pub(super) struct SessionCache {
+pub(super) struct TrackingCache {
     /// A std mutex: held for a map operation only, never across an await, and also taken in
     /// the connection's reader, which must not block.
     state: Mutex<State>,
@@ -117,7 +120,7 @@ pub(super) struct SessionCache {
     wake: Notify,
 }
 
-impl SessionCache {
+impl TrackingCache {
     pub(super) fn new(capacity: NonZeroUsize, now: Instant) -> Self {
         Self {
             state: Mutex::new(State {
@@ -169,7 +172,7 @@ impl SessionCache {
         (fresh && state.epoch == epoch).then_some(state.generation)
     }
 
-    /// Keeps `session`, read after [`SessionCache::start_read`] gave `generation`, unless an
+    /// Keeps `session`, read after [`TrackingCache::start_read`] gave `generation`, unless an
     /// invalidation came in since.
     pub(super) fn store(&self, key: String, session: Arc<Session>, generation: u64) {
         let mut state = self.lock();
@@ -255,7 +258,7 @@ impl SessionCache {
 /// The push handler of one tracking connection. The connection's reader calls it for each
 /// push in the order they came, before it hands over any reply that followed them.
 struct Pushes {
-    cache: Arc<SessionCache>,
+    cache: Arc<TrackingCache>,
     epoch: u64,
 }
 
@@ -275,9 +278,9 @@ impl AsyncPushSender for Pushes {
     }
 }
 
-/// The tracking connection that keeps a [`SessionCache`] fresh, and its heartbeat.
+/// The tracking connection that keeps a [`TrackingCache`] fresh, and its heartbeat.
 pub(super) struct Tracking {
-    pub(super) cache: Arc<SessionCache>,
+    pub(super) cache: Arc<TrackingCache>,
     /// The Redis of the store, spoken to in RESP3, which alone carries pushes on the same
     /// connection as replies.
     client: redis::Client,
@@ -299,7 +302,7 @@ impl Tracking {
             .clone()
             .set_protocol(redis::ProtocolVersion::RESP3);
         let tracking = Arc::new(Self {
-            cache: Arc::new(SessionCache::new(capacity, Instant::now())),
+            cache: Arc::new(TrackingCache::new(capacity, Instant::now())),
             client: redis::Client::open(info.set_redis_settings(resp3))?,
             timeout,
             connection: Mutex::new(None),
@@ -392,7 +395,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Pings while lookups come, rests while they do not. Holds the tracking weakly, so that
 /// dropping the store ends it.
-async fn heartbeat(tracking: Weak<Tracking>, cache: Arc<SessionCache>) {
+async fn heartbeat(tracking: Weak<Tracking>, cache: Arc<TrackingCache>) {
     loop {
         if cache.idle(Instant::now()) {
             cache.wake.notified().await;
@@ -423,8 +426,8 @@ mod tests {
         })
     }
 
-    fn cache(capacity: usize, t0: Instant) -> SessionCache {
-        let cache = SessionCache::new(NonZeroUsize::new(capacity).unwrap(), t0);
+    fn cache(capacity: usize, t0: Instant) -> TrackingCache {
+        let cache = TrackingCache::new(NonZeroUsize::new(capacity).unwrap(), t0);
         cache.install(1);
         cache
     }

@@ -1,4 +1,5 @@
-//! Where the session store lives, as a URL: parsed, and printed without its password.
+//! `SESSION_STORE`: which backend holds the sessions and where, parsed from one URL, and
+//! printed without the password a Redis URL may carry.
 
 use std::{fmt, str::FromStr};
 
@@ -102,7 +103,7 @@ fn without_credentials(url: &str) -> &str {
 }
 
 /// `s` with the password of a URL's user-info replaced by `***`, for error messages.
-pub fn redact_password(s: &str) -> String {
+fn redact_password(s: &str) -> String {
     match url::Url::parse(s) {
         Ok(mut url) if url.password().is_some() => {
             // Only fails for URLs that cannot have a password, and this one has one.

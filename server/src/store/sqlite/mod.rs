@@ -1,0 +1,213 @@
+//! The default store: one SQLite file, so `cargo run -p server` keeps logins across restarts
+//! with nothing else installed.
+//!
+//! WAL journaling lets readers proceed while a write commits. `synchronous=FULL` syncs every
+//! commit: with `NORMAL` a power cut could undo a logout that had already answered 204, and a
+//! token the user believed dead would work again. rusqlite is synchronous, so each call runs on
+//! tokio's blocking pool; `/checklogin` reads use their own connections so they never wait
+//! behind a login's write.
+//!
+//! The file is created readable by its owner only (SQLite gives its `-wal` and `-shm` files the
+//! same mode). Its schema, and how a file of an older one is brought up to date, is
+//! `migrate.rs`'s; the stores' statements are in `sessions.rs` and `users.rs`.
+
+mod migrate;
+mod sessions;
+mod users;
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::{SqliteOptions, StoreError};
+
+/// Read connections; two cores serve well with a few more than two.
+const READERS: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, parent folders included) the database at `path`, bringing
+    /// a file of an older schema up to date (see `migrate.rs`).
+    pub fn open(path: &Path, options: &SqliteOptions) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        create_private(path)?;
+        let mut writer = Connection::open(path).map_err(unavailable)?;
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(unavailable)?;
+        migrate::migrate(&mut writer, &options.legacy)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(unavailable)?;
+                conn.execute_batch("PRAGMA busy_timeout = 5000;")
+                    .map_err(unavailable)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+            }),
+        })
+    }
+
+    /// Runs `f` with the write connection on the blocking pool.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&lock(&inner.writer)).map_err(unavailable))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+
+    /// Runs `f` with the first idle read connection (or waits on one chosen by key).
+    async fn read<T: Send + 'static>(
+        &self,
+        spread: usize,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner
+                .readers
+                .iter()
+                .find_map(|m| m.try_lock().ok())
+                .unwrap_or_else(|| lock(&inner.readers[spread % inner.readers.len()]));
+            f(&conn).map_err(unavailable)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+/// Creates the database file with mode 0600 when it does not exist yet; SQLite would create
+/// it with the umask's mode, typically readable by everyone. An existing file keeps the mode
+/// its operator gave it.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // rusqlite rolls back an unfinished statement on drop, so a poisoned lock holds a usable
+    // connection.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        data_keys::SessionKey,
+        store::{
+            Session, SessionStore,
+            contract_tests::{self, APPID, sqlite_options},
+        },
+    };
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn meets_the_store_contract() {
+        let dir = tempdir();
+        let store = SqliteStore::open(&dir.join("nested/sessions.db"), &sqlite_options()).unwrap();
+        contract_tests::run_all(&store).await;
+        contract_tests::deletes_expired_sessions(&store).await;
+        crate::store::user_contract_tests::run_all(&store).await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sessions_survive_reopening_the_file() {
+        let dir = tempdir();
+        let path = dir.join("sessions.db");
+        let key = crate::token::Token::generate().hash();
+        let options = sqlite_options();
+        let session = Session {
+            appid: APPID.into(),
+            openid: "o-durable".into(),
+            unionid: None,
+            session_key: options
+                .legacy
+                .data_keys
+                .seal(&SessionKey::new("k"), APPID, "o-durable"),
+            created_at: 1,
+            expires_at: i64::MAX,
+        };
+        {
+            let store = SqliteStore::open(&path, &options).unwrap();
+            store.insert(key, session.clone()).await.unwrap();
+        }
+        let reopened = SqliteStore::open(&path, &options).unwrap();
+        assert_eq!(reopened.get(key, 2).await.unwrap(), Some(Arc::new(session)));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// The database file and whichever of its `-wal` and `-shm` companions exist.
+    pub(super) fn files_of(path: &Path) -> Vec<std::path::PathBuf> {
+        let mut files = vec![path.to_owned()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let companion = std::path::PathBuf::from(name);
+            if companion.exists() {
+                files.push(companion);
+            }
+        }
+        files
+    }
+
+    pub(super) fn tempdir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("sqlite-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
