@@ -54,9 +54,12 @@ pub fn routes<S>(state: LoginState) -> Router<S> {
             .nest("/sim", sim.router())
             .merge(harness::router(&state.config.harness_dir));
     }
-    api.layer(DefaultBodyLimit::max(BODY_LIMIT))
+    // One `layer` call: axum boxes every route's service once per call, and this runs on
+    // every request of the login endpoints, `/checklogin` included.
+    let layers = tower::ServiceBuilder::new()
         .layer(error::report_layer())
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    api.layer(layers).with_state(state)
 }
 
 /// Every documented login endpoint, each module's routes with their OpenAPI paths: the one
@@ -83,14 +86,19 @@ pub fn router(state: LoginState) -> Router {
         .merge(routes(state))
         .merge(health::router().split_for_parts().0)
         .merge(openapi::router(openapi_document()))
-        .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // These answers are made outside `routes`, whose layer reports its own errors; each
+        // reports itself rather than add a layer to every request, `/healthz` included.
+        .fallback(|| async { reported(ApiError::NotFound) })
+        .method_not_allowed_fallback(|| async { reported(ApiError::MethodNotAllowed) })
         .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(ApiError::Internal(
-                "a handler panicked".into(),
-            ))
+            reported(ApiError::Internal("a handler panicked".into()))
         }))
-        // The fallbacks' and the panic handler's answers are outside `routes`' own reporting.
-        .layer(error::report_layer())
         .layer(request_log::RequestLogLayer)
+}
+
+/// `error`'s answer, logged and counted already.
+fn reported(error: ApiError) -> axum::response::Response {
+    let mut response = axum::response::IntoResponse::into_response(error);
+    report(&mut response);
+    response
 }
