@@ -57,7 +57,7 @@ pub async fn server_token(http: &reqwest::Client, base: &str) -> Result<String> 
     login(http, base, &code).await
 }
 
-/// `POST /login` with `code`; the token of the answer. The express seed takes any code.
+/// `POST /login` with `code`; the token of the answer. The express baseline takes any code.
 pub async fn login(http: &reqwest::Client, base: &str, code: &str) -> Result<String> {
     let body = post_json(http, &format!("{base}/login"), &json!({ "code": code })).await?;
     Ok(body["token"]

@@ -1,5 +1,5 @@
 //! The measuring half of `cargo xtask bench`. xtask installs the tools (wrk, Redis, Node, the
-//! express seed's packages), builds the release binaries and the WASM module, and runs this
+//! express baseline's packages), builds the release binaries and the WASM module, and runs this
 //! with their paths; this measures everything in one run, prints the table, and writes
 //! `bench/results/latest.md` and `bench/results/latest.svg`; it writes nothing else.
 //!
@@ -10,7 +10,7 @@
 //! One module per measurement:
 //! - [`throughput`]: req/s and latency of `/healthz`, `/checklogin` and `/login` per store,
 //!   and of `/checklogin` on the two baselines (the axum limit, `src/bin/baseline-axum.rs`,
-//!   and the original article's express server, `bench/express-seed/`), in interleaved rounds.
+//!   and the original article's express server, `bench/express-baseline/`), in interleaved rounds.
 //! - [`footprint`]: bytes per session on disk (SQLite) and in memory (Redis), and the server's
 //!   RSS with a million sessions.
 //! - [`wasm_size`]: the shipped client module, raw, gzip and brotli.
@@ -127,7 +127,7 @@ async fn run(args: &Args) -> Result {
         let setup = throughput::Setup {
             server: &args.server,
             baseline: &args.baseline,
-            express_dir: &args.root.join("bench/express-seed"),
+            express_dir: &args.root.join("bench/express-baseline"),
             cpus: &cpus,
             rounds: args.rounds,
             duration: settings.duration,

@@ -3,7 +3,7 @@
 //! tests and xtask share. Nothing here touches a process the bench did not start.
 //!
 //! HTTP services bind `127.0.0.1:0` themselves and log `listening addr=…` (the login server,
-//! the axum baseline and the express seed all do), so no port is guessed and none can be taken
+//! the axum baseline and the express baseline all do), so no port is guessed and none can be taken
 //! in between. Redis cannot report a port it chose, so it gets one that was free a moment ago.
 
 use std::{ffi::OsStr, path::Path, process::Command, time::Duration};

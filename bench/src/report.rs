@@ -105,7 +105,7 @@ impl Report {
             wanted: 0.6,
         });
         checks.push(Check {
-            what: "/checklogin (SQLite) ≥ 8× the express seed".into(),
+            what: "/checklogin (SQLite) ≥ 8× the express baseline".into(),
             measured: stats::ratio(sqlite, self.rps(Target::Express, Endpoint::CheckLogin)),
             wanted: 8.0,
         });
@@ -238,7 +238,7 @@ impl Report {
         let _ = writeln!(out, "{}", self.throughput_table());
         let _ = writeln!(
             out,
-            "`/checklogin` on SQLite ÷ the express seed: **{}**. `/checklogin` sends a live \
+            "`/checklogin` on SQLite ÷ the express baseline: **{}**. `/checklogin` sends a live \
              token as `Authorization: Bearer` to every target; `/login` has no baseline. \
              req/s counts successful answers only. `/login` errors on the memory store are \
              its bound at work: past 200,000 codes held for their replay window, the in-process \
@@ -426,7 +426,7 @@ impl Report {
 fn target_label(target: Target) -> String {
     match target {
         Target::Baseline => "axum baseline (static JSON: the limit)".into(),
-        Target::Express => "express seed (Node)".into(),
+        Target::Express => "express baseline (Node)".into(),
         Target::Server(store) => format!("server, {} store", store.label()),
     }
 }

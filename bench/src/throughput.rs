@@ -48,7 +48,7 @@ impl Store {
 pub enum Target {
     /// `baseline-axum`: axum answering a constant, the limit.
     Baseline,
-    /// The original article's express server, reimplemented (`bench/express-seed`).
+    /// The original article's express server, reimplemented (`bench/express-baseline`).
     Express,
     Server(Store),
 }
@@ -57,7 +57,7 @@ impl Target {
     pub fn label(self) -> &'static str {
         match self {
             Target::Baseline => "axum baseline",
-            Target::Express => "express seed",
+            Target::Express => "express baseline",
             Target::Server(store) => store.label(),
         }
     }
@@ -380,7 +380,7 @@ pub fn start_server(binary: &Path, store_url: &str, cpus: &CpuPlan) -> Result<Se
     processes::start_service(&format!("the login server ({store_url})"), cmd, "/healthz")
 }
 
-/// The express seed under Node, as deployed: `NODE_ENV=production`.
+/// The express baseline under Node, as deployed: `NODE_ENV=production`.
 fn start_express(dir: &Path, cpus: &CpuPlan) -> Result<Service> {
     let mut cmd = cpus.target("node");
     cmd.arg("server.js")
@@ -389,7 +389,7 @@ fn start_express(dir: &Path, cpus: &CpuPlan) -> Result<Service> {
         .env("PORT", "0")
         .env("NODE_ENV", "production");
     // The seed has no health check; its `/checklogin` without a token answers 200.
-    processes::start_service("the express seed", cmd, "/checklogin")
+    processes::start_service("the express baseline", cmd, "/checklogin")
 }
 
 #[cfg(test)]
@@ -428,7 +428,7 @@ mod tests {
             labels,
             [
                 "GET /checklogin axum baseline",
-                "GET /checklogin express seed",
+                "GET /checklogin express baseline",
                 "GET /checklogin memory",
                 "GET /checklogin SQLite",
                 "GET /checklogin Redis",

@@ -1,5 +1,5 @@
 //! A program that binds `127.0.0.1:0` itself and logs `listening addr=…` (the login server,
-//! the bench's axum baseline and express seed): started, its address read from its log, its
+//! the bench's axum baseline and express baseline): started, its address read from its log, its
 //! readiness awaited. No port is guessed, so none can be taken in between.
 
 use std::{

@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: everything the measurements need, then the measuring binary of the
 //! `bench` crate (`bench/src/main.rs`), which loads, prints and writes the results.
 //!
-//! Here: wrk, Redis and Node from Debian when missing, the express seed's packages from its
+//! Here: wrk, Redis and Node from Debian when missing, the express baseline's packages from its
 //! lock file, the shipped WASM module and the demo's `miniprogram_npm/` (the module's size is
 //! measured, and the launch test runs the demo), and release builds of the server, the bench
 //! and the axum baseline. Not part of `cargo xtask test`: a release build and minutes of load would double its time for figures that only
@@ -17,15 +17,15 @@ use crate::{
 
 pub fn run() -> Result {
     let root = run::root();
-    let seed = root.join("bench/express-seed");
+    let express = root.join("bench/express-baseline");
     run::step(
-        "bench tools (wrk, redis-server, node, the express seed)",
+        "bench tools (wrk, redis-server, node, the express baseline)",
         || {
             install::apt(&[("wrk", "wrk"), ("redis-server", "redis-server")])?;
             wasm::node()?;
             harness::node_20()?;
             install::apt(&[("npm", "npm")])?;
-            harness::npm_install(&seed)
+            harness::npm_install(&express)
         },
     )?;
     wasm::build()?;

@@ -113,7 +113,7 @@ pub fn test_tools() -> Result {
 }
 
 /// playwright-core (pinned in `tests/browser/package.json`) needs Node 20 or newer, more than
-/// the mini-program tests' 18; so does the bench's express seed (`bench/express-seed`).
+/// the mini-program tests' 18; so does the bench's express baseline (`bench/express-baseline`).
 pub fn node_20() -> Result {
     let (version, major) = wasm::node_version();
     if major >= 20 {
