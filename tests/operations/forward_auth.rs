@@ -505,6 +505,43 @@ async fn the_login_server_down_is_a_json_503_with_retry_after() {
     assert_eq!(backend.hits(), 0);
 }
 
+/// The older `GET /checklogin?token=` form puts a live token in the request line. Neither of
+/// nginx's logs may keep it: not the access log, and not the error log, where nginx writes the
+/// request line when the login server is down.
+#[tokio::test]
+async fn a_query_token_reaches_neither_of_nginxs_logs() {
+    let login = TestServer::start(&[]).await;
+    let backend = Backend::start().await;
+    let nginx = start_nginx(login.addr, backend.addr).await;
+    let http = client();
+    let token = login.login().await.token;
+    let check = || {
+        http.get(nginx.url(&format!("/checklogin?token={token}")))
+            .send()
+    };
+
+    let answer = check().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.json::<CheckLoginResponse>().await.unwrap().is_login);
+    login.stop().await;
+    assert!(assert_unavailable(check().await.unwrap()).await > 0);
+
+    let log = nginx.log();
+    assert!(!log.contains(&token), "a log holds the token:\n{log}");
+    // Both checks were logged, the second as the upstream failure it was, so the logs read
+    // above are the ones these requests wrote.
+    let checks: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("\"GET /checklogin HTTP/1.1\""))
+        .collect();
+    assert_eq!(checks.len(), 2, "{log}");
+    assert!(checks[0].contains(" 200 "), "{log}");
+    assert!(
+        checks[1].contains(" 503 ") && checks[1].contains("upstream=502"),
+        "{log}"
+    );
+}
+
 /// `/auth` answering 503 as the contract says it does on store trouble: a stand-in login
 /// server, since making the real one's store fail takes more than this file should know.
 #[tokio::test]
