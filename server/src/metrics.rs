@@ -12,6 +12,8 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use axum::http::header::CONTENT_TYPE;
+
 use ::metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 
@@ -38,29 +40,65 @@ const CODE2SESSION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The recorder could not be set up.
+/// The recorder or its listener could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot serve metrics on {addr}: {source}")]
-pub struct MetricsError {
-    addr: SocketAddr,
-    source: BuildError,
+pub enum MetricsError {
+    #[error("cannot install the metrics recorder: {0}")]
+    Recorder(#[from] BuildError),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
-/// Installs the process-wide Prometheus recorder and serves its text exposition on `addr`
-/// (any path; scrape `/metrics`). Must run inside the Tokio runtime, which serves it.
+/// The text exposition format's media type, as Prometheus asks for it.
+const EXPOSITION_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How often the recorder's histograms are compacted; the exporter's own listener does it
+/// this often too.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Installs the process-wide Prometheus recorder and serves its text exposition at
+/// `GET /metrics` on `addr`. Every other path is a 404: a scraper pointed at the wrong path
+/// should fail loudly, and the listener should not look like the API to anyone probing it.
+/// Must run inside the Tokio runtime, which serves it.
 pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
+    let listen = |source| MetricsError::Listen { addr, source };
+    // Bound here, so that a taken port fails the start rather than a background task.
+    let listener = std::net::TcpListener::bind(addr).map_err(listen)?;
+    listener.set_nonblocking(true).map_err(listen)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(listen)?;
+    let handle = PrometheusBuilder::new()
         // Without buckets the exporter renders a summary, which cannot be aggregated across
         // instances.
         .set_buckets_for_metric(
             Matcher::Full(CODE2SESSION_SECONDS.to_owned()),
             CODE2SESSION_BUCKETS,
-        )
-        .and_then(PrometheusBuilder::install)
-        .map_err(|source| MetricsError { addr, source })?;
+        )?
+        .install_recorder()?;
     describe();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(UPKEEP_EVERY);
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            std::future::ready(([(CONTENT_TYPE, EXPOSITION_TYPE)], handle.render()))
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    });
     Ok(())
 }
 

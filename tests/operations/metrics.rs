@@ -110,4 +110,18 @@ async fn metrics_count_one_login_as_one_and_expose_no_secret() {
     // Only the metrics listener serves them, not the API's.
     let on_api = http.get(server.url("/metrics")).send().await.unwrap();
     assert_eq!(on_api.status(), 404);
+    // And the metrics listener serves nothing else.
+    for path in ["/anything", "/login", "/metrics/extra", "/"] {
+        let elsewhere = http
+            .get(format!("http://{metrics_addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            elsewhere.status(),
+            404,
+            "GET {path} on the metrics listener"
+        );
+        assert!(!elsewhere.text().await.unwrap().contains(LOGINS), "{path}");
+    }
 }
