@@ -157,8 +157,8 @@ pub enum Verdict {
 ///
 /// Bounded: past [`MAX_TRACKED_CLIENTS`], expired marks go first, then the oldest refusal
 /// marks, so an attacker must cycle through more addresses than that within
-/// [`SUSPECT_FOR`] to get a second good-standing call from one of them. Clients that only
-/// have a call in flight are not counted against the cap: the budget bounds those.
+/// [`SUSPECT_FOR`] to get a second good-standing call from one of them. A client with a call
+/// in flight is never forgotten: such calls are bounded by the budget and the connection cap.
 #[derive(Debug)]
 pub struct Standings<C: Clock = DefaultClock> {
     inner: Mutex<Marks>,
