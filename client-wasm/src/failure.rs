@@ -128,6 +128,7 @@ mod tests {
             (503, "upstream_unavailable", later(None)),
             (504, "upstream_timeout", later(None)),
             (503, "store_unavailable", later(None)),
+            (503, "logins_in_flight", later(None)),
             (429, "rate_limited", later(None)),
             (500, "internal", later(None)),
             (400, "invalid_request", Remedy::GiveUp),

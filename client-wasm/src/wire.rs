@@ -129,6 +129,7 @@ mod tests {
             ErrorCode::UpstreamUnavailable,
             ErrorCode::UpstreamTimeout,
             ErrorCode::StoreUnavailable,
+            ErrorCode::LoginsInFlight,
             ErrorCode::NotFound,
             ErrorCode::MethodNotAllowed,
             ErrorCode::Internal,

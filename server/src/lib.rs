@@ -40,7 +40,8 @@
 //!   - [`data_keys`]: the keys that seal `session_key` at rest, and the sealed form;
 //!   - [`open_data`]: decrypting WeChat's `encryptedData` and checking `rawData` signatures;
 //!   - [`metrics`]: Prometheus metrics on `METRICS_ADDR`, and the calls that count;
-//!   - [`rate_limit`]: per-client limits on `POST /login`, and the budget of WeChat calls;
+//!   - [`rate_limit`]: per-client limits on `POST /login`;
+//!   - [`upstream_budget`]: each app's budget of WeChat calls, shared by client standing;
 //!   - [`client_ip`]: who the client is, behind trusted proxies only.
 //! - [`store`]: every store trait (sessions, code claims, users, shared access tokens) and
 //!   their SQLite, memory and Redis backends.
@@ -72,6 +73,7 @@ pub mod state;
 pub mod store;
 pub mod time;
 pub mod token;
+pub mod upstream_budget;
 pub mod wechat;
 
 pub use http::{ApiError, LoginState, routes};

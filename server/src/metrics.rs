@@ -27,7 +27,8 @@ pub const CODE2SESSION_SECONDS: &str = "wxlogin_code2session_duration_seconds";
 pub const CHECKS: &str = "wxlogin_checks_total";
 /// Requests and purges that failed because the session store did, by `kind`.
 pub const STORE_ERRORS: &str = "wxlogin_store_errors_total";
-/// Requests refused by a rate limit, by `limit` (`login`, `upstream`).
+/// Requests refused by a rate limit, by `limit` (`login`, `upstream`); `upstream` refusals also
+/// by the client's `standing` (`good`, `suspect`).
 pub const RATE_LIMITED: &str = "wxlogin_rate_limited_total";
 /// Each app's circuit breaker towards WeChat, by `appid`: 0 closed, 1 open, 2 half-open.
 pub const BREAKER_STATE: &str = "wxlogin_breaker_state";
@@ -147,9 +148,15 @@ pub fn store_error(kind: &'static str) {
     counter!(STORE_ERRORS, "kind" => kind).increment(1);
 }
 
-/// A request refused by `limit`: `login` (per client) or `upstream` (WeChat calls per app).
+/// A request refused by `limit`: `login` (per client); the budget counts through [`over_budget`].
 pub fn rate_limited(limit: &'static str) {
     counter!(RATE_LIMITED, "limit" => limit).increment(1);
+}
+
+/// A code2Session call refused by its app's budget, for a client of `standing`: refusals of
+/// `good` ones mean real users are turned away.
+pub fn over_budget(standing: &'static str) {
+    counter!(RATE_LIMITED, "limit" => "upstream", "standing" => standing).increment(1);
 }
 
 /// The breaker gauge of the app `appid`, registered once per client.

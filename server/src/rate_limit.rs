@@ -182,32 +182,6 @@ impl<C: Clock + Clone> ClientLimiter<C> {
     }
 }
 
-/// The server-wide budget of code2Session calls per second, so that a flood of well-formed
-/// junk codes from many addresses cannot spend the AppID's WeChat quota.
-#[derive(Debug)]
-pub struct UpstreamBudget {
-    limiter: Option<governor::DefaultDirectRateLimiter>,
-}
-
-impl UpstreamBudget {
-    /// `per_second == 0` turns the budget off. A second's worth may be spent at once.
-    pub fn new(per_second: u32) -> Self {
-        Self {
-            limiter: NonZeroU32::new(per_second).map(|n| RateLimiter::direct(Quota::per_second(n))),
-        }
-    }
-
-    /// Spends one call, or says how long until one is available.
-    pub fn spend(&self) -> Result<(), Duration> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        limiter
-            .check()
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,17 +281,5 @@ mod tests {
             assert!(limiter.check(ip("10.0.0.1")).is_ok());
         }
         assert_eq!(limiter.tracked_clients(), 0);
-    }
-
-    #[test]
-    fn the_upstream_budget_allows_a_second_then_refuses() {
-        let budget = UpstreamBudget::new(5);
-        for _ in 0..5 {
-            assert!(budget.spend().is_ok());
-        }
-        let wait = budget.spend().unwrap_err();
-        assert!(wait <= Duration::from_millis(200), "{wait:?}");
-        let off = UpstreamBudget::new(0);
-        assert!((0..1000).all(|_| off.spend().is_ok()));
     }
 }

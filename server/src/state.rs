@@ -65,6 +65,7 @@ impl LoginState {
             .map_or_else(|| DEV_APPID.to_owned(), |app| app.appid.clone());
         let options = StoreOptions {
             session_cache: config.session_cache,
+            max_claims: config.claims_cap(),
             sqlite: SqliteOptions {
                 legacy: LegacyImport {
                     appid: appid.clone(),

@@ -275,6 +275,9 @@ pub enum ErrorCode {
     UpstreamTimeout,
     /// The session store is unreachable; see `Retry-After`.
     StoreUnavailable,
+    /// The server holds as many logins in the middle of their exchange as it can; see
+    /// `Retry-After`.
+    LoginsInFlight,
     /// No such route.
     NotFound,
     /// The route exists but not for this method.
@@ -311,6 +314,7 @@ impl ErrorCode {
                 | ErrorCode::UpstreamUnavailable
                 | ErrorCode::UpstreamTimeout
                 | ErrorCode::StoreUnavailable
+                | ErrorCode::LoginsInFlight
                 | ErrorCode::RequestTimeout
                 | ErrorCode::Internal
         )

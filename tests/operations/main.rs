@@ -6,6 +6,7 @@
 
 mod deploy;
 mod forward_auth;
+mod junk_codes;
 mod log_format;
 mod metrics;
 mod serving_limits;

@@ -147,8 +147,9 @@ async fn a_flood_of_well_formed_junk_codes_spends_no_more_than_the_upstream_budg
         statuses.push(status);
     }
     let asked = server.upstream_calls();
-    // A second's worth at once, plus what refilled while the loop ran.
-    assert!((3..=6).contains(&asked), "{asked} calls for {statuses:?}");
+    // One client: its first code in good standing, the rest suspect once WeChat refused it, so
+    // the reserved third of the second's worth stays unspent. Plus what refilled meanwhile.
+    assert!((2..=6).contains(&asked), "{asked} calls for {statuses:?}");
     assert_eq!(
         statuses.iter().filter(|s| **s == 400).count() as u64,
         asked,

@@ -33,6 +33,7 @@ const LAYERS: [(&str, &[&str]); 8] = [
             "open_data",
             "metrics",
             "rate_limit",
+            "upstream_budget",
             "client_ip",
             "captured_log",
         ],

@@ -134,9 +134,19 @@ pub struct Args {
 
     /// code2Session calls this server makes per second and app at most, whoever asks (0: no
     /// limit). It keeps a flood of well-formed junk codes from spending the AppID's WeChat
-    /// quota, which is per app.
+    /// quota, which is per app. Clients whose codes WeChat refused lately may spend only its
+    /// upper half, and others go first, waiting up to 2 s for a call when it is spent
+    /// (docs/security.md).
     #[arg(long, env = "UPSTREAM_RATE_PER_SECOND", default_value_t = 200)]
     pub upstream_rate_per_second: u32,
+
+    /// Login codes this process holds claims on at most (memory and SQLite stores; Redis
+    /// holds its own): those being exchanged, and those whose outcome is kept for a retry.
+    /// `0` derives it from the apps, `UPSTREAM_RATE_PER_SECOND` and how long a claim lives,
+    /// twice over; with no budget, `0` means 200000. When it is full, refused codes make room
+    /// first, and past that a login gets `503 logins_in_flight`.
+    #[arg(long, env = "MAX_CLAIMS", default_value_t = 0)]
+    pub max_claims: usize,
 
     /// Your reverse proxies, as comma-separated CIDRs or addresses (`127.0.0.1,10.0.0.0/8`).
     /// Only a peer in this list may name the client in `TRUSTED_PROXY_HEADER`.
@@ -266,6 +276,7 @@ impl From<Args> for Config {
             login_rate_burst,
             login_rate_max_clients,
             upstream_rate_per_second,
+            max_claims,
             trusted_proxies,
             trusted_proxy_header,
             breaker_threshold,
@@ -303,6 +314,7 @@ impl From<Args> for Config {
         config.login_rate_burst = login_rate_burst;
         config.login_rate_max_clients = login_rate_max_clients;
         config.upstream_rate_per_second = upstream_rate_per_second;
+        config.max_claims = max_claims;
         config.trusted_proxies = trusted_proxies;
         config.trusted_proxy_header = trusted_proxy_header;
         config.breaker_threshold = breaker_threshold;

@@ -44,6 +44,9 @@ impl ConfigError {
 /// Sessions cached per process by default: a few hundred bytes each, so a few megabytes.
 pub const DEFAULT_SESSION_CACHE: usize = 65_536;
 
+/// The least derived claims cap: a small budget still leaves room for a burst of logins.
+const MIN_CLAIMS: usize = 1_000;
+
 /// Loopback only: dev mode mints login codes for anyone who can reach it.
 pub const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
 
@@ -95,6 +98,8 @@ pub struct Config {
     pub login_rate_max_clients: u32,
     /// `UPSTREAM_RATE_PER_SECOND` (`0`: no limit).
     pub upstream_rate_per_second: u32,
+    /// `MAX_CLAIMS` (`0`: derived, see [`Config::claims_cap`]).
+    pub max_claims: usize,
     /// `TRUSTED_PROXIES`.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `TRUSTED_PROXY_HEADER`.
@@ -156,6 +161,7 @@ impl Config {
             login_rate_burst: 20,
             login_rate_max_clients: crate::rate_limit::DEFAULT_MAX_CLIENTS,
             upstream_rate_per_second: 200,
+            max_claims: 0,
             trusted_proxies: Vec::new(),
             trusted_proxy_header: None,
             breaker_threshold: 5,
@@ -244,6 +250,7 @@ setters! {
     with_login_rate_burst(login_rate_burst: u32);
     with_login_rate_max_clients(login_rate_max_clients: u32);
     with_upstream_rate_per_second(upstream_rate_per_second: u32);
+    with_max_claims(max_claims: usize);
     with_breaker_threshold(breaker_threshold: u32);
     with_breaker_cooldown(breaker_cooldown: Duration);
     with_harness_dir(harness_dir: PathBuf);
@@ -293,6 +300,28 @@ impl Config {
             }],
             _ => Vec::new(),
         }
+    }
+
+    /// Claims on login codes one process holds at most: `MAX_CLAIMS`, or when it is `0`, what
+    /// the budget lets in. Each app's claims are at most its budget's calls over a claim's
+    /// longest life: the wait for a call, the exchange's lease, then the outcome kept for the
+    /// replay window. Twice that leaves room for a burst; with no budget nothing bounds it,
+    /// and the default cap holds.
+    pub fn claims_cap(&self) -> usize {
+        if self.max_claims > 0 {
+            return self.max_claims;
+        }
+        if self.upstream_rate_per_second == 0 {
+            return crate::store::DEFAULT_MAX_CLAIMS;
+        }
+        let lease =
+            crate::login::Rules::exchange_lease(self.wechat_timeout, self.wechat_busy_retries);
+        let life = crate::upstream_budget::MAX_WAIT + lease + self.code_replay_window;
+        let per_app = u128::from(self.upstream_rate_per_second) * life.as_millis() / 1000;
+        let apps = self.apps().len().max(1) as u128;
+        usize::try_from(2 * apps * per_app)
+            .unwrap_or(usize::MAX)
+            .max(MIN_CLAIMS)
     }
 
     /// Whose forwarding header names the client, and which header that is.

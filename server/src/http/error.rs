@@ -17,12 +17,14 @@ use axum::{
 };
 use shared::{ErrorBody, ErrorCode};
 
-use crate::{login::LoginError, open_data::OpenDataError, wechat::WechatError};
+use crate::{login::LoginError, open_data::OpenDataError, store::StoreError, wechat::WechatError};
 
 /// How long a client should wait after upstream trouble before trying again.
 const UPSTREAM_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// Store trouble is usually a blip (a failover, a restart): ask for a quick retry.
 const STORE_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// A full claims table empties as exchanges finish, within seconds.
+const CLAIMS_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// WeChat's code2Session quota is per minute.
 const WECHAT_RATE_RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -182,6 +184,12 @@ impl ApiError {
             E::Login(L::Wechat(W::Misconfigured { .. } | W::Other { .. } | W::BadResponse(_))) => {
                 stated(S::BAD_GATEWAY, C::UpstreamError, "upstream_error", UPSTREAM)
             }
+            E::Login(L::Store(StoreError::ClaimsFull(_))) => stated(
+                S::SERVICE_UNAVAILABLE,
+                C::LoginsInFlight,
+                "logins_in_flight",
+                Some(CLAIMS_RETRY_AFTER),
+            ),
             E::Login(L::Store(_)) => stated(
                 S::SERVICE_UNAVAILABLE,
                 C::StoreUnavailable,
@@ -214,6 +222,9 @@ impl ApiError {
             )) => "WeChat could not complete the login; try again later".into(),
             ApiError::Login(L::Wechat(WechatError::Unreachable(_))) => {
                 "WeChat is unreachable; try again later".into()
+            }
+            ApiError::Login(L::Store(StoreError::ClaimsFull(_))) => {
+                "the server is busy with other logins; try again shortly".into()
             }
             ApiError::Login(L::Store(_)) => {
                 "the session store is unavailable; try again shortly".into()
@@ -257,6 +268,8 @@ impl IntoResponse for ApiError {
             status: statement.status,
             detail: self.to_string(),
             store_kind: match &self {
+                // A flood of logins, not a fault of the store: counted by the logins metric.
+                ApiError::Login(LoginError::Store(StoreError::ClaimsFull(_))) => None,
                 ApiError::Login(LoginError::Store(e)) => Some(e.kind()),
                 _ => None,
             },
@@ -317,7 +330,6 @@ pub fn report_layer() -> tower::util::MapResponseLayer<fn(Response) -> Response>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
 
     #[test]
     fn upstream_and_store_trouble_carry_retry_after() {
@@ -327,6 +339,7 @@ mod tests {
             ApiError::from(WechatError::Unreachable("refused".into())),
             ApiError::from(WechatError::RateLimited),
             ApiError::Login(LoginError::Store(StoreError::Unavailable("down".into()))),
+            ApiError::Login(LoginError::Store(StoreError::ClaimsFull(20))),
             ApiError::RateLimited {
                 retry_after: Duration::from_millis(300),
             },
@@ -405,6 +418,12 @@ mod tests {
         assert_eq!(
             ApiError::label_of(LoginError::ExchangePending),
             "upstream_timeout"
+        );
+        let full = ApiError::Login(LoginError::Store(StoreError::ClaimsFull(20))).statement();
+        assert_eq!(
+            (full.status.as_u16(), full.code, full.label),
+            (503, ErrorCode::LoginsInFlight, "logins_in_flight"),
+            "a full claims table is not the store's fault"
         );
     }
 }

@@ -2,9 +2,7 @@
 
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::openapi::{
-    PayloadTooLarge, UnsupportedMediaType, WechatBusy, WechatTimeout, WechatUnreachable,
-};
+use super::openapi::{PayloadTooLarge, UnsupportedMediaType, WechatTimeout, WechatUnreachable};
 use axum::{extract::State, response::Response};
 use shared::{ErrorBody, LoginRequest, LoginResponse};
 
@@ -40,7 +38,11 @@ pub fn router() -> OpenApiRouter<LoginState> {
         (status = 429, description = "Too many logins from this client, or WeChat's quota", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 502, response = WechatUnreachable),
-        (status = 503, response = WechatBusy),
+        (status = 503, description = "WeChat busy, the app's WeChat budget spent or its breaker \
+            open (upstream_unavailable), the session store unavailable (store_unavailable), or \
+            as many logins in the middle of their exchange as the server holds \
+            (logins_in_flight)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 504, response = WechatTimeout),
     )
 )]
@@ -57,7 +59,7 @@ pub(super) async fn login(
     }
     let issued = state
         .login
-        .login(request.appid.as_deref(), &request.code)
+        .login(request.appid.as_deref(), &request.code, ip.into())
         .await
         .map_err(ApiError::from);
     metrics::login(match &issued {

@@ -12,6 +12,7 @@ use crate::{
     store::{ClaimKey, ClaimState, Outcome, Refusal, Session, StoreError},
     time::unix_now,
     token::Token,
+    upstream_budget::{Call, ClientKey, Verdict},
     wechat::WechatError,
 };
 
@@ -19,11 +20,13 @@ use crate::{
 /// `appid` picks the mini-program the code is from; `None` is the default (first) app.
 ///
 /// Idempotent per code: concurrent or repeated calls with one code within its life share one
-/// exchange and get the same token (see `store/claims.rs`).
+/// exchange and get the same token (see `store/claims.rs`). `client` is who sent the code: its
+/// standing decides its share of the app's WeChat budget.
 pub(super) async fn login(
     service: &LoginService,
     appid: Option<&str>,
     code: &str,
+    client: ClientKey,
 ) -> Result<Issued, LoginError> {
     validate_code(code)?;
     let app = service
@@ -36,7 +39,7 @@ pub(super) async fn login(
     let deadline = Instant::now() + lease + Duration::from_secs(1);
     loop {
         match state.stores.claims.claim(key, lease).await? {
-            None => return exchange_detached(state, app, code, key, lease).await,
+            None => return exchange_detached(state, app, code, key, lease, client).await,
             Some(ClaimState::Done(outcome)) => return open_outcome(state, outcome, code).await,
             Some(ClaimState::Pending) if Instant::now() < deadline => {
                 tokio::time::sleep(CLAIM_POLL).await;
@@ -59,12 +62,15 @@ async fn exchange_detached(
     code: &str,
     key: ClaimKey,
     lease: Duration,
+    client: ClientKey,
 ) -> Result<Issued, LoginError> {
     let state = state.clone();
     let app = app.clone();
     let code = code.to_owned();
     let task =
-        tokio::spawn(async move { exchange_and_settle(&state, &app, &code, key, lease).await });
+        tokio::spawn(
+            async move { exchange_and_settle(&state, &app, &code, key, lease, client).await },
+        );
     match task.await {
         Ok(result) => result,
         // A bug in the exchange: let the panic surface where panics are handled.
@@ -82,16 +88,27 @@ async fn exchange_and_settle(
     code: &str,
     key: ClaimKey,
     lease: Duration,
+    client: ClientKey,
 ) -> Result<Issued, LoginError> {
     let lease_ends = Instant::now() + lease;
-    let wechat = match app.wechat.code_to_session(code).await {
+    let call = Call::begin(&state.standings, client);
+    let answer = app.wechat.code_to_session(code, call.standing()).await;
+    call.end(match &answer {
+        Ok(_) => Verdict::Accepted,
+        Err(WechatError::InvalidCode | WechatError::CodeUsed) => Verdict::Refused,
+        Err(_) => Verdict::None,
+    });
+    let wechat = match answer {
         Ok(wechat) => wechat,
         Err(e) => {
             let recorded = match final_refusal(&e) {
-                // WeChat's refusals stand for as long as the code lives.
+                // A retry within the replay window hears the refusal again without a call;
+                // after it, the code's claim makes room: junk must not fill the table for
+                // the code's whole life, and WeChat would only refuse the code again.
                 Some(refusal) => {
                     let outcome = Outcome::Refused(refusal);
-                    state.stores.claims.settle(key, outcome, CODE_LIFE).await
+                    let window = state.rules.code_replay_window.min(CODE_LIFE);
+                    state.stores.claims.settle(key, outcome, window).await
                 }
                 // Transient trouble: let a retry with the same code try again.
                 None => state.stores.claims.release(key).await,

@@ -25,6 +25,7 @@ use crate::{
     data_keys::DataKeys,
     store::{Session, Stores},
     token::Token,
+    upstream_budget::{ClientKey, Standings},
 };
 
 /// The settings the login rules read.
@@ -60,6 +61,8 @@ pub struct Parts {
     stores: Stores,
     apps: Apps,
     data_keys: DataKeys,
+    /// Which clients' codes WeChat refused lately, across every app.
+    standings: Arc<Standings>,
 }
 
 impl std::ops::Deref for LoginService {
@@ -77,6 +80,7 @@ impl LoginService {
             stores,
             apps,
             data_keys,
+            standings: Arc::new(Standings::default()),
         }))
     }
 
@@ -85,9 +89,15 @@ impl LoginService {
     /// app.
     ///
     /// Idempotent per code: concurrent or repeated calls with one code within its life share
-    /// one exchange and get the same token (see `store/claims.rs`).
-    pub async fn login(&self, appid: Option<&str>, code: &str) -> Result<Issued, LoginError> {
-        exchange::login(self, appid, code).await
+    /// one exchange and get the same token (see `store/claims.rs`). `client` is who sent it:
+    /// a client whose codes WeChat refused lately gets less of the app's WeChat budget.
+    pub async fn login(
+        &self,
+        appid: Option<&str>,
+        code: &str,
+        client: ClientKey,
+    ) -> Result<Issued, LoginError> {
+        exchange::login(self, appid, code, client).await
     }
 
     pub fn rules(&self) -> &Rules {

@@ -159,8 +159,11 @@ pub trait ClaimStore: Send + Sync + std::fmt::Debug {
 /// Each claim lives until its deadline; a min-heap of deadlines lets every call drop the
 /// expired ones from the front, so no call scans the whole map. The heap is lazy: a claim that
 /// was settled or released leaves its old deadline behind, recognised as stale by its serial
-/// number when it comes up. Past `cap` live claims, new ones are refused (the store is "full")
-/// rather than evicting a live one, which would let a code be exchanged twice.
+/// number when it comes up. Past `cap` live claims, a new one takes the place of the refused
+/// claim closest to its end (a code WeChat refused: forgetting it costs at most a second
+/// refusal from WeChat); with none left, it is refused ([`StoreError::ClaimsFull`]) rather
+/// than evicting a pending claim, which would let a code be exchanged twice, or a success,
+/// whose replay would then be told the code is used.
 #[derive(Debug)]
 pub struct LocalClaims {
     /// std mutex: held for a map operation only, never across an await.
@@ -168,8 +171,8 @@ pub struct LocalClaims {
     cap: usize,
 }
 
-/// Live claims allowed at once by default. Each is a few dozen bytes; logins are bounded far
-/// below this by the upstream budget long before it is reached.
+/// Live claims allowed at once when no cap is configured (`MAX_CLAIMS`). Each is a few dozen
+/// bytes.
 pub const DEFAULT_MAX_CLAIMS: usize = 200_000;
 
 #[derive(Debug, Default)]
@@ -177,6 +180,8 @@ struct Deadlines {
     claims: HashMap<ClaimKey, Claim>,
     /// `(deadline, serial)` of every claim written, soonest first; stale ones included.
     queue: BinaryHeap<Reverse<(Instant, u64, ClaimKey)>>,
+    /// The same for refused claims only: the first to make room when the table is full.
+    refused: BinaryHeap<Reverse<(Instant, u64, ClaimKey)>>,
     next_serial: u64,
 }
 
@@ -198,20 +203,36 @@ impl Deadlines {
             }
         }
         // Many settles and releases inside one lease leave stale deadlines behind; keep the
-        // heap within a small multiple of the live claims.
-        if self.queue.len() > 2 * self.claims.len() + 1024 {
-            let claims = &self.claims;
-            self.queue.retain(|Reverse((_, serial, key))| {
-                claims.get(key).is_some_and(|c| c.serial == *serial)
-            });
+        // heaps within a small multiple of the live claims.
+        for heap in [&mut self.queue, &mut self.refused] {
+            if heap.len() > 2 * self.claims.len() + 1024 {
+                let claims = &self.claims;
+                heap.retain(|Reverse((_, serial, key))| {
+                    claims.get(key).is_some_and(|c| c.serial == *serial)
+                });
+            }
         }
     }
 
     fn put(&mut self, key: ClaimKey, state: ClaimState, until: Instant) {
         let serial = self.next_serial;
         self.next_serial += 1;
+        if let ClaimState::Done(Outcome::Refused(_)) = state {
+            self.refused.push(Reverse((until, serial, key)));
+        }
         self.claims.insert(key, Claim { state, serial });
         self.queue.push(Reverse((until, serial, key)));
+    }
+
+    /// Drops the refused claim closest to its end; `false` when there is none.
+    fn evict_refused(&mut self) -> bool {
+        while let Some(Reverse((_, serial, key))) = self.refused.pop() {
+            if self.claims.get(&key).is_some_and(|c| c.serial == serial) {
+                self.claims.remove(&key);
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -255,11 +276,8 @@ impl LocalClaims {
         if let Some(claim) = inner.claims.get(&key) {
             return Ok(Some(claim.state.clone()));
         }
-        if inner.claims.len() >= self.cap {
-            return Err(StoreError::Unavailable(format!(
-                "{} login codes are being exchanged at once, the most this process holds",
-                self.cap
-            )));
+        if inner.claims.len() >= self.cap && !inner.evict_refused() {
+            return Err(StoreError::ClaimsFull(self.cap));
         }
         inner.put(key, ClaimState::Pending, now + lease);
         Ok(None)
@@ -442,7 +460,7 @@ mod tests {
         }
         assert!(matches!(
             claims.claim_at(key(100), Duration::from_secs(1), t0),
-            Err(StoreError::Unavailable(_))
+            Err(StoreError::ClaimsFull(100))
         ));
         // A live claim is still answered while full.
         assert_eq!(
@@ -457,6 +475,49 @@ mod tests {
             None
         );
         assert_eq!(claims.lock().claims.len(), 1);
+    }
+
+    #[test]
+    fn a_full_table_makes_room_from_refused_claims_only_oldest_first() {
+        let claims = LocalClaims::with_cap(4);
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let key = |n: u8| ClaimKey::new([n; 32]);
+        let refused = Outcome::Refused(Refusal::InvalidCode);
+        let issued = Outcome::Issued {
+            sealed_token: [1; 32],
+            expires_at: 0,
+        };
+        for n in 1..=4 {
+            assert_eq!(claims.claim_at(key(n), 60 * s, t0).unwrap(), None);
+        }
+        // 1 and 3 refused (3 first, so it ends first), 2 issued, 4 still pending.
+        claims.settle_at(key(3), refused.clone(), 30 * s, t0);
+        claims.settle_at(key(1), refused.clone(), 30 * s, t0 + s);
+        claims.settle_at(key(2), issued.clone(), 30 * s, t0);
+
+        assert_eq!(claims.claim_at(key(5), 60 * s, t0 + s).unwrap(), None);
+        assert_eq!(
+            claims.claim_at(key(3), s, t0 + s).unwrap(),
+            None,
+            "the refusal closest to its end made room"
+        );
+        // 3 took the place of 1, the last refusal; now every claim is pending or a success.
+        assert_eq!(
+            claims.claim_at(key(6), s, t0 + s).unwrap_err().kind(),
+            "claims_full"
+        );
+        assert_eq!(
+            claims.claim_at(key(2), s, t0 + s).unwrap(),
+            Some(ClaimState::Done(issued)),
+            "a success is never evicted"
+        );
+        assert_eq!(
+            claims.claim_at(key(4), s, t0 + s).unwrap(),
+            Some(ClaimState::Pending),
+            "nor a pending claim"
+        );
+        assert_eq!(claims.lock().claims.len(), 4);
     }
 
     #[test]

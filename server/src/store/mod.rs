@@ -29,7 +29,9 @@ mod users;
 pub use access_tokens::{LocalSharedTokens, SharedToken, SharedTokens};
 #[cfg(any(test, feature = "contract-tests"))]
 pub use claims::contract_tests as claim_contract_tests;
-pub use claims::{ClaimKey, ClaimState, ClaimStore, LocalClaims, Outcome, Refusal};
+pub use claims::{
+    ClaimKey, ClaimState, ClaimStore, DEFAULT_MAX_CLAIMS, LocalClaims, Outcome, Refusal,
+};
 pub use expiry::{ExpiredDeletion, spawn_expiry_deletion};
 pub use memory::MemoryStore;
 pub use options::{LegacyImport, RedisOptions, SqliteOptions, StoreOptions};
@@ -75,6 +77,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("session store data is corrupt: {0}")]
     Corrupt(String),
+    /// The claims table of this process holds its most codes, every one in the middle of its
+    /// exchange: a flood of logins, not a broken store, so it is told apart.
+    #[error("{0} login codes are being exchanged at once, the most this process holds")]
+    ClaimsFull(usize),
 }
 
 impl StoreError {
@@ -83,6 +89,7 @@ impl StoreError {
         match self {
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Corrupt(_) => "corrupt",
+            StoreError::ClaimsFull(_) => "claims_full",
         }
     }
 }
@@ -144,11 +151,16 @@ impl Stores {
 
     /// Opens the stores `url` names, each backend with its own part of `options`.
     pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<Self, StoreError> {
+        let local_claims = || Arc::new(LocalClaims::with_cap(options.max_claims));
         Ok(match url {
-            StoreUrl::Memory => Self::single(Arc::new(MemoryStore::default())),
+            StoreUrl::Memory => Self {
+                claims: local_claims(),
+                ..Self::single(Arc::new(MemoryStore::default()))
+            },
             StoreUrl::Sqlite(path) => {
                 let sqlite = Arc::new(SqliteStore::open(path, &options.sqlite)?);
                 let mut stores = Self::single(sqlite.clone());
+                stores.claims = local_claims();
                 if let Some(capacity) = NonZeroUsize::new(options.session_cache) {
                     let cache = Arc::new(SessionCache::new(sqlite, capacity));
                     stores.sessions = cache.clone();

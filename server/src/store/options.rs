@@ -14,6 +14,9 @@ pub struct StoreOptions {
     /// Sessions kept at most in this process in front of SQLite or a single Redis; `0`: none.
     /// A Redis Cluster keeps none whatever this says.
     pub session_cache: usize,
+    /// Claims on login codes held at most by the stores of this process (memory, SQLite);
+    /// Redis keeps its claims itself.
+    pub max_claims: usize,
     pub sqlite: SqliteOptions,
     pub redis: RedisOptions,
 }

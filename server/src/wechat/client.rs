@@ -13,7 +13,10 @@ use std::{
 use serde::Deserialize;
 
 use super::{Breaker, WechatError, WechatSession, errcode, simulator::Simulator};
-use crate::{rate_limit::UpstreamBudget, secret::Secret};
+use crate::{
+    secret::Secret,
+    upstream_budget::{Standing, UpstreamBudget},
+};
 
 /// Calls WeChat's `GET /sns/jscode2session`. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
@@ -145,12 +148,21 @@ impl WechatClient {
     }
 
     /// Exchanges a `wx.login()` code for the user's identity, retrying only WeChat's "busy",
-    /// and failing fast while the circuit breaker is open.
-    pub async fn code_to_session(&self, code: &str) -> Result<WechatSession, WechatError> {
-        self.budget.spend().map_err(|retry_after| {
-            crate::metrics::rate_limited("upstream");
+    /// and failing fast while the circuit breaker is open. `standing` is that of the client
+    /// who sent the code: it decides how much of the app's budget the call may spend, and
+    /// whether it may wait for it (see `upstream_budget.rs`).
+    pub async fn code_to_session(
+        &self,
+        code: &str,
+        standing: Standing,
+    ) -> Result<WechatSession, WechatError> {
+        let wait = self.budget.spend(standing).map_err(|retry_after| {
+            crate::metrics::over_budget(standing.label());
             WechatError::OverBudget { retry_after }
         })?;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         self.breaker
             .admit(Instant::now())
             .map_err(|retry_after| WechatError::CircuitOpen { retry_after })?;
