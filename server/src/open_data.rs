@@ -130,7 +130,9 @@ struct NoRepeats(Value);
 
 impl<'de> Deserialize<'de> for NoRepeats {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NoRepeatsVisitor).map(NoRepeats)
+        deserializer
+            .deserialize_any(NoRepeatsVisitor)
+            .map(NoRepeats)
     }
 }
 
@@ -397,7 +399,11 @@ mod tests {
     /// one holding byte `cut`, under an IV that makes that block read `first`.
     fn forge(plain: &[u8], sealed: &[u8], iv: &[u8; 16], cut: usize, first: &[u8; 16]) -> Sealed {
         assert_eq!(cut % 16, 0);
-        let previous = if cut == 0 { &iv[..] } else { &sealed[cut - 16..cut] };
+        let previous = if cut == 0 {
+            &iv[..]
+        } else {
+            &sealed[cut - 16..cut]
+        };
         let mut forged_iv = [0u8; 16];
         for i in 0..16 {
             forged_iv[i] = first[i] ^ plain[cut + i] ^ previous[i];
@@ -418,13 +424,20 @@ mod tests {
             r#"{{"openId":"{openid}","nickName":"Band","watermark":{{"timestamp":1477314187,"appid":"wxA"}}}}"#
         );
         let sealed = seal(plain.as_bytes(), &k, &iv);
-        let genuine = Sealed { data: sealed.clone(), iv }.open([&k]).unwrap();
+        let genuine = Sealed {
+            data: sealed.clone(),
+            iv,
+        }
+        .open([&k])
+        .unwrap();
         check_owner(&genuine, openid, None).unwrap();
 
         // The block starting at byte 16 lies inside the openid: the attacker keeps it and what
         // follows, and writes their own start.
         let forged = forge(plain.as_bytes(), &sealed, &iv, 16, br#"{"openId":"oEVIL"#);
-        let opened = forged.open([&k]).expect("CBC lets the first block be chosen");
+        let opened = forged
+            .open([&k])
+            .expect("CBC lets the first block be chosen");
         assert!(opened["openId"].as_str().unwrap().starts_with("oEVIL"));
         check_watermark(&opened, "wxA", 1_477_314_187, None).expect("the watermark is genuine");
         assert_eq!(

@@ -87,7 +87,8 @@ impl DecryptFailures {
     }
 
     /// Users whose allowance is not full; never more than the map's cap.
-    pub fn tracked_users(&self) -> usize {
+    #[cfg(test)]
+    fn tracked_users(&self) -> usize {
         self.lock().len()
     }
 

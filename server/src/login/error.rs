@@ -37,6 +37,8 @@ pub enum LoginError {
     #[error(transparent)]
     OpenData(#[from] OpenDataError),
     /// This user's failed decrypts used up their allowance; nothing was decrypted.
-    #[error("too many attempts at open data failed to decrypt or pass its checks; retry after {retry_after:?}")]
+    #[error(
+        "too many attempts at open data failed to decrypt or pass its checks; retry after {retry_after:?}"
+    )]
     DecryptFailuresLimited { retry_after: Duration },
 }
