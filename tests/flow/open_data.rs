@@ -6,7 +6,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
 use server::{open_data, store::unix_now, wechat::simulator::SimOpenData};
 use shared::{ErrorCode, VerifySignatureResponse};
-use workspace_tests::{TestServer, assert_error, assert_error_in};
+use workspace_tests::{TestServer, assert_error, assert_error_in, retry_after_secs};
 
 async fn login_as(server: &TestServer, user: &str) -> String {
     server.login_as(user).await.token
@@ -451,11 +451,7 @@ async fn the_eleventh_failure_in_a_minute_is_429_for_that_user_across_logins_onl
         .await;
     }
     let response = decrypt(&server, &token, &junk, &zero_iv).await;
-    let retry_after: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = retry_after_secs(&response);
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert_error(response, 429, ErrorCode::RateLimited).await;
     // Locked out, even genuine data is not opened: no answer says anything about the key.
