@@ -27,8 +27,8 @@ pub const CODE2SESSION_SECONDS: &str = "wxlogin_code2session_duration_seconds";
 pub const CHECKS: &str = "wxlogin_checks_total";
 /// Requests and purges that failed because the session store did, by `kind`.
 pub const STORE_ERRORS: &str = "wxlogin_store_errors_total";
-/// Requests refused by a rate limit, by `limit` (`login`, `upstream`); `upstream` refusals also
-/// by the client's `standing` (`good`, `suspect`).
+/// Requests refused by a rate limit, by `limit` (`login`, `upstream`, `decrypt_failures`);
+/// `upstream` refusals also by the client's `standing` (`good`, `suspect`).
 pub const RATE_LIMITED: &str = "wxlogin_rate_limited_total";
 /// Each app's circuit breaker towards WeChat, by `appid`: 0 closed, 1 open, 2 half-open.
 pub const BREAKER_STATE: &str = "wxlogin_breaker_state";

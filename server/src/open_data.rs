@@ -6,11 +6,20 @@
 //! key and the given IV, PKCS#7 padding; the plaintext is a JSON object whose `watermark`
 //! names the app and the time the data was made. Signatures are `hex(sha1(rawData +
 //! session_key))`.
+//!
+//! CBC has no MAC, and the user sees every plaintext the server opens for them. So whoever
+//! holds a token can drop leading blocks and choose the IV: the first 16 bytes of the
+//! plaintext then say what they like, while the rest, watermark included, is still WeChat's.
+//! An opened object is therefore accepted only when it repeats no key, at any depth, and names
+//! no user but the session's ([`check_owner`]). Neither check makes the data authentic: they
+//! close the forgeries that matter, an identity that is not the session's and a key shadowed by
+//! a chosen copy of it.
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 use aes::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
 use base64::{Engine, engine::general_purpose::STANDARD};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
@@ -37,6 +46,30 @@ pub enum OpenDataError {
     WrongApp,
     #[error("the data is older than the server accepts ({age_seconds} s old): fetch it again")]
     Expired { age_seconds: i64 },
+    /// It opened, but WeChat never made it so: it names another user, or repeats a key.
+    #[error("the decrypted data {0}: it was altered after WeChat made it")]
+    Forged(Forgery),
+}
+
+/// What gave altered open data away; shown to the client, who made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgery {
+    /// An object names one key twice.
+    RepeatedKey,
+    /// `openId` is not the session's openid.
+    OtherOpenId,
+    /// `unionId` is not the session's unionid, or the session has none.
+    OtherUnionId,
+}
+
+impl fmt::Display for Forgery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Forgery::RepeatedKey => "repeats a key",
+            Forgery::OtherOpenId => "names another user's openId",
+            Forgery::OtherUnionId => "names a unionId that is not the session's",
+        })
+    }
 }
 
 /// Inputs read and checked once, before any key is tried.
@@ -66,24 +99,98 @@ impl Sealed {
 
     /// The JSON object inside, with the first of `keys` that opens it; `keys` are raw 16-byte
     /// session_keys, newest first. A wrong key almost always breaks the padding, and when it
-    /// does not, the result is not a JSON object: either way the next key is tried.
+    /// does not, the result is not a JSON object: either way the next key is tried. An object
+    /// that repeats a key is [`OpenDataError::Forged`], whichever key opened it.
     pub fn open<'k>(
         &self,
         keys: impl IntoIterator<Item = &'k [u8; 16]>,
     ) -> Result<Map<String, Value>, OpenDataError> {
         keys.into_iter()
             .find_map(|key| self.open_with(key))
-            .ok_or(OpenDataError::StaleSessionKey)
+            .unwrap_or(Err(OpenDataError::StaleSessionKey))
     }
 
-    fn open_with(&self, key: &[u8; 16]) -> Option<Map<String, Value>> {
+    fn open_with(&self, key: &[u8; 16]) -> Option<Result<Map<String, Value>, OpenDataError>> {
         let plain = cbc::Decryptor::<aes::Aes128>::new(key.into(), (&self.iv).into())
             .decrypt_padded_vec_mut::<Pkcs7>(&self.data)
             .ok()?;
-        match serde_json::from_slice(&plain).ok()? {
-            Value::Object(map) => Some(map),
+        match serde_json::from_slice::<NoRepeats>(&plain) {
+            Ok(NoRepeats(Value::Object(map))) => Some(Ok(map)),
+            // The only data error the reader raises is a repeated key: the rest is syntax.
+            Err(e) if e.is_data() => Some(Err(OpenDataError::Forged(Forgery::RepeatedKey))),
             _ => None,
         }
+    }
+}
+
+/// A JSON value read as `serde_json::Value` is, except that an object naming one key twice
+/// (after unescaping) is an error rather than its last copy silently winning: readers disagree
+/// on which copy counts, so a repeat is how chosen bytes would override genuine ones.
+struct NoRepeats(Value);
+
+impl<'de> Deserialize<'de> for NoRepeats {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(NoRepeatsVisitor)
+            .map(NoRepeats)
+    }
+}
+
+struct NoRepeatsVisitor;
+
+impl<'de> Visitor<'de> for NoRepeatsVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(NoRepeats(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = entries.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom("an object repeats a key"));
+            }
+            let NoRepeats(value) = entries.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -111,6 +218,31 @@ pub fn check_watermark(
         let age = now.saturating_sub(made_at);
         if age > i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX) {
             return Err(OpenDataError::Expired { age_seconds: age });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the data names no user but the session's: `openId` and `unionId`, when
+/// present, must be the session's own. Keys are compared without regard to ASCII case, since
+/// readers of the answer may look for `openid`. A `unionId` in a session without one is
+/// refused: the server cannot vouch for a unionid WeChat never gave it.
+pub fn check_owner(
+    data: &Map<String, Value>,
+    openid: &str,
+    unionid: Option<&str>,
+) -> Result<(), OpenDataError> {
+    for (key, value) in data {
+        let (expected, forgery) = if key.eq_ignore_ascii_case("openid") {
+            (Some(openid), Forgery::OtherOpenId)
+        } else if key.eq_ignore_ascii_case("unionid") {
+            (unionid, Forgery::OtherUnionId)
+        } else {
+            continue;
+        };
+        match (value.as_str(), expected) {
+            (Some(named), Some(own)) if named == own => {}
+            _ => return Err(OpenDataError::Forged(forgery)),
         }
     }
     Ok(())
@@ -260,6 +392,112 @@ mod tests {
                 .unwrap()
                 .open([&key(SAMPLE_KEY)])
                 .is_ok()
+        );
+    }
+
+    /// What an attacker sends: `sealed` (of the known `plain`) without the blocks before the
+    /// one holding byte `cut`, under an IV that makes that block read `first`.
+    fn forge(plain: &[u8], sealed: &[u8], iv: &[u8; 16], cut: usize, first: &[u8; 16]) -> Sealed {
+        assert_eq!(cut % 16, 0);
+        let previous = if cut == 0 {
+            &iv[..]
+        } else {
+            &sealed[cut - 16..cut]
+        };
+        let mut forged_iv = [0u8; 16];
+        for i in 0..16 {
+            forged_iv[i] = first[i] ^ plain[cut + i] ^ previous[i];
+        }
+        Sealed {
+            data: sealed[cut..].to_vec(),
+            iv: forged_iv,
+        }
+    }
+
+    #[test]
+    fn a_chosen_first_block_opens_but_names_another_user_and_is_refused() {
+        let k = [11u8; 16];
+        let iv = [4u8; 16];
+        let openid = "oGZUI0egBJY1zhBYw2KhdUfwVJJE";
+        // WeChat's own order: the openId first, the watermark last.
+        let plain = format!(
+            r#"{{"openId":"{openid}","nickName":"Band","watermark":{{"timestamp":1477314187,"appid":"wxA"}}}}"#
+        );
+        let sealed = seal(plain.as_bytes(), &k, &iv);
+        let genuine = Sealed {
+            data: sealed.clone(),
+            iv,
+        }
+        .open([&k])
+        .unwrap();
+        check_owner(&genuine, openid, None).unwrap();
+
+        // The block starting at byte 16 lies inside the openid: the attacker keeps it and what
+        // follows, and writes their own start.
+        let forged = forge(plain.as_bytes(), &sealed, &iv, 16, br#"{"openId":"oEVIL"#);
+        let opened = forged
+            .open([&k])
+            .expect("CBC lets the first block be chosen");
+        assert!(opened["openId"].as_str().unwrap().starts_with("oEVIL"));
+        check_watermark(&opened, "wxA", 1_477_314_187, None).expect("the watermark is genuine");
+        assert_eq!(
+            check_owner(&opened, openid, None),
+            Err(OpenDataError::Forged(Forgery::OtherOpenId))
+        );
+    }
+
+    #[test]
+    fn an_openid_or_unionid_must_be_the_sessions_own() {
+        let data = |value: Value| value.as_object().unwrap().clone();
+        let own = data(json!({"openId": "oA", "unionId": "uA", "watermark": {}}));
+        check_owner(&own, "oA", Some("uA")).unwrap();
+        check_owner(&data(json!({"phoneNumber": "1"})), "oA", None).unwrap();
+        for (value, unionid, forgery) in [
+            (json!({"openId": "oB"}), None, Forgery::OtherOpenId),
+            (json!({"openid": "oB"}), None, Forgery::OtherOpenId),
+            (json!({"OPENID": "oB"}), None, Forgery::OtherOpenId),
+            (json!({"openId": ["oA"]}), None, Forgery::OtherOpenId),
+            (json!({"openId": null}), None, Forgery::OtherOpenId),
+            (json!({"unionId": "uB"}), Some("uA"), Forgery::OtherUnionId),
+            (json!({"unionid": "uA"}), None, Forgery::OtherUnionId),
+        ] {
+            assert_eq!(
+                check_owner(&data(value.clone()), "oA", unionid),
+                Err(OpenDataError::Forged(forgery)),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_object_that_repeats_a_key_at_any_depth_is_forged() {
+        let k = [12u8; 16];
+        let iv = [5u8; 16];
+        for plain in [
+            r#"{"openId":"oB","openId":"oA","watermark":{"appid":"wxA","timestamp":1}}"#,
+            r#"{"openId":"oA","watermark":{"appid":"wxB","appid":"wxA","timestamp":1}}"#,
+            r#"{"open\u0049d":"oB","openId":"oA","watermark":{"appid":"wxA","timestamp":1}}"#,
+            r#"{"list":[{"a":1,"a":2}],"watermark":{"appid":"wxA","timestamp":1}}"#,
+        ] {
+            let sealed = Sealed {
+                data: seal(plain.as_bytes(), &k, &iv),
+                iv,
+            };
+            assert_eq!(
+                sealed.open([&[1u8; 16], &k]),
+                Err(OpenDataError::Forged(Forgery::RepeatedKey)),
+                "{plain}"
+            );
+        }
+        // The same keys in sibling objects are not repeats, and values read as serde_json's.
+        let plain = r#"{"a":{"x":1},"b":{"x":-2.5},"c":[true,null,"s",18446744073709551615]}"#;
+        let sealed = Sealed {
+            data: seal(plain.as_bytes(), &k, &iv),
+            iv,
+        };
+        assert_eq!(
+            Value::Object(sealed.open([&k]).unwrap()),
+            serde_json::from_str::<Value>(plain).unwrap()
         );
     }
 

@@ -130,6 +130,7 @@ impl LoginState {
                 config.wechat_busy_retries,
             ),
             open_data_max_age: config.open_data_max_age.0,
+            decrypt_failures_per_minute: config.decrypt_failures_per_minute,
         };
         Ok(LoginState::from(Parts {
             config: Arc::new(config),

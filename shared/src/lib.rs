@@ -297,6 +297,9 @@ pub enum ErrorCode {
     OpenDataExpired,
     /// The decrypted data is not WeChat open data (no watermark).
     InvalidOpenData,
+    /// The decrypted data opened but was altered after WeChat made it: it names a user other
+    /// than the session's, or repeats a key. Not the client's data to trust, nor to resend.
+    ForgedOpenData,
     /// A bug on the server; details are in its log.
     Internal,
     /// A code this client does not know yet.

@@ -6,7 +6,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
 use server::{open_data, store::unix_now, wechat::simulator::SimOpenData};
 use shared::{ErrorCode, VerifySignatureResponse};
-use workspace_tests::{TestServer, assert_error, assert_error_in};
+use workspace_tests::{TestServer, assert_error, assert_error_in, retry_after_secs};
 
 async fn login_as(server: &TestServer, user: &str) -> String {
     server.login_as(user).await.token
@@ -35,16 +35,26 @@ async fn decrypt(server: &TestServer, token: &str, data: &str, iv: &str) -> reqw
         .unwrap()
 }
 
-/// `value` sealed as WeChat would, under `user`'s current session_key.
-fn seal_for(server: &TestServer, user: &str, value: &Value) -> (String, String) {
+/// `user`'s current session_key, as the simulator holds it.
+fn key_of(server: &TestServer, user: &str) -> [u8; 16] {
     let sim = server.state.simulator.as_ref().unwrap();
-    let key: [u8; 16] = STANDARD
+    STANDARD
         .decode(sim.session_key_of(user).unwrap())
         .unwrap()
         .try_into()
-        .unwrap();
+        .unwrap()
+}
+
+/// `value` sealed as WeChat would, under `user`'s current session_key.
+fn seal_for(server: &TestServer, user: &str, value: &Value) -> (String, String) {
+    seal_text_for(server, user, &value.to_string())
+}
+
+/// `plain` sealed as WeChat would, under `user`'s current session_key: for text no `Value`
+/// can hold, such as an object that repeats a key.
+fn seal_text_for(server: &TestServer, user: &str, plain: &str) -> (String, String) {
     let iv = [3u8; 16];
-    let sealed = open_data::seal(value.to_string().as_bytes(), &key, &iv);
+    let sealed = open_data::seal(plain.as_bytes(), &key_of(server, user), &iv);
     (STANDARD.encode(sealed), STANDARD.encode(iv))
 }
 
@@ -321,4 +331,146 @@ async fn without_a_live_token_every_open_data_route_is_401_whatever_the_body() {
             .unwrap();
         assert_error_in(path, response, 401, ErrorCode::Unauthorized).await;
     }
+}
+
+/// What an attacker holding a token sends: the simulator's `data` from the block at byte `cut`
+/// on, under an IV chosen so that this block now reads `first`. CBC lets anyone who knows a
+/// block's plaintext (the user does: `/wx/decrypt` shows it) pick what it decrypts to.
+fn forge(plain: &[u8], data: &SimOpenData, cut: usize, first: &[u8; 16]) -> (String, String) {
+    let sealed = STANDARD.decode(&data.encrypted_data).unwrap();
+    let iv = STANDARD.decode(&data.iv).unwrap();
+    let previous = if cut == 0 {
+        &iv[..]
+    } else {
+        &sealed[cut - 16..cut]
+    };
+    let forged_iv: Vec<u8> = (0..16)
+        .map(|i| first[i] ^ plain[cut + i] ^ previous[i])
+        .collect();
+    (STANDARD.encode(&sealed[cut..]), STANDARD.encode(forged_iv))
+}
+
+/// The simulator's plaintext, byte for byte: serde_json writes back what it read from its own
+/// output, which sealing it again under the same IV proves.
+fn plaintext_of(server: &TestServer, user: &str, data: &SimOpenData) -> Vec<u8> {
+    let key = key_of(server, user);
+    let opened = open_data::Sealed::parse(&data.encrypted_data, &data.iv)
+        .unwrap()
+        .open([&key])
+        .unwrap();
+    let plain = Value::Object(opened).to_string().into_bytes();
+    let iv: [u8; 16] = STANDARD.decode(&data.iv).unwrap().try_into().unwrap();
+    assert_eq!(
+        STANDARD.encode(open_data::seal(&plain, &key, &iv)),
+        data.encrypted_data,
+        "the plaintext is the simulator's own"
+    );
+    plain
+}
+
+#[tokio::test]
+async fn an_iv_that_writes_another_openid_into_the_first_block_is_refused() {
+    let server = TestServer::start(&[]).await;
+    let token = login_as(&server, "mallory").await;
+    let data = sim_open_data(&server, "mallory").await;
+    let plain = plaintext_of(&server, "mallory", &data);
+    let openid = server
+        .state
+        .simulator
+        .as_ref()
+        .unwrap()
+        .openid_for("mallory");
+    // Cut at the first block boundary inside the openid: the chosen block ends the text before
+    // it with a new start of the openid, and WeChat's blocks finish the object, watermark and
+    // all.
+    let at = String::from_utf8_lossy(&plain).find(&openid).unwrap();
+    let cut = (at / 16 + 1) * 16;
+    assert!(cut < at + openid.len());
+    let (forged, iv) = forge(&plain, &data, cut, br#"{"openId":"oEVIL"#);
+
+    // What the server would have answered before: it opens, and its watermark is WeChat's.
+    let opened = open_data::Sealed::parse(&forged, &iv)
+        .unwrap()
+        .open([&key_of(&server, "mallory")])
+        .unwrap();
+    let forged_openid = opened["openId"].as_str().unwrap();
+    assert!(forged_openid.starts_with("oEVIL") && forged_openid != openid);
+    open_data::check_watermark(&opened, server::DEV_APPID, unix_now(), None).unwrap();
+
+    let response = decrypt(&server, &token, &forged, &iv).await;
+    assert_error(response, 400, ErrorCode::ForgedOpenData).await;
+    // The genuine data still opens.
+    let response = decrypt(&server, &token, &data.encrypted_data, &data.iv).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_plaintext_that_repeats_a_key_is_refused_even_under_the_right_key() {
+    let server = TestServer::start(&[]).await;
+    let token = login_as(&server, "trudy").await;
+    let openid = server.state.simulator.as_ref().unwrap().openid_for("trudy");
+    let (appid, now) = (server::DEV_APPID, unix_now());
+    for plain in [
+        format!(
+            r#"{{"openId":"oEVIL","openId":"{openid}","watermark":{{"appid":"{appid}","timestamp":{now}}}}}"#
+        ),
+        format!(
+            r#"{{"openId":"{openid}","watermark":{{"appid":"wxother","appid":"{appid}","timestamp":{now}}}}}"#
+        ),
+    ] {
+        let (data, iv) = seal_text_for(&server, "trudy", &plain);
+        let response = decrypt(&server, &token, &data, &iv).await;
+        assert_error_in(&plain, response, 400, ErrorCode::ForgedOpenData).await;
+    }
+    // The same object without the repeat opens.
+    let plain =
+        format!(r#"{{"openId":"{openid}","watermark":{{"appid":"{appid}","timestamp":{now}}}}}"#);
+    let (data, iv) = seal_text_for(&server, "trudy", &plain);
+    assert_eq!(decrypt(&server, &token, &data, &iv).await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_eleventh_failure_in_a_minute_is_429_for_that_user_across_logins_only() {
+    let server = TestServer::start(&[]).await;
+    let token = login_as(&server, "nina").await;
+    let genuine = sim_open_data(&server, "nina").await;
+    // Successes spend nothing.
+    for _ in 0..15 {
+        let response = decrypt(&server, &token, &genuine.encrypted_data, &genuine.iv).await;
+        assert_eq!(response.status(), 200);
+    }
+    let (junk, zero_iv) = (STANDARD.encode([0u8; 16]), STANDARD.encode([0u8; 16]));
+    for n in 1..=10 {
+        let response = decrypt(&server, &token, &junk, &zero_iv).await;
+        assert_error_in(
+            &format!("failure {n}"),
+            response,
+            400,
+            ErrorCode::StaleSessionKey,
+        )
+        .await;
+    }
+    let response = decrypt(&server, &token, &junk, &zero_iv).await;
+    let retry_after = retry_after_secs(&response);
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_error(response, 429, ErrorCode::RateLimited).await;
+    // Locked out, even genuine data is not opened: no answer says anything about the key.
+    let response = decrypt(&server, &token, &genuine.encrypted_data, &genuine.iv).await;
+    assert_error(response, 429, ErrorCode::RateLimited).await;
+
+    // A new login is a new token and a new session_key, but the same user.
+    let token = login_as(&server, "nina").await;
+    let fresh = sim_open_data(&server, "nina").await;
+    let response = decrypt(&server, &token, &fresh.encrypted_data, &fresh.iv).await;
+    assert_error(response, 429, ErrorCode::RateLimited).await;
+    let response = decrypt(&server, &token, &junk, &zero_iv).await;
+    assert_error(response, 429, ErrorCode::RateLimited).await;
+
+    // Another user is not affected.
+    let other = login_as(&server, "oscar").await;
+    let theirs = sim_open_data(&server, "oscar").await;
+    let response = decrypt(&server, &other, &theirs.encrypted_data, &theirs.iv).await;
+    assert_eq!(response.status(), 200);
+    let response = decrypt(&server, &other, &junk, &zero_iv).await;
+    assert_error(response, 400, ErrorCode::StaleSessionKey).await;
 }

@@ -315,6 +315,16 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: ErrorC
     assert_error_in("", response, status, code).await
 }
 
+/// The whole seconds `response`'s `Retry-After` asks for; it must have one.
+pub fn retry_after_secs(response: &reqwest::Response) -> u64 {
+    let header = &response.headers()["retry-after"];
+    header
+        .to_str()
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| panic!("Retry-After is not whole seconds: {header:?}"))
+}
+
 /// [`assert_error`] for one case of several: its panic message begins with `case`.
 pub async fn assert_error_in(
     case: &str,

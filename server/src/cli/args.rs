@@ -213,6 +213,12 @@ pub struct Args {
     #[arg(long, env = "OPEN_DATA_MAX_AGE", default_value = "1h", value_parser = parse_max_age)]
     pub open_data_max_age: MaxAge,
 
+    /// `/wx/decrypt` attempts per user (app and openid) and minute that may fail, at once or
+    /// refilled over the minute; past it the user gets 429 with `Retry-After`, and nothing is
+    /// decrypted (0: no limit). Attempts that succeed do not count.
+    #[arg(long, env = "DECRYPT_FAILURES_PER_MINUTE", default_value_t = 10)]
+    pub decrypt_failures_per_minute: u32,
+
     /// How often expired sessions are deleted from the store.
     #[arg(long, env = "PURGE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub purge_interval: Duration,
@@ -288,6 +294,7 @@ impl From<Args> for Config {
             max_connections,
             shutdown_timeout,
             open_data_max_age,
+            decrypt_failures_per_minute,
             purge_interval,
             data_key,
             data_keys,
@@ -326,6 +333,7 @@ impl From<Args> for Config {
         config.max_connections = max_connections;
         config.shutdown_timeout = shutdown_timeout;
         config.open_data_max_age = open_data_max_age;
+        config.decrypt_failures_per_minute = decrypt_failures_per_minute;
         config.purge_interval = purge_interval;
         config.data_key = data_key;
         config.data_keys = data_keys;

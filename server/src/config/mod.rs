@@ -122,6 +122,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `OPEN_DATA_MAX_AGE`.
     pub open_data_max_age: MaxAge,
+    /// `DECRYPT_FAILURES_PER_MINUTE` (`0`: no limit).
+    pub decrypt_failures_per_minute: u32,
     /// `PURGE_INTERVAL`.
     pub purge_interval: Duration,
     /// `DATA_KEY`: one key.
@@ -173,6 +175,7 @@ impl Config {
             max_connections: 10_000,
             shutdown_timeout: secs(30),
             open_data_max_age: MaxAge(Some(secs(3600))),
+            decrypt_failures_per_minute: 10,
             purge_interval: secs(10 * 60),
             data_key: None,
             data_keys: None,
@@ -260,6 +263,7 @@ setters! {
     with_max_connections(max_connections: u32);
     with_shutdown_timeout(shutdown_timeout: Duration);
     with_open_data_max_age(open_data_max_age: MaxAge);
+    with_decrypt_failures_per_minute(decrypt_failures_per_minute: u32);
     with_purge_interval(purge_interval: Duration);
     with_redis_key_prefix(redis_key_prefix: String);
 }

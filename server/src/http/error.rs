@@ -196,6 +196,12 @@ impl ApiError {
                 "store_unavailable",
                 Some(STORE_RETRY_AFTER),
             ),
+            E::Login(L::DecryptFailuresLimited { retry_after }) => stated(
+                S::TOO_MANY_REQUESTS,
+                C::RateLimited,
+                "decrypt_failures_limited",
+                Some(*retry_after),
+            ),
             E::Login(L::OpenData(open)) => {
                 let (code, label) = match open {
                     O::BadBase64(_) => (C::InvalidBase64, "invalid_base64"),
@@ -204,6 +210,7 @@ impl ApiError {
                     O::NoWatermark => (C::InvalidOpenData, "invalid_open_data"),
                     O::WrongApp => (C::WatermarkMismatch, "watermark_mismatch"),
                     O::Expired { .. } => (C::OpenDataExpired, "open_data_expired"),
+                    O::Forged(_) => (C::ForgedOpenData, "forged_open_data"),
                 };
                 stated(S::BAD_REQUEST, code, label, None)
             }

@@ -37,18 +37,25 @@ pub fn router() -> OpenApiRouter<LoginState> {
     description = "WeChat's scheme (AES-128-CBC, PKCS#7). The session's key is tried first, \
                    then the user's earlier ones, so data fetched just before a re-login still \
                    opens. The watermark must name this app and be no older than \
-                   OPEN_DATA_MAX_AGE.",
+                   OPEN_DATA_MAX_AGE. CBC has no MAC, so data that names another user's \
+                   openId or unionId, or repeats a key, is refused as altered. Attempts that \
+                   fail count against the user (app and openid, across logins): past \
+                   DECRYPT_FAILURES_PER_MINUTE, nothing is decrypted until Retry-After.",
     security(("bearer" = [])),
     request_body = DecryptRequest,
     responses(
         (status = 200, description = "The decrypted JSON object, watermark included",
             body = Object, headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, description = "invalid_base64, invalid_length, stale_session_key, \
-            watermark_mismatch, open_data_expired or invalid_open_data; or a malformed body",
+            watermark_mismatch, open_data_expired, invalid_open_data or forged_open_data (it \
+            names another user, or repeats a key); or a malformed body",
             body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
+        (status = 429, description = "rate_limited: this user's failed attempts are used up \
+            (DECRYPT_FAILURES_PER_MINUTE); nothing was decrypted", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, response = StoreUnavailable),
     )
 )]

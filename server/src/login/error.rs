@@ -1,6 +1,8 @@
 //! Why a login rule said no: the service's one error type. What each refusal means over HTTP
 //! (status, `code`, metric label) is decided in one table, in `http/error.rs`.
 
+use std::time::Duration;
+
 use crate::{
     data_keys::OpenError, open_data::OpenDataError, store::StoreError, wechat::WechatError,
 };
@@ -34,4 +36,9 @@ pub enum LoginError {
     /// Open data that cannot be opened or is not acceptable.
     #[error(transparent)]
     OpenData(#[from] OpenDataError),
+    /// This user's failed decrypts used up their allowance; nothing was decrypted.
+    #[error(
+        "too many attempts at open data failed to decrypt or pass its checks; retry after {retry_after:?}"
+    )]
+    DecryptFailuresLimited { retry_after: Duration },
 }

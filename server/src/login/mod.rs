@@ -8,8 +8,10 @@
 //!
 //! - `exchange.rs`: the code exchange, once per code however many requests bring it;
 //! - `sessions.rs`: who a token belongs to, and logout;
-//! - `user_data.rs`: the session_keys, open data, the phone number and `/me`.
+//! - `user_data.rs`: the session_keys, open data, the phone number and `/me`;
+//! - `decrypt_failures.rs`: each user's allowance of failed decrypts.
 
+mod decrypt_failures;
 mod error;
 mod exchange;
 mod sessions;
@@ -20,6 +22,7 @@ pub use user_data::Me;
 
 use std::{sync::Arc, time::Duration};
 
+use self::decrypt_failures::DecryptFailures;
 use crate::{
     apps::Apps,
     data_keys::DataKeys,
@@ -39,6 +42,8 @@ pub struct Rules {
     pub exchange_lease: Duration,
     /// How old open data may be by its watermark; `None` accepts any age.
     pub open_data_max_age: Option<Duration>,
+    /// Failed decrypts allowed per user and minute; `0` allows any number.
+    pub decrypt_failures_per_minute: u32,
 }
 
 impl Rules {
@@ -63,6 +68,7 @@ pub struct Parts {
     data_keys: DataKeys,
     /// Which clients' codes WeChat refused lately, across every app.
     standings: Arc<Standings>,
+    decrypt_failures: DecryptFailures,
 }
 
 impl std::ops::Deref for LoginService {
@@ -81,6 +87,10 @@ impl LoginService {
             apps,
             data_keys,
             standings: Arc::new(Standings::default()),
+            decrypt_failures: DecryptFailures::new(
+                rules.decrypt_failures_per_minute,
+                decrypt_failures::MAX_USERS,
+            ),
         }))
     }
 

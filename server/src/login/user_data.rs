@@ -1,11 +1,14 @@
 //! What needs the session_key only the server holds, and what is kept per user: WeChat's open
 //! data (decrypted or signature-checked), the phone number, and `/me`.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Map, Value};
 
 use super::{AuthUser, LoginError, LoginService, validate_code};
 use crate::{
     data_keys::SessionKey,
+    metrics,
     open_data::{self, Sealed},
     store::Phone,
     time::unix_now,
@@ -81,8 +84,10 @@ impl LoginService {
     }
 
     /// Opens the user's `encryptedData` with the session's key, or an earlier one of the user's
-    /// (data fetched just before a re-login), and checks that its watermark names the
-    /// session's app and is recent enough.
+    /// (data fetched just before a re-login), and checks it: the watermark names the session's
+    /// app and is recent enough, and the data names no other user and repeats no key (see
+    /// `open_data.rs` for why CBC needs those). A user whose failures are used up is refused
+    /// before anything is decrypted; an attempt that passes costs nothing.
     pub async fn decrypt_open_data(
         &self,
         token: Option<&str>,
@@ -91,9 +96,21 @@ impl LoginService {
     ) -> Result<Map<String, Value>, LoginError> {
         let sealed = Sealed::parse(encrypted_data, iv)?;
         let (user, keys) = self.session_keys(token).await?;
+        let started = Instant::now();
+        self.decrypt_failures
+            .spend(&user.appid, &user.openid, started)
+            .map_err(|wait| {
+                metrics::rate_limited("decrypt_failures");
+                LoginError::DecryptFailuresLimited {
+                    retry_after: whole_seconds(wait),
+                }
+            })?;
         let raw_keys: Vec<[u8; 16]> = keys.iter().filter_map(|k| k.raw_aes_key()).collect();
         let data = sealed.open(raw_keys.iter())?;
         open_data::check_watermark(&data, &user.appid, unix_now(), self.rules.open_data_max_age)?;
+        open_data::check_owner(&data, &user.openid, user.unionid.as_deref())?;
+        self.decrypt_failures
+            .refund(&user.appid, &user.openid, started);
         Ok(data)
     }
 
@@ -143,4 +160,10 @@ impl LoginService {
             .await?;
         Ok(phone)
     }
+}
+
+/// A wait rounded up to whole seconds, as `Retry-After` states it: rounding down would send the
+/// client back just before its allowance is there.
+fn whole_seconds(wait: Duration) -> Duration {
+    Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
 }
