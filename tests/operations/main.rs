@@ -7,6 +7,7 @@
 mod deploy;
 mod forward_auth;
 mod log_format;
+mod log_volume;
 mod metrics;
 mod serving_limits;
 mod startup_guards;
