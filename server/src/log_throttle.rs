@@ -201,7 +201,9 @@ mod tests {
         let throttle = LogThrottle::new(WINDOW);
         let start = Instant::now();
         for n in 0..5 {
-            let admitted = throttle.admit_at(at(start, n * 10)).expect("one per window");
+            let admitted = throttle
+                .admit_at(at(start, n * 10))
+                .expect("one per window");
             assert_eq!(admitted.suppressed(), None);
             assert_eq!(admitted.suppressed_secs(), None);
         }
@@ -214,7 +216,10 @@ mod tests {
         throttle.admit_at(start).unwrap();
         throttle.admit_at(at(start, 1));
         throttle.admit_at(at(start, 2));
-        assert_eq!(throttle.admit_at(at(start, 10)).unwrap().suppressed(), Some(2));
+        assert_eq!(
+            throttle.admit_at(at(start, 10)).unwrap().suppressed(),
+            Some(2)
+        );
         throttle.admit_at(at(start, 15));
         let third = throttle.admit_at(at(start, 20)).unwrap();
         assert_eq!(

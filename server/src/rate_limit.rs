@@ -132,9 +132,7 @@ impl<C: Clock> StateStore for CappedStore<C> {
         let known = tracked.full_at.get(key).copied();
         let has_room = known.is_some()
             || tracked.full_at.len() < self.cap
-            || self
-                .now()
-                .is_some_and(|now| tracked.forget_one_full(now));
+            || self.now().is_some_and(|now| tracked.forget_one_full(now));
         if !has_room {
             let (answer, overflow) = f(tracked.overflow)?;
             tracked.overflow = Some(overflow);
@@ -414,7 +412,10 @@ mod tests {
         assert_eq!(limiter.tracked_clients(), 3);
         for client in ["10.0.0.2", "10.0.0.3"] {
             assert!(limiter.check(ip(client)).is_ok(), "the one refilled");
-            assert!(limiter.check(ip(client)).is_err(), "{client} was remembered");
+            assert!(
+                limiter.check(ip(client)).is_err(),
+                "{client} was remembered"
+            );
         }
     }
 
