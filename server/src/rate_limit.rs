@@ -5,16 +5,16 @@
 //! - the key: an IPv4 address, or an IPv6 address's /64, the block one subscriber is handed and
 //!   can rotate through for free;
 //! - a hard cap on tracked clients ([`CappedStore`]). A newcomer arriving at the cap takes the
-//!   place of the client whose bucket is the fullest, if that bucket is full: a full bucket is
-//!   what an untracked client starts with, so forgetting it loses nothing. When no bucket is
-//!   full, newcomers share one overflow allowance until one is.
+//!   place of the client whose bucket refilled first, if one has: a full bucket is what an
+//!   untracked client starts with, so forgetting it loses nothing. When no bucket is full,
+//!   newcomers share one overflow allowance until one is.
 //!
 //! The overflow is deliberate. Forgetting a client that has spent its allowance would hand it
 //! a fresh one, so an attacker cycling through more addresses than the cap would never meet
 //! the limit. The price: while more clients than the cap have logged in within the last
 //! `burst / per_minute` minutes, real newcomers share the overflow's allowance with everyone
 //! else past the cap. Size `LOGIN_RATE_MAX_CLIENTS` above the distinct clients such a window
-//! sees at peak (each costs under a hundred bytes).
+//! sees at peak (each costs about a hundred bytes).
 //!
 //! It lives in each process; behind a load balancer with N instances a client gets at most N
 //! times the limit, which still bounds a flood while costing `/login` no network round trip.
@@ -47,8 +47,6 @@ pub enum ClientKey {
     V4([u8; 4]),
     /// The /64 prefix: one subscriber's share of IPv6 space.
     V6([u8; 8]),
-    /// Every new client while the tracked set is full.
-    Overflow,
 }
 
 impl From<IpAddr> for ClientKey {
