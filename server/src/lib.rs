@@ -40,6 +40,7 @@
 //!   - [`data_keys`]: the keys that seal `session_key` at rest, and the sealed form;
 //!   - [`open_data`]: decrypting WeChat's `encryptedData` and checking `rawData` signatures;
 //!   - [`metrics`]: Prometheus metrics on `METRICS_ADDR`, and the calls that count;
+//!   - [`log_throttle`]: log lines an attacker can cause, written at a bounded rate;
 //!   - [`rate_limit`]: per-client limits on `POST /login`;
 //!   - [`upstream_budget`]: each app's budget of WeChat calls, shared by client standing;
 //!   - [`client_ip`]: who the client is, behind trusted proxies only.
@@ -63,6 +64,7 @@ pub mod client_ip;
 pub mod config;
 pub mod data_keys;
 pub mod http;
+pub mod log_throttle;
 pub mod login;
 pub mod metrics;
 pub mod open_data;

@@ -27,6 +27,9 @@ pub const CODE2SESSION_SECONDS: &str = "wxlogin_code2session_duration_seconds";
 pub const CHECKS: &str = "wxlogin_checks_total";
 /// Requests and purges that failed because the session store did, by `kind`.
 pub const STORE_ERRORS: &str = "wxlogin_store_errors_total";
+/// Error answers of every route, by `error` (the error table's label in `http/error.rs`): the
+/// count behind the error log, whose lines are rate-bounded.
+pub const ERRORS: &str = "wxlogin_errors_total";
 /// Requests refused by a rate limit, by `limit` (`login`, `upstream`, `decrypt_failures`);
 /// `upstream` refusals also by the client's `standing` (`good`, `suspect`).
 pub const RATE_LIMITED: &str = "wxlogin_rate_limited_total";
@@ -124,6 +127,10 @@ fn describe() {
         STORE_ERRORS,
         "Requests and purges that failed because the session store did, by kind"
     );
+    describe_counter!(
+        ERRORS,
+        "Error answers of every route, by error (the label of the error table)"
+    );
     describe_counter!(RATE_LIMITED, "Requests refused by a rate limit, by limit");
     describe_gauge!(
         BREAKER_STATE,
@@ -141,6 +148,11 @@ pub fn login(outcome: &'static str) {
 pub fn code2session(errcode: &'static str, took: Duration) {
     counter!(CODE2SESSION_CALLS, "errcode" => errcode).increment(1);
     ::metrics::histogram!(CODE2SESSION_SECONDS, "errcode" => errcode).record(took.as_secs_f64());
+}
+
+/// One error answered, stated as `label` by the error table.
+pub fn error_answer(label: &'static str) {
+    counter!(ERRORS, "error" => label).increment(1);
 }
 
 /// A request or a purge failed because the store did, in the way `kind` names.

@@ -81,7 +81,7 @@ pub async fn serve(
                 Err(e) => {
                     // Out of file descriptors or a connection reset before accept: the
                     // listener is fine, but retrying at once would spin.
-                    tracing::warn!(error = %e, "accept failed");
+                    crate::log_throttle::throttled!(warn, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }

@@ -8,6 +8,7 @@ mod deploy;
 mod forward_auth;
 mod junk_codes;
 mod log_format;
+mod log_volume;
 mod metrics;
 mod serving_limits;
 mod startup_guards;

@@ -32,6 +32,7 @@ const LAYERS: [(&str, &[&str]); 8] = [
             "data_keys",
             "open_data",
             "metrics",
+            "log_throttle",
             "rate_limit",
             "upstream_budget",
             "client_ip",

@@ -122,8 +122,9 @@ pub struct Args {
     #[arg(long, env = "LOGIN_RATE_BURST", default_value_t = 20)]
     pub login_rate_burst: u32,
 
-    /// `POST /login` clients whose allowance is tracked at once; past it, new clients share
-    /// one allowance until idle ones are forgotten. Bounds the limiter's memory.
+    /// `POST /login` clients whose allowance is tracked at once. A newcomer takes the place of
+    /// a client whose allowance is full again; while none is, newcomers share one allowance
+    /// (see docs/security.md for why, and how to size it). Bounds the limiter's memory.
     #[arg(
         long,
         env = "LOGIN_RATE_MAX_CLIENTS",

@@ -1,5 +1,5 @@
 //! The API's one error type, and the one table that states every error: its HTTP status, its
-//! stable `code`, its metric label and its retry hint.
+//! stable `code`, its metric label, its retry hint and how it is logged.
 //!
 //! Handlers return `Result<_, ApiError>` and use `?`; the login service's [`LoginError`] and
 //! extractor rejections convert into it. [`ApiError::into_response`] only builds the answer: it
@@ -8,7 +8,7 @@
 //! logs it and counts it. So a team's app that merges the routes keeps the error logs and
 //! metrics, and a response can be built in a test without touching either.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use axum::{
     Json,
@@ -17,7 +17,13 @@ use axum::{
 };
 use shared::{ErrorBody, ErrorCode};
 
-use crate::{login::LoginError, open_data::OpenDataError, store::StoreError, wechat::WechatError};
+use crate::{
+    log_throttle::{self, LogThrottles},
+    login::LoginError,
+    open_data::OpenDataError,
+    store::StoreError,
+    wechat::WechatError,
+};
 
 /// How long a client should wait after upstream trouble before trying again.
 const UPSTREAM_RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -68,6 +74,22 @@ pub struct Statement {
     /// operator would act on differently (several codes may share one).
     pub label: &'static str,
     pub retry_after: Option<Duration>,
+    pub log: LogAs,
+}
+
+/// How an error answer is logged. Whoever sends the requests decides how often an error
+/// happens, so the lines an operator sees are rate-bounded per label: one per
+/// [`log_throttle::EVERY`], the next one saying how many were left out. The metrics count
+/// every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogAs {
+    /// The client's own mistake (a malformed body, a bad code): nothing for the operator.
+    Debug,
+    /// A refusal that a flood or a struggling WeChat causes (a limit, a timeout, an open
+    /// breaker): worth seeing, never worth a line per request.
+    Warn,
+    /// A fault on this side (the store, a bug, the app's credentials): the operator must act.
+    Error,
 }
 
 const fn stated(
@@ -75,12 +97,14 @@ const fn stated(
     code: ErrorCode,
     label: &'static str,
     retry_after: Option<Duration>,
+    log: LogAs,
 ) -> Statement {
     Statement {
         status,
         code,
         label,
         retry_after,
+        log,
     }
 }
 
@@ -89,6 +113,7 @@ impl ApiError {
     /// statuses are chosen.
     pub fn statement(&self) -> Statement {
         use ApiError as E;
+        use LogAs as Log;
         use LoginError as L;
         use OpenDataError as O;
         use StatusCode as S;
@@ -96,70 +121,109 @@ impl ApiError {
         use shared::ErrorCode as C;
         const UPSTREAM: Option<Duration> = Some(UPSTREAM_RETRY_AFTER);
         match self {
-            E::MalformedJson(_) => stated(S::BAD_REQUEST, C::MalformedJson, "malformed_json", None),
-            E::InvalidRequest(_) => {
-                stated(S::BAD_REQUEST, C::InvalidRequest, "invalid_request", None)
-            }
+            E::MalformedJson(_) => stated(
+                S::BAD_REQUEST,
+                C::MalformedJson,
+                "malformed_json",
+                None,
+                Log::Debug,
+            ),
+            E::InvalidRequest(_) => stated(
+                S::BAD_REQUEST,
+                C::InvalidRequest,
+                "invalid_request",
+                None,
+                Log::Debug,
+            ),
             E::UnsupportedMediaType => stated(
                 S::UNSUPPORTED_MEDIA_TYPE,
                 C::UnsupportedMediaType,
                 "unsupported_media_type",
                 None,
+                Log::Debug,
             ),
             E::PayloadTooLarge { .. } => stated(
                 S::PAYLOAD_TOO_LARGE,
                 C::PayloadTooLarge,
                 "payload_too_large",
                 None,
+                Log::Debug,
             ),
             E::RateLimited { retry_after } => stated(
                 S::TOO_MANY_REQUESTS,
                 C::RateLimited,
                 "rate_limited",
                 Some(*retry_after),
+                Log::Warn,
             ),
-            E::NotFound => stated(S::NOT_FOUND, C::NotFound, "not_found", None),
+            E::NotFound => stated(S::NOT_FOUND, C::NotFound, "not_found", None, Log::Debug),
             E::MethodNotAllowed => stated(
                 S::METHOD_NOT_ALLOWED,
                 C::MethodNotAllowed,
                 "method_not_allowed",
                 None,
+                Log::Debug,
             ),
             E::RequestTimeout => stated(
                 S::SERVICE_UNAVAILABLE,
                 C::RequestTimeout,
                 "request_timeout",
                 UPSTREAM,
+                Log::Warn,
             ),
-            E::Internal(_) | E::Login(L::SessionKey(_)) => {
-                stated(S::INTERNAL_SERVER_ERROR, C::Internal, "internal", None)
-            }
+            E::Internal(_) | E::Login(L::SessionKey(_)) => stated(
+                S::INTERNAL_SERVER_ERROR,
+                C::Internal,
+                "internal",
+                None,
+                Log::Error,
+            ),
             E::Login(L::MalformedCode(_) | L::Wechat(W::InvalidCode | W::InvalidPhoneCode)) => {
-                stated(S::BAD_REQUEST, C::InvalidCode, "invalid_code", None)
+                stated(
+                    S::BAD_REQUEST,
+                    C::InvalidCode,
+                    "invalid_code",
+                    None,
+                    Log::Debug,
+                )
             }
-            E::Login(L::UnknownApp(_)) => {
-                stated(S::BAD_REQUEST, C::UnknownApp, "unknown_app", None)
-            }
-            E::Login(L::NotLoggedIn) => {
-                stated(S::UNAUTHORIZED, C::Unauthorized, "not_logged_in", None)
-            }
+            E::Login(L::UnknownApp(_)) => stated(
+                S::BAD_REQUEST,
+                C::UnknownApp,
+                "unknown_app",
+                None,
+                Log::Debug,
+            ),
+            E::Login(L::NotLoggedIn) => stated(
+                S::UNAUTHORIZED,
+                C::Unauthorized,
+                "not_logged_in",
+                None,
+                Log::Debug,
+            ),
             E::Login(L::Wechat(W::CodeUsed)) => {
-                stated(S::BAD_REQUEST, C::CodeUsed, "code_used", None)
+                stated(S::BAD_REQUEST, C::CodeUsed, "code_used", None, Log::Debug)
             }
-            E::Login(L::Wechat(W::HighRiskUser)) => {
-                stated(S::FORBIDDEN, C::HighRiskUser, "high_risk_user", None)
-            }
+            E::Login(L::Wechat(W::HighRiskUser)) => stated(
+                S::FORBIDDEN,
+                C::HighRiskUser,
+                "high_risk_user",
+                None,
+                Log::Debug,
+            ),
             E::Login(L::Wechat(W::RateLimited)) => stated(
                 S::TOO_MANY_REQUESTS,
                 C::RateLimited,
                 "upstream_rate_limited",
                 Some(WECHAT_RATE_RETRY_AFTER),
+                Log::Warn,
             ),
             E::Login(L::Wechat(W::Busy { .. })) => stated(
                 S::SERVICE_UNAVAILABLE,
                 C::UpstreamUnavailable,
                 "upstream_unavailable",
                 UPSTREAM,
+                Log::Warn,
             ),
             E::Login(L::Wechat(W::CircuitOpen { retry_after } | W::OverBudget { retry_after })) => {
                 stated(
@@ -167,40 +231,53 @@ impl ApiError {
                     C::UpstreamUnavailable,
                     "upstream_unavailable",
                     Some(*retry_after),
+                    Log::Warn,
                 )
             }
+            // WeChat out of reach is this side's network, or WeChat down: for the operator.
             E::Login(L::Wechat(W::Unreachable(_))) => stated(
                 S::BAD_GATEWAY,
                 C::UpstreamUnavailable,
                 "upstream_unavailable",
                 UPSTREAM,
+                Log::Error,
             ),
             E::Login(L::Wechat(W::Timeout) | L::ExchangePending) => stated(
                 S::GATEWAY_TIMEOUT,
                 C::UpstreamTimeout,
                 "upstream_timeout",
                 UPSTREAM,
+                Log::Warn,
             ),
             E::Login(L::Wechat(W::Misconfigured { .. } | W::Other { .. } | W::BadResponse(_))) => {
-                stated(S::BAD_GATEWAY, C::UpstreamError, "upstream_error", UPSTREAM)
+                stated(
+                    S::BAD_GATEWAY,
+                    C::UpstreamError,
+                    "upstream_error",
+                    UPSTREAM,
+                    Log::Error,
+                )
             }
             E::Login(L::Store(StoreError::ClaimsFull(_))) => stated(
                 S::SERVICE_UNAVAILABLE,
                 C::LoginsInFlight,
                 "logins_in_flight",
                 Some(CLAIMS_RETRY_AFTER),
+                Log::Warn,
             ),
             E::Login(L::Store(_)) => stated(
                 S::SERVICE_UNAVAILABLE,
                 C::StoreUnavailable,
                 "store_unavailable",
                 Some(STORE_RETRY_AFTER),
+                Log::Error,
             ),
             E::Login(L::DecryptFailuresLimited { retry_after }) => stated(
                 S::TOO_MANY_REQUESTS,
                 C::RateLimited,
                 "decrypt_failures_limited",
                 Some(*retry_after),
+                Log::Warn,
             ),
             E::Login(L::OpenData(open)) => {
                 let (code, label) = match open {
@@ -212,7 +289,7 @@ impl ApiError {
                     O::Expired { .. } => (C::OpenDataExpired, "open_data_expired"),
                     O::Forged(_) => (C::ForgedOpenData, "forged_open_data"),
                 };
-                stated(S::BAD_REQUEST, code, label, None)
+                stated(S::BAD_REQUEST, code, label, None, Log::Debug)
             }
         }
     }
@@ -260,6 +337,9 @@ impl From<WechatError> for ApiError {
 #[derive(Debug, Clone)]
 pub struct ErrorReport {
     status: StatusCode,
+    /// The table's label: what the metrics count it as, and what its log lines are bounded by.
+    label: &'static str,
+    log: LogAs,
     /// The full error, detail included: for the log only.
     detail: String,
     /// The kind of store failure, counted by the store-errors metric.
@@ -273,6 +353,8 @@ impl IntoResponse for ApiError {
         let statement = self.statement();
         let report = ErrorReport {
             status: statement.status,
+            label: statement.label,
+            log: statement.log,
             detail: self.to_string(),
             store_kind: match &self {
                 // A flood of logins, not a fault of the store: counted by the logins metric.
@@ -302,25 +384,54 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The bounds of the error lines, one per label (and one for bad credentials, so that a flood
+/// of other upstream errors cannot hide that line).
+static ERROR_LINES: LazyLock<LogThrottles> =
+    LazyLock::new(|| LogThrottles::new(log_throttle::EVERY));
+
 /// Logs and counts the error an answer carries, once: the report is taken out, so a layer
-/// further out that runs this again finds nothing.
+/// further out that runs this again finds nothing. Every error is counted; its line is
+/// written as the table's [`LogAs`] says.
 pub fn report(response: &mut Response) {
+    report_within(response, &ERROR_LINES);
+}
+
+fn report_within(response: &mut Response, bounds: &LogThrottles) {
     let Some(report) = response.extensions_mut().remove::<ErrorReport>() else {
         return;
     };
-    let error = report.detail;
+    crate::metrics::error_answer(report.label);
     if let Some(kind) = report.store_kind {
         crate::metrics::store_error(kind);
     }
+    let error = report.detail;
+    let status = report.status.as_u16();
+    let label = report.label;
+    if report.log == LogAs::Debug {
+        tracing::debug!(%error, status, "request refused");
+        return;
+    }
+    let kind = if report.misconfigured {
+        "misconfigured"
+    } else {
+        label
+    };
+    let Some(admitted) = bounds.admit(kind) else {
+        return;
+    };
+    let suppressed = admitted.suppressed();
+    let suppressed_secs = admitted.suppressed_secs();
     if report.misconfigured {
         tracing::error!(
+            suppressed,
+            suppressed_secs,
             %error,
             "check the AppID and its secret (WECHAT_APPID and WECHAT_SECRET, or CONFIG_FILE)"
         );
-    } else if report.status.is_server_error() {
-        tracing::error!(%error, "request failed");
+    } else if report.log == LogAs::Error {
+        tracing::error!(suppressed, suppressed_secs, %error, status, %label, "request failed");
     } else {
-        tracing::debug!(%error, status = report.status.as_u16(), "request refused");
+        tracing::warn!(suppressed, suppressed_secs, %error, status, %label, "request refused");
     }
 }
 
@@ -408,6 +519,78 @@ mod tests {
         assert!(
             response.extensions().get::<ErrorReport>().is_none(),
             "a second reporter finds nothing to log again"
+        );
+    }
+
+    #[test]
+    fn refusals_a_flood_causes_are_warnings_and_faults_here_are_errors() {
+        let log_of = |e: ApiError| e.statement().log;
+        for flood in [
+            ApiError::RateLimited {
+                retry_after: Duration::from_secs(1),
+            },
+            ApiError::RequestTimeout,
+            ApiError::from(WechatError::OverBudget {
+                retry_after: Duration::from_secs(1),
+            }),
+            ApiError::from(WechatError::CircuitOpen {
+                retry_after: Duration::from_secs(1),
+            }),
+            ApiError::from(WechatError::Busy { attempts: 3 }),
+            ApiError::from(WechatError::Timeout),
+            ApiError::from(WechatError::RateLimited),
+        ] {
+            assert_eq!(log_of(flood), LogAs::Warn);
+        }
+        for fault in [
+            ApiError::Internal("bug".into()),
+            ApiError::Login(LoginError::Store(StoreError::Unavailable("down".into()))),
+            ApiError::from(WechatError::Unreachable("refused".into())),
+        ] {
+            assert_eq!(log_of(fault), LogAs::Error);
+        }
+        for mistake in [
+            ApiError::MalformedJson("x".into()),
+            ApiError::NotFound,
+            ApiError::from(WechatError::InvalidCode),
+            ApiError::Login(LoginError::NotLoggedIn),
+        ] {
+            assert_eq!(log_of(mistake), LogAs::Debug);
+        }
+    }
+
+    #[test]
+    fn a_flood_of_one_error_writes_one_line_and_another_error_still_gets_its_own() {
+        let captured = crate::captured_log::CapturedLog::default();
+        let writer = captured.clone();
+        let _subscriber = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish(),
+        );
+        let bounds = LogThrottles::new(log_throttle::EVERY);
+        for _ in 0..1_000 {
+            let over = WechatError::OverBudget {
+                retry_after: Duration::from_secs(1),
+            };
+            report_within(&mut ApiError::from(over).into_response(), &bounds);
+            report_within(&mut ApiError::NotFound.into_response(), &bounds);
+        }
+        let store_down = ApiError::Login(LoginError::Store(StoreError::Unavailable("x".into())));
+        report_within(&mut store_down.into_response(), &bounds);
+
+        let log = captured.text();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(
+            lines[0].contains("WARN") && lines[0].contains("label=upstream_unavailable"),
+            "{log}"
+        );
+        assert!(
+            lines[1].contains("ERROR") && lines[1].contains("label=store_unavailable"),
+            "{log}"
         );
     }
 

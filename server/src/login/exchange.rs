@@ -114,7 +114,11 @@ async fn exchange_and_settle(
                 None => state.stores.claims.release(key).await,
             };
             if let Err(store) = recorded {
-                tracing::warn!(error = %store, "could not record a refused code exchange");
+                crate::log_throttle::throttled!(
+                    warn,
+                    error = %store,
+                    "could not record a refused code exchange"
+                );
             }
             return Err(e.into());
         }
@@ -153,7 +157,11 @@ async fn exchange_and_settle(
     .await;
     if let Err(e) = remembered {
         // The login stands; open data made under the keys before this one may not open.
-        tracing::warn!(error = %e, "could not add the session_key to the user's key history");
+        crate::log_throttle::throttled!(
+            warn,
+            error = %e,
+            "could not add the session_key to the user's key history"
+        );
     }
     // A success is replayed for the short window only.
     let window = state.rules.code_replay_window.min(CODE_LIFE);
@@ -167,7 +175,11 @@ async fn exchange_and_settle(
     .await;
     if let Err(e) = settled {
         // The session stands and this caller has its token; only a replay of the code is lost.
-        tracing::warn!(error = %e, "could not record the outcome of a code exchange");
+        crate::log_throttle::throttled!(
+            warn,
+            error = %e,
+            "could not record the outcome of a code exchange"
+        );
     }
     Ok(Issued {
         token,
@@ -187,7 +199,12 @@ where
             Ok(()) => return Ok(()),
             Err(e) if Instant::now() + delay >= until => return Err(e),
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?delay, "store write failed after WeChat answered; retrying");
+                crate::log_throttle::throttled!(
+                    warn,
+                    error = %e,
+                    retry_in = ?delay,
+                    "store write failed after WeChat answered; retrying"
+                );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(1));
             }

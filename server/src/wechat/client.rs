@@ -184,7 +184,12 @@ impl WechatClient {
             match answer {
                 Err(WechatError::Busy { .. }) if attempt <= self.busy_retries => {
                     let delay = self.backoff * 2u32.saturating_pow(attempt - 1);
-                    tracing::warn!(attempt, ?delay, "WeChat busy (-1), retrying");
+                    crate::log_throttle::throttled!(
+                        warn,
+                        attempt,
+                        ?delay,
+                        "WeChat busy (-1), retrying"
+                    );
                     tokio::time::sleep(delay).await;
                 }
                 Err(WechatError::Busy { .. }) => {
