@@ -570,6 +570,9 @@ mod tests {
                 .with_max_level(tracing::Level::INFO)
                 .finish(),
         );
+        // Another test's thread, with no subscriber, may have met these call sites first and
+        // left them cached as disabled for every thread.
+        tracing::callsite::rebuild_interest_cache();
         let bounds = LogThrottles::new(log_throttle::EVERY);
         for _ in 0..1_000 {
             let over = WechatError::OverBudget {
