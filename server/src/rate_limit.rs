@@ -14,7 +14,7 @@
 //! `/checklogin` is deliberately not limited: it is cheap, and throttling it would make clients
 //! think they are logged out.
 
-use std::{hash::Hash, net::IpAddr, num::NonZeroU32, sync::Mutex, time::Duration};
+use std::{net::IpAddr, num::NonZeroU32, sync::Mutex, time::Duration};
 
 use governor::{
     Quota, RateLimiter,
@@ -27,34 +27,10 @@ use governor::{
     },
 };
 
+pub use crate::client_ip::ClientKey;
+
 /// Clients tracked at most when no cap is configured.
 pub const DEFAULT_MAX_CLIENTS: u32 = 100_000;
-
-/// How a client is told apart from others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ClientKey {
-    V4([u8; 4]),
-    /// The /64 prefix: one subscriber's share of IPv6 space.
-    V6([u8; 8]),
-    /// Every new client while the tracked set is full.
-    Overflow,
-}
-
-impl From<IpAddr> for ClientKey {
-    fn from(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => ClientKey::V4(v4.octets()),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => ClientKey::V4(v4.octets()),
-                None => {
-                    let mut prefix = [0; 8];
-                    prefix.copy_from_slice(&v6.octets()[..8]);
-                    ClientKey::V6(prefix)
-                }
-            },
-        }
-    }
-}
 
 /// governor's DashMap store with a ceiling: a client not yet tracked, arriving while `cap`
 /// clients are, is counted under [`ClientKey::Overflow`] instead of being added.
