@@ -27,6 +27,10 @@ pub const CHECKS: &str = "wxlogin_checks_total";
 pub const STORE_ERRORS: &str = "wxlogin_store_errors_total";
 /// Requests refused by a rate limit, by `limit` (`login`, `upstream`).
 pub const RATE_LIMITED: &str = "wxlogin_rate_limited_total";
+/// Connections the server closed to protect itself, by `reason`: `per_client_cap` (over
+/// `MAX_CONNECTIONS_PER_CLIENT`, closed as accepted), `body_timeout` (a body unfinished at
+/// `BODY_TIMEOUT`), `header_too_large` (a head past 16 KiB).
+pub const CONNECTIONS_CLOSED: &str = "wxlogin_connections_closed_total";
 /// Each app's circuit breaker towards WeChat, by `appid`: 0 closed, 1 open, 2 half-open.
 pub const BREAKER_STATE: &str = "wxlogin_breaker_state";
 /// Always 1; its `version` label says which build is running.
@@ -86,6 +90,11 @@ fn describe() {
         "Requests and purges that failed because the session store did, by kind"
     );
     describe_counter!(RATE_LIMITED, "Requests refused by a rate limit, by limit");
+    describe_counter!(
+        CONNECTIONS_CLOSED,
+        "Connections closed to protect the server, by reason (per_client_cap, body_timeout, \
+         header_too_large)"
+    );
     describe_gauge!(
         BREAKER_STATE,
         "Circuit breaker towards WeChat per app: 0 closed, 1 open, 2 half-open"
@@ -112,6 +121,11 @@ pub fn store_error(kind: &'static str) {
 /// A request refused by `limit`: `login` (per client) or `upstream` (WeChat calls per app).
 pub fn rate_limited(limit: &'static str) {
     counter!(RATE_LIMITED, "limit" => limit).increment(1);
+}
+
+/// A connection closed to protect the server, for `reason`.
+pub fn connection_closed(reason: &'static str) {
+    counter!(CONNECTIONS_CLOSED, "reason" => reason).increment(1);
 }
 
 /// The breaker gauge of the app `appid`, registered once per client.

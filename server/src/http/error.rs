@@ -49,6 +49,9 @@ pub enum ApiError {
     NotFound,
     #[error("this endpoint does not accept that method")]
     MethodNotAllowed,
+    /// The body was not complete within `BODY_TIMEOUT` of the headers.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// The request outlived `REQUEST_TIMEOUT`.
     #[error("the server did not finish this request in time")]
     RequestTimeout,
@@ -123,6 +126,7 @@ impl ApiError {
                 "method_not_allowed",
                 None,
             ),
+            E::BodyTimeout => stated(S::REQUEST_TIMEOUT, C::RequestTimeout, "body_timeout", None),
             E::RequestTimeout => stated(
                 S::SERVICE_UNAVAILABLE,
                 C::RequestTimeout,
@@ -276,6 +280,11 @@ impl IntoResponse for ApiError {
         }
         if statement.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        // The rest of a late body may still be on its way: the connection cannot carry another
+        // request, and hyper closes it once this answer is written.
+        if statement.status == StatusCode::REQUEST_TIMEOUT {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response.extensions_mut().insert(report);
         response

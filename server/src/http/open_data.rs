@@ -5,7 +5,7 @@
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::openapi::{
-    PayloadTooLarge, StoreUnavailable, Unauthorized, UnsupportedMediaType, WechatBusy,
+    BodyTimeout, PayloadTooLarge, StoreUnavailable, Unauthorized, UnsupportedMediaType, WechatBusy,
     WechatTimeout, WechatUnreachable,
 };
 use axum::{extract::State, response::Response};
@@ -47,6 +47,7 @@ pub fn router() -> OpenApiRouter<LoginState> {
             watermark_mismatch, open_data_expired or invalid_open_data; or a malformed body",
             body = ErrorBody),
         (status = 401, response = Unauthorized),
+        (status = 408, response = BodyTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 503, response = StoreUnavailable),
@@ -80,6 +81,7 @@ pub(super) async fn decrypt(
             body = VerifySignatureResponse),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, response = Unauthorized),
+        (status = 408, response = BodyTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 503, response = StoreUnavailable),
@@ -114,6 +116,7 @@ pub(super) async fn verify_signature(
         (status = 400, description = "invalid_code: not a live getPhoneNumber code (a wx.login \
             code, or one older than five minutes); or a malformed body", body = ErrorBody),
         (status = 401, response = Unauthorized),
+        (status = 408, response = BodyTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 502, response = WechatUnreachable),
