@@ -4,16 +4,16 @@
 //! memory is its own to measure.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{Ipv4Addr, SocketAddr},
     time::{Duration, Instant},
 };
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpSocket, TcpStream},
-    task::JoinSet,
+use tokio::{io::AsyncWriteExt, net::TcpStream, task::JoinSet};
+use workspace_tests::{
+    ServerProcess, free_port,
+    prometheus::Exposition,
+    raw_tcp::{connect_from, kept_alive_from, until_closed},
 };
-use workspace_tests::{ServerProcess, free_port, prometheus::Exposition};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_login-server");
 
@@ -27,25 +27,6 @@ fn raise_open_file_limit(needed: u64) {
         limit >= needed,
         "this test needs {needed} open files and the hard limit is {limit}"
     );
-}
-
-/// A connection to `server` from the loopback address `source`.
-async fn connect_from(source: Ipv4Addr, server: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
-    socket.connect(server).await
-}
-
-/// Everything the server sends until it closes the connection (EOF or reset).
-async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return answer,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-        }
-    }
 }
 
 /// One `GET /healthz` on a connection of its own from `source`; how long it took to answer.
@@ -292,22 +273,9 @@ async fn one_address_gets_its_cap_a_trusted_proxy_and_other_addresses_are_unaffe
     let addr = server.addr;
     let client = Ipv4Addr::new(127, 0, 0, 2);
 
-    /// A kept-alive connection from `source`, which has been served once: the server holds it.
-    async fn held_from(source: Ipv4Addr, server: SocketAddr) -> TcpStream {
-        let mut stream = connect_from(source, server).await.unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: login\r\n\r\n")
-            .await
-            .unwrap();
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.unwrap();
-        assert_eq!(&head, b"HTTP/1.1 200", "from {source}");
-        stream
-    }
-
     let mut held = Vec::new();
     for _ in 0..CAP {
-        held.push(held_from(client, addr).await);
+        held.push(kept_alive_from(client, addr).await);
     }
     // One more from the same address is closed unanswered.
     let refused = health_from(client, addr).await;
@@ -320,7 +288,7 @@ async fn one_address_gets_its_cap_a_trusted_proxy_and_other_addresses_are_unaffe
         .expect("another address is served");
     let mut through_proxy = Vec::new();
     for _ in 0..CAP * 3 {
-        through_proxy.push(held_from(Ipv4Addr::new(127, 0, 0, 4), addr).await);
+        through_proxy.push(kept_alive_from(Ipv4Addr::new(127, 0, 0, 4), addr).await);
     }
 
     // Once one of the address's connections closes, it may open another.
