@@ -375,6 +375,17 @@ mod tests {
     }
 
     #[test]
+    fn a_late_body_is_a_408_that_ends_the_connection() {
+        let response = ApiError::BodyTimeout.into_response();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        assert_eq!(
+            ApiError::BodyTimeout.statement().code,
+            ErrorCode::RequestTimeout
+        );
+    }
+
+    #[test]
     fn internal_detail_stays_out_of_the_message() {
         let err = ApiError::Login(LoginError::Store(StoreError::Unavailable(
             "/var/secret/path: disk I/O".into(),
