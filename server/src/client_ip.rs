@@ -1,5 +1,6 @@
-//! Who the client is, for the login rate limit: the TCP peer, or, when that peer is one of our
-//! own reverse proxies, the address the proxy chain reports.
+//! Who the client is, for the login rate limit and the per-client connection cap: the TCP
+//! peer, or, when that peer is one of our own reverse proxies, the address the proxy chain
+//! reports; and which addresses count as one client ([`ClientKey`]).
 //!
 //! A forwarding header is only as honest as whoever wrote each entry. Proxies append on the
 //! right, so the entries right of the first untrusted one were written by our own hops and the
@@ -25,6 +26,11 @@ impl TrustedProxies {
 
     fn trusts(&self, ip: IpAddr) -> bool {
         self.networks.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether `peer` is one of our proxies, whose one connection may carry many clients.
+    pub fn is_proxy(&self, peer: IpAddr) -> bool {
+        self.trusts(canonical(peer))
     }
 
     /// The client behind a request from `peer` carrying `headers`.
@@ -71,6 +77,28 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
     }
     let v6 = entry.strip_prefix('[')?.strip_suffix(']')?;
     v6.parse::<IpAddr>().ok().map(canonical)
+}
+
+/// How a client is told apart from others: an IPv4 address, or an IPv6 address's /64, the
+/// block one subscriber is handed and can rotate through for free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ClientKey {
+    V4([u8; 4]),
+    /// The /64 prefix: one subscriber's share of IPv6 space.
+    V6([u8; 8]),
+}
+
+impl From<IpAddr> for ClientKey {
+    fn from(ip: IpAddr) -> Self {
+        match canonical(ip) {
+            IpAddr::V4(v4) => ClientKey::V4(v4.octets()),
+            IpAddr::V6(v6) => {
+                let mut prefix = [0; 8];
+                prefix.copy_from_slice(&v6.octets()[..8]);
+                ClientKey::V6(prefix)
+            }
+        }
+    }
 }
 
 /// An IPv4 client reached over an IPv6 socket (`::ffff:a.b.c.d`) is that IPv4 client.

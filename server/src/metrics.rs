@@ -33,6 +33,10 @@ pub const ERRORS: &str = "wxlogin_errors_total";
 /// Requests refused by a rate limit, by `limit` (`login`, `upstream`, `decrypt_failures`);
 /// `upstream` refusals also by the client's `standing` (`good`, `suspect`).
 pub const RATE_LIMITED: &str = "wxlogin_rate_limited_total";
+/// Connections the server closed to protect itself, by `reason`: `per_client_cap` (over
+/// `MAX_CONNECTIONS_PER_CLIENT`, closed as accepted), `body_timeout` (a body unfinished at
+/// `BODY_TIMEOUT`), `header_too_large` (a head past 16 KiB).
+pub const CONNECTIONS_CLOSED: &str = "wxlogin_connections_closed_total";
 /// Each app's circuit breaker towards WeChat, by `appid`: 0 closed, 1 open, 2 half-open.
 pub const BREAKER_STATE: &str = "wxlogin_breaker_state";
 /// Always 1; its `version` label says which build is running.
@@ -132,6 +136,11 @@ fn describe() {
         "Error answers of every route, by error (the label of the error table)"
     );
     describe_counter!(RATE_LIMITED, "Requests refused by a rate limit, by limit");
+    describe_counter!(
+        CONNECTIONS_CLOSED,
+        "Connections closed to protect the server, by reason (per_client_cap, body_timeout, \
+         header_too_large)"
+    );
     describe_gauge!(
         BREAKER_STATE,
         "Circuit breaker towards WeChat per app: 0 closed, 1 open, 2 half-open"
@@ -169,6 +178,11 @@ pub fn rate_limited(limit: &'static str) {
 /// `good` ones mean real users are turned away.
 pub fn over_budget(standing: &'static str) {
     counter!(RATE_LIMITED, "limit" => "upstream", "standing" => standing).increment(1);
+}
+
+/// A connection closed to protect the server, for `reason`.
+pub fn connection_closed(reason: &'static str) {
+    counter!(CONNECTIONS_CLOSED, "reason" => reason).increment(1);
 }
 
 /// The breaker gauge of the app `appid`, registered once per client.

@@ -23,7 +23,6 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    hash::Hash,
     net::IpAddr,
     num::NonZeroU32,
     sync::{Arc, Mutex, OnceLock},
@@ -38,32 +37,10 @@ use governor::{
     state::{StateStore, keyed::ShrinkableKeyedStateStore},
 };
 
+pub use crate::client_ip::ClientKey;
+
 /// Clients tracked at most when no cap is configured.
 pub const DEFAULT_MAX_CLIENTS: u32 = 100_000;
-
-/// How a client is told apart from others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClientKey {
-    V4([u8; 4]),
-    /// The /64 prefix: one subscriber's share of IPv6 space.
-    V6([u8; 8]),
-}
-
-impl From<IpAddr> for ClientKey {
-    fn from(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => ClientKey::V4(v4.octets()),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => ClientKey::V4(v4.octets()),
-                None => {
-                    let mut prefix = [0; 8];
-                    prefix.copy_from_slice(&v6.octets()[..8]);
-                    ClientKey::V6(prefix)
-                }
-            },
-        }
-    }
-}
 
 /// governor's state of each client, at most `cap` of them, kept also in the order their
 /// buckets fill up again, so that making room is a look at the first rather than a scan.

@@ -3,13 +3,25 @@
 //! `axum::serve` gives hyper no timer, so it cannot bound the time a client takes to send its
 //! headers: a client that opens thousands of connections and trickles half a header holds
 //! them all forever. Here hyper's own header-read timeout runs on every connection (new or kept
-//! alive), each request has a deadline, the number of connections has a cap, and a shutdown
-//! has a deadline after which the connections left are dropped.
+//! alive), a head is at most [`HEAD_LIMIT`], each body has a deadline of its own and each
+//! request another, the number of connections has a cap and so has each client's share of
+//! them, and a shutdown has a deadline after which the connections left are dropped.
+//!
+//! The caps are sized for connections that are held open as well as for short ones: a
+//! person's few long-lived streams fit under the per-client cap many times over, while an
+//! attacker's, from one address, can never take more than that cap of everyone's slots.
 //!
 //! HTTP/1.1 only: mini-programs reach the server through WeChat's HTTPS stack or a TLS proxy,
 //! which speak HTTP/1.1 upstream, and h2c would need protocol sniffing before any timeout runs.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -26,15 +38,23 @@ use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tower::ServiceExt;
 
 use crate::{
+    client_ip::{ClientKey, TrustedProxies},
     config::Config,
-    http::{self, ApiError, LoginState},
+    http::{self, ApiError, DeadlineBody, LoginState},
+    metrics,
     state::StartError,
 };
+
+/// The largest request head (request line and headers) read, and so the most a connection's
+/// read buffer holds: room for a few KiB of cookies, while a thousand stalled heads cost
+/// only a few tens of MiB. Past it the client gets a 431 and the connection is closed.
+pub const HEAD_LIMIT: usize = 16 * 1024;
 
 /// The serving limits, from the configuration.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     pub header_timeout: Duration,
+    pub body_timeout: Duration,
     pub request_timeout: Duration,
     pub max_connections: u32,
     pub shutdown_timeout: Duration,
@@ -44,6 +64,7 @@ impl From<&Config> for Limits {
     fn from(c: &Config) -> Self {
         Self {
             header_timeout: c.header_timeout,
+            body_timeout: c.body_timeout,
             request_timeout: c.request_timeout,
             max_connections: c.max_connections,
             shutdown_timeout: c.shutdown_timeout,
@@ -51,9 +72,82 @@ impl From<&Config> for Limits {
     }
 }
 
+/// The connections each client holds open, for `MAX_CONNECTIONS_PER_CLIENT`. One short lock
+/// per accepted connection and one when it ends; the table holds only clients with an open
+/// connection, so the global cap bounds it.
+#[derive(Debug)]
+struct PerClient {
+    cap: u32,
+    proxies: TrustedProxies,
+    open: Mutex<HashMap<ClientKey, u32>>,
+}
+
+impl PerClient {
+    /// `cap == 0`: no cap per client.
+    fn new(cap: u32, proxies: TrustedProxies) -> Arc<Self> {
+        Arc::new(Self {
+            cap,
+            proxies,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A place for one more connection from `peer`, held until the guard drops; `None` when
+    /// `peer` holds its cap already. A proxy of ours carries many clients on its connections,
+    /// so it is not counted.
+    fn admit(self: &Arc<Self>, peer: std::net::IpAddr) -> Option<ClientSlot> {
+        if self.cap == 0 || self.proxies.is_proxy(peer) {
+            return Some(ClientSlot(None));
+        }
+        let key = ClientKey::from(peer);
+        let mut open = self.lock();
+        let held = open.entry(key).or_insert(0);
+        if *held >= self.cap {
+            return None;
+        }
+        *held += 1;
+        Some(ClientSlot(Some((self.clone(), key))))
+    }
+
+    /// Connections counted for `peer` now.
+    #[cfg(test)]
+    fn held(&self, peer: std::net::IpAddr) -> u32 {
+        self.lock()
+            .get(&ClientKey::from(peer))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<ClientKey, u32>> {
+        // The counts stay right whatever panicked while the lock was held: each change is one
+        // statement.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One connection's place in its client's count; `None` for a connection not counted.
+#[derive(Debug)]
+struct ClientSlot(Option<(Arc<PerClient>, ClientKey)>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let Some((table, key)) = &self.0 else {
+            return;
+        };
+        let mut open = table.lock();
+        if let Some(held) = open.get_mut(key) {
+            *held -= 1;
+            if *held == 0 {
+                open.remove(key);
+            }
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then lets requests in flight finish
 /// for up to `SHUTDOWN_TIMEOUT` and drops what is left. Handlers see each connection's peer as
 /// `ConnectInfo<SocketAddr>` (the login rate limit keys on it). The limits come from `config`.
+/// A connection over its client's cap is closed as soon as it is accepted.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -63,8 +157,11 @@ pub async fn serve(
     let limits = Limits::from(config);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(HEAD_LIMIT)
+        .max_buf_size(HEAD_LIMIT);
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let per_client = PerClient::new(config.max_connections_per_client, config.trusted_proxies());
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -88,11 +185,19 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(client_slot) = per_client.admit(peer.ip()) else {
+            metrics::connection_closed("per_client_cap");
+            tracing::debug!(%peer, "connection closed: the client holds its cap already");
+            continue;
+        };
         let service = TowerToHyperService::new(per_request(app.clone(), peer, limits));
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, client_slot);
             if let Err(e) = connection.await {
+                if e.is_parse_too_large() {
+                    metrics::connection_closed("header_too_large");
+                }
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -111,7 +216,7 @@ pub async fn serve(
     Ok(())
 }
 
-/// Each request of a connection: its peer attached, its deadline enforced.
+/// Each request of a connection: its peer attached, its body's deadline and its own enforced.
 fn per_request(
     app: Router,
     peer: SocketAddr,
@@ -124,7 +229,10 @@ fn per_request(
 > + Clone {
     tower::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        let answer = app.clone().oneshot(request.map(axum::body::Body::new));
+        // Counted from now, when hyper has read the head.
+        let deadline = tokio::time::Instant::now() + limits.body_timeout;
+        let request = request.map(|body| axum::body::Body::new(DeadlineBody::new(body, deadline)));
+        let answer = app.clone().oneshot(request);
         async move {
             match tokio::time::timeout(limits.request_timeout, answer).await {
                 Ok(answered) => answered,
@@ -210,4 +318,67 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_client_gets_its_cap_and_a_place_back_when_one_closes() {
+        let table = PerClient::new(2, TrustedProxies::default());
+        let first = table.admit(ip("192.0.2.1")).expect("under the cap");
+        let _second = table.admit(ip("192.0.2.1")).expect("at the cap");
+        assert!(table.admit(ip("192.0.2.1")).is_none(), "over the cap");
+        assert!(table.admit(ip("192.0.2.2")).is_some(), "another client");
+        drop(first);
+        assert_eq!(table.held(ip("192.0.2.1")), 1);
+        assert!(table.admit(ip("192.0.2.1")).is_some(), "a place was freed");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64_and_mapped_ipv4_is_that_ipv4() {
+        let table = PerClient::new(1, TrustedProxies::default());
+        let _v6 = table.admit(ip("2001:db8:1:2::1")).unwrap();
+        assert!(table.admit(ip("2001:db8:1:2:ffff::9")).is_none());
+        assert!(table.admit(ip("2001:db8:1:3::1")).is_some());
+        let _v4 = table.admit(ip("::ffff:192.0.2.7")).unwrap();
+        assert!(table.admit(ip("192.0.2.7")).is_none());
+    }
+
+    #[test]
+    fn the_table_forgets_clients_with_nothing_open() {
+        let table = PerClient::new(3, TrustedProxies::default());
+        let slots: Vec<_> = (0..100u32)
+            .map(|n| table.admit(IpAddr::from(n.to_be_bytes())).unwrap())
+            .collect();
+        assert_eq!(table.lock().len(), 100);
+        drop(slots);
+        assert!(table.lock().is_empty());
+    }
+
+    #[test]
+    fn proxies_and_a_zero_cap_are_not_counted() {
+        let proxies = TrustedProxies::new(
+            vec![crate::client_ip::parse_network("10.0.0.0/8").unwrap()],
+            Some(axum::http::HeaderName::from_static("x-forwarded-for")),
+        );
+        let table = PerClient::new(1, proxies);
+        let held: Vec<_> = (0..10)
+            .map(|_| table.admit(ip("10.0.0.1")).unwrap())
+            .collect();
+        assert_eq!(table.held(ip("10.0.0.1")), 0);
+        drop(held);
+        let off = PerClient::new(0, TrustedProxies::default());
+        let held: Vec<_> = (0..10)
+            .map(|_| off.admit(ip("192.0.2.1")).unwrap())
+            .collect();
+        assert!(off.lock().is_empty());
+        drop(held);
+    }
 }

@@ -282,7 +282,8 @@ pub enum ErrorCode {
     NotFound,
     /// The route exists but not for this method.
     MethodNotAllowed,
-    /// The server did not finish the request in time; see `Retry-After`.
+    /// The server did not finish the request in time (503, see `Retry-After`), or the client
+    /// did not finish sending its body in time (408).
     RequestTimeout,
     /// `encryptedData` or `iv` is not base64.
     InvalidBase64,

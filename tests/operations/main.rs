@@ -1,4 +1,4 @@
-//! The server as operators run it: serving limits, WeChat and clients misbehaving, proxies in
+//! The server as operators run it: serving limits, hostile clients, WeChat and clients misbehaving, proxies in
 //! front, forward auth behind nginx, start-up guards, the systemd unit, metrics and logs.
 //!
 //! Metrics and logs are read from server processes of their own: nothing here installs a
@@ -6,6 +6,7 @@
 
 mod deploy;
 mod forward_auth;
+mod hostile_clients;
 mod junk_codes;
 mod log_format;
 mod log_volume;

@@ -3,32 +3,30 @@
 
 use std::{
     io::{Read, Write},
+    net::Ipv4Addr,
     process::Command,
     sync::mpsc,
     time::{Duration, Instant},
 };
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+use tokio::{io::AsyncWriteExt, net::TcpStream};
+use workspace_tests::{
+    ServerProcess, TestServer, assert_error,
+    raw_tcp::{kept_alive_from, until_closed},
+    wechat_config,
 };
-use workspace_tests::{ServerProcess, TestServer, assert_error, wechat_config};
-
-/// Reads until the server closes the connection (EOF or reset); whatever it sent first (a
-/// response, a 408) does not matter.
-async fn closed_by_server(stream: &mut TcpStream) {
-    let mut buf = [0u8; 1024];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-}
 
 #[tokio::test]
 async fn half_open_connections_are_closed_by_the_header_timeout_while_others_are_served() {
-    let server = TestServer::start(&["--header-timeout", "2s"]).await;
+    // All from one address: no cap per client here, so that the header timeout alone is what
+    // keeps the 501st connection served.
+    let server = TestServer::start(&[
+        "--header-timeout",
+        "2s",
+        "--max-connections-per-client",
+        "0",
+    ])
+    .await;
     let started = Instant::now();
     let mut trickling = Vec::with_capacity(500);
     for _ in 0..500 {
@@ -57,7 +55,7 @@ async fn half_open_connections_are_closed_by_the_header_timeout_while_others_are
     // The server closes them on its own clock, so waiting for each in turn waits for all.
     let all_closed = async {
         for stream in &mut trickling {
-            closed_by_server(stream).await;
+            until_closed(stream).await;
         }
     };
     let deadline = Duration::from_secs(6).saturating_sub(started.elapsed());
@@ -70,17 +68,10 @@ async fn half_open_connections_are_closed_by_the_header_timeout_while_others_are
 #[tokio::test]
 async fn an_idle_kept_alive_connection_is_closed_by_the_header_timeout() {
     let server = TestServer::start(&["--header-timeout", "1s"]).await;
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: login\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await.unwrap();
-    assert_eq!(&head, b"HTTP/1.1 200");
+    let mut stream = kept_alive_from(Ipv4Addr::LOCALHOST, server.addr).await;
     // Kept alive, then silent: closed once the wait for the next request's headers runs out.
     let idle = Instant::now();
-    tokio::time::timeout(Duration::from_secs(4), closed_by_server(&mut stream))
+    tokio::time::timeout(Duration::from_secs(4), until_closed(&mut stream))
         .await
         .expect("an idle keep-alive connection is closed within 4 s");
     assert!(

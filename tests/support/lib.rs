@@ -3,6 +3,7 @@
 
 mod processes;
 pub mod prometheus;
+pub mod raw_tcp;
 mod slow_link;
 
 pub use processes::{

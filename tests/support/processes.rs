@@ -292,6 +292,11 @@ impl ServerProcess {
         crate::is_login(http.get(self.url("/checklogin")).bearer_auth(token)).await
     }
 
+    /// Its resident memory now and at its peak, in KiB.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        self.service.memory_kib().unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The process itself, no longer killed on drop: for tests that end it their own way.
     pub fn into_child(self) -> Child {
         self.service.into_child()

@@ -189,13 +189,20 @@ pub struct Args {
     #[arg(long, env = "HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
 
+    /// Time a client has to send a request's whole body, counted from its headers, however
+    /// the bytes trickle in; past it the client gets a 408 and the connection is closed.
+    /// Bodies are at most 4 KiB, which any live client sends at once.
+    #[arg(long, env = "BODY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
     /// Time one request may take from its headers to its answer; past it the client gets a
     /// 503. Above the slowest login WeChat's timeouts and busy retries allow.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
-    /// Connections served at once; past it new ones wait in the kernel's queue. Keep it below
-    /// the process's file-descriptor limit.
+    /// Connections served at once; past it new ones wait in the kernel's queue. Each is an
+    /// open file: the server raises its soft open-file limit to the hard one at start, and
+    /// warns when even that is below this.
     #[arg(
         long,
         env = "MAX_CONNECTIONS",
@@ -203,6 +210,18 @@ pub struct Args {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_connections: u32,
+
+    /// Connections one client, an IPv4 address or an IPv6 /64, may hold open at once; past
+    /// it a new one is closed at once (0: no cap per client). It keeps one address from
+    /// taking every slot of `MAX_CONNECTIONS`, while the default leaves room for the hundreds
+    /// of users a carrier-grade NAT puts behind one address. Peers in `TRUSTED_PROXIES` are
+    /// exempt: there, limit per client at the proxy.
+    #[arg(
+        long,
+        env = "MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = config::DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+    )]
+    pub max_connections_per_client: u32,
 
     /// After SIGTERM or Ctrl-C: how long requests in flight may finish before the
     /// connections left are dropped.
@@ -291,8 +310,10 @@ impl From<Args> for Config {
             harness_dir,
             code_replay_window,
             header_timeout,
+            body_timeout,
             request_timeout,
             max_connections,
+            max_connections_per_client,
             shutdown_timeout,
             open_data_max_age,
             decrypt_failures_per_minute,
@@ -330,8 +351,10 @@ impl From<Args> for Config {
         config.harness_dir = harness_dir;
         config.code_replay_window = code_replay_window;
         config.header_timeout = header_timeout;
+        config.body_timeout = body_timeout;
         config.request_timeout = request_timeout;
         config.max_connections = max_connections;
+        config.max_connections_per_client = max_connections_per_client;
         config.shutdown_timeout = shutdown_timeout;
         config.open_data_max_age = open_data_max_age;
         config.decrypt_failures_per_minute = decrypt_failures_per_minute;

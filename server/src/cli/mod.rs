@@ -45,6 +45,7 @@ pub async fn main() -> ExitCode {
     };
     init_logging(args.log_format);
     let config = Config::from(args);
+    raise_open_file_limit(config.max_connections);
     let dev = config.dev_mode();
     let store = config.session_store.to_string();
     let server = match Server::bind(config).await {
@@ -72,6 +73,25 @@ pub async fn main() -> ExitCode {
             tracing::error!(error = %e, "server failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lifts this process's soft limit on open files to its hard limit. Every connection is a
+/// file, and many systems start a process with a soft limit of 1024, far below
+/// `MAX_CONNECTIONS`: past it accepts fail, and the server takes no connection until one
+/// closes.
+fn raise_open_file_limit(max_connections: u32) {
+    // Files besides the connections: the listeners, the store, WeChat's connection pool.
+    const OTHER_FILES: u64 = 64;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < u64::from(max_connections) + OTHER_FILES => tracing::warn!(
+            limit,
+            max_connections,
+            "the open-file limit is below MAX_CONNECTIONS: raise it (LimitNOFILE= in the \
+             systemd unit, ulimit -n) or lower MAX_CONNECTIONS"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
 }
 

@@ -50,6 +50,12 @@ const MIN_CLAIMS: usize = 1_000;
 /// Loopback only: dev mode mints login codes for anyone who can reach it.
 pub const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
 
+/// Connections one client (an IPv4 address, an IPv6 /64) may hold open at once. A login holds
+/// a connection for a moment and an idle one is closed after `HEADER_TIMEOUT`, so even a
+/// carrier-grade NAT address with hundreds of active users stays well under it; yet one
+/// address can take no more than a twentieth of the default `MAX_CONNECTIONS`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 500;
+
 /// Where WeChat's server API is.
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 
@@ -114,10 +120,14 @@ pub struct Config {
     pub code_replay_window: Duration,
     /// `HEADER_TIMEOUT`.
     pub header_timeout: Duration,
+    /// `BODY_TIMEOUT`: a request's whole body, counted from its headers.
+    pub body_timeout: Duration,
     /// `REQUEST_TIMEOUT`.
     pub request_timeout: Duration,
     /// `MAX_CONNECTIONS`.
     pub max_connections: u32,
+    /// `MAX_CONNECTIONS_PER_CLIENT` (`0`: no cap per client).
+    pub max_connections_per_client: u32,
     /// `SHUTDOWN_TIMEOUT`.
     pub shutdown_timeout: Duration,
     /// `OPEN_DATA_MAX_AGE`.
@@ -171,8 +181,10 @@ impl Config {
             harness_dir: default_harness_dir(),
             code_replay_window: secs(30),
             header_timeout: secs(10),
+            body_timeout: secs(5),
             request_timeout: secs(60),
             max_connections: 10_000,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             shutdown_timeout: secs(30),
             open_data_max_age: MaxAge(Some(secs(3600))),
             decrypt_failures_per_minute: 10,
@@ -259,8 +271,10 @@ setters! {
     with_harness_dir(harness_dir: PathBuf);
     with_code_replay_window(code_replay_window: Duration);
     with_header_timeout(header_timeout: Duration);
+    with_body_timeout(body_timeout: Duration);
     with_request_timeout(request_timeout: Duration);
     with_max_connections(max_connections: u32);
+    with_max_connections_per_client(max_connections_per_client: u32);
     with_shutdown_timeout(shutdown_timeout: Duration);
     with_open_data_max_age(open_data_max_age: MaxAge);
     with_decrypt_failures_per_minute(decrypt_failures_per_minute: u32);
@@ -365,6 +379,7 @@ impl Config {
             ("BREAKER_COOLDOWN", self.breaker_cooldown),
             ("CODE_REPLAY_WINDOW", self.code_replay_window),
             ("HEADER_TIMEOUT", self.header_timeout),
+            ("BODY_TIMEOUT", self.body_timeout),
             ("REQUEST_TIMEOUT", self.request_timeout),
             ("SHUTDOWN_TIMEOUT", self.shutdown_timeout),
             ("PURGE_INTERVAL", self.purge_interval),

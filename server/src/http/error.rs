@@ -57,6 +57,9 @@ pub enum ApiError {
     NotFound,
     #[error("this endpoint does not accept that method")]
     MethodNotAllowed,
+    /// The body was not complete within `BODY_TIMEOUT` of the headers.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// The request outlived `REQUEST_TIMEOUT`.
     #[error("the server did not finish this request in time")]
     RequestTimeout,
@@ -163,6 +166,13 @@ impl ApiError {
                 "method_not_allowed",
                 None,
                 Log::Debug,
+            ),
+            E::BodyTimeout => stated(
+                S::REQUEST_TIMEOUT,
+                C::RequestTimeout,
+                "body_timeout",
+                None,
+                Log::Warn,
             ),
             E::RequestTimeout => stated(
                 S::SERVICE_UNAVAILABLE,
@@ -379,6 +389,11 @@ impl IntoResponse for ApiError {
         if statement.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        // The rest of a late body may still be on its way: the connection cannot carry another
+        // request, and hyper closes it once this answer is written.
+        if statement.status == StatusCode::REQUEST_TIMEOUT {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response.extensions_mut().insert(report);
         response
     }
@@ -494,6 +509,17 @@ mod tests {
             let stated = ApiError::from(err).statement();
             assert_eq!((stated.status.as_u16(), stated.code), (status, code));
         }
+    }
+
+    #[test]
+    fn a_late_body_is_a_408_that_ends_the_connection() {
+        let response = ApiError::BodyTimeout.into_response();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        assert_eq!(
+            ApiError::BodyTimeout.statement().code,
+            ErrorCode::RequestTimeout
+        );
     }
 
     #[test]

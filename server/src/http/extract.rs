@@ -14,7 +14,7 @@ use axum::extract::ConnectInfo;
 
 use crate::{
     http::LoginState,
-    http::{ApiError, BODY_LIMIT},
+    http::{ApiError, BODY_LIMIT, body_deadline::BodyTimedOut},
 };
 
 /// `axum::Json` with our error body.
@@ -35,6 +35,8 @@ where
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit: BODY_LIMIT }
+            } else if BodyTimedOut::caused(&e) {
+                ApiError::BodyTimeout
             } else {
                 ApiError::InvalidRequest(e.body_text())
             }

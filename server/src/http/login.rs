@@ -2,7 +2,9 @@
 
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::openapi::{PayloadTooLarge, UnsupportedMediaType, WechatTimeout, WechatUnreachable};
+use super::openapi::{
+    BodyTimeout, PayloadTooLarge, UnsupportedMediaType, WechatTimeout, WechatUnreachable,
+};
 use axum::{extract::State, response::Response};
 use shared::{ErrorBody, LoginRequest, LoginResponse};
 
@@ -33,6 +35,7 @@ pub fn router() -> OpenApiRouter<LoginState> {
         (status = 400, description = "Malformed body, a malformed, unknown, expired or used code, \
             or an `appid` the server does not serve (unknown_app)", body = ErrorBody),
         (status = 403, description = "WeChat refused a high-risk user", body = ErrorBody),
+        (status = 408, response = BodyTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 429, description = "Too many logins from this client, or WeChat's quota", body = ErrorBody,

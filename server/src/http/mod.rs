@@ -5,6 +5,7 @@
 //! nothing that could clash with theirs); [`router`] is the standalone server's whole app.
 
 mod auth_user;
+mod body_deadline;
 mod checklogin;
 mod error;
 mod extract;
@@ -19,6 +20,7 @@ mod open_data;
 mod openapi;
 mod request_log;
 
+pub use body_deadline::{BodyTimedOut, DeadlineBody};
 pub use error::{ApiError, Statement, report};
 pub use forward_auth::{APPID_HEADER, OPENID_HEADER, UNIONID_HEADER};
 pub use login_state::{LoginState, Parts};

@@ -5,7 +5,7 @@
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::openapi::{
-    PayloadTooLarge, StoreUnavailable, Unauthorized, UnsupportedMediaType, WechatBusy,
+    BodyTimeout, PayloadTooLarge, StoreUnavailable, Unauthorized, UnsupportedMediaType, WechatBusy,
     WechatTimeout, WechatUnreachable,
 };
 use axum::{extract::State, response::Response};
@@ -51,6 +51,7 @@ pub fn router() -> OpenApiRouter<LoginState> {
             names another user, or repeats a key); or a malformed body",
             body = ErrorBody),
         (status = 401, response = Unauthorized),
+        (status = 408, response = BodyTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 429, description = "rate_limited: this user's failed attempts are used up \
@@ -87,6 +88,7 @@ pub(super) async fn decrypt(
             body = VerifySignatureResponse),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, response = Unauthorized),
+        (status = 408, response = BodyTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 503, response = StoreUnavailable),
@@ -121,6 +123,7 @@ pub(super) async fn verify_signature(
         (status = 400, description = "invalid_code: not a live getPhoneNumber code (a wx.login \
             code, or one older than five minutes); or a malformed body", body = ErrorBody),
         (status = 401, response = Unauthorized),
+        (status = 408, response = BodyTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 502, response = WechatUnreachable),

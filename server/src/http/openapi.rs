@@ -24,6 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
     ),
     components(responses(
         Unauthorized,
+        BodyTimeout,
         PayloadTooLarge,
         UnsupportedMediaType,
         StoreUnavailable,
@@ -76,6 +77,12 @@ error_response!(
     Unauthorized,
     "No token, or one that is malformed, unknown, expired or revoked",
     "WWW-Authenticate": String = "Bearer"
+);
+error_response!(
+    /// `408 request_timeout`: a body that trickles in, or never comes, costs a slot no longer.
+    BodyTimeout,
+    "Body not complete within BODY_TIMEOUT of the headers; the connection is closed",
+    "Connection": String = "close"
 );
 error_response!(
     /// `413 payload_too_large`.
@@ -218,6 +225,9 @@ mod tests {
         let responses = &doc["components"]["responses"];
         assert!(responses["Unauthorized"]["headers"]["WWW-Authenticate"].is_object());
         assert!(responses["StoreUnavailable"]["headers"]["Retry-After"].is_object());
+        assert!(responses["BodyTimeout"]["headers"]["Connection"].is_object());
+        let login_408 = &doc["paths"][paths::LOGIN]["post"]["responses"]["408"]["$ref"];
+        assert_eq!(login_408, "#/components/responses/BodyTimeout");
         let me_401 = &doc["paths"][paths::ME]["get"]["responses"]["401"]["$ref"];
         assert_eq!(me_401, "#/components/responses/Unauthorized");
     }
