@@ -79,24 +79,67 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
     v6.parse::<IpAddr>().ok().map(canonical)
 }
 
-/// How a client is told apart from others: an IPv4 address, or an IPv6 address's /64, the
-/// block one subscriber is handed and can rotate through for free.
+/// How a client is told apart from others: an IPv4 address, or an IPv6 prefix (see
+/// [`ClientKeying`]), the block one subscriber is handed and can rotate through for free.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ClientKey {
     V4([u8; 4]),
-    /// The /64 prefix: one subscriber's share of IPv6 space.
+    /// The address's first 64 bits, those past the prefix length set to zero.
     V6([u8; 8]),
 }
 
-impl From<IpAddr> for ClientKey {
-    fn from(ip: IpAddr) -> Self {
+/// Which addresses count as one client, for every per-client limit alike: each IPv4 address
+/// on its own, and IPv6 addresses by their first `ipv6_prefix` bits (`CLIENT_IPV6_PREFIX`).
+///
+/// A /64 is what one subscriber is handed, so it is the default. An attacker with a whole
+/// /48 or /32 still has 2^16 or 2^32 of those to rotate through, and no limit per /64 can see
+/// that; an operator under such an attack keys by the wider prefix instead, accepting that
+/// the subscribers inside it share one allowance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientKeying {
+    ipv6_prefix: u8,
+}
+
+impl ClientKeying {
+    /// One subscriber's share of IPv6 space.
+    pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+    /// A regional registry's smallest allocation to a provider: wider would lump providers
+    /// together.
+    pub const WIDEST_IPV6_PREFIX: u8 = 32;
+
+    /// `None` outside `WIDEST_IPV6_PREFIX..=DEFAULT_IPV6_PREFIX`: a prefix longer than /64
+    /// would let one subscriber count as many clients.
+    pub fn new(ipv6_prefix: u8) -> Option<Self> {
+        (Self::WIDEST_IPV6_PREFIX..=Self::DEFAULT_IPV6_PREFIX)
+            .contains(&ipv6_prefix)
+            .then_some(Self { ipv6_prefix })
+    }
+
+    pub fn ipv6_prefix(self) -> u8 {
+        self.ipv6_prefix
+    }
+
+    /// The client `ip` belongs to.
+    pub fn key(self, ip: IpAddr) -> ClientKey {
         match canonical(ip) {
             IpAddr::V4(v4) => ClientKey::V4(v4.octets()),
             IpAddr::V6(v6) => {
-                let mut prefix = [0; 8];
-                prefix.copy_from_slice(&v6.octets()[..8]);
-                ClientKey::V6(prefix)
+                let first_64 = u64::from_be_bytes(
+                    v6.octets()[..8]
+                        .try_into()
+                        .expect("an IPv6 address has 16 bytes"),
+                );
+                let kept = first_64 & (u64::MAX << (64 - u32::from(self.ipv6_prefix)));
+                ClientKey::V6(kept.to_be_bytes())
             }
+        }
+    }
+}
+
+impl Default for ClientKeying {
+    fn default() -> Self {
+        Self {
+            ipv6_prefix: Self::DEFAULT_IPV6_PREFIX,
         }
     }
 }
@@ -231,6 +274,42 @@ mod tests {
         headers.insert("x-real-ip", HeaderValue::from_static("198.51.100.7"));
         assert_eq!(p.client_ip(ip("127.0.0.1"), &headers), ip("198.51.100.7"));
         assert_eq!(p.client_ip(ip("127.0.0.2"), &headers), ip("127.0.0.2"));
+    }
+
+    #[test]
+    fn ipv6_clients_are_their_prefix_and_ipv4_clients_their_address() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let by_64 = ClientKeying::default();
+        assert_eq!(
+            by_64.key(ip("2001:db8:1:2::1")),
+            by_64.key(ip("2001:db8:1:2:ffff:1234:5678:9abc"))
+        );
+        assert_ne!(
+            by_64.key(ip("2001:db8:1:2::1")),
+            by_64.key(ip("2001:db8:1:3::1"))
+        );
+        let by_48 = ClientKeying::new(48).unwrap();
+        assert_eq!(
+            by_48.key(ip("2001:db8:1:2::1")),
+            by_48.key(ip("2001:db8:1:ffff::9"))
+        );
+        assert_ne!(
+            by_48.key(ip("2001:db8:1:2::1")),
+            by_48.key(ip("2001:db8:2:2::1"))
+        );
+        assert_eq!(
+            by_48.key(ip("2001:db8:1::")),
+            ClientKey::V6([0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0])
+        );
+        let by_32 = ClientKeying::new(32).unwrap();
+        assert_eq!(
+            by_32.key(ip("2001:db8:ffff:ffff::1")),
+            by_32.key(ip("2001:db8::2"))
+        );
+        // IPv4 ignores the prefix, mapped or not.
+        assert_eq!(by_32.key(ip("::ffff:10.0.0.9")), by_32.key(ip("10.0.0.9")));
+        assert_ne!(by_32.key(ip("10.0.0.9")), by_32.key(ip("10.0.0.10")));
+        assert!(ClientKeying::new(31).is_none() && ClientKeying::new(65).is_none());
     }
 
     #[test]

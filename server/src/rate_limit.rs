@@ -2,8 +2,8 @@
 //!
 //! governor's GCRA limiter: `burst` logins at once, refilled at `per_minute`, one state per
 //! client. Two things are ours:
-//! - the key: an IPv4 address, or an IPv6 address's /64, the block one subscriber is handed and
-//!   can rotate through for free;
+//! - the key: an IPv4 address, or an IPv6 prefix, /64 by default, the block one subscriber is
+//!   handed and can rotate through for free ([`ClientKeying`](crate::client_ip::ClientKeying));
 //! - a hard cap on tracked clients ([`CappedStore`]). A newcomer arriving at the cap takes the
 //!   place of the client whose bucket refilled first, if one has: a full bucket is what an
 //!   untracked client starts with, so forgetting it loses nothing. When no bucket is full,
@@ -23,7 +23,6 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    net::IpAddr,
     num::NonZeroU32,
     sync::{Arc, Mutex, OnceLock},
     time::Duration,
@@ -190,13 +189,14 @@ impl<C: Clock + Clone> ClientLimiter<C> {
         }
     }
 
-    /// Takes one request's worth from `ip`'s allowance, or says how long until there is one.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+    /// Takes one request's worth from `client`'s allowance, or says how long until there is
+    /// one.
+    pub fn check(&self, client: ClientKey) -> Result<(), Duration> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
         limiter
-            .check_key(&ClientKey::from(ip))
+            .check_key(&client)
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
@@ -227,8 +227,8 @@ mod tests {
         )
     }
 
-    fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap()
+    fn ip(text: &str) -> ClientKey {
+        crate::client_ip::ClientKeying::default().key(text.parse().unwrap())
     }
 
     #[test]
@@ -276,8 +276,8 @@ mod tests {
         );
     }
 
-    fn nth_client(n: u32) -> IpAddr {
-        IpAddr::from((0x0a00_0000 | n).to_be_bytes())
+    fn nth_client(n: u32) -> ClientKey {
+        ClientKey::V4((0x0a00_0000 | n).to_be_bytes())
     }
 
     #[test]

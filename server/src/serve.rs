@@ -38,7 +38,7 @@ use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tower::ServiceExt;
 
 use crate::{
-    client_ip::{ClientKey, TrustedProxies},
+    client_ip::{ClientKey, ClientKeying, TrustedProxies},
     config::Config,
     http::{self, ApiError, DeadlineBody, LoginState},
     metrics,
@@ -79,15 +79,17 @@ impl From<&Config> for Limits {
 struct PerClient {
     cap: u32,
     proxies: TrustedProxies,
+    keying: ClientKeying,
     open: Mutex<HashMap<ClientKey, u32>>,
 }
 
 impl PerClient {
     /// `cap == 0`: no cap per client.
-    fn new(cap: u32, proxies: TrustedProxies) -> Arc<Self> {
+    fn new(cap: u32, proxies: TrustedProxies, keying: ClientKeying) -> Arc<Self> {
         Arc::new(Self {
             cap,
             proxies,
+            keying,
             open: Mutex::new(HashMap::new()),
         })
     }
@@ -99,7 +101,7 @@ impl PerClient {
         if self.cap == 0 || self.proxies.is_proxy(peer) {
             return Some(ClientSlot(None));
         }
-        let key = ClientKey::from(peer);
+        let key = self.keying.key(peer);
         let mut open = self.lock();
         let held = open.entry(key).or_insert(0);
         if *held >= self.cap {
@@ -113,7 +115,7 @@ impl PerClient {
     #[cfg(test)]
     fn held(&self, peer: std::net::IpAddr) -> u32 {
         self.lock()
-            .get(&ClientKey::from(peer))
+            .get(&self.keying.key(peer))
             .copied()
             .unwrap_or(0)
     }
@@ -161,7 +163,11 @@ pub async fn serve(
         .max_header_size(HEAD_LIMIT)
         .max_buf_size(HEAD_LIMIT);
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
-    let per_client = PerClient::new(config.max_connections_per_client, config.trusted_proxies());
+    let per_client = PerClient::new(
+        config.max_connections_per_client,
+        config.trusted_proxies(),
+        config.client_keying(),
+    );
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -331,7 +337,7 @@ mod tests {
 
     #[test]
     fn a_client_gets_its_cap_and_a_place_back_when_one_closes() {
-        let table = PerClient::new(2, TrustedProxies::default());
+        let table = PerClient::new(2, TrustedProxies::default(), ClientKeying::default());
         let first = table.admit(ip("192.0.2.1")).expect("under the cap");
         let _second = table.admit(ip("192.0.2.1")).expect("at the cap");
         assert!(table.admit(ip("192.0.2.1")).is_none(), "over the cap");
@@ -343,7 +349,7 @@ mod tests {
 
     #[test]
     fn an_ipv6_client_is_its_slash_64_and_mapped_ipv4_is_that_ipv4() {
-        let table = PerClient::new(1, TrustedProxies::default());
+        let table = PerClient::new(1, TrustedProxies::default(), ClientKeying::default());
         let _v6 = table.admit(ip("2001:db8:1:2::1")).unwrap();
         assert!(table.admit(ip("2001:db8:1:2:ffff::9")).is_none());
         assert!(table.admit(ip("2001:db8:1:3::1")).is_some());
@@ -353,7 +359,7 @@ mod tests {
 
     #[test]
     fn the_table_forgets_clients_with_nothing_open() {
-        let table = PerClient::new(3, TrustedProxies::default());
+        let table = PerClient::new(3, TrustedProxies::default(), ClientKeying::default());
         let slots: Vec<_> = (0..100u32)
             .map(|n| table.admit(IpAddr::from(n.to_be_bytes())).unwrap())
             .collect();
@@ -368,13 +374,13 @@ mod tests {
             vec![crate::client_ip::parse_network("10.0.0.0/8").unwrap()],
             Some(axum::http::HeaderName::from_static("x-forwarded-for")),
         );
-        let table = PerClient::new(1, proxies);
+        let table = PerClient::new(1, proxies, ClientKeying::default());
         let held: Vec<_> = (0..10)
             .map(|_| table.admit(ip("10.0.0.1")).unwrap())
             .collect();
         assert_eq!(table.held(ip("10.0.0.1")), 0);
         drop(held);
-        let off = PerClient::new(0, TrustedProxies::default());
+        let off = PerClient::new(0, TrustedProxies::default(), ClientKeying::default());
         let held: Vec<_> = (0..10)
             .map(|_| off.admit(ip("192.0.2.1")).unwrap())
             .collect();

@@ -52,6 +52,31 @@ async fn an_untrusted_peer_rotating_x_forwarded_for_meets_429() {
     );
 }
 
+/// IPv6 clients are keyed by a prefix: /64 by default, wider with `CLIENT_IPV6_PREFIX`, for
+/// an attacker who holds a whole block. Behind a trusted proxy, so that the test can speak for
+/// addresses loopback does not have.
+#[tokio::test]
+async fn ipv6_clients_share_an_allowance_within_their_prefix() {
+    const ONE: [&str; 4] = ["--login-rate-per-minute", "1", "--login-rate-burst", "1"];
+    let proxy = ["--trusted-proxies", "127.0.0.1"];
+    let from = |address: &str| vec![address.to_owned()];
+
+    let by_64 = TestServer::start(&[&ONE[..], &proxy].concat()).await;
+    assert_eq!(login_status(&by_64, &from("2001:db8:1:2::1")).await, 400);
+    assert_eq!(login_status(&by_64, &from("2001:db8:1:2::ffff")).await, 429);
+    assert_eq!(login_status(&by_64, &from("2001:db8:1:3::1")).await, 400);
+
+    let by_48 =
+        TestServer::start(&[&ONE[..], &proxy, &["--client-ipv6-prefix", "48"]].concat()).await;
+    assert_eq!(login_status(&by_48, &from("2001:db8:1:2::1")).await, 400);
+    assert_eq!(login_status(&by_48, &from("2001:db8:1:3::1")).await, 429);
+    assert_eq!(login_status(&by_48, &from("2001:db8:1:ffff::9")).await, 429);
+    assert_eq!(login_status(&by_48, &from("2001:db8:2::1")).await, 400);
+    // IPv4 clients are their address whatever the prefix.
+    assert_eq!(login_status(&by_48, &from("198.51.100.1")).await, 400);
+    assert_eq!(login_status(&by_48, &from("198.51.100.2")).await, 400);
+}
+
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_client_it_saw_is_limited_whatever_it_forged() {
     let server =

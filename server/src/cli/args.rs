@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser};
 
 use super::LogFormat;
 use crate::{
+    client_ip::ClientKeying,
     config::{
         self, Config, ConfigFile, DEFAULT_SESSION_CACHE, MaxAge, StoreUrl, parse_duration,
         parse_max_age,
@@ -223,6 +224,20 @@ pub struct Args {
     )]
     pub max_connections_per_client: u32,
 
+    /// How many leading bits of an IPv6 address name one client, for the per-client login
+    /// limit, connection cap and WeChat budget standing alike. 64, one subscriber's block, is
+    /// right until an attacker rotates through a whole /48 or /32: key by that prefix then,
+    /// and the subscribers inside it share one allowance.
+    #[arg(
+        long,
+        env = "CLIENT_IPV6_PREFIX",
+        default_value_t = ClientKeying::DEFAULT_IPV6_PREFIX,
+        value_parser = clap::value_parser!(u8).range(
+            i64::from(ClientKeying::WIDEST_IPV6_PREFIX)..=i64::from(ClientKeying::DEFAULT_IPV6_PREFIX)
+        )
+    )]
+    pub client_ipv6_prefix: u8,
+
     /// After SIGTERM or Ctrl-C: how long requests in flight may finish before the
     /// connections left are dropped.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -314,6 +329,7 @@ impl From<Args> for Config {
             request_timeout,
             max_connections,
             max_connections_per_client,
+            client_ipv6_prefix,
             shutdown_timeout,
             open_data_max_age,
             decrypt_failures_per_minute,
@@ -355,6 +371,7 @@ impl From<Args> for Config {
         config.request_timeout = request_timeout;
         config.max_connections = max_connections;
         config.max_connections_per_client = max_connections_per_client;
+        config.client_ipv6_prefix = client_ipv6_prefix;
         config.shutdown_timeout = shutdown_timeout;
         config.open_data_max_age = open_data_max_age;
         config.decrypt_failures_per_minute = decrypt_failures_per_minute;

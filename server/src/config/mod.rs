@@ -27,7 +27,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{data_keys::DataKeys, secret::Secret};
+use crate::{client_ip::ClientKeying, data_keys::DataKeys, secret::Secret};
 
 /// A rule that spans several settings is broken; the message names the settings by their
 /// environment variables, which is how operators know them.
@@ -128,6 +128,8 @@ pub struct Config {
     pub max_connections: u32,
     /// `MAX_CONNECTIONS_PER_CLIENT` (`0`: no cap per client).
     pub max_connections_per_client: u32,
+    /// `CLIENT_IPV6_PREFIX`: how many leading bits of an IPv6 address name one client.
+    pub client_ipv6_prefix: u8,
     /// `SHUTDOWN_TIMEOUT`.
     pub shutdown_timeout: Duration,
     /// `OPEN_DATA_MAX_AGE`.
@@ -185,6 +187,7 @@ impl Config {
             request_timeout: secs(60),
             max_connections: 10_000,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            client_ipv6_prefix: ClientKeying::DEFAULT_IPV6_PREFIX,
             shutdown_timeout: secs(30),
             open_data_max_age: MaxAge(Some(secs(3600))),
             decrypt_failures_per_minute: 10,
@@ -275,6 +278,7 @@ setters! {
     with_request_timeout(request_timeout: Duration);
     with_max_connections(max_connections: u32);
     with_max_connections_per_client(max_connections_per_client: u32);
+    with_client_ipv6_prefix(client_ipv6_prefix: u8);
     with_shutdown_timeout(shutdown_timeout: Duration);
     with_open_data_max_age(open_data_max_age: MaxAge);
     with_decrypt_failures_per_minute(decrypt_failures_per_minute: u32);
@@ -343,6 +347,11 @@ impl Config {
     }
 
     /// Whose forwarding header names the client, and which header that is.
+    /// Which addresses count as one client. `validate` has refused a prefix out of range.
+    pub fn client_keying(&self) -> ClientKeying {
+        ClientKeying::new(self.client_ipv6_prefix).unwrap_or_default()
+    }
+
     pub fn trusted_proxies(&self) -> crate::client_ip::TrustedProxies {
         if self.trusted_proxies.is_empty() {
             return crate::client_ip::TrustedProxies::default();
@@ -423,6 +432,14 @@ impl Config {
                     .into());
             }
             _ => {}
+        }
+        if ClientKeying::new(self.client_ipv6_prefix).is_none() {
+            return Err(format!(
+                "CLIENT_IPV6_PREFIX is {}: it must be from {} to {} bits",
+                self.client_ipv6_prefix,
+                ClientKeying::WIDEST_IPV6_PREFIX,
+                ClientKeying::DEFAULT_IPV6_PREFIX
+            ));
         }
         if self.trusted_proxy_header.is_some() && self.trusted_proxies.is_empty() {
             return Err(
@@ -545,6 +562,22 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.to_string().contains("TOKEN_TTL"), "{err}");
+    }
+
+    #[test]
+    fn an_ipv6_client_prefix_outside_32_to_64_bits_is_refused() {
+        for bits in [0, 31, 65, 128] {
+            let err = Config::dev().with_client_ipv6_prefix(bits).validate();
+            assert!(
+                err.is_err_and(|e| e.to_string().contains("CLIENT_IPV6_PREFIX")),
+                "{bits}"
+            );
+        }
+        for bits in [32, 48, 64] {
+            let c = Config::dev().with_client_ipv6_prefix(bits);
+            assert!(c.validate().is_ok(), "{bits}");
+            assert_eq!(c.client_keying().ipv6_prefix(), bits);
+        }
     }
 
     #[test]

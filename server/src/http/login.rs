@@ -54,15 +54,16 @@ pub(super) async fn login(
     ClientIp(ip): ClientIp,
     AppJson(request): AppJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    let client = state.config.client_keying().key(ip);
     // Before the body is even judged: a flood of junk is throttled too.
-    if let Err(retry_after) = state.login_limiter.check(ip) {
+    if let Err(retry_after) = state.login_limiter.check(client) {
         metrics::rate_limited("login");
         metrics::login("rate_limited");
         return Err(ApiError::RateLimited { retry_after });
     }
     let issued = state
         .login
-        .login(request.appid.as_deref(), &request.code, ip.into())
+        .login(request.appid.as_deref(), &request.code, client)
         .await
         .map_err(ApiError::from);
     metrics::login(match &issued {
