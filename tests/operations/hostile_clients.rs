@@ -47,17 +47,6 @@ async fn health_from(source: Ipv4Addr, server: SocketAddr) -> Result<Duration, S
     }
 }
 
-/// The server's metrics, scraped from `addr`.
-async fn scrape(addr: SocketAddr) -> Exposition {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    Exposition::parse(&text)
-}
-
 fn closed_for(metrics: &Exposition, reason: &str) -> f64 {
     metrics
         .value("wxlogin_connections_closed_total", &[("reason", reason)])
@@ -203,7 +192,7 @@ async fn a_head_past_16_kib_is_never_served_and_one_below_it_is() {
     // Counted as each connection's task ends, which may be just after the client saw it close.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let counted = closed_for(&scrape(metrics).await, "header_too_large");
+        let counted = closed_for(&Exposition::scrape(metrics).await, "header_too_large");
         if counted == sizes.len() as f64 {
             break;
         }
@@ -298,6 +287,6 @@ async fn one_address_gets_its_cap_a_trusted_proxy_and_other_addresses_are_unaffe
         assert!(Instant::now() < deadline, "no place freed within 5 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let refusals = closed_for(&scrape(metrics).await, "per_client_cap");
+    let refusals = closed_for(&Exposition::scrape(metrics).await, "per_client_cap");
     assert!(refusals >= 1.0, "{refusals}");
 }

@@ -56,16 +56,6 @@ async fn flood(
     counts
 }
 
-async fn scrape(addr: SocketAddr) -> Exposition {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    Exposition::parse(&text)
-}
-
 #[tokio::test]
 async fn a_flood_of_refusals_writes_a_few_lines_and_the_metrics_count_every_one() {
     const ADDRESSES: u32 = 300;
@@ -153,7 +143,7 @@ async fn a_flood_of_refusals_writes_a_few_lines_and_the_metrics_count_every_one(
         written.join("\n")
     );
 
-    let exposition = scrape(metrics_addr).await;
+    let exposition = Exposition::scrape(metrics_addr).await;
     let logins = |outcome| exposition.count("wxlogin_logins_total", &[("outcome", outcome)]);
     let errors = |error| exposition.count("wxlogin_errors_total", &[("error", error)]);
     assert_eq!(logins("rate_limited"), f64::from(rate_limited));

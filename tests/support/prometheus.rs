@@ -19,6 +19,17 @@ pub struct Sample {
 }
 
 impl Exposition {
+    /// `GET /metrics` from the listener at `addr`, parsed.
+    pub async fn scrape(addr: std::net::SocketAddr) -> Self {
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        Self::parse(&text)
+    }
+
     /// Parses `text`, panicking with the line at the first one that is not the format.
     pub fn parse(text: &str) -> Self {
         let mut exposition = Self::default();

@@ -197,15 +197,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_line_the_request_causes_carries_its_id_and_the_answer_echoes_it() {
         use tower::{Layer, ServiceExt};
-        let captured = crate::captured_log::CapturedLog::default();
-        let writer = captured.clone();
-        let _subscriber = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .with_max_level(tracing::Level::INFO)
-                .finish(),
-        );
+        let (captured, _subscriber) = crate::captured_log::CapturedLog::of_this_thread();
         let handler = tower::service_fn(|_: Request| async {
             tracing::warn!("store slow");
             Ok::<_, std::convert::Infallible>(Response::new(axum::body::Body::empty()))
