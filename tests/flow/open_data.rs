@@ -243,6 +243,38 @@ async fn the_phone_number_comes_through_a_stale_token_and_shows_on_me() {
     assert_eq!(me.phone, Some(number));
 }
 
+/// A phone code is its user's: redeemed with another user's token it is refused, because the
+/// server names the session's openid to WeChat, and neither user's record gains the number.
+#[tokio::test]
+async fn a_phone_code_redeemed_with_another_users_token_is_refused() {
+    let server = TestServer::start(&[]).await;
+    let mallory = login_as(&server, "mallory").await;
+    let judy = login_as(&server, "judy").await;
+    let judys_code = phone_code(&server, "judy").await;
+    assert_error(
+        ask_phone(&server, &mallory, &judys_code).await,
+        400,
+        ErrorCode::InvalidCode,
+    )
+    .await;
+    for token in [&mallory, &judy] {
+        let me: shared::MeResponse = server
+            .http
+            .get(server.url("/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me.phone, None);
+    }
+    // Judy's own code, with her own token, still works.
+    let response = ask_phone(&server, &judy, &phone_code(&server, "judy").await).await;
+    assert_eq!(response.status(), 200);
+}
+
 #[tokio::test]
 async fn a_login_code_sent_for_a_phone_number_is_refused_saying_so() {
     let server = TestServer::start(&[]).await;

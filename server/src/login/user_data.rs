@@ -146,7 +146,8 @@ impl LoginService {
             .access_tokens
             .with_token(|access_token| {
                 let code = phone_code.to_owned();
-                async move { wechat.phone_number(&access_token, &code).await }
+                let openid = user.openid.clone();
+                async move { wechat.phone_number(&access_token, &code, &openid).await }
             })
             .await?;
         let phone = Phone {

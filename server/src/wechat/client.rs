@@ -342,11 +342,13 @@ impl WechatClient {
     }
 
     /// `POST /wxa/business/getuserphonenumber`: the number behind a `getPhoneNumber` button's
-    /// code, with `access_token`.
+    /// code, with `access_token`. `openid` is the user asking: WeChat then refuses a code that
+    /// another user's button gave, so a code cannot be redeemed with someone else's session.
     pub async fn phone_number(
         &self,
         access_token: &super::access_token::AccessToken,
         code: &str,
+        openid: &str,
     ) -> Result<super::PhoneInfo, super::access_token::TokenCallError> {
         use super::access_token::{Rejection, TokenCallError};
         #[derive(Deserialize)]
@@ -359,7 +361,7 @@ impl WechatClient {
         let answer = self
             .post_json::<Answer>(
                 format!("/wxa/business/getuserphonenumber?{query}"),
-                &serde_json::json!({ "code": code }),
+                &serde_json::json!({ "code": code, "openid": openid }),
             )
             .await
             .map_err(TokenCallError::Other)?;

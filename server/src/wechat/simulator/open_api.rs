@@ -48,6 +48,9 @@ struct IssuedToken {
 
 struct PhoneCode {
     phone: String,
+    /// The openid of the user the code was issued to: WeChat checks it when the caller names
+    /// one.
+    openid: String,
     issued_at: Instant,
 }
 
@@ -104,6 +107,7 @@ impl Simulator {
     /// user when `None`).
     pub fn issue_phone_code(&self, user: &str, phone: Option<&str>) -> String {
         let phone = phone.map_or_else(|| self.phone_of(user), str::to_owned);
+        let openid = self.openid_for(user);
         let code = random_text(24).replace(['-', '_'], "p");
         let mut state = self.state();
         let now = Instant::now();
@@ -115,6 +119,7 @@ impl Simulator {
             code.clone(),
             PhoneCode {
                 phone,
+                openid,
                 issued_at: now,
             },
         );
@@ -220,6 +225,11 @@ impl Simulator {
         if issued.issued_at.elapsed() >= PHONE_CODE_TTL {
             return error(errcode::INVALID_CODE, "invalid code");
         }
+        // An openid that is not the code's owner: WeChat refuses the code as it would any
+        // code that is not this user's, and the code is spent either way.
+        if body.openid.as_deref().is_some_and(|o| o != issued.openid) {
+            return error(errcode::INVALID_CODE, "invalid code, openid mismatch");
+        }
         let pure = issued.phone;
         json!({
             "errcode": 0,
@@ -258,6 +268,8 @@ pub(super) struct TokenQuery {
 #[derive(Deserialize)]
 pub(super) struct PhoneBody {
     code: Option<String>,
+    /// Optional: when given, the code must belong to this user.
+    openid: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -314,10 +326,15 @@ mod tests {
     }
 
     fn phone(sim: &Simulator, token: &Value, code: &str) -> Value {
+        phone_as(sim, token, code, None)
+    }
+
+    fn phone_as(sim: &Simulator, token: &Value, code: &str, openid: Option<&str>) -> Value {
         sim.phone_number(
             token["access_token"].as_str(),
             &PhoneBody {
                 code: Some(code.into()),
+                openid: openid.map(str::to_owned),
             },
         )
     }
@@ -367,6 +384,29 @@ mod tests {
         assert_eq!(
             phone(&sim, &fresh, &code)["phone_info"]["purePhoneNumber"],
             "13800000000"
+        );
+    }
+
+    #[test]
+    fn a_phone_code_checked_against_another_users_openid_is_refused_and_spent() {
+        let sim = Simulator::new("wxapp", "s3cret");
+        let token = sim.stable_token(&token_body(&sim, false));
+        let code = sim.issue_phone_code("bob", Some("13800000001"));
+        let alice = sim.openid_for("alice");
+        assert_eq!(
+            phone_as(&sim, &token, &code, Some(&alice))["errcode"],
+            40029
+        );
+        let bob = sim.openid_for("bob");
+        assert_eq!(
+            phone_as(&sim, &token, &code, Some(&bob))["errcode"],
+            40029,
+            "the refused code is spent"
+        );
+        let code = sim.issue_phone_code("bob", Some("13800000001"));
+        assert_eq!(
+            phone_as(&sim, &token, &code, Some(&bob))["phone_info"]["purePhoneNumber"],
+            "13800000001"
         );
     }
 
