@@ -200,6 +200,19 @@ async fn phone_code(server: &TestServer, user: &str) -> String {
         .to_owned()
 }
 
+async fn me(server: &TestServer, token: &str) -> shared::MeResponse {
+    server
+        .http
+        .get(server.url("/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn ask_phone(server: &TestServer, token: &str, code: &str) -> reqwest::Response {
     server
         .http
@@ -230,17 +243,7 @@ async fn the_phone_number_comes_through_a_stale_token_and_shows_on_me() {
     assert_eq!(response.status(), 200);
     assert_eq!(sim.access_token_calls(), 2, "one fetch, one refresh");
 
-    let me: shared::MeResponse = server
-        .http
-        .get(server.url("/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me.phone, Some(number));
+    assert_eq!(me(&server, &token).await.phone, Some(number));
 }
 
 /// A phone code is its user's: redeemed with another user's token it is refused, because the
@@ -258,17 +261,7 @@ async fn a_phone_code_redeemed_with_another_users_token_is_refused() {
     )
     .await;
     for token in [&mallory, &judy] {
-        let me: shared::MeResponse = server
-            .http
-            .get(server.url("/me"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(me.phone, None);
+        assert_eq!(me(&server, token).await.phone, None);
     }
     // Judy's own code, with her own token, still works.
     let response = ask_phone(&server, &judy, &phone_code(&server, "judy").await).await;
