@@ -55,6 +55,7 @@
 //! - Top: [`state`] builds the service from a [`Config`](config::Config), [`serve`] serves it
 //!   with connection limits, and `cli` (feature `cli`) is the binary's command line.
 
+pub mod accounts;
 pub mod apps;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod captured_log;
@@ -76,9 +77,11 @@ pub mod store;
 pub mod time;
 pub mod token;
 pub mod upstream_budget;
+pub mod webhooks;
 pub mod wechat;
 
 pub use http::{ApiError, LoginState, routes};
-pub use login::AuthUser;
+pub use login::{AuthUser, MiniProgramUser};
 pub use serve::{Server, serve, shutdown_signal};
-pub use state::{DEV_APPID, PurgeGuard, StartError};
+pub use state::{BackgroundGuard, DEV_APPID, PurgeGuard, StartError};
+pub use store::UserId;

@@ -39,6 +39,14 @@ pub const RATE_LIMITED: &str = "wxlogin_rate_limited_total";
 pub const CONNECTIONS_CLOSED: &str = "wxlogin_connections_closed_total";
 /// Each app's circuit breaker towards WeChat, by `appid`: 0 closed, 1 open, 2 half-open.
 pub const BREAKER_STATE: &str = "wxlogin_breaker_state";
+/// Webhook deliveries, by `outcome`: `delivered`, `failed` (an attempt that will be retried)
+/// and `dead` (given up after the retry period, or dropped from a full outbox).
+pub const WEBHOOKS: &str = "wxlogin_webhooks_total";
+/// Accounts created, by `how`: `login` or `adopted` (a user from before accounts).
+pub const ACCOUNTS_CREATED: &str = "wxlogin_accounts_created_total";
+/// Sign-ups that were not a plain yes, by `outcome`: refused (`closed`, `risk_rejected`), or
+/// let through unchecked because the risk check failed (`risk_check_failed`).
+pub const SIGNUPS: &str = "wxlogin_signups_total";
 /// Always 1; its `version` label says which build is running.
 pub const BUILD_INFO: &str = "wxlogin_build_info";
 
@@ -145,6 +153,19 @@ fn describe() {
         BREAKER_STATE,
         "Circuit breaker towards WeChat per app: 0 closed, 1 open, 2 half-open"
     );
+    describe_counter!(
+        WEBHOOKS,
+        "Webhook deliveries, by outcome (delivered, failed and retried, dead)"
+    );
+    describe_counter!(
+        ACCOUNTS_CREATED,
+        "Accounts created, by how (login, adopted from before accounts)"
+    );
+    describe_counter!(
+        SIGNUPS,
+        "Sign-up decisions other than a plain yes, by outcome (closed, risk_rejected, \
+         risk_check_failed)"
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version label names the build");
 }
 
@@ -183,6 +204,27 @@ pub fn over_budget(standing: &'static str) {
 /// A connection closed to protect the server, for `reason`.
 pub fn connection_closed(reason: &'static str) {
     counter!(CONNECTIONS_CLOSED, "reason" => reason).increment(1);
+}
+
+/// One webhook attempt or event ended with `outcome`.
+pub fn webhook(outcome: &'static str) {
+    counter!(WEBHOOKS, "outcome" => outcome).increment(1);
+}
+
+/// An event left the outbox undelivered: its retries ran out, or a full outbox dropped it.
+pub fn webhook_dead() {
+    webhook("dead");
+}
+
+/// An account was made, `how`: by a `login`, or `adopted` from before accounts.
+pub fn account_created(how: &'static str) {
+    counter!(ACCOUNTS_CREATED, "how" => how).increment(1);
+}
+
+/// A sign-up ended in `outcome`: `closed`, `risk_rejected`, or went on after a
+/// `risk_check_failed`.
+pub fn signup(outcome: &'static str) {
+    counter!(SIGNUPS, "outcome" => outcome).increment(1);
 }
 
 /// The breaker gauge of the app `appid`, registered once per client.

@@ -292,6 +292,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let _purge = self.state.spawn_purge();
+        let _background = self.state.spawn_background();
         let config = self.state.config.clone();
         serve(self.listener, http::router(self.state), &config, shutdown).await
     }

@@ -6,17 +6,19 @@
 use std::{sync::Arc, time::Duration};
 
 use crate::{
+    accounts::AccountService,
     apps::{App, Apps},
-    config::{Config, ConfigError, StoreUrl},
+    config::{Config, ConfigError, SignupPolicy, StoreUrl},
     data_keys::DataKeys,
     http::{LoginState, Parts},
-    login::{LoginService, Rules},
+    login::{LoginService, Rules, Signup},
     metrics::CheckCounters,
     rate_limit::ClientLimiter,
     secret::Secret,
     store::{
         LegacyImport, RedisOptions, SqliteOptions, StoreOptions, Stores, spawn_expiry_deletion,
     },
+    webhooks::{Deliverer, Endpoint},
     wechat::{
         WechatClient, access_token::AccessTokens, client::ClientOptions, simulator::Simulator,
     },
@@ -131,9 +133,14 @@ impl LoginState {
             ),
             open_data_max_age: config.open_data_max_age.0,
             decrypt_failures_per_minute: config.decrypt_failures_per_minute,
+            signup: Signup {
+                open: config.signup == SignupPolicy::Open,
+                max_risk_rank: config.signup_max_risk_rank,
+            },
         };
         Ok(LoginState::from(Parts {
             config: Arc::new(config),
+            accounts: AccountService::new(stores.clone()),
             login: LoginService::new(rules, stores, apps, data_keys),
             login_limiter,
             proxies,
@@ -145,6 +152,46 @@ impl LoginState {
     /// The AppID of a login that names none: the first configured app.
     pub fn appid(&self) -> &str {
         self.login.apps().default_app().appid()
+    }
+
+    /// Starts delivering the account events of the outbox to `WEBHOOK_URL` (or dropping them,
+    /// without one), and giving users from before accounts their account, until the guard
+    /// drops.
+    pub fn spawn_background(&self) -> BackgroundGuard {
+        let stores = self.login.stores();
+        let endpoint = match (&self.config.webhook_url, &self.config.webhook_secret) {
+            (Some(url), Some(secret)) => Some(Endpoint {
+                url: url.clone(),
+                secret: secret.clone(),
+                retry_base: self.config.webhook_retry_base,
+            }),
+            _ => None,
+        };
+        let webhooks = Deliverer::new(stores.outbox.clone(), endpoint).spawn();
+        let accounts = stores.accounts.clone();
+        let adoption = tokio::spawn(async move {
+            let mut adopted = 0;
+            loop {
+                match accounts
+                    .adopt_legacy_users(crate::time::unix_now(), 500)
+                    .await
+                {
+                    Ok(0) => break,
+                    Ok(n) => adopted += n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not give existing users their accounts; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    }
+                }
+            }
+            if adopted > 0 {
+                tracing::info!(
+                    users = adopted,
+                    "users from before accounts have their accounts"
+                );
+            }
+        });
+        BackgroundGuard(vec![webhooks, adoption])
     }
 
     /// Starts deleting expired sessions now and then, until the guard drops. Reads already hide
@@ -214,6 +261,18 @@ fn dev_key_file(database: &std::path::Path) -> std::path::PathBuf {
         .parent()
         .unwrap_or(std::path::Path::new(""))
         .join("data_key")
+}
+
+/// Stops the tasks of [`LoginState::spawn_background`] when dropped.
+#[derive(Debug)]
+pub struct BackgroundGuard(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for BackgroundGuard {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Stops the purge task of [`LoginState::spawn_purge`] when dropped.

@@ -104,9 +104,25 @@ impl TokenHash {
         &self.0
     }
 
+    /// A hash as a store kept it; only stores that list sessions by account need this.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// Lower-case hex, for stores whose keys are text.
     pub fn to_hex(&self) -> String {
         hex(&self.0)
+    }
+
+    /// The session's public id, shown to its owner in the session list: a hash of this hash
+    /// under its own label, so it names the session without being a key to it. Whoever holds
+    /// an id can neither find the token nor look the session up in a store by it.
+    pub fn public_id(&self) -> String {
+        let digest = Sha256::new()
+            .chain_update(b"wxlogin session id\0")
+            .chain_update(self.0)
+            .finalize();
+        hex(&digest[..16])
     }
 }
 

@@ -36,6 +36,12 @@ pub mod paths {
     /// `POST`, Bearer, body [`PhoneRequest`](super::PhoneRequest), answer
     /// [`PhoneNumber`](super::PhoneNumber).
     pub const WX_PHONE: &str = "/wx/phone";
+    /// `GET`, Bearer, answer [`SessionsResponse`](super::SessionsResponse): the account's live
+    /// sessions. `DELETE` ends every one of them, this one included (`204`).
+    pub const ME_SESSIONS: &str = "/me/sessions";
+    /// `DELETE /me/sessions/{id}`, Bearer: ends one session of the account (`204`), `404` when
+    /// the account has no session of that id.
+    pub const ME_SESSION: &str = "/me/sessions/{id}";
     /// `POST` (dev mode only): stands in for `wx.login()`, answer [`SimLoginResponse`](super::SimLoginResponse).
     pub const SIM_WX_LOGIN: &str = "/sim/wx.login";
 }
@@ -114,7 +120,15 @@ pub struct LoginRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub appid: Option<String>,
+    /// What the user logs in on, as the session list shows it (the client sends the model and
+    /// system from `wx.getSystemInfo`); without it, the request's `User-Agent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 128))]
+    pub device: Option<String>,
 }
+
+/// The longest `device` a login may name, in characters.
+pub const MAX_DEVICE_CHARS: usize = 128;
 
 /// Answer of a successful `POST /login`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -139,6 +153,9 @@ pub struct CheckLoginResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeResponse {
+    /// The person's account: the same from every mini-program of the team, stable for the
+    /// account's life. A UUID.
+    pub user_id: String,
     /// The user's id in this mini-program.
     pub openid: String,
     /// The user's id across the Open Platform account's apps, when WeChat gave one.
@@ -151,6 +168,40 @@ pub struct MeResponse {
     /// The number the user shared through `POST /wx/phone`, once they have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<PhoneNumber>,
+}
+
+/// Answer of `GET /me/sessions`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsResponse {
+    /// Newest first.
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// One live session of the account, as its owner may see it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The session's public id, for `DELETE /me/sessions/{id}`. No token can be derived from
+    /// it.
+    pub id: String,
+    /// How the session was made: `miniprogram` for a mini-program login.
+    pub kind: String,
+    /// The mini-program, for a mini-program session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appid: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// The client's address at login, as the server saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// What the client logged in on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Whether this is the session of the request's own token.
+    pub current: bool,
 }
 
 /// Body of `POST /wx/decrypt`: what a `wx.getUserInfo`-style API gave the client.
@@ -301,6 +352,19 @@ pub enum ErrorCode {
     /// The decrypted data opened but was altered after WeChat made it: it names a user other
     /// than the session's, or repeats a key. Not the client's data to trust, nor to resend.
     ForgedOpenData,
+    /// The phone number is bound to another account.
+    PhoneInUse,
+    /// No account exists for this person, and the server takes no new ones.
+    SignupClosed,
+    /// WeChat rates this person's risk above what the server accepts for a new account.
+    RiskRejected,
+    /// The account is disabled by an operator.
+    AccountDisabled,
+    /// The request needs a login made within the last few minutes: log in again, then repeat
+    /// it.
+    ReauthRequired,
+    /// The request needs a mini-program session; this token is of another kind.
+    MiniprogramSessionRequired,
     /// A bug on the server; details are in its log.
     Internal,
     /// A code this client does not know yet.

@@ -42,7 +42,7 @@ const LAYERS: [(&str, &[&str]); 8] = [
     ("the session stores", &["store"]),
     ("the WeChat client and simulator", &["wechat"]),
     ("the apps a server serves", &["apps"]),
-    ("domain services", &["login"]),
+    ("domain services", &["login", "accounts", "webhooks"]),
     ("configuration", &["config"]),
     ("HTTP", &["http"]),
     ("the assembled server", &["state", "cli", "serve"]),

@@ -27,7 +27,9 @@ use std::{
     time::Duration,
 };
 
-use crate::{client_ip::ClientKeying, data_keys::DataKeys, secret::Secret};
+use crate::{
+    client_ip::ClientKeying, data_keys::DataKeys, secret::Secret, webhooks::WebhookSecret,
+};
 
 /// A rule that spans several settings is broken; the message names the settings by their
 /// environment variables, which is how operators know them.
@@ -146,7 +148,43 @@ pub struct Config {
     pub redis_key_prefix: String,
     /// `METRICS_ADDR`: unset, no metrics are kept.
     pub metrics_addr: Option<SocketAddr>,
+    /// `SIGNUP`.
+    pub signup: SignupPolicy,
+    /// `SIGNUP_MAX_RISK_RANK` (`None`: no risk check).
+    pub signup_max_risk_rank: Option<u8>,
+    /// `WEBHOOK_URL` (`None`: no webhooks; events are dropped).
+    pub webhook_url: Option<reqwest::Url>,
+    /// `WEBHOOK_SECRET`.
+    pub webhook_secret: Option<WebhookSecret>,
+    /// `WEBHOOK_RETRY_BASE`.
+    pub webhook_retry_base: Duration,
 }
+
+/// Whether people without an account may get one at their first login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignupPolicy {
+    #[default]
+    Open,
+    /// Only people who already have an account log in.
+    Closed,
+}
+
+impl std::str::FromStr for SignupPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "open" => Ok(SignupPolicy::Open),
+            "closed" => Ok(SignupPolicy::Closed),
+            other => Err(format!(
+                "{other:?} is not a sign-up policy: use open or closed"
+            )),
+        }
+    }
+}
+
+/// The highest risk rank WeChat gives.
+pub const MAX_RISK_RANK: u8 = 4;
 
 const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -196,6 +234,11 @@ impl Config {
             data_keys: None,
             redis_key_prefix: String::new(),
             metrics_addr: None,
+            signup: SignupPolicy::Open,
+            signup_max_risk_rank: None,
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_retry_base: secs(5),
         }
     }
 
@@ -215,6 +258,13 @@ impl Config {
     /// The keys that seal each session_key at rest; the first seals.
     pub fn with_data_keys(mut self, keys: DataKeys) -> Self {
         self.data_keys = Some(keys);
+        self
+    }
+
+    /// Account events posted to `url`, signed with `secret`.
+    pub fn with_webhook(mut self, url: reqwest::Url, secret: WebhookSecret) -> Self {
+        self.webhook_url = Some(url);
+        self.webhook_secret = Some(secret);
         self
     }
 
@@ -284,6 +334,9 @@ setters! {
     with_decrypt_failures_per_minute(decrypt_failures_per_minute: u32);
     with_purge_interval(purge_interval: Duration);
     with_redis_key_prefix(redis_key_prefix: String);
+    with_signup(signup: SignupPolicy);
+    with_signup_max_risk_rank(signup_max_risk_rank: Option<u8>);
+    with_webhook_retry_base(webhook_retry_base: Duration);
 }
 
 impl Default for Config {
@@ -392,10 +445,38 @@ impl Config {
             ("REQUEST_TIMEOUT", self.request_timeout),
             ("SHUTDOWN_TIMEOUT", self.shutdown_timeout),
             ("PURGE_INTERVAL", self.purge_interval),
+            ("WEBHOOK_RETRY_BASE", self.webhook_retry_base),
         ] {
             if value.is_zero() {
                 return Err(format!("{name} must be longer than zero"));
             }
+        }
+        if self
+            .signup_max_risk_rank
+            .is_some_and(|rank| rank > MAX_RISK_RANK)
+        {
+            return Err(format!(
+                "SIGNUP_MAX_RISK_RANK must be 0 to {MAX_RISK_RANK}, WeChat's ranks"
+            ));
+        }
+        match (&self.webhook_url, &self.webhook_secret) {
+            (Some(_), None) => {
+                return Err(
+                    "WEBHOOK_URL is set without WEBHOOK_SECRET: webhooks are always \
+                            signed; set a whsec_ secret"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                return Err("WEBHOOK_SECRET is set without WEBHOOK_URL".into());
+            }
+            (Some(url), Some(_)) if !matches!(url.scheme(), "http" | "https") => {
+                return Err(format!(
+                    "WEBHOOK_URL must be an http or https URL, not {}:",
+                    url.scheme()
+                ));
+            }
+            _ => {}
         }
         if let Some(file) = &self.config_file {
             if self.wechat_appid.is_some() || self.wechat_secret.is_some() {

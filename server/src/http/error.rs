@@ -18,6 +18,7 @@ use axum::{
 use shared::{ErrorBody, ErrorCode};
 
 use crate::{
+    accounts::AccountError,
     log_throttle::{self, LogThrottles},
     login::LoginError,
     open_data::OpenDataError,
@@ -39,6 +40,9 @@ pub enum ApiError {
     /// What the login service refused, or could not do.
     #[error(transparent)]
     Login(#[from] LoginError),
+    /// What the account service refused, or could not do.
+    #[error(transparent)]
+    Account(#[from] AccountError),
     /// The body is not JSON.
     #[error("the request body is not valid JSON: {0}")]
     MalformedJson(String),
@@ -115,6 +119,7 @@ impl ApiError {
     /// The table: every error the API can answer, and how it is stated. The only place HTTP
     /// statuses are chosen.
     pub fn statement(&self) -> Statement {
+        use AccountError as A;
         use ApiError as E;
         use LogAs as Log;
         use LoginError as L;
@@ -275,12 +280,57 @@ impl ApiError {
                 Some(CLAIMS_RETRY_AFTER),
                 Log::Warn,
             ),
-            E::Login(L::Store(_)) => stated(
+            E::Login(L::Store(_)) | E::Account(A::Store(_)) => stated(
                 S::SERVICE_UNAVAILABLE,
                 C::StoreUnavailable,
                 "store_unavailable",
                 Some(STORE_RETRY_AFTER),
                 Log::Error,
+            ),
+            E::Login(L::SignupClosed) => stated(
+                S::FORBIDDEN,
+                C::SignupClosed,
+                "signup_closed",
+                None,
+                Log::Debug,
+            ),
+            E::Login(L::RiskRejected) => stated(
+                S::FORBIDDEN,
+                C::RiskRejected,
+                "risk_rejected",
+                None,
+                Log::Debug,
+            ),
+            E::Login(L::AccountDisabled) => stated(
+                S::FORBIDDEN,
+                C::AccountDisabled,
+                "account_disabled",
+                None,
+                Log::Debug,
+            ),
+            E::Login(L::MiniprogramSessionRequired) => stated(
+                S::FORBIDDEN,
+                C::MiniprogramSessionRequired,
+                "miniprogram_session_required",
+                None,
+                Log::Debug,
+            ),
+            E::Login(L::PhoneInUse) => {
+                stated(S::CONFLICT, C::PhoneInUse, "phone_in_use", None, Log::Debug)
+            }
+            E::Account(A::ReauthRequired) => stated(
+                S::FORBIDDEN,
+                C::ReauthRequired,
+                "reauth_required",
+                None,
+                Log::Debug,
+            ),
+            E::Account(A::SessionNotFound | A::NoSuchAccount) => stated(
+                S::NOT_FOUND,
+                C::NotFound,
+                "session_not_found",
+                None,
+                Log::Debug,
             ),
             E::Login(L::DecryptFailuresLimited { retry_after }) => stated(
                 S::TOO_MANY_REQUESTS,
@@ -320,7 +370,7 @@ impl ApiError {
             ApiError::Login(L::Store(StoreError::ClaimsFull(_))) => {
                 "the server is busy with other logins; try again shortly".into()
             }
-            ApiError::Login(L::Store(_)) => {
+            ApiError::Login(L::Store(_)) | ApiError::Account(AccountError::Store(_)) => {
                 "the session store is unavailable; try again shortly".into()
             }
             ApiError::Internal(_) | ApiError::Login(L::SessionKey(_)) => {

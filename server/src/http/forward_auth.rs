@@ -25,7 +25,9 @@ use crate::{
     login::AuthUser,
 };
 
-/// The user's openid in this mini-program.
+/// The person's account id: the same for all their sessions, of every app and kind.
+pub const USER_ID_HEADER: HeaderName = HeaderName::from_static("x-user-id");
+/// The user's openid in this mini-program (mini-program sessions only).
 pub const OPENID_HEADER: HeaderName = HeaderName::from_static("x-wechat-openid");
 /// The mini-program's AppID.
 pub const APPID_HEADER: HeaderName = HeaderName::from_static("x-wechat-appid");
@@ -58,6 +60,7 @@ pub fn router() -> OpenApiRouter<LoginState> {
     responses(
         (status = 204, description = "Logged in; copy these headers onto the upstream request",
             headers(
+                ("X-User-Id" = String, description = "The person's account id"),
                 ("X-WeChat-OpenId" = String, description = "The user's openid"),
                 ("X-WeChat-AppId" = String, description = "The mini-program's AppID"),
                 ("X-WeChat-UnionId" = String, description = "The user's unionid, when known"),
@@ -68,11 +71,14 @@ pub fn router() -> OpenApiRouter<LoginState> {
     )
 )]
 pub(super) async fn forward_auth(user: AuthUser) -> Result<(StatusCode, HeaderMap), ApiError> {
-    let mut headers = HeaderMap::with_capacity(4);
-    headers.insert(OPENID_HEADER, header_value(&user.openid)?);
-    headers.insert(APPID_HEADER, header_value(&user.appid)?);
-    if let Some(unionid) = &user.unionid {
-        headers.insert(UNIONID_HEADER, header_value(unionid)?);
+    let mut headers = HeaderMap::with_capacity(5);
+    headers.insert(USER_ID_HEADER, header_value(&user.user_id.to_string())?);
+    if let Some(mp) = &user.mini_program {
+        headers.insert(OPENID_HEADER, header_value(&mp.openid)?);
+        headers.insert(APPID_HEADER, header_value(&mp.appid)?);
+        if let Some(unionid) = &mp.unionid {
+            headers.insert(UNIONID_HEADER, header_value(unionid)?);
+        }
     }
     // A proxy may cache auth answers; one user's answer must never serve another's request.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -11,10 +11,18 @@ use shared::{ErrorBody, LoginRequest, LoginResponse};
 use crate::{
     http::{
         ApiError, LoginState,
-        extract::{AppJson, ClientIp},
+        extract::{AppJson, ClientIp, UserAgent},
     },
+    login::LoginAttempt,
     metrics,
 };
+
+/// At most `max` characters of `text`, cut at a character boundary.
+fn truncate_chars(text: &str, max: usize) -> &str {
+    text.char_indices()
+        .nth(max)
+        .map_or(text, |(at, _)| &text[..at])
+}
 
 pub fn router() -> OpenApiRouter<LoginState> {
     OpenApiRouter::new().routes(routes!(login))
@@ -52,6 +60,7 @@ pub fn router() -> OpenApiRouter<LoginState> {
 pub(super) async fn login(
     State(state): State<LoginState>,
     ClientIp(ip): ClientIp,
+    UserAgent(user_agent): UserAgent,
     AppJson(request): AppJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let client = state.config.client_keying().key(ip);
@@ -61,11 +70,27 @@ pub(super) async fn login(
         metrics::login("rate_limited");
         return Err(ApiError::RateLimited { retry_after });
     }
-    let issued = state
-        .login
-        .login(request.appid.as_deref(), &request.code, client)
-        .await
-        .map_err(ApiError::from);
+    if let Some(device) = &request.device
+        && device.chars().count() > shared::MAX_DEVICE_CHARS
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "`device` is longer than {} characters",
+            shared::MAX_DEVICE_CHARS
+        )));
+    }
+    let device = request
+        .device
+        .as_deref()
+        .or_else(|| user_agent.as_deref())
+        .map(|d| truncate_chars(d, shared::MAX_DEVICE_CHARS));
+    let attempt = LoginAttempt {
+        appid: request.appid.as_deref(),
+        code: &request.code,
+        client,
+        ip: Some(ip),
+        device,
+    };
+    let issued = state.login.login(attempt).await.map_err(ApiError::from);
     metrics::login(match &issued {
         Ok(_) => "ok",
         Err(e) => e.statement().label,

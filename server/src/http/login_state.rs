@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::{
-    client_ip::TrustedProxies, config::Config, login::LoginService, metrics::CheckCounters,
-    rate_limit::ClientLimiter, wechat::simulator::Simulator,
+    accounts::AccountService, client_ip::TrustedProxies, config::Config, login::LoginService,
+    metrics::CheckCounters, rate_limit::ClientLimiter, wechat::simulator::Simulator,
 };
 
 /// A team's app that keeps state of its own implements `FromRef<TheirState> for LoginState`,
@@ -33,6 +33,8 @@ pub struct Parts {
     pub config: Arc<Config>,
     /// The login rules, with the stores, apps and data keys they use.
     pub login: LoginService,
+    /// What people and operators do with accounts: their sessions, deletion.
+    pub accounts: AccountService,
     /// Per-client limit on `POST /login`.
     pub login_limiter: Arc<ClientLimiter>,
     /// Whose word on the client's address is taken.

@@ -36,10 +36,12 @@ pub(super) async fn me(
 ) -> Result<Response, ApiError> {
     let me = state.login.me(user).await?;
     let (user, phone) = (me.user, me.phone.map(wire_phone));
+    let mp = user.in_mini_program()?;
     let body = MeResponse {
-        openid: user.openid,
-        unionid: user.unionid,
-        appid: user.appid,
+        user_id: user.user_id.to_string(),
+        openid: mp.openid.clone(),
+        unionid: mp.unionid.clone(),
+        appid: mp.appid.clone(),
         expires_at: user.expires_at,
         phone,
     };

@@ -22,7 +22,7 @@ mod request_log;
 
 pub use body_deadline::{BodyTimedOut, DeadlineBody};
 pub use error::{ApiError, Statement, report};
-pub use forward_auth::{APPID_HEADER, OPENID_HEADER, UNIONID_HEADER};
+pub use forward_auth::{APPID_HEADER, OPENID_HEADER, UNIONID_HEADER, USER_ID_HEADER};
 pub use login_state::{LoginState, Parts};
 pub use openapi::ApiDoc;
 

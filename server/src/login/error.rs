@@ -41,4 +41,19 @@ pub enum LoginError {
         "too many attempts at open data failed to decrypt or pass its checks; retry after {retry_after:?}"
     )]
     DecryptFailuresLimited { retry_after: Duration },
+    /// The person has no account and sign-up is closed.
+    #[error("sign-up is closed: only people who already have an account can log in")]
+    SignupClosed,
+    /// WeChat rates the person's risk above what sign-up allows; no account was made.
+    #[error("sign-up refused: WeChat rates this user's risk too high")]
+    RiskRejected,
+    /// An operator disabled the account.
+    #[error("this account is disabled")]
+    AccountDisabled,
+    /// What was asked needs a mini-program session (open data, the phone number).
+    #[error("this needs a session made by a mini-program login")]
+    MiniprogramSessionRequired,
+    /// The number is bound to another account; nothing changed.
+    #[error("this phone number belongs to another account")]
+    PhoneInUse,
 }

@@ -5,11 +5,13 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::{Issued, LoginError, LoginService, validate_code};
+use super::{Issued, LoginAttempt, LoginError, LoginService, validate_code};
 use crate::{
     apps::App,
     data_keys::SessionKey,
-    store::{ClaimKey, ClaimState, Outcome, Refusal, Session, StoreError},
+    store::{
+        ClaimKey, ClaimState, LoginIdentity, Outcome, Refusal, Session, SessionKind, StoreError,
+    },
     time::unix_now,
     token::Token,
     upstream_budget::{Call, ClientKey, Verdict},
@@ -24,10 +26,14 @@ use crate::{
 /// standing decides its share of the app's WeChat budget.
 pub(super) async fn login(
     service: &LoginService,
-    appid: Option<&str>,
-    code: &str,
-    client: ClientKey,
+    attempt: LoginAttempt<'_>,
 ) -> Result<Issued, LoginError> {
+    let LoginAttempt {
+        appid,
+        code,
+        client,
+        ..
+    } = attempt;
     validate_code(code)?;
     let app = service
         .apps
@@ -39,7 +45,14 @@ pub(super) async fn login(
     let deadline = Instant::now() + lease + Duration::from_secs(1);
     loop {
         match state.stores.claims.claim(key, lease).await? {
-            None => return exchange_detached(state, app, code, key, lease, client).await,
+            None => {
+                let origin = Origin {
+                    client,
+                    ip: attempt.ip,
+                    device: attempt.device.map(str::to_owned),
+                };
+                return exchange_detached(state, app, code, key, lease, origin).await;
+            }
             Some(ClaimState::Done(outcome)) => return open_outcome(state, outcome, code).await,
             Some(ClaimState::Pending) if Instant::now() < deadline => {
                 tokio::time::sleep(CLAIM_POLL).await;
@@ -47,6 +60,15 @@ pub(super) async fn login(
             Some(ClaimState::Pending) => return Err(LoginError::ExchangePending),
         }
     }
+}
+
+/// Where a login comes from: its standing with WeChat's budget, and what its session list
+/// shows.
+#[derive(Debug, Clone)]
+struct Origin {
+    client: ClientKey,
+    ip: Option<std::net::IpAddr>,
+    device: Option<String>,
 }
 
 /// How often a request waiting on another's exchange looks for the outcome.
@@ -62,14 +84,14 @@ async fn exchange_detached(
     code: &str,
     key: ClaimKey,
     lease: Duration,
-    client: ClientKey,
+    origin: Origin,
 ) -> Result<Issued, LoginError> {
     let state = state.clone();
     let app = app.clone();
     let code = code.to_owned();
     let task =
         tokio::spawn(
-            async move { exchange_and_settle(&state, &app, &code, key, lease, client).await },
+            async move { exchange_and_settle(&state, &app, &code, key, lease, origin).await },
         );
     match task.await {
         Ok(result) => result,
@@ -88,10 +110,10 @@ async fn exchange_and_settle(
     code: &str,
     key: ClaimKey,
     lease: Duration,
-    client: ClientKey,
+    origin: Origin,
 ) -> Result<Issued, LoginError> {
     let lease_ends = Instant::now() + lease;
-    let call = Call::begin(&state.standings, client);
+    let call = Call::begin(&state.standings, origin.client);
     let answer = app.wechat.code_to_session(code, call.standing()).await;
     call.end(match &answer {
         Ok(_) => Verdict::Accepted,
@@ -100,36 +122,27 @@ async fn exchange_and_settle(
     });
     let wechat = match answer {
         Ok(wechat) => wechat,
-        Err(e) => {
-            let recorded = match final_refusal(&e) {
-                // A retry within the replay window hears the refusal again without a call;
-                // after it, the code's claim makes room: junk must not fill the table for
-                // the code's whole life, and WeChat would only refuse the code again.
-                Some(refusal) => {
-                    let outcome = Outcome::Refused(refusal);
-                    let window = state.rules.code_replay_window.min(CODE_LIFE);
-                    state.stores.claims.settle(key, outcome, window).await
-                }
-                // Transient trouble: let a retry with the same code try again.
-                None => state.stores.claims.release(key).await,
-            };
-            if let Err(store) = recorded {
-                crate::log_throttle::throttled!(
-                    warn,
-                    error = %store,
-                    "could not record a refused code exchange"
-                );
-            }
-            return Err(e.into());
-        }
+        Err(e) => return Err(record_refusal(state, key, e.into()).await),
     };
     // WeChat has spent the code: from here on, store trouble is waited out within the lease
     // rather than reported, since a retry could only be told "code used".
+    let identity = LoginIdentity {
+        appid: app.appid(),
+        openid: &wechat.openid,
+        unionid: wechat.unionid.as_deref(),
+    };
+    let admitted = persist(lease_ends, || state.admit(app, &identity, origin.ip)).await;
+    let admitted = match admitted {
+        Ok(admitted) => admitted,
+        Err(e) => return Err(record_refusal(state, key, e).await),
+    };
     let token = Token::generate();
     let now = unix_now();
     let expires_at = now.saturating_add(state.rules.token_ttl.as_secs() as i64);
     let appid = app.appid().to_owned();
     let session = Session {
+        user_id: admitted.user_id,
+        kind: SessionKind::Miniprogram,
         session_key: state.data_keys.seal(
             &SessionKey::new(wechat.session_key),
             &appid,
@@ -140,8 +153,15 @@ async fn exchange_and_settle(
         unionid: wechat.unionid,
         created_at: now,
         expires_at,
+        ip: origin.ip.map(|ip| ip.to_string()),
+        device: origin.device,
     };
-    tracing::info!(openid = %session.openid, token = ?token.hash(), "login");
+    tracing::info!(
+        user_id = %session.user_id,
+        openid = %session.openid,
+        token = ?token.hash(),
+        "login"
+    );
     let hash = token.hash();
     persist(lease_ends, || {
         state.stores.sessions.insert(hash, session.clone())
@@ -187,17 +207,19 @@ async fn exchange_and_settle(
     })
 }
 
-/// Runs a store write until it succeeds or `until` passes, backing off between tries.
-async fn persist<F, Fut>(until: Instant, mut write: F) -> Result<(), StoreError>
+/// Runs a store write until it succeeds or `until` passes, backing off between tries. Only
+/// store trouble is retried; a refusal is final.
+async fn persist<T, E, F, Fut>(until: Instant, mut write: F) -> Result<T, E>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), StoreError>>,
+    Fut: Future<Output = Result<T, E>>,
+    E: Transient,
 {
     let mut delay = Duration::from_millis(50);
     loop {
         match write().await {
-            Ok(()) => return Ok(()),
-            Err(e) if Instant::now() + delay >= until => return Err(e),
+            Ok(value) => return Ok(value),
+            Err(e) if !e.is_transient() || Instant::now() + delay >= until => return Err(e),
             Err(e) => {
                 crate::log_throttle::throttled!(
                     warn,
@@ -210,6 +232,48 @@ where
             }
         }
     }
+}
+
+/// Errors a retry may cure: the store's.
+trait Transient: std::fmt::Display {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for StoreError {
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
+
+impl Transient for LoginError {
+    fn is_transient(&self) -> bool {
+        matches!(self, LoginError::Store(_))
+    }
+}
+
+/// Records why the exchange of the claimed code failed, so that a retry with the same code
+/// hears the same answer, and hands the error back.
+async fn record_refusal(state: &LoginService, key: ClaimKey, e: LoginError) -> LoginError {
+    let recorded = match final_refusal(&e) {
+        // A retry within the replay window hears the refusal again without a call; after it,
+        // the code's claim makes room: junk must not fill the table for the code's whole
+        // life, and WeChat would only refuse the code again.
+        Some(refusal) => {
+            let outcome = Outcome::Refused(refusal);
+            let window = state.rules.code_replay_window.min(CODE_LIFE);
+            state.stores.claims.settle(key, outcome, window).await
+        }
+        // Transient trouble: let a retry with the same code try again.
+        None => state.stores.claims.release(key).await,
+    };
+    if let Err(store) = recorded {
+        crate::log_throttle::throttled!(
+            warn,
+            error = %store,
+            "could not record a refused code exchange"
+        );
+    }
+    e
 }
 
 /// WeChat's documented life of a code: no claim needs to outlive it.
@@ -233,12 +297,16 @@ fn claim_key(appid: &str, code: &str) -> [u8; 32] {
         .into()
 }
 
-/// WeChat refusals that are final for a code; everything else may go another way on retry.
-fn final_refusal(e: &WechatError) -> Option<Refusal> {
+/// Refusals that are final for a code (WeChat's, and the sign-up policy's); everything else
+/// may go another way on retry.
+fn final_refusal(e: &LoginError) -> Option<Refusal> {
     match e {
-        WechatError::InvalidCode => Some(Refusal::InvalidCode),
-        WechatError::CodeUsed => Some(Refusal::CodeUsed),
-        WechatError::HighRiskUser => Some(Refusal::HighRiskUser),
+        LoginError::Wechat(WechatError::InvalidCode) => Some(Refusal::InvalidCode),
+        LoginError::Wechat(WechatError::CodeUsed) => Some(Refusal::CodeUsed),
+        LoginError::Wechat(WechatError::HighRiskUser) => Some(Refusal::HighRiskUser),
+        LoginError::SignupClosed => Some(Refusal::SignupClosed),
+        LoginError::RiskRejected => Some(Refusal::RiskRejected),
+        LoginError::AccountDisabled => Some(Refusal::AccountDisabled),
         _ => None,
     }
 }
@@ -273,5 +341,8 @@ async fn open_outcome(
         Outcome::Refused(Refusal::InvalidCode) => Err(WechatError::InvalidCode.into()),
         Outcome::Refused(Refusal::CodeUsed) => Err(WechatError::CodeUsed.into()),
         Outcome::Refused(Refusal::HighRiskUser) => Err(WechatError::HighRiskUser.into()),
+        Outcome::Refused(Refusal::SignupClosed) => Err(LoginError::SignupClosed),
+        Outcome::Refused(Refusal::RiskRejected) => Err(LoginError::RiskRejected),
+        Outcome::Refused(Refusal::AccountDisabled) => Err(LoginError::AccountDisabled),
     }
 }

@@ -7,6 +7,7 @@
 //! with its WeChat client and access token) and the data keys.
 //!
 //! - `exchange.rs`: the code exchange, once per code however many requests bring it;
+//! - `signup.rs`: the account a login belongs to, and who may have one;
 //! - `sessions.rs`: who a token belongs to, and logout;
 //! - `user_data.rs`: the session_keys, open data, the phone number and `/me`;
 //! - `decrypt_failures.rs`: each user's allowance of failed decrypts.
@@ -15,19 +16,20 @@ mod decrypt_failures;
 mod error;
 mod exchange;
 mod sessions;
+mod signup;
 mod user_data;
 
 pub use error::LoginError;
 pub use user_data::Me;
 
-use std::{sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use self::decrypt_failures::DecryptFailures;
 use crate::{
     apps::Apps,
     data_keys::DataKeys,
-    store::{Session, Stores},
-    token::Token,
+    store::{Session, SessionKind, Stores, UserId},
+    token::{Token, TokenHash},
     upstream_budget::{ClientKey, Standings},
 };
 
@@ -44,6 +46,28 @@ pub struct Rules {
     pub open_data_max_age: Option<Duration>,
     /// Failed decrypts allowed per user and minute; `0` allows any number.
     pub decrypt_failures_per_minute: u32,
+    /// Who may get an account at their first login.
+    pub signup: Signup,
+}
+
+/// Who may get an account at their first login. People with an account always log in (unless
+/// an operator disabled it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signup {
+    /// `false`: only people who have an account log in; WeChat is asked nothing more.
+    pub open: bool,
+    /// Refuse a new account to people whose WeChat risk rank (0 to 4) is above this; `None`
+    /// does not ask WeChat.
+    pub max_risk_rank: Option<u8>,
+}
+
+impl Default for Signup {
+    fn default() -> Self {
+        Self {
+            open: true,
+            max_risk_rank: None,
+        }
+    }
 }
 
 impl Rules {
@@ -101,13 +125,8 @@ impl LoginService {
     /// Idempotent per code: concurrent or repeated calls with one code within its life share
     /// one exchange and get the same token (see `store/claims.rs`). `client` is who sent it:
     /// a client whose codes WeChat refused lately gets less of the app's WeChat budget.
-    pub async fn login(
-        &self,
-        appid: Option<&str>,
-        code: &str,
-        client: ClientKey,
-    ) -> Result<Issued, LoginError> {
-        exchange::login(self, appid, code, client).await
+    pub async fn login(&self, attempt: LoginAttempt<'_>) -> Result<Issued, LoginError> {
+        exchange::login(self, attempt).await
     }
 
     pub fn rules(&self) -> &Rules {
@@ -128,6 +147,20 @@ impl LoginService {
     }
 }
 
+/// One `POST /login`, as the transport hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginAttempt<'a> {
+    /// The mini-program the code is from; `None` for the default (first) app.
+    pub appid: Option<&'a str>,
+    pub code: &'a str,
+    /// Who sent the code, for its share of the app's WeChat budget.
+    pub client: ClientKey,
+    /// The client's address, shown in its session list and sent to WeChat's risk check.
+    pub ip: Option<IpAddr>,
+    /// What the client says it runs on (or its `User-Agent`), for the session list.
+    pub device: Option<&'a str>,
+}
+
 /// A fresh login: the raw token (shown to the client once, never stored) and its lifetime.
 #[derive(Debug)]
 pub struct Issued {
@@ -135,29 +168,77 @@ pub struct Issued {
     pub expires_in: u64,
 }
 
-/// Who is behind a request whose token is live. Never carries the session_key: what reaches
-/// handlers can reach a response by mistake. Fields will be added (the account, the session's
-/// kind), so it is built only by this crate.
+/// Who is behind a request whose token is live: always an account, and for a session made by
+/// a mini-program login, who the person is in that app. Never carries the session_key: what
+/// reaches handlers can reach a response by mistake. Built only by this crate, so fields can
+/// be added.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AuthUser {
+    /// The person's account: the same for every app and every kind of session.
+    pub user_id: UserId,
+    pub kind: SessionKind,
+    /// Present for mini-program sessions only.
+    pub mini_program: Option<MiniProgramUser>,
+    /// Unix seconds when the session began.
+    pub logged_in_at: i64,
+    /// Unix seconds; the token is refused from this instant on.
+    pub expires_at: i64,
+    /// The session's key, so that the person's session list can mark this one.
+    pub(crate) session: TokenHash,
+}
+
+/// The person in one mini-program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MiniProgramUser {
+    /// The mini-program the session belongs to.
+    pub appid: String,
     pub openid: String,
     /// Present when WeChat gave one (the app is bound to an Open Platform account).
     pub unionid: Option<String>,
-    /// The mini-program the session belongs to.
-    pub appid: String,
-    /// Unix seconds; the token is refused from this instant on.
-    pub expires_at: i64,
 }
 
-impl From<&Session> for AuthUser {
-    fn from(session: &Session) -> Self {
+impl AuthUser {
+    fn of(session: &Session, key: TokenHash) -> Self {
+        let mini_program = match session.kind {
+            SessionKind::Miniprogram => Some(MiniProgramUser {
+                appid: session.appid.clone(),
+                openid: session.openid.clone(),
+                unionid: session.unionid.clone(),
+            }),
+        };
         Self {
-            openid: session.openid.clone(),
-            unionid: session.unionid.clone(),
-            appid: session.appid.clone(),
+            user_id: session.user_id,
+            kind: session.kind,
+            mini_program,
+            logged_in_at: session.created_at,
             expires_at: session.expires_at,
+            session: key,
         }
+    }
+
+    /// The person in the mini-program, for what only a mini-program session can do (open
+    /// data, the phone number).
+    pub fn in_mini_program(&self) -> Result<&MiniProgramUser, LoginError> {
+        self.mini_program
+            .as_ref()
+            .ok_or(LoginError::MiniprogramSessionRequired)
+    }
+
+    /// The openid, for a mini-program session.
+    pub fn openid(&self) -> Option<&str> {
+        self.mini_program.as_ref().map(|m| m.openid.as_str())
+    }
+
+    /// The app, for a mini-program session.
+    pub fn appid(&self) -> Option<&str> {
+        self.mini_program.as_ref().map(|m| m.appid.as_str())
+    }
+
+    /// The session's public id, as the session list shows it.
+    pub fn session_id(&self) -> String {
+        self.session.public_id()
     }
 }
 

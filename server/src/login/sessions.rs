@@ -3,14 +3,57 @@
 use std::sync::Arc;
 
 use super::{AuthUser, LoginError, LoginService};
-use crate::{store::Session, time::unix_now, token::Token};
+use crate::{
+    metrics,
+    store::{Creation, LoginIdentity, Resolution, Session, UserId},
+    time::unix_now,
+    token::{Token, TokenHash},
+};
 
 impl LoginService {
     /// Who owns `token`. A missing or malformed token is [`LoginError::NotLoggedIn`] without a
     /// store lookup; store trouble is [`LoginError::Store`], never a "not logged in" that would
     /// send every client into a fresh login.
     pub async fn authenticate(&self, token: Option<&str>) -> Result<AuthUser, LoginError> {
-        Ok(AuthUser::from(&*self.live_session(token).await?))
+        let (key, session) = self.live_session(token).await?;
+        self.user_of(&session, key).await
+    }
+
+    /// Who owns the session under `key`. A session stored before accounts existed names none
+    /// yet: its account is found (or made, whatever the sign-up policy, since the person signed
+    /// up before) on its first use, until the background adoption has stamped it.
+    pub(super) async fn user_of(
+        &self,
+        session: &Session,
+        key: TokenHash,
+    ) -> Result<AuthUser, LoginError> {
+        let mut user = AuthUser::of(session, key);
+        if session.user_id.is_unknown() {
+            user.user_id = self.adopt(session).await?;
+        }
+        Ok(user)
+    }
+
+    async fn adopt(&self, session: &Session) -> Result<UserId, LoginError> {
+        let login = LoginIdentity {
+            appid: &session.appid,
+            openid: &session.openid,
+            unionid: session.unionid.as_deref(),
+        };
+        let resolution = self
+            .stores
+            .accounts
+            .resolve(&login, Creation::Allowed(UserId::generate()), unix_now())
+            .await?;
+        match resolution {
+            Resolution::Created { user_id } => {
+                metrics::account_created("adopted");
+                Ok(user_id)
+            }
+            Resolution::Existing { disabled: true, .. } => Err(LoginError::NotLoggedIn),
+            Resolution::Existing { user_id, .. } => Ok(user_id),
+            Resolution::NoAccount => Err(LoginError::NotLoggedIn),
+        }
     }
 
     /// Whether `token` names a live session: [`LoginService::authenticate`] as a yes or no, for
@@ -42,15 +85,17 @@ impl LoginService {
     pub(super) async fn live_session(
         &self,
         token: Option<&str>,
-    ) -> Result<Arc<Session>, LoginError> {
+    ) -> Result<(TokenHash, Arc<Session>), LoginError> {
         let hash = token
             .and_then(Token::hash_of)
             .ok_or(LoginError::NotLoggedIn)?;
-        self.stores
+        let session = self
+            .stores
             .sessions
             .get(hash, unix_now())
             .await?
             .filter(|session| self.apps.get(&session.appid).is_some())
-            .ok_or(LoginError::NotLoggedIn)
+            .ok_or(LoginError::NotLoggedIn)?;
+        Ok((hash, session))
     }
 }

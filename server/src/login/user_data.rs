@@ -10,7 +10,7 @@ use crate::{
     data_keys::SessionKey,
     metrics,
     open_data::{self, Sealed},
-    store::Phone,
+    store::{Phone, PhoneBinding},
     time::unix_now,
 };
 
@@ -25,12 +25,19 @@ pub struct Me {
 impl LoginService {
     /// What is kept about `user`, who was authenticated already.
     pub async fn me(&self, user: AuthUser) -> Result<Me, LoginError> {
-        let phone = self
-            .stores
-            .users
-            .user(&user.appid, &user.openid)
-            .await?
-            .and_then(|record| record.phone);
+        let account = self.stores.accounts.account(user.user_id).await?;
+        let mut phone = account.and_then(|a| a.phone);
+        // A number shared before accounts existed stays with the user until one is bound.
+        if phone.is_none()
+            && let Some(mp) = &user.mini_program
+        {
+            phone = self
+                .stores
+                .users
+                .user(&mp.appid, &mp.openid)
+                .await?
+                .and_then(|record| record.phone);
+        }
         Ok(Me { user, phone })
     }
 
@@ -38,7 +45,7 @@ impl LoginService {
     /// not open under the configured data keys is [`LoginError::SessionKey`] here only: the
     /// session itself stays logged in.
     pub async fn session_key(&self, token: Option<&str>) -> Result<SessionKey, LoginError> {
-        let session = self.live_session(token).await?;
+        let (_, session) = self.live_session(token).await?;
         Ok(self
             .data_keys
             .open(&session.session_key, &session.appid, &session.openid)?)
@@ -52,7 +59,7 @@ impl LoginService {
         &self,
         token: Option<&str>,
     ) -> Result<(AuthUser, Vec<SessionKey>), LoginError> {
-        let session = self.live_session(token).await?;
+        let (key, session) = self.live_session(token).await?;
         let history = self
             .stores
             .users
@@ -80,7 +87,7 @@ impl LoginService {
         if let (true, Some(e)) = (keys.is_empty(), first_error) {
             return Err(e.into());
         }
-        Ok((AuthUser::from(&*session), keys))
+        Ok((self.user_of(&session, key).await?, keys))
     }
 
     /// Opens the user's `encryptedData` with the session's key, or an earlier one of the user's
@@ -96,6 +103,7 @@ impl LoginService {
     ) -> Result<Map<String, Value>, LoginError> {
         let sealed = Sealed::parse(encrypted_data, iv)?;
         let (user, keys) = self.session_keys(token).await?;
+        let user = user.in_mini_program()?;
         let started = Instant::now();
         self.decrypt_failures
             .spend(&user.appid, &user.openid, started)
@@ -139,6 +147,8 @@ impl LoginService {
     ) -> Result<Phone, LoginError> {
         // Phone codes follow login codes' shape: junk never reaches WeChat.
         validate_code(phone_code)?;
+        let account = user.user_id;
+        let user = user.in_mini_program()?;
         // The session's own app: its access token, and its phone-number codes.
         let app = self.apps.get(&user.appid).ok_or(LoginError::NotLoggedIn)?;
         let wechat = &app.wechat;
@@ -155,11 +165,16 @@ impl LoginService {
             pure_phone_number: info.pure_phone_number,
             country_code: info.country_code,
         };
-        self.stores
-            .users
-            .set_phone(&user.appid, &user.openid, phone.clone())
-            .await?;
-        Ok(phone)
+        match self
+            .stores
+            .accounts
+            .bind_phone(account, phone.clone())
+            .await?
+        {
+            PhoneBinding::Bound => Ok(phone),
+            PhoneBinding::InUse => Err(LoginError::PhoneInUse),
+            PhoneBinding::NoAccount => Err(LoginError::NotLoggedIn),
+        }
     }
 }
 

@@ -81,6 +81,11 @@ pub enum Refusal {
     InvalidCode,
     CodeUsed,
     HighRiskUser,
+    /// The sign-up policy, not WeChat, said no: the person has no account and sign-up is
+    /// closed, their risk rank is too high, or their account is disabled.
+    SignupClosed,
+    RiskRejected,
+    AccountDisabled,
 }
 
 /// The one encoding of claims, for stores that keep bytes (Redis): a state tag, then for a
@@ -109,6 +114,9 @@ impl ClaimState {
                     Refusal::InvalidCode => 1,
                     Refusal::CodeUsed => 2,
                     Refusal::HighRiskUser => 3,
+                    Refusal::SignupClosed => 4,
+                    Refusal::RiskRejected => 5,
+                    Refusal::AccountDisabled => 6,
                 },
             ],
         }
@@ -130,6 +138,9 @@ impl ClaimState {
                 1 => Refusal::InvalidCode,
                 2 => Refusal::CodeUsed,
                 3 => Refusal::HighRiskUser,
+                4 => Refusal::SignupClosed,
+                5 => Refusal::RiskRejected,
+                6 => Refusal::AccountDisabled,
                 _ => return Err(corrupt()),
             }))),
             _ => Err(corrupt()),
@@ -553,6 +564,9 @@ mod tests {
             Refusal::InvalidCode,
             Refusal::CodeUsed,
             Refusal::HighRiskUser,
+            Refusal::SignupClosed,
+            Refusal::RiskRejected,
+            Refusal::AccountDisabled,
         ] {
             states.push(ClaimState::Done(Outcome::Refused(refusal)));
         }

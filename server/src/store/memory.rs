@@ -7,7 +7,10 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{ExpiredDeletion, Phone, Session, SessionStore, StoreError, UserRecord, UserStore};
+use super::{
+    ExpiredDeletion, Phone, Session, SessionStore, StoreError, UserId, UserRecord, UserStore,
+    memory_accounts::AccountsLock,
+};
 use crate::{data_keys::SealedSessionKey, token::TokenHash};
 
 #[derive(Debug, Default)]
@@ -17,10 +20,13 @@ pub struct MemoryStore {
     sessions: Mutex<HashMap<TokenHash, Arc<Session>>>,
     /// By appid, then openid.
     users: Mutex<HashMap<(String, String), UserRecord>>,
+    /// Accounts and the outbox (`memory_accounts.rs`); taken before `users` and the session
+    /// map when more than one is held.
+    pub(super) accounts: AccountsLock,
 }
 
 impl MemoryStore {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, Arc<Session>>> {
+    pub(super) fn map(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, Arc<Session>>> {
         // A panic elsewhere cannot leave a HashMap half-updated, so a poisoned lock is safe.
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -40,6 +46,19 @@ impl SessionStore for MemoryStore {
     async fn remove(&self, key: TokenHash) -> Result<bool, StoreError> {
         Ok(self.map().remove(&key).is_some())
     }
+
+    async fn of_account(
+        &self,
+        user_id: UserId,
+        now: i64,
+    ) -> Result<Vec<(TokenHash, Arc<Session>)>, StoreError> {
+        Ok(self
+            .map()
+            .iter()
+            .filter(|(_, s)| s.user_id == user_id && s.expires_at > now)
+            .map(|(k, s)| (*k, s.clone()))
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -53,7 +72,7 @@ impl ExpiredDeletion for MemoryStore {
 }
 
 impl MemoryStore {
-    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), UserRecord>> {
+    pub(super) fn users(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), UserRecord>> {
         self.users.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -91,13 +110,16 @@ impl UserStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{contract_tests, users};
+    use std::sync::Arc;
+
+    use super::super::{accounts, contract_tests, users};
 
     #[tokio::test]
     async fn meets_the_store_contract() {
-        let store = super::MemoryStore::default();
-        contract_tests::run_all(&store).await;
-        contract_tests::deletes_expired_sessions(&store).await;
-        users::contract_tests::run_all(&store).await;
+        let store = Arc::new(super::MemoryStore::default());
+        contract_tests::run_all(&*store).await;
+        contract_tests::deletes_expired_sessions(&*store).await;
+        users::contract_tests::run_all(&*store).await;
+        accounts::contract_tests::run_all(store.clone(), Some(&*store)).await;
     }
 }

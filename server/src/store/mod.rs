@@ -15,9 +15,11 @@
 //! about, and tested, apart from the rest of the server.
 
 mod access_tokens;
+mod accounts;
 mod claims;
 mod expiry;
 mod memory;
+mod memory_accounts;
 mod options;
 #[cfg(feature = "redis-store")]
 mod redis;
@@ -27,6 +29,12 @@ mod url;
 mod users;
 
 pub use access_tokens::{LocalSharedTokens, SharedToken, SharedTokens};
+#[cfg(any(test, feature = "contract-tests"))]
+pub use accounts::contract_tests as account_contract_tests;
+pub use accounts::{
+    Account, AccountEvent, AccountStore, Creation, Identity, LinkedIdentity, LoginIdentity,
+    OUTBOX_CAP, Outbox, OutboxEntry, PhoneBinding, Resolution, UserId,
+};
 #[cfg(any(test, feature = "contract-tests"))]
 pub use claims::contract_tests as claim_contract_tests;
 pub use claims::{
@@ -51,9 +59,16 @@ use async_trait::async_trait;
 use crate::{data_keys::SealedSessionKey, token::TokenHash};
 
 /// What the server remembers about one login. Serialisable for stores that keep it as a
-/// document (Redis).
+/// document (Redis); the fields added with accounts have defaults, so documents written
+/// before them still read.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
+    /// The account the session belongs to; [`UserId::UNKNOWN`] for a session stored before
+    /// accounts existed and not yet adopted (see [`AccountStore::adopt_legacy_users`]).
+    #[serde(default = "unknown_user")]
+    pub user_id: UserId,
+    #[serde(default)]
+    pub kind: SessionKind,
     /// The mini-program the login was for: a token is valid for its own app only, even where
     /// several apps share one store.
     pub appid: String,
@@ -67,6 +82,42 @@ pub struct Session {
     pub created_at: i64,
     /// Unix seconds; the session is gone from this instant on.
     pub expires_at: i64,
+    /// The client's address at login, for its owner's session list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// What the client logged in on (its own word, or its `User-Agent`), for the same list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+fn unknown_user() -> UserId {
+    UserId::UNKNOWN
+}
+
+/// How a session was made. Only mini-program logins make sessions so far; the web and
+/// OpenID Connect logins will add kinds without an app or session_key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    #[default]
+    Miniprogram,
+}
+
+impl SessionKind {
+    /// The name the API and the stores use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Miniprogram => "miniprogram",
+        }
+    }
+
+    /// The kind [`SessionKind::as_str`] names.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "miniprogram" => Some(SessionKind::Miniprogram),
+            _ => None,
+        }
+    }
 }
 
 /// Why a store operation failed. Callers answer 503 for all of them: the store, not the
@@ -106,14 +157,48 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
 
     /// Deletes the session under `key`; `true` when one was there. Deleting twice is fine.
     async fn remove(&self, key: TokenHash) -> Result<bool, StoreError>;
+
+    /// The live sessions of the account `user_id` at `now`, in no particular order.
+    async fn of_account(
+        &self,
+        user_id: UserId,
+        now: i64,
+    ) -> Result<Vec<(TokenHash, Arc<Session>)>, StoreError>;
+
+    /// Deletes every session of `keys`, as [`SessionStore::remove`] would one by one; the
+    /// number that were there. Stores that can do it in fewer round trips, or wait once for
+    /// every instance to see it, say so by overriding.
+    async fn remove_many(&self, keys: &[TokenHash]) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for key in keys {
+            removed += usize::from(self.remove(*key).await?);
+        }
+        Ok(removed)
+    }
+
+    /// Ends every session of the account `user_id`, expired ones included, as
+    /// [`SessionStore::remove_many`] does: every cache and instance sees it. The number that
+    /// were there.
+    async fn remove_account(&self, user_id: UserId) -> Result<usize, StoreError> {
+        let keys: Vec<TokenHash> = self
+            .of_account(user_id, i64::MIN)
+            .await?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        self.remove_many(&keys).await
+    }
 }
 
-/// The stores one server uses: sessions, claims on login codes, and what is kept per user.
+/// The stores one server uses: sessions, claims on login codes, what is kept per user,
+/// accounts and their outbox.
 #[derive(Debug, Clone)]
 pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub claims: Arc<dyn ClaimStore>,
     pub users: Arc<dyn UserStore>,
+    pub accounts: Arc<dyn AccountStore>,
+    pub outbox: Arc<dyn Outbox>,
     /// Where instances sharing this store share the app's access token (Redis); `None` for
     /// stores one process owns, whose token lives in that process.
     pub tokens: Option<Arc<dyn SharedTokens>>,
@@ -128,10 +213,13 @@ impl Stores {
     /// bring a session store of their own. Nothing deletes its expired sessions; set
     /// [`Stores::expiry`] for that.
     pub fn local(sessions: Arc<dyn SessionStore>) -> Self {
+        let memory = Arc::new(MemoryStore::default());
         Self {
             sessions,
             claims: Arc::new(LocalClaims::default()),
-            users: Arc::new(MemoryStore::default()),
+            users: memory.clone(),
+            accounts: memory.clone(),
+            outbox: memory,
             tokens: None,
             expiry: None,
         }
@@ -139,11 +227,16 @@ impl Stores {
 
     /// Sessions and users in `store`, code claims in this process: right for every backend
     /// that one process owns.
-    pub fn single<S: SessionStore + UserStore + ExpiredDeletion + 'static>(store: Arc<S>) -> Self {
+    pub fn single<S>(store: Arc<S>) -> Self
+    where
+        S: SessionStore + UserStore + AccountStore + Outbox + ExpiredDeletion + 'static,
+    {
         Self {
             sessions: store.clone(),
             claims: Arc::new(LocalClaims::default()),
             users: store.clone(),
+            accounts: store.clone(),
+            outbox: store.clone(),
             tokens: None,
             expiry: Some(store),
         }
@@ -195,6 +288,8 @@ impl Stores {
             sessions: redis.clone(),
             claims: redis.clone(),
             users: redis.clone(),
+            accounts: redis.clone(),
+            outbox: redis.clone(),
             tokens: Some(redis),
             expiry: None,
         }
@@ -244,12 +339,16 @@ pub mod contract_tests {
         let now = unix_now();
         let key = SessionKey::new("c2Vzc2lvbi1rZXktMTIzNA==");
         Session {
+            user_id: UserId::generate(),
+            kind: SessionKind::Miniprogram,
             appid: APPID.into(),
             openid: openid.into(),
             unionid: None,
             session_key: DataKeys::generate().seal(&key, APPID, openid),
             created_at: now,
             expires_at: now + expires_in,
+            ip: Some("203.0.113.7".into()),
+            device: Some("iPhone 15 / iOS 18.1".into()),
         }
     }
 
@@ -259,6 +358,56 @@ pub mod contract_tests {
         expired_sessions_are_invisible(store).await;
         remove_is_idempotent(store).await;
         insert_replaces(store).await;
+        an_accounts_sessions_are_listed_and_ended_together(store).await;
+    }
+
+    async fn an_accounts_sessions_are_listed_and_ended_together(store: &dyn SessionStore) {
+        let owner = UserId::generate();
+        let mut keys = Vec::new();
+        for n in 0..3 {
+            let key = Token::generate().hash();
+            let mut s = session(&format!("o-mine-{n}"), 3600);
+            s.user_id = owner;
+            store.insert(key, s).await.unwrap();
+            keys.push(key);
+        }
+        let expired = Token::generate().hash();
+        let mut s = session("o-mine-old", 60);
+        s.user_id = owner;
+        let old_expiry = s.expires_at;
+        store.insert(expired, s).await.unwrap();
+        let other = Token::generate().hash();
+        store.insert(other, session("o-other", 3600)).await.unwrap();
+
+        let mut listed: Vec<_> = store
+            .of_account(owner, old_expiry)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, s)| {
+                assert_eq!(s.user_id, owner);
+                k
+            })
+            .collect();
+        listed.sort_by_key(|k| *k.as_bytes());
+        let mut expected = keys.clone();
+        expected.sort_by_key(|k| *k.as_bytes());
+        assert_eq!(listed, expected, "live sessions of the account only");
+
+        assert_eq!(store.remove_many(&keys[..2]).await.unwrap(), 2);
+        assert_eq!(
+            store.remove_many(&keys[..2]).await.unwrap(),
+            0,
+            "idempotent"
+        );
+        let left = store.of_account(owner, unix_now()).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, keys[2]);
+        assert!(
+            store.get(other, 0).await.unwrap().is_some(),
+            "others untouched"
+        );
+        assert_eq!(store.get(keys[0], 0).await.unwrap(), None);
     }
 
     async fn insert_then_get_round_trips(store: &dyn SessionStore) {

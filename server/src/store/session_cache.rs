@@ -24,7 +24,7 @@ use std::{
 use async_trait::async_trait;
 use hashlink::LruCache;
 
-use super::{ExpiredDeletion, Session, SessionStore, StoreError};
+use super::{ExpiredDeletion, Session, SessionStore, StoreError, UserId};
 use crate::token::TokenHash;
 
 /// Shards spread the lock: concurrent checks of different tokens rarely meet.
@@ -79,6 +79,16 @@ impl<S: SessionStore + ?Sized> SessionCache<S> {
             .sum()
     }
 
+    /// Forgets every cached session: for when another process changed the store behind this
+    /// cache's back. Lookups already reading the store do not bring their copy back.
+    pub fn clear(&self) {
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            shard.changes += 1;
+            shard.sessions.clear();
+        }
+    }
+
     fn shard(&self, key: &TokenHash) -> &Mutex<Shard> {
         // The key is a SHA-256: any byte of it is uniform.
         &self.shards[key.as_bytes()[0] as usize % SHARDS]
@@ -128,6 +138,26 @@ impl<S: SessionStore + ?Sized> SessionStore for SessionCache<S> {
         let mut shard = lock(self.shard(&key));
         shard.changes += 1;
         shard.sessions.remove(&key);
+        removed
+    }
+
+    /// Straight from the store: listing is rare (a person looking at their sessions), and the
+    /// cache holds only some of them.
+    async fn of_account(
+        &self,
+        user_id: UserId,
+        now: i64,
+    ) -> Result<Vec<(TokenHash, Arc<Session>)>, StoreError> {
+        self.store.of_account(user_id, now).await
+    }
+
+    async fn remove_many(&self, keys: &[TokenHash]) -> Result<usize, StoreError> {
+        let removed = self.store.remove_many(keys).await;
+        for key in keys {
+            let mut shard = lock(self.shard(key));
+            shard.changes += 1;
+            shard.sessions.remove(key);
+        }
         removed
     }
 }
@@ -187,6 +217,13 @@ mod tests {
         }
         async fn remove(&self, key: TokenHash) -> Result<bool, StoreError> {
             self.store.remove(key).await
+        }
+        async fn of_account(
+            &self,
+            user_id: crate::store::UserId,
+            now: i64,
+        ) -> Result<Vec<(TokenHash, Arc<Session>)>, StoreError> {
+            self.store.of_account(user_id, now).await
         }
     }
 
@@ -293,6 +330,13 @@ mod tests {
         }
         async fn remove(&self, key: TokenHash) -> Result<bool, StoreError> {
             self.store.remove(key).await
+        }
+        async fn of_account(
+            &self,
+            user_id: crate::store::UserId,
+            now: i64,
+        ) -> Result<Vec<(TokenHash, Arc<Session>)>, StoreError> {
+            self.store.of_account(user_id, now).await
         }
     }
 

@@ -41,6 +41,8 @@ pub mod errcode {
     pub const INVALID_APPID: i64 = 40013;
     pub const INVALID_SECRET: i64 = 40125;
     pub const MISSING_CODE: i64 = 41008;
+    /// A request of the wrong shape (a missing field, an unknown scene).
+    pub const INVALID_ARGUMENT: i64 = 40097;
     pub const INVALID_GRANT_TYPE: i64 = 40002;
     /// The access token is not (any longer) the app's current one.
     pub const ACCESS_TOKEN_INVALID: i64 = 40001;

@@ -16,6 +16,7 @@
 //! session. A cluster runs without it.
 
 mod access_tokens;
+mod accounts;
 mod claims;
 mod keys;
 mod sessions;

@@ -111,4 +111,14 @@ impl SessionStore for RedisStore {
         }
         Ok(n > 0)
     }
+
+    async fn of_account(
+        &self,
+        _user_id: crate::store::UserId,
+        _now: i64,
+    ) -> Result<Vec<(TokenHash, Arc<Session>)>, StoreError> {
+        Err(StoreError::Unavailable(
+            "session lists are not implemented on Redis yet".into(),
+        ))
+    }
 }

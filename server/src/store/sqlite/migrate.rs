@@ -7,6 +7,9 @@
 //! - 1: `appid` per row, `session_key` a sealed BLOB.
 //! - 2: a `users` table beside it: per app and openid, the last few sealed session_keys (JSON)
 //!   and the phone number (JSON). Added empty to a version-1 file.
+//! - 3: accounts. `accounts` and `identities` tables, the `outbox` of account events, and
+//!   per session its account, kind, IP and device. Sessions of an older file read with no
+//!   account (all-zero `user_id`) until the server adopts them, in the background.
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -18,7 +21,7 @@ use crate::{
 };
 
 /// The schema this version writes, as `PRAGMA user_version` records it.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE sessions (
@@ -43,6 +46,38 @@ CREATE TABLE users (
 ) WITHOUT ROWID;
 ";
 
+const SCHEMA_V3: &str = "
+CREATE TABLE accounts (
+    user_id      BLOB PRIMARY KEY NOT NULL,
+    created_at   INTEGER NOT NULL,
+    disabled     INTEGER NOT NULL DEFAULT 0,
+    phone        TEXT,
+    phone_number TEXT UNIQUE
+) WITHOUT ROWID;
+CREATE TABLE identities (
+    kind    TEXT NOT NULL,
+    appid   TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    user_id BLOB NOT NULL,
+    PRIMARY KEY (kind, appid, subject)
+) WITHOUT ROWID;
+CREATE INDEX identities_user_id ON identities (user_id);
+CREATE TABLE outbox (
+    id         TEXT PRIMARY KEY NOT NULL,
+    body       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL,
+    due_at     INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX outbox_due_at ON outbox (due_at);
+ALTER TABLE sessions ADD COLUMN user_id BLOB NOT NULL
+    DEFAULT x'00000000000000000000000000000000';
+ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'miniprogram';
+ALTER TABLE sessions ADD COLUMN ip TEXT;
+ALTER TABLE sessions ADD COLUMN device TEXT;
+CREATE INDEX sessions_user_id ON sessions (user_id);
+";
+
 /// Brings the file to [`SCHEMA_VERSION`]. One immediate transaction, so two processes opening
 /// one new file at once do not both create the table.
 pub(super) fn migrate(conn: &mut Connection, import: &LegacyImport) -> Result<(), StoreError> {
@@ -54,8 +89,13 @@ pub(super) fn migrate(conn: &mut Connection, import: &LegacyImport) -> Result<()
         .map_err(unavailable)?;
     let adopted = match version {
         SCHEMA_VERSION => return Ok(()),
+        2 => {
+            tx.execute_batch(SCHEMA_V3).map_err(unavailable)?;
+            None
+        }
         1 => {
             tx.execute_batch(SCHEMA_V2).map_err(unavailable)?;
+            tx.execute_batch(SCHEMA_V3).map_err(unavailable)?;
             None
         }
         0 => {
@@ -74,6 +114,7 @@ pub(super) fn migrate(conn: &mut Connection, import: &LegacyImport) -> Result<()
                 None
             };
             tx.execute_batch(SCHEMA_V2).map_err(unavailable)?;
+            tx.execute_batch(SCHEMA_V3).map_err(unavailable)?;
             adopted
         }
         newer => {

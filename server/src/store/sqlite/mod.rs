@@ -11,6 +11,7 @@
 //! same mode). Its schema, and how a file of an older one is brought up to date, is
 //! `migrate.rs`'s; the stores' statements are in `sessions.rs` and `users.rs`.
 
+mod accounts;
 mod migrate;
 mod sessions;
 mod users;
@@ -53,6 +54,7 @@ impl SqliteStore {
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
+                 PRAGMA secure_delete = ON;
                  PRAGMA busy_timeout = 5000;",
             )
             .map_err(unavailable)?;
@@ -136,6 +138,17 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// JSON in a column: the store keeps the record's shape, never reads inside it.
+fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(column: usize, text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -156,6 +169,8 @@ mod tests {
         contract_tests::run_all(&store).await;
         contract_tests::deletes_expired_sessions(&store).await;
         crate::store::user_contract_tests::run_all(&store).await;
+        let store = Arc::new(store);
+        crate::store::account_contract_tests::run_all(store.clone(), Some(&*store)).await;
         std::fs::remove_dir_all(dir).ok();
     }
 
@@ -166,15 +181,13 @@ mod tests {
         let key = crate::token::Token::generate().hash();
         let options = sqlite_options();
         let session = Session {
-            appid: APPID.into(),
-            openid: "o-durable".into(),
-            unionid: None,
             session_key: options
                 .legacy
                 .data_keys
                 .seal(&SessionKey::new("k"), APPID, "o-durable"),
             created_at: 1,
             expires_at: i64::MAX,
+            ..contract_tests::session("o-durable", 1)
         };
         {
             let store = SqliteStore::open(&path, &options).unwrap();

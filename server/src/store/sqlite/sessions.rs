@@ -9,16 +9,16 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::SqliteStore;
 use crate::{
     data_keys::SealedSessionKey,
-    store::{ExpiredDeletion, Session, SessionStore, StoreError},
+    store::{ExpiredDeletion, Session, SessionKind, SessionStore, StoreError, UserId},
     token::TokenHash,
 };
 
 /// Writes `s` under `key`, replacing any session there: the one statement every insert runs.
 fn put(c: &Connection, key: &TokenHash, s: &Session) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "INSERT OR REPLACE INTO sessions
-         (token_hash, appid, openid, unionid, session_key, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR REPLACE INTO sessions (token_hash, appid, openid, unionid, session_key,
+         created_at, expires_at, user_id, kind, ip, device)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         key.as_bytes().as_slice(),
@@ -27,9 +27,42 @@ fn put(c: &Connection, key: &TokenHash, s: &Session) -> rusqlite::Result<()> {
         s.unionid,
         s.session_key.as_bytes(),
         s.created_at,
-        s.expires_at
+        s.expires_at,
+        s.user_id.as_bytes().as_slice(),
+        s.kind.as_str(),
+        s.ip,
+        s.device,
     ])
     .map(drop)
+}
+
+/// The columns [`session_of`] reads, in its order.
+const COLUMNS: &str = "appid, openid, unionid, session_key, created_at, expires_at, user_id, \
+                       kind, ip, device";
+
+fn session_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
+    let user_id: Vec<u8> = row.get(6)?;
+    let kind: String = row.get(7)?;
+    Ok(Session {
+        appid: row.get(0)?,
+        openid: row.get(1)?,
+        unionid: row.get(2)?,
+        session_key: SealedSessionKey::from_bytes(row.get(3)?),
+        created_at: row.get(4)?,
+        expires_at: row.get(5)?,
+        user_id: <[u8; 16]>::try_from(user_id)
+            .map(UserId::from_bytes)
+            .unwrap_or(UserId::UNKNOWN),
+        kind: SessionKind::parse(&kind).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                7,
+                rusqlite::types::Type::Text,
+                format!("unknown session kind {kind:?}").into(),
+            )
+        })?,
+        ip: row.get(8)?,
+        device: row.get(9)?,
+    })
 }
 
 impl SqliteStore {
@@ -58,21 +91,55 @@ impl SessionStore for SqliteStore {
 
     async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Arc<Session>>, StoreError> {
         self.read(key.as_bytes()[0] as usize, move |c| {
-            c.prepare_cached(
-                "SELECT appid, openid, unionid, session_key, created_at, expires_at
-                 FROM sessions WHERE token_hash = ?1 AND expires_at > ?2",
-            )?
+            c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1 AND expires_at > ?2"
+            ))?
             .query_row(params![key.as_bytes().as_slice(), now], |row| {
-                Ok(Arc::new(Session {
-                    appid: row.get(0)?,
-                    openid: row.get(1)?,
-                    unionid: row.get(2)?,
-                    session_key: SealedSessionKey::from_bytes(row.get(3)?),
-                    created_at: row.get(4)?,
-                    expires_at: row.get(5)?,
-                }))
+                session_of(row).map(Arc::new)
             })
             .optional()
+        })
+        .await
+    }
+
+    async fn of_account(
+        &self,
+        user_id: UserId,
+        now: i64,
+    ) -> Result<Vec<(TokenHash, Arc<Session>)>, StoreError> {
+        self.read(user_id.as_bytes()[15] as usize, move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {COLUMNS}, token_hash FROM sessions WHERE user_id = ?1 AND expires_at > ?2"
+            ))?
+            .query_map(params![user_id.as_bytes().as_slice(), now], |row| {
+                let key: Vec<u8> = row.get(10)?;
+                let key = <[u8; 32]>::try_from(key).map_err(|_| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        10,
+                        rusqlite::types::Type::Blob,
+                        "a token hash of the wrong length".into(),
+                    )
+                })?;
+                Ok((TokenHash::from_bytes(key), Arc::new(session_of(row)?)))
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn remove_many(&self, keys: &[TokenHash]) -> Result<usize, StoreError> {
+        let keys = keys.to_vec();
+        self.write(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let mut removed = 0;
+            {
+                let mut delete = tx.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?;
+                for key in &keys {
+                    removed += delete.execute(params![key.as_bytes().as_slice()])?;
+                }
+            }
+            tx.commit()?;
+            Ok(removed)
         })
         .await
     }

@@ -4,22 +4,11 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::SqliteStore;
+use super::{SqliteStore, from_json, to_json};
 use crate::{
     data_keys::SealedSessionKey,
     store::{Phone, StoreError, UserRecord, UserStore},
 };
-
-/// JSON in a column: the store keeps the record's shape, never reads inside it.
-fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
-    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(column: usize, text: &str) -> rusqlite::Result<T> {
-    serde_json::from_str(text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
-    })
-}
 
 #[async_trait]
 impl UserStore for SqliteStore {

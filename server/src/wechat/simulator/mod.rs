@@ -18,6 +18,10 @@
 //!
 //! - `POST /cgi-bin/stable_token`, `POST /wxa/business/getuserphonenumber?access_token` —
 //!   WeChat's access-token and phone-number APIs (see `open_api.rs`).
+//! - `POST /wxa/getuserriskrank?access_token` — WeChat's risk rank: 4 for openids that start
+//!   with `risky` (the openids of users whose name does), 0 for others, unless set.
+//! - `POST /risk` — body `{"user", "rank"}` sets a user's rank; `{"failing": true}` makes the
+//!   risk API fail until `{"failing": false}`.
 //! - `POST /phone-code` — body `{"user", "phoneNumber"?}`; answers `{"code"}`, standing in for
 //!   the code a `getPhoneNumber` button gives.
 //! - `POST /open-data` — body `{"user"}`; answers `{"encryptedData", "iv", "rawData",
@@ -161,6 +165,8 @@ impl Simulator {
                 "/wxa/business/getuserphonenumber",
                 post(open_api::phone_number),
             )
+            .route("/wxa/getuserriskrank", post(open_api::user_risk_rank))
+            .route("/risk", post(open_api::risk_control))
             .route("/phone-code", post(open_api::phone_code))
             .route("/open-data", post(open_api::open_data))
             .with_state(self.clone())
@@ -234,7 +240,13 @@ impl Simulator {
     /// The openid WeChat would give `user` in this app: stable per (app, user), opaque.
     pub fn openid_for(&self, user: &str) -> String {
         let digest = Sha256::digest(format!("{}:{user}", self.inner.appid));
-        format!("o{}", &URL_SAFE_NO_PAD.encode(digest)[..27])
+        // Risky users' openids say so, for the risk-rank rule.
+        let prefix = if user.starts_with("risky") {
+            "risky"
+        } else {
+            "o"
+        };
+        format!("{prefix}{}", &URL_SAFE_NO_PAD.encode(digest)[..27])
     }
 
     /// The unionid WeChat gives `user` across the Open Platform account's apps: the same for

@@ -39,6 +39,11 @@ pub(super) struct OpenState {
     token_ttl: Option<Duration>,
     token_calls: u64,
     phone_codes: HashMap<String, PhoneCode>,
+    /// Risk ranks set by tests, by openid; others follow the openid rule.
+    risk_ranks: HashMap<String, u8>,
+    /// `getuserriskrank` answers a system error while set.
+    risk_check_failing: bool,
+    risk_rank_calls: u64,
 }
 
 struct IssuedToken {
@@ -202,19 +207,8 @@ impl Simulator {
         if let Some(errcode) = state.faults.pop_front() {
             return error(errcode, "simulated fault");
         }
-        let ttl = state.open.token_ttl.unwrap_or(ACCESS_TOKEN_TTL);
-        match (&state.open.token, access_token) {
-            (Some(current), Some(given)) if current.value == given => {
-                if current.issued_at.elapsed() >= ttl {
-                    return error(errcode_token::EXPIRED, "access_token expired");
-                }
-            }
-            _ => {
-                return error(
-                    errcode_token::INVALID,
-                    "invalid credential, access_token is invalid or not latest",
-                );
-            }
+        if let Some(refusal) = token_refusal(&state.open, access_token) {
+            return refusal;
         }
         let Some(code) = body.code.as_deref().filter(|c| !c.is_empty()) else {
             return error(errcode::MISSING_CODE, "missing code");
@@ -241,6 +235,70 @@ impl Simulator {
                 "watermark": { "timestamp": unix_now(), "appid": self.appid() },
             }
         })
+    }
+}
+
+/// WeChat's answer to a call with an access token that is not the current one, or expired.
+fn token_refusal(open: &OpenState, access_token: Option<&str>) -> Option<Value> {
+    let ttl = open.token_ttl.unwrap_or(ACCESS_TOKEN_TTL);
+    match (&open.token, access_token) {
+        (Some(current), Some(given)) if current.value == given => (current.issued_at.elapsed()
+            >= ttl)
+            .then(|| error(errcode_token::EXPIRED, "access_token expired")),
+        _ => Some(error(
+            errcode_token::INVALID,
+            "invalid credential, access_token is invalid or not latest",
+        )),
+    }
+}
+
+/// The simulated risk rank of `openid`: what a test set, else 4 for openids that start with
+/// `risky` and 0 for the rest.
+fn risk_rank_of(open: &OpenState, openid: &str) -> u8 {
+    open.risk_ranks
+        .get(openid)
+        .copied()
+        .unwrap_or(if openid.starts_with("risky") { 4 } else { 0 })
+}
+
+impl Simulator {
+    /// `getuserriskrank`: the token first, then the rank of the openid.
+    fn user_risk_rank(&self, access_token: Option<&str>, body: &RiskRankBody) -> Value {
+        let mut state = self.state();
+        state.open.risk_rank_calls += 1;
+        if let Some(refusal) = token_refusal(&state.open, access_token) {
+            return refusal;
+        }
+        if state.open.risk_check_failing {
+            return error(errcode::BUSY, "system error");
+        }
+        match (body.appid.as_deref(), body.openid.as_deref(), body.scene) {
+            (Some(appid), Some(openid), Some(0 | 1)) if appid == self.appid() => {
+                json!({
+                    "errcode": 0,
+                    "errmsg": "getuserriskrank succ",
+                    "risk_rank": risk_rank_of(&state.open, openid),
+                    "unoin_id": 0,
+                })
+            }
+            _ => error(errcode::INVALID_ARGUMENT, "invalid args"),
+        }
+    }
+
+    /// Gives `user` this risk rank from now on.
+    pub fn set_risk_rank(&self, user: &str, rank: u8) {
+        let openid = self.openid_for(user);
+        self.state().open.risk_ranks.insert(openid, rank);
+    }
+
+    /// Makes `getuserriskrank` fail (a system error) while `failing`.
+    pub fn set_risk_check_failing(&self, failing: bool) {
+        self.state().open.risk_check_failing = failing;
+    }
+
+    /// How many times `getuserriskrank` was called.
+    pub fn risk_rank_calls(&self) -> u64 {
+        self.state().open.risk_rank_calls
     }
 }
 
@@ -273,6 +331,23 @@ pub(super) struct PhoneBody {
 }
 
 #[derive(Deserialize)]
+pub(super) struct RiskRankBody {
+    appid: Option<String>,
+    openid: Option<String>,
+    scene: Option<u8>,
+}
+
+/// `POST /risk`: a test's settings of `getuserriskrank`.
+#[derive(Deserialize)]
+pub(super) struct RiskControlBody {
+    /// With `rank`: that user's rank from now on.
+    user: Option<String>,
+    rank: Option<u8>,
+    /// Whether the API fails.
+    failing: Option<bool>,
+}
+
+#[derive(Deserialize)]
 pub(super) struct UserBody {
     user: Option<String>,
     #[serde(rename = "phoneNumber")]
@@ -292,6 +367,27 @@ pub(super) async fn phone_number(
     Json(body): Json<PhoneBody>,
 ) -> Response {
     wechat_body(sim.phone_number(query.access_token.as_deref(), &body))
+}
+
+pub(super) async fn user_risk_rank(
+    State(sim): State<Simulator>,
+    Query(query): Query<TokenQuery>,
+    Json(body): Json<RiskRankBody>,
+) -> Response {
+    wechat_body(sim.user_risk_rank(query.access_token.as_deref(), &body))
+}
+
+pub(super) async fn risk_control(
+    State(sim): State<Simulator>,
+    Json(body): Json<RiskControlBody>,
+) -> axum::http::StatusCode {
+    if let (Some(user), Some(rank)) = (body.user.as_deref(), body.rank) {
+        sim.set_risk_rank(user, rank.min(4));
+    }
+    if let Some(failing) = body.failing {
+        sim.set_risk_check_failing(failing);
+    }
+    axum::http::StatusCode::NO_CONTENT
 }
 
 pub(super) async fn phone_code(
