@@ -85,6 +85,7 @@ mod tests {
                 let expected = serde_json::to_string(&LoginRequest {
                     code: code.into(),
                     appid: appid.map(str::to_owned),
+                    device: None,
                 })
                 .unwrap();
                 assert_eq!(login_request(code, appid.unwrap_or_default()), expected);
