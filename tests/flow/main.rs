@@ -2,6 +2,7 @@
 //! exchange, bad input, open data, one server for several apps, and a team's app that mounts
 //! the login.
 
+mod accounts;
 mod bad_input;
 mod business_api;
 mod code_exchange;

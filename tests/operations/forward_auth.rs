@@ -22,7 +22,7 @@ use axum::{
 };
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::json;
-use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
+use shared::{CheckLoginResponse, ErrorCode, LoginResponse, MeResponse, SessionsResponse};
 use tokio::{net::TcpListener, task::JoinHandle};
 use workspace_tests::{Nginx, TestServer, assert_error};
 
@@ -37,8 +37,9 @@ const NGINX_CONF: &str = include_str!("../../deploy/nginx.conf");
 struct Seen {
     method: Method,
     path: String,
-    /// Every header whose name reads `x-wechat-…` once `_` is taken for `-`, in arrival order,
-    /// duplicates included: exactly what a backend could mistake for an identity.
+    /// Every header whose name reads `x-wechat-…` or `x-user-id` once `_` is taken for `-`, in
+    /// arrival order, duplicates included: exactly what a backend could mistake for an
+    /// identity.
     wechat: Vec<(String, String)>,
     authorization: Option<String>,
     body: String,
@@ -106,7 +107,10 @@ async fn record(
 ) -> Response {
     let wechat = headers
         .iter()
-        .filter(|(name, _)| name.as_str().replace('_', "-").starts_with("x-wechat-"))
+        .filter(|(name, _)| {
+            let name = name.as_str().replace('_', "-");
+            name.starts_with("x-wechat-") || name == "x-user-id"
+        })
         .map(|(name, value)| {
             (
                 name.as_str().to_owned(),
@@ -197,6 +201,22 @@ impl Gateway {
         self.sim().openid_for(user)
     }
 
+    /// The account behind `token`, as the login server's `/me` names it.
+    async fn user_id_of(&self, token: &str) -> String {
+        let me: MeResponse = self
+            .login
+            .http
+            .get(self.login.url("/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        me.user_id
+    }
+
     fn appid(&self) -> String {
         self.sim().appid().to_owned()
     }
@@ -282,6 +302,11 @@ async fn a_logged_in_request_reaches_the_backend_as_that_user() {
             "{user}"
         );
         assert_eq!(seen.values("x-wechat-appid"), [gw.appid()]);
+        assert_eq!(
+            seen.values("x-user-id"),
+            [gw.user_id_of(token).await],
+            "{user}: the account"
+        );
         assert!(
             seen.values("x-wechat-unionid").is_empty(),
             "WeChat gave none"
@@ -345,8 +370,13 @@ async fn forged_identity_headers_beside_a_valid_token_are_replaced() {
     forged.append("x-wechat-openid", value("oSecondForgedCopy"));
     forged.append("x-wechat-appid", value("wxforgedappid000"));
     forged.append("x-wechat-unionid", value("uForgedUnionId"));
-    // Gateways in the CGI tradition read this as X-WeChat-OpenId.
+    forged.append("x-user-id", value("0190d7a2-0000-7000-8000-000000000001"));
+    // Gateways in the CGI tradition read these as X-WeChat-OpenId and X-User-Id.
     forged.append(HeaderName::from_static("x_wechat_openid"), value(&victim));
+    forged.append(
+        HeaderName::from_static("x_user_id"),
+        value("0190d7a2-0000-7000-8000-000000000001"),
+    );
 
     let response = gw
         .get("/api/profile")
@@ -362,6 +392,7 @@ async fn forged_identity_headers_beside_a_valid_token_are_replaced() {
     let mut expected = vec![
         ("x-wechat-appid".to_owned(), gw.appid()),
         ("x-wechat-openid".to_owned(), gw.openid_of("mallory")),
+        ("x-user-id".to_owned(), gw.user_id_of(&mallory).await),
     ];
     expected.sort();
     assert_eq!(
@@ -454,6 +485,34 @@ async fn a_login_through_nginx_gives_a_token_that_works_through_nginx() {
         gw.backend.last().values("x-wechat-openid"),
         [gw.openid_of("carol")]
     );
+
+    // The person's sessions are routed too: listed, and one ended by its id.
+    let second = gw.token_for("carol").await;
+    let listed = gw
+        .get("/me/sessions")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200, "{}", gw.nginx.log());
+    let listed: SessionsResponse = listed.json().await.unwrap();
+    assert_eq!(listed.sessions.len(), 2, "{listed:?}");
+    let other = listed.sessions.iter().find(|s| !s.current).unwrap();
+    let ended = gw
+        .http
+        .delete(gw.nginx.url(&format!("/me/sessions/{}", other.id)))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204, "{}", gw.nginx.log());
+    let check = gw
+        .get("/checklogin")
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap();
+    assert!(!check.json::<CheckLoginResponse>().await.unwrap().is_login);
 
     // Only the listed login endpoints are public: not the simulator, not /auth itself, and
     // nothing outside /api/ reaches the backend.

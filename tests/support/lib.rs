@@ -5,6 +5,7 @@ mod processes;
 pub mod prometheus;
 pub mod raw_tcp;
 mod slow_link;
+pub mod webhooks;
 
 pub use processes::{
     LogLines, Nginx, RedisCluster, RedisServer, ServerProcess, free_port, redis_query,
@@ -64,11 +65,13 @@ impl TestServer {
             .expect("bind loopback");
         let addr = listener.local_addr().expect("bound");
         let purge = state.spawn_purge();
+        let background = state.spawn_background();
         let router = app(state.clone());
         let config = state.config.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _purge = purge;
+            let _background = background;
             server::serve(listener, router, &config, async {
                 stopped.await.ok();
             })

@@ -98,6 +98,9 @@ struct SimState {
     codes_issued: u64,
     /// Each user's current session_key (base64), as WeChat keeps one per user.
     session_keys: HashMap<String, String>,
+    /// Users who get a unionid from now on, as when the app is bound to an Open Platform
+    /// account after they first logged in.
+    bound_later: std::collections::HashSet<String>,
     open: open_api::OpenState,
 }
 
@@ -208,6 +211,12 @@ impl Simulator {
         code
     }
 
+    /// `user` gets a unionid from now on: the app was bound to an Open Platform account after
+    /// they first logged in.
+    pub fn bind_unionid(&self, user: &str) {
+        self.state().bound_later.insert(user.to_owned());
+    }
+
     /// Makes the next exchanges answer these errcodes, in order.
     pub fn push_faults(&self, errcodes: impl IntoIterator<Item = i64>) {
         self.state().faults.extend(errcodes);
@@ -311,14 +320,15 @@ impl Simulator {
             .entry(user.clone())
             .or_insert_with(open_api::random_session_key)
             .clone();
+        let bound = user.starts_with("bound") || state.bound_later.contains(&user);
         drop(state);
         let mut answer = json!({
             "openid": self.openid_for(&user),
             "session_key": session_key,
         });
         // WeChat sends a unionid only for apps bound to an Open Platform account; users whose
-        // name starts with `bound` play those.
-        if user.starts_with("bound") {
+        // name starts with `bound` play those, and users a test bound later.
+        if bound {
             answer["unionid"] = json!(self.unionid_for(&user));
         }
         answer
