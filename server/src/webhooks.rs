@@ -30,7 +30,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an instance holds the entries it took: longer than any attempt, so that two
 /// instances never deliver one event at once, short enough that a crashed one's are soon due.
-const LEASE: Duration = Duration::from_secs(30);
+const LEASE: Duration = Duration::from_secs(15);
 /// How often the outbox is looked at. Events are due at once, so this is their usual delay.
 const POLL: Duration = Duration::from_millis(500);
 /// Entries taken per look.

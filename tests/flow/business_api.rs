@@ -39,7 +39,9 @@ async fn the_business_api_knows_its_user_until_logout() {
     assert_eq!(answer.status(), 200);
     let body: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(body["openid"], erin.as_str());
-    assert!(body["greeting"].as_str().unwrap().contains(&erin));
+    let user_id = body["user_id"].as_str().unwrap();
+    assert!(uuid::Uuid::parse_str(user_id).is_ok(), "{body}");
+    assert!(body["greeting"].as_str().unwrap().contains(user_id));
 
     // Another user's token names the other user.
     let other = app.wx_login_as("frank").await;

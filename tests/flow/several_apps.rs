@@ -178,9 +178,10 @@ async fn a_token_of_one_app_cannot_decrypt_another_apps_data() {
 
 #[tokio::test]
 async fn each_app_fetches_its_own_access_token_once_for_32_concurrent_requests() {
+    // One person in both apps (a unionid joins them), so their number is one account's.
     let apps = std::sync::Arc::new(TwoApps::start().await);
-    let in_a = apps.login(&apps.a, true, "dan").await;
-    let in_b = apps.login(&apps.b, true, "dan").await;
+    let in_a = apps.login(&apps.a, true, "bound-dan").await;
+    let in_b = apps.login(&apps.b, true, "bound-dan").await;
     let tasks: Vec<_> = (0..64)
         .map(|n| {
             let apps = apps.clone();
@@ -189,8 +190,8 @@ async fn each_app_fetches_its_own_access_token_once_for_32_concurrent_requests()
             } else {
                 (&apps.b, in_b.clone())
             };
-            let code = upstream.sim.issue_phone_code("dan", None);
-            let expected = upstream.sim.phone_of("dan");
+            let code = upstream.sim.issue_phone_code("bound-dan", None);
+            let expected = upstream.sim.phone_of("bound-dan");
             tokio::spawn(async move {
                 let response = apps
                     .post("/wx/phone", &token, json!({ "code": code }))
@@ -207,7 +208,7 @@ async fn each_app_fetches_its_own_access_token_once_for_32_concurrent_requests()
     assert_eq!(apps.a.sim.access_token_calls(), 1, "app A's token");
     assert_eq!(apps.b.sim.access_token_calls(), 1, "app B's token");
     // A phone code is only good at its own app's WeChat.
-    let code_of_b = apps.b.sim.issue_phone_code("dan", None);
+    let code_of_b = apps.b.sim.issue_phone_code("bound-dan", None);
     let response = apps
         .post("/wx/phone", &in_a, json!({ "code": code_of_b }))
         .await;

@@ -69,6 +69,26 @@ impl WebhookReceiver {
         format!("http://{}/hooks", self.addr)
     }
 
+    /// Accepts every delivery from now on.
+    pub fn accept_all(&self) {
+        *self.shared.refuse.lock().unwrap() = 0;
+    }
+
+    /// Waits for the first attempt of any delivery, accepted or not; panics after `limit`.
+    pub async fn wait_for_attempt(&self, limit: Duration) -> Delivery {
+        let found = tokio::time::timeout(limit, async {
+            loop {
+                let arrived = self.shared.arrived.notified();
+                if let Some(first) = self.deliveries().into_iter().next() {
+                    return first;
+                }
+                arrived.await;
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("no webhook attempt within {limit:?}"))
+    }
+
     /// Every delivery so far, refused ones included, in arrival order.
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.shared.seen.lock().unwrap().clone()

@@ -190,7 +190,10 @@ fn rust_tools() -> Result {
         ("/usr/sbin/nginx", "nginx"),
         // tests/operations/deploy.rs verifies deploy/*.service with it.
         ("systemd-analyze", "systemd"),
-    ])
+    ])?;
+    // The webhook tests verify signatures with PyPI's standardwebhooks, kept in the
+    // virtualenv of the API fuzzer.
+    api_fuzz::tools().map(drop)
 }
 
 /// The client's wasm module into the npm package, and the package into the demo's
