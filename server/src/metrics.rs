@@ -39,10 +39,12 @@ pub const RATE_LIMITED: &str = "wxlogin_rate_limited_total";
 pub const CONNECTIONS_CLOSED: &str = "wxlogin_connections_closed_total";
 /// Each app's circuit breaker towards WeChat, by `appid`: 0 closed, 1 open, 2 half-open.
 pub const BREAKER_STATE: &str = "wxlogin_breaker_state";
-/// Webhook deliveries, by `outcome`: `delivered`, `failed` (an attempt that will be retried)
-/// and `dead` (given up after the retry period, or dropped from a full outbox).
+/// Webhook attempts and events, by `outcome`: `delivered`, `retried` (an attempt that failed
+/// and will be retried), `dead` (given up after the retry period, or dropped from a full
+/// outbox) and `discarded` (no `WEBHOOK_URL`: nobody to tell).
 pub const WEBHOOKS: &str = "wxlogin_webhooks_total";
-/// Accounts created, by `how`: `login` or `adopted` (a user from before accounts).
+/// Accounts created, by `how`: `signup` (a first login) or `adopted` (a user from before
+/// accounts, at their first request).
 pub const ACCOUNTS_CREATED: &str = "wxlogin_accounts_created_total";
 /// Sign-ups that were not a plain yes, by `outcome`: refused (`closed`, `risk_rejected`), or
 /// let through unchecked because the risk check failed (`risk_check_failed`).
@@ -155,11 +157,11 @@ fn describe() {
     );
     describe_counter!(
         WEBHOOKS,
-        "Webhook deliveries, by outcome (delivered, failed and retried, dead)"
+        "Webhook attempts and events, by outcome (delivered, retried, dead, discarded)"
     );
     describe_counter!(
         ACCOUNTS_CREATED,
-        "Accounts created, by how (login, adopted from before accounts)"
+        "Accounts created, by how (signup, adopted from before accounts)"
     );
     describe_counter!(
         SIGNUPS,
@@ -216,7 +218,7 @@ pub fn webhook_dead() {
     webhook("dead");
 }
 
-/// An account was made, `how`: by a `login`, or `adopted` from before accounts.
+/// An account was made, `how`: at `signup`, or `adopted` from before accounts.
 pub fn account_created(how: &'static str) {
     counter!(ACCOUNTS_CREATED, "how" => how).increment(1);
 }

@@ -125,3 +125,48 @@ async fn metrics_count_one_login_as_one_and_expose_no_secret() {
         assert!(!elsewhere.text().await.unwrap().contains(LOGINS), "{path}");
     }
 }
+
+const SIGNUPS: &str = "wxlogin_signups_total";
+const ACCOUNTS_CREATED: &str = "wxlogin_accounts_created_total";
+
+#[tokio::test]
+async fn sign_up_decisions_are_counted_and_a_failing_risk_check_lets_sign_up_go_on() {
+    let upstream = Upstream::start("wxmetricssignup1", "metrics-signup-secret1").await;
+    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let metrics = metrics_addr.to_string();
+    let server = ServerProcess::for_app(
+        BINARY,
+        &upstream,
+        "memory",
+        &[("METRICS_ADDR", &metrics), ("SIGNUP_MAX_RISK_RANK", "2")],
+    )
+    .await;
+    let http = reqwest::Client::new();
+
+    upstream.sim.set_risk_rank("ivan", 4);
+    let refused = server.login(&http, &upstream.sim.issue_code("ivan")).await;
+    assert_eq!(refused.status(), 403);
+    let (_, after_refusal) = scrape(&http, metrics_addr).await;
+    assert_eq!(
+        after_refusal.count(SIGNUPS, &[("outcome", "risk_rejected")]),
+        1.0
+    );
+    assert_eq!(
+        after_refusal.count(ACCOUNTS_CREATED, &[("how", "signup")]),
+        0.0
+    );
+
+    // WeChat's risk API down: the sign-up goes on, and the metric says it went unchecked.
+    upstream.sim.set_risk_check_failing(true);
+    let token = server.token(&http, &upstream, "judy").await;
+    assert!(server.is_login(&http, &token).await);
+    let (_, after_failure) = scrape(&http, metrics_addr).await;
+    assert_eq!(
+        after_failure.count(SIGNUPS, &[("outcome", "risk_check_failed")]),
+        1.0
+    );
+    assert_eq!(
+        after_failure.count(ACCOUNTS_CREATED, &[("how", "signup")]),
+        1.0
+    );
+}

@@ -2,6 +2,7 @@
 //! session caches, and Redis shared by several instances, on one server or a cluster.
 
 mod durable_store;
+mod erasure;
 mod redis_cluster;
 mod redis_session_cache;
 mod scale_out;
