@@ -4,7 +4,13 @@ Logs in through the dev simulator first, so the fuzzer's requests carry a real b
 and reach the authenticated paths, then runs schemathesis with the checks that matter here:
 no 5xx, every status and body as documented, bad input rejected. Exits non-zero on any
 failure. Usage: run.py BASE_URL MAX_EXAMPLES
+
+Two runs: the operations that end the token's session or delete its account come last, with
+a token of their own, so that the first run keeps a live session to the end.
 """
+
+# The operations (by operationId) that end the caller's session or account.
+DESTRUCTIVE = ["end_all_sessions", "end_session", "delete_account"]
 
 import json
 import subprocess
@@ -23,10 +29,12 @@ def post_json(url, body):
         return json.load(response)
 
 
-def main():
-    base, max_examples = sys.argv[1].rstrip("/"), sys.argv[2]
-    code = post_json(f"{base}/sim/wx.login", {"user": "fuzzer"})["code"]
-    token = post_json(f"{base}/login", {"code": code})["token"]
+def token(base, user):
+    code = post_json(f"{base}/sim/wx.login", {"user": user})["code"]
+    return post_json(f"{base}/login", {"code": code})["token"]
+
+
+def schemathesis(base, max_examples, token, selection):
     command = [
         sys.executable, "-m", "schemathesis.cli", "run", f"{base}/openapi.json",
         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
@@ -38,8 +46,17 @@ def main():
         "--seed", "20261124",
         "--header", f"Authorization: Bearer {token}",
         "--warnings", "off",
-    ]
-    sys.exit(subprocess.call(command))
+    ] + selection
+    return subprocess.call(command)
+
+
+def main():
+    base, max_examples = sys.argv[1].rstrip("/"), sys.argv[2]
+    keep = [arg for op in DESTRUCTIVE for arg in ("--exclude-operation-id", op)]
+    first = schemathesis(base, max_examples, token(base, "fuzzer"), keep)
+    only = [arg for op in DESTRUCTIVE for arg in ("--include-operation-id", op)]
+    second = schemathesis(base, max_examples, token(base, "fuzzer-leaving"), only)
+    sys.exit(first or second)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,13 @@ impl LoginService {
             openid: &session.openid,
             unionid: session.unionid.as_deref(),
         };
+        // Usually adopted already, by the background adoption or an earlier request: a read.
+        if let Some(account) = self.stores.accounts.find(&login).await? {
+            return match account.disabled {
+                true => Err(LoginError::NotLoggedIn),
+                false => Ok(account.user_id),
+            };
+        }
         let resolution = self
             .stores
             .accounts

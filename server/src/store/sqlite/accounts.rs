@@ -366,7 +366,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn adopt_legacy_users(&self, now: i64, max: usize) -> Result<usize, StoreError> {
-        self.atomically(move |c| {
+        let adopted = self.atomically(move |c| {
             let limit = max as i64;
             // Users whose key history predates accounts, then sessions stored without one.
             let mut legacy: Vec<(String, String, Option<String>)> = c
@@ -419,7 +419,14 @@ impl AccountStore for SqliteStore {
             }
             Ok(legacy.len())
         })
-        .await
+        .await?;
+        if adopted > 0 {
+            // Cached copies still name no account.
+            self.inner
+                .rewritten
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(adopted)
     }
 }
 

@@ -40,6 +40,10 @@ struct Inner {
     /// The write connection's last `PRAGMA data_version`: it changes only when another
     /// connection, so another process, commits (see [`SqliteStore::changed_elsewhere`]).
     data_version: std::sync::atomic::AtomicI64,
+    /// Set when this process rewrote sessions behind any cache's back (stamping sessions
+    /// from before accounts with theirs): the next look empties the cache as for another
+    /// process's write.
+    rewritten: std::sync::atomic::AtomicBool,
 }
 
 impl SqliteStore {
@@ -82,14 +86,17 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers,
                 data_version: data_version.into(),
+                rewritten: false.into(),
             }),
         })
     }
 
-    /// Whether another process committed to the file since the last call: an operator's
-    /// `server accounts` command, or another server on the same file. Every write of this
-    /// process goes through the write connection, whose `data_version` ignores its own
-    /// commits, so this sees the others' only. Cheap: one pragma, no read of the database.
+    /// Whether sessions changed since the last call other than through this store's session
+    /// methods: another process committed to the file (an operator's `server accounts`
+    /// command, or another server on the same file), or this one stamped old sessions with
+    /// their accounts. Every write of this process goes through the write connection, whose
+    /// `data_version` ignores its own commits, so that sees the others' only. Cheap: one
+    /// pragma, no read of the database.
     pub async fn changed_elsewhere(&self) -> Result<bool, StoreError> {
         let inner = self.inner.clone();
         self.write(move |c| {
@@ -97,7 +104,10 @@ impl SqliteStore {
             let before = inner
                 .data_version
                 .swap(now, std::sync::atomic::Ordering::Relaxed);
-            Ok(before != now)
+            let rewritten = inner
+                .rewritten
+                .swap(false, std::sync::atomic::Ordering::Relaxed);
+            Ok(before != now || rewritten)
         })
         .await
     }
