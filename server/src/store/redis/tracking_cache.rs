@@ -413,16 +413,23 @@ async fn heartbeat(tracking: Weak<Tracking>, cache: Arc<TrackingCache>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data_keys::SealedSessionKey;
+    use crate::{
+        data_keys::SealedSessionKey,
+        store::{SessionKind, UserId},
+    };
 
     fn session(openid: &str) -> Arc<Session> {
         Arc::new(Session {
+            user_id: UserId::generate(),
+            kind: SessionKind::Miniprogram,
             appid: "wx1".into(),
             openid: openid.into(),
             unionid: None,
             session_key: SealedSessionKey::from_bytes(vec![1, 2, 3]),
             created_at: 0,
             expires_at: i64::MAX,
+            ip: None,
+            device: None,
         })
     }
 
