@@ -59,7 +59,8 @@ impl RedisServer {
     }
 
     /// Every key and its value, as a dump or a replica would see them: a string as it is, a
-    /// list as its items joined by newlines.
+    /// list, set or sorted set as its members joined by newlines, a hash as its fields and
+    /// values joined by newlines.
     pub async fn dump(&self) -> Vec<(String, Vec<u8>)> {
         let client = redis::Client::open(self.url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -81,10 +82,22 @@ impl RedisServer {
                     .query_async(&mut conn)
                     .await
                     .unwrap(),
-                "list" => redis::cmd("LRANGE")
+                "list" | "zset" => redis::cmd(if kind == "list" { "LRANGE" } else { "ZRANGE" })
                     .arg(&key)
                     .arg(0)
                     .arg(-1)
+                    .query_async::<Vec<Vec<u8>>>(&mut conn)
+                    .await
+                    .unwrap()
+                    .join(&b'\n'),
+                "set" => redis::cmd("SMEMBERS")
+                    .arg(&key)
+                    .query_async::<Vec<Vec<u8>>>(&mut conn)
+                    .await
+                    .unwrap()
+                    .join(&b'\n'),
+                "hash" => redis::cmd("HGETALL")
+                    .arg(&key)
                     .query_async::<Vec<Vec<u8>>>(&mut conn)
                     .await
                     .unwrap()
