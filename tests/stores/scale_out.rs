@@ -6,7 +6,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use server::store::{RedisStore, contract_tests::redis_options};
+use server::{
+    store::{
+        AccountStore, Creation, LoginIdentity, Phone, PhoneBinding, RedisStore, Resolution,
+        SessionStore, UserId, UserStore, contract_tests as contract, contract_tests::redis_options,
+        unix_now,
+    },
+    token::Token,
+};
 use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
 use workspace_tests::{
     DATA_KEY, RedisServer, ServerProcess, Upstream, apps_file, assert_error, holds,
@@ -43,6 +50,86 @@ async fn the_redis_store_meets_the_store_contracts() {
         .await
         .unwrap();
     redis_store_contracts(&store).await;
+}
+
+/// Deleting an account leaves nothing of the person in Redis, whichever slot it lived in:
+/// no openid, unionid, number or sealed session_key, in a key's name or its value. The
+/// session is left for the deletion to sweep, as if its logout had failed.
+#[tokio::test]
+async fn a_deleted_account_leaves_nothing_of_the_person_in_redis() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url(), &redis_options())
+        .await
+        .unwrap();
+    let (openid, other_openid, unionid) = ("o-gone-person", "o-gone-other-app", "u-gone-person");
+    let login = |appid, openid| LoginIdentity {
+        appid,
+        openid,
+        unionid: Some(unionid),
+    };
+    let user_id = match store
+        .resolve(
+            &login(contract::APPID, openid),
+            Creation::Allowed(UserId::generate()),
+            unix_now(),
+        )
+        .await
+        .unwrap()
+    {
+        Resolution::Created { user_id } => user_id,
+        other => panic!("{other:?}"),
+    };
+    // The same person in a second app, found by the unionid.
+    store
+        .resolve(
+            &login("wxsecondapp0001", other_openid),
+            Creation::Refused,
+            unix_now(),
+        )
+        .await
+        .unwrap();
+    let mut session = contract::session(openid, 3600);
+    session.user_id = user_id;
+    session.unionid = Some(unionid.into());
+    let sealed = serde_json::to_value(&session.session_key).unwrap();
+    let sealed = sealed.as_str().unwrap().to_owned();
+    let phone = Phone {
+        phone_number: "+8613912345678".into(),
+        pure_phone_number: "13912345678".into(),
+        country_code: "86".into(),
+    };
+    for (appid, openid) in [(contract::APPID, openid), ("wxsecondapp0001", other_openid)] {
+        store
+            .add_session_key(appid, openid, session.session_key.clone())
+            .await
+            .unwrap();
+        store.set_phone(appid, openid, phone.clone()).await.unwrap();
+    }
+    assert_eq!(
+        store.bind_phone(user_id, phone).await.unwrap(),
+        PhoneBinding::Bound
+    );
+    store
+        .insert(Token::generate().hash(), session)
+        .await
+        .unwrap();
+    let before = redis.dump().await;
+    assert!(before.iter().any(|(_, v)| holds(v, sealed.as_bytes())));
+
+    assert!(store.delete_account(user_id, unix_now()).await.unwrap());
+    let dump = redis.dump().await;
+    for (key, value) in &dump {
+        for secret in [openid, other_openid, unionid, "13912345678", &sealed] {
+            assert!(
+                !holds(key.as_bytes(), secret.as_bytes()) && !holds(value, secret.as_bytes()),
+                "{key} keeps something of the deleted person"
+            );
+        }
+    }
+    assert!(
+        dump.iter().any(|(k, _)| k.ends_with(":outbox")),
+        "the outbox keeps the events, which name the user_id only"
+    );
 }
 
 #[tokio::test]
@@ -109,15 +196,20 @@ async fn apps_and_prefixes_sharing_one_redis_never_accept_each_others_tokens() {
     assert_eq!(b.logout(&http, &token_a).await.status(), 204);
     assert!(a.is_login(&http, &token_a).await);
 
-    // Every key names its app, under its prefix.
+    // Every key names its app, under its prefix; accounts, which span the apps, name none.
     let keys: Vec<String> = redis.dump().await.into_iter().map(|(k, _)| k).collect();
     let spaces = [
         format!("wxlogin:{APPID}:"),
         "wxlogin:wxscaleouttest02:".to_owned(),
         format!("staging:wxlogin:{APPID}:"),
     ];
+    let accounts = ["wxlogin:{accounts}:", "staging:wxlogin:{accounts}:"];
     for key in &keys {
-        assert!(spaces.iter().any(|s| key.starts_with(s)), "{key}");
+        assert!(
+            spaces.iter().any(|s| key.starts_with(s))
+                || accounts.iter().any(|a| key.starts_with(a)),
+            "{key}"
+        );
     }
     for space in &spaces {
         let sessions = format!("{space}s:");
@@ -208,11 +300,13 @@ async fn two_instances_on_one_redis_fetch_one_access_token_per_app_for_32_concur
     ];
     let http = reqwest::Client::new();
     let mut tasks = Vec::new();
-    for upstream in &apps {
+    // One user per app: the same name in two apps without a unionid is two accounts, and a
+    // number belongs to one account only.
+    for (upstream, user) in apps.iter().zip(["kim", "lee"]) {
         let response = http
             .post(instances[0].url("/login"))
             .json(&serde_json::json!({
-                "code": upstream.sim.issue_code("kim"),
+                "code": upstream.sim.issue_code(user),
                 "appid": upstream.sim.appid(),
             }))
             .send()
@@ -223,7 +317,7 @@ async fn two_instances_on_one_redis_fetch_one_access_token_per_app_for_32_concur
         // 32 per app, at once, spread over both instances.
         for n in 0..32 {
             let server = instances[n % 2].clone();
-            let code = upstream.sim.issue_phone_code("kim", None);
+            let code = upstream.sim.issue_phone_code(user, None);
             let (http, token) = (http.clone(), token.clone());
             tasks.push(tokio::spawn(async move {
                 http.post(server.url("/wx/phone"))

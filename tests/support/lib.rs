@@ -483,7 +483,8 @@ pub async fn sixteen_logins_with_one_code(
     }
 }
 
-/// Every store contract on one Redis store: sessions, code claims, users. The claims' use
+/// Every store contract on one Redis store: sessions, code claims, users, accounts and their
+/// outbox. The claims' use
 /// fixed keys: give it a Redis of its own.
 pub async fn redis_store_contracts(store: &server::store::RedisStore) {
     server::store::contract_tests::run_all(store).await;
@@ -491,6 +492,9 @@ pub async fn redis_store_contracts(store: &server::store::RedisStore) {
     // Reads a user's key history and phone in one pipeline, which a cluster answers only when
     // both keys share a slot.
     server::store::user_contract_tests::run_all(store).await;
+    // Every account key in the one slot of `{accounts}`, each operation one script there.
+    server::store::account_contract_tests::run_all(std::sync::Arc::new(store.clone()), Some(store))
+        .await;
 }
 
 #[cfg(test)]

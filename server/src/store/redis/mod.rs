@@ -9,7 +9,8 @@
 //! Redis yields an error quickly — a 503, never a hang and never a logout.
 //!
 //! This file connects; what the keys are called is `keys.rs`'s, and each store trait has a
-//! file of its own: `sessions.rs`, `claims.rs`, `users.rs`, `access_tokens.rs`.
+//! file of its own: `sessions.rs`, `claims.rs`, `users.rs`, `access_tokens.rs`, `accounts.rs`
+//! (whose Lua scripts are in `lua/`, run by `scripts.rs`).
 //!
 //! A single Redis may also keep a cache of sessions in each process, see
 //! [`tracking_cache`]: a logout then answers only once no instance's cache can still hold the
@@ -19,6 +20,7 @@ mod access_tokens;
 mod accounts;
 mod claims;
 mod keys;
+mod scripts;
 mod sessions;
 mod tracking_cache;
 mod users;

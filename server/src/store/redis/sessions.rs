@@ -1,18 +1,28 @@
 //! Sessions in Redis: one JSON document per token hash, whose TTL is the session's life, so
 //! Redis deletes it when it expires and nothing needs purging. A single Redis may keep a copy
 //! of each session read in this process (`tracking_cache.rs`).
+//!
+//! Each account has a list of its sessions (`…a:<user_id>:sessions`, see `keys.rs`): token
+//! hashes scored by their expiry, written with the session, so that an account's sessions
+//! are found without a scan. The list is an index, not the truth: a session logged out,
+//! expired or replaced stays in it until the list is next read or written, which drops
+//! whatever no longer names a live session of the account.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-use super::{INVALIDATION_LEASE, RedisStore};
+use super::{INVALIDATION_LEASE, RedisStore, scripts::Script};
 use crate::{
-    store::{Session, SessionStore, StoreError},
+    store::{Session, SessionStore, StoreError, UserId},
     time::unix_now,
     token::TokenHash,
 };
+
+/// Adds a session to its account's list; see the script.
+static SESSION_LIST: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/session_list.lua")));
 
 impl RedisStore {
     /// The session under `key` from Redis, `now` deciding whether it is still alive. With a
@@ -57,6 +67,39 @@ impl RedisStore {
         }
         parse_session(&raw).map(|s| alive(Arc::new(s), now))
     }
+
+    /// Deletes the sessions under `keys` for every reader of Redis and this process's cache;
+    /// how many were there. Other instances' caches are the caller's to wait for.
+    pub(super) async fn delete_sessions(&self, keys: &[TokenHash]) -> Result<usize, StoreError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let redis_keys: Vec<String> = keys.iter().map(|k| self.keys.session(k)).collect();
+        if let Some(tracking) = &self.cache {
+            for key in &redis_keys {
+                tracking.cache.forget(key);
+            }
+        }
+        let mut c = self.conn.clone();
+        // One DEL: a cluster connection splits it by slot and adds up the answers.
+        let n: usize = self
+            .run(async move { redis::cmd("DEL").arg(&redis_keys).query_async(&mut c).await })
+            .await?;
+        Ok(n)
+    }
+}
+
+/// A token hash as the account lists hold it.
+fn parse_hash(hex: &str) -> Option<TokenHash> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(TokenHash::from_bytes(bytes))
 }
 
 fn parse_session(raw: &str) -> Result<Session, StoreError> {
@@ -70,10 +113,21 @@ fn alive(session: Arc<Session>, now: i64) -> Option<Arc<Session>> {
 
 #[async_trait]
 impl SessionStore for RedisStore {
+    /// Lists the session under its account, then stores it: a session is never stored
+    /// unlisted, where ending its account's sessions would miss it (a failure between leaves
+    /// a list entry without a session, which the next read of the list drops). Two round
+    /// trips, not one pipeline: on a cluster the two keys are in different slots, and
+    /// redis-rs sends a pipeline to one slot only.
     async fn insert(&self, key: TokenHash, s: Session) -> Result<(), StoreError> {
-        let ttl_s = (s.expires_at - unix_now()).max(1) as u64;
+        let now = unix_now();
+        let ttl_s = (s.expires_at - now).max(1) as u64;
         let json = serde_json::to_string(&s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let redis_key = self.keys.session(&key);
+        if !s.user_id.is_unknown() {
+            let list = [self.keys.account_sessions(&s.user_id)];
+            let args = [s.expires_at.to_string(), key.to_hex(), now.to_string()];
+            self.eval::<i64>(&SESSION_LIST, &list, &args).await?;
+        }
         if let Some(tracking) = &self.cache {
             // Tokens are fresh, so this replaces nothing in practice; if it did, this
             // process's own next read sees the new session, other instances' after the push.
@@ -112,13 +166,75 @@ impl SessionStore for RedisStore {
         Ok(n > 0)
     }
 
+    /// Reads the account's list, then its sessions in one MGET (split by slot on a
+    /// cluster), and drops from the list what names no session of the account any more.
     async fn of_account(
         &self,
-        _user_id: crate::store::UserId,
-        _now: i64,
+        user_id: UserId,
+        now: i64,
     ) -> Result<Vec<(TokenHash, Arc<Session>)>, StoreError> {
-        Err(StoreError::Unavailable(
-            "session lists are not implemented on Redis yet".into(),
-        ))
+        let list = self.keys.account_sessions(&user_id);
+        // Scores are expiries: only those past `now` can be alive.
+        let min = if now == i64::MIN {
+            "-inf".to_owned()
+        } else {
+            format!("({now}")
+        };
+        let mut c = self.conn.clone();
+        let l = list.clone();
+        let members: Vec<String> = self
+            .run(async move { c.zrangebyscore(l, min, "+inf").await })
+            .await?;
+        let (mut listed, mut stale) = (Vec::new(), Vec::new());
+        for member in members {
+            match parse_hash(&member) {
+                Some(hash) => listed.push((hash, member)),
+                None => stale.push(member),
+            }
+        }
+        let mut sessions = Vec::new();
+        if !listed.is_empty() {
+            let redis_keys: Vec<String> =
+                listed.iter().map(|(k, _)| self.keys.session(k)).collect();
+            let mut c = self.conn.clone();
+            let raw: Vec<Option<String>> = self
+                .run(async move {
+                    redis::cmd("MGET")
+                        .arg(&redis_keys)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            for ((hash, member), raw) in listed.into_iter().zip(raw) {
+                match raw.map(|r| parse_session(&r)).transpose()? {
+                    Some(s) if s.user_id == user_id => {
+                        if s.expires_at > now {
+                            sessions.push((hash, Arc::new(s)));
+                        }
+                    }
+                    // Gone, or replaced by another account's session.
+                    _ => stale.push(member),
+                }
+            }
+        }
+        if !stale.is_empty() {
+            let mut c = self.conn.clone();
+            self.run(async move { c.zrem::<_, _, ()>(list, stale).await })
+                .await?;
+        }
+        Ok(sessions)
+    }
+
+    /// One DEL for the batch, and one wait of [`INVALIDATION_LEASE`] for every instance's
+    /// cache, as [`SessionStore::remove`] gives one session.
+    async fn remove_many(&self, keys: &[TokenHash]) -> Result<usize, StoreError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let removed = self.delete_sessions(keys).await?;
+        if self.node.is_some() {
+            tokio::time::sleep(INVALIDATION_LEASE).await;
+        }
+        Ok(removed)
     }
 }
