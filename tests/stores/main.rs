@@ -3,6 +3,7 @@
 
 mod durable_store;
 mod erasure;
+mod first_logins;
 mod redis_cluster;
 mod redis_session_cache;
 mod scale_out;

@@ -185,3 +185,83 @@ async fn a_flood_of_unknown_tokens_leaves_the_cache_and_the_tracking_table_withi
         "unknown tokens are not tracked by Redis"
     );
 }
+
+/// `user` logs in on `server` from `device`.
+async fn login_from(server: &TestServer, upstream: &Upstream, user: &str, device: &str) -> String {
+    let response = server
+        .http
+        .post(server.url("/login"))
+        .json(&serde_json::json!({ "code": upstream.sim.issue_code(user), "device": device }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json::<LoginResponse>().await.unwrap().token
+}
+
+#[tokio::test]
+async fn ending_ones_sessions_is_seen_by_the_other_instances_cache_at_once() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start(APPID, SECRET).await;
+    let store_a = cached_store(&redis.url(), 1000).await;
+    let a = instance(&upstream, store_a.clone()).await;
+    let b = instance(&upstream, cached_store(&redis.url(), 1000).await).await;
+    let mut tokens = Vec::new();
+    for device in [
+        "iPhone 15 / iOS 18.1",
+        "Pixel 8 / Android 15",
+        "iPad / iPadOS 17",
+    ] {
+        tokens.push(login_from(&b, &upstream, "sessions-sue", device).await);
+    }
+    // A serves all three from its cache.
+    for token in &tokens {
+        until_cached(&a, &store_a, token).await;
+    }
+    let listed: shared::SessionsResponse = b
+        .http
+        .get(b.url("/me/sessions"))
+        .bearer_auth(&tokens[0])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.sessions.len(), 3);
+    assert_eq!(listed.sessions.iter().filter(|s| s.current).count(), 1);
+    let pixel = listed
+        .sessions
+        .iter()
+        .find(|s| s.device.as_deref() == Some("Pixel 8 / Android 15"))
+        .unwrap();
+
+    // Ended on B: A's very next check refuses it.
+    let ended = b
+        .http
+        .delete(b.url(&format!("/me/sessions/{}", pixel.id)))
+        .bearer_auth(&tokens[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204);
+    assert!(
+        !a.check_bearer(&tokens[1]).await,
+        "ended, and A knows at once"
+    );
+    assert!(a.check_bearer(&tokens[0]).await);
+    assert!(a.check_bearer(&tokens[2]).await);
+
+    // Every one of them, from B: all refused on A at once.
+    let all = b
+        .http
+        .delete(b.url("/me/sessions"))
+        .bearer_auth(&tokens[2])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(all.status(), 204);
+    for token in &tokens {
+        assert!(!a.check_bearer(token).await);
+    }
+}

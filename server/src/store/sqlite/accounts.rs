@@ -366,60 +366,60 @@ impl AccountStore for SqliteStore {
     }
 
     async fn adopt_legacy_users(&self, now: i64, max: usize) -> Result<usize, StoreError> {
-        let adopted = self.atomically(move |c| {
-            let limit = max as i64;
-            // Users whose key history predates accounts, then sessions stored without one.
-            let mut legacy: Vec<(String, String, Option<String>)> = c
-                .prepare_cached(
-                    "SELECT u.appid, u.openid, (SELECT s.unionid FROM sessions s WHERE
+        let adopted = self
+            .atomically(move |c| {
+                let limit = max as i64;
+                // Users whose key history predates accounts, then sessions stored without one.
+                let mut legacy: Vec<(String, String, Option<String>)> = c
+                    .prepare_cached(
+                        "SELECT u.appid, u.openid, (SELECT s.unionid FROM sessions s WHERE
                      s.appid = u.appid AND s.openid = u.openid AND s.unionid IS NOT NULL LIMIT 1)
                      FROM users u WHERE NOT EXISTS (SELECT 1 FROM identities i WHERE
                      i.kind = 'miniprogram' AND i.appid = u.appid AND i.subject = u.openid)
                      LIMIT ?1",
-                )?
-                .query_map(params![limit], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            let left = limit - legacy.len() as i64;
-            legacy.extend(
-                c.prepare_cached(
-                    "SELECT appid, openid, max(unionid) FROM sessions WHERE user_id = ?1
+                    )?
+                    .query_map(params![limit], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let left = limit - legacy.len() as i64;
+                legacy.extend(
+                    c.prepare_cached(
+                        "SELECT appid, openid, max(unionid) FROM sessions WHERE user_id = ?1
                      GROUP BY appid, openid LIMIT ?2",
-                )?
-                .query_map(
-                    params![UserId::UNKNOWN.as_bytes().as_slice(), left],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?,
-            );
-            for (appid, openid, unionid) in &legacy {
-                let login = LoginIdentity {
-                    appid,
-                    openid,
-                    unionid: unionid.as_deref(),
-                };
-                let user_id =
-                    match resolve_in(c, &login, Creation::Allowed(UserId::generate()), now)? {
-                        Resolution::Created { user_id } | Resolution::Existing { user_id, .. } => {
-                            user_id
-                        }
-                        Resolution::NoAccount => continue,
+                    )?
+                    .query_map(
+                        params![UserId::UNKNOWN.as_bytes().as_slice(), left],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+                );
+                for (appid, openid, unionid) in &legacy {
+                    let login = LoginIdentity {
+                        appid,
+                        openid,
+                        unionid: unionid.as_deref(),
                     };
-                c.prepare_cached(
-                    "UPDATE sessions SET user_id = ?1
+                    let user_id =
+                        match resolve_in(c, &login, Creation::Allowed(UserId::generate()), now)? {
+                            Resolution::Created { user_id }
+                            | Resolution::Existing { user_id, .. } => user_id,
+                            Resolution::NoAccount => continue,
+                        };
+                    c.prepare_cached(
+                        "UPDATE sessions SET user_id = ?1
                      WHERE appid = ?2 AND openid = ?3 AND user_id = ?4",
-                )?
-                .execute(params![
-                    user_id.as_bytes().as_slice(),
-                    appid,
-                    openid,
-                    UserId::UNKNOWN.as_bytes().as_slice()
-                ])?;
-            }
-            Ok(legacy.len())
-        })
-        .await?;
+                    )?
+                    .execute(params![
+                        user_id.as_bytes().as_slice(),
+                        appid,
+                        openid,
+                        UserId::UNKNOWN.as_bytes().as_slice()
+                    ])?;
+                }
+                Ok(legacy.len())
+            })
+            .await?;
         if adopted > 0 {
             // Cached copies still name no account.
             self.inner
