@@ -84,7 +84,7 @@ pub(super) async fn login(
     let device = request
         .device
         .as_deref()
-        .or_else(|| user_agent.as_deref())
+        .or(user_agent.as_deref())
         .map(|d| truncate_chars(d, shared::MAX_DEVICE_CHARS));
     let attempt = LoginAttempt {
         appid: request.appid.as_deref(),
