@@ -15,6 +15,11 @@ use crate::{
     time::unix_now,
 };
 
+/// A store that answered an allowed creation with no account broke its contract.
+fn no_account_made() -> LoginError {
+    StoreError::Corrupt("an allowed creation made no account".into()).into()
+}
+
 /// What the login needs to know about the person's account.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Admitted {
@@ -32,17 +37,28 @@ impl LoginService {
         ip: Option<IpAddr>,
     ) -> Result<Admitted, LoginError> {
         let accounts = &self.stores.accounts;
+        let policy = self.rules.signup;
+        if policy.open && policy.max_risk_rank.is_none() {
+            // Nothing to ask before an account is made: one atomic step finds or makes it.
+            let resolved = accounts
+                .resolve(login, Creation::Allowed(UserId::generate()), unix_now())
+                .await?;
+            if matches!(resolved, Resolution::Created { .. }) {
+                metrics::account_created("signup");
+            }
+            return self.settle(resolved).await?.ok_or_else(no_account_made);
+        }
         let found = accounts
             .resolve(login, Creation::Refused, unix_now())
             .await?;
         if let Some(admitted) = self.settle(found).await? {
             return Ok(admitted);
         }
-        if !self.rules.signup.open {
+        if !policy.open {
             metrics::signup("closed");
             return Err(LoginError::SignupClosed);
         }
-        if let Some(max) = self.rules.signup.max_risk_rank {
+        if let Some(max) = policy.max_risk_rank {
             self.check_risk(app, login.openid, ip, max).await?;
         }
         let made = accounts
@@ -51,9 +67,7 @@ impl LoginService {
         if matches!(made, Resolution::Created { .. }) {
             metrics::account_created("signup");
         }
-        self.settle(made)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("an allowed creation made no account".into()).into())
+        self.settle(made).await?.ok_or_else(no_account_made)
     }
 
     /// What a resolution means for the login: `None` when there is no account yet.
