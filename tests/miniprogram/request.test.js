@@ -68,8 +68,10 @@ test('a bad url rejects with invalid_request, and nothing is sent', async (t) =>
   const { launch } = await withServer(t);
   const rt = launch();
   await rt.app.ensureLogin();
-  // The page's own GET /me, done first so that the count below is this test's alone.
+  // The page's own GET /me and GET /me/sessions, done first so that the count below is this
+  // test's alone.
   await waitFor('the page to load the profile', () => rt.page.data.openid !== '' || rt.page.data.profileError !== '');
+  await waitFor('the page to load the sessions', () => rt.page.data.sessions.length > 0 || rt.page.data.sessionsError !== '');
   const before = rt.count('request');
   for (const url of ['me', 'ftp://127.0.0.1/x', '//evil.example/x', '', undefined, 42, 'http://']) {
     await assert.rejects(rt.app.request({ url }), (error) => {
@@ -105,10 +107,11 @@ test("no token to be had: the request rejects with the login's error and is neve
 
 test('concurrent requests that get a 401 together cause one login and are all retried once', async (t) => {
   const { launch } = await withServer(t);
-  // tok-1 (the launch's) is refused by the API; later tokens are fine. (The page's own /me is
-  // answered, so that only these requests see the 401s.)
+  // tok-1 (the launch's) is refused by the API; later tokens are fine. (The page's own /me and
+  // /me/sessions are answered, so that only these requests see the 401s.)
   const backend = await fakeBackend(t, (hit, token) => {
-    if (hit.url === '/me') return { status: 200, body: { openid: 'o-1' } };
+    if (hit.url === '/me') return { status: 200, body: { user_id: 'u-1', openid: 'o-1' } };
+    if (hit.url === '/me/sessions') return { status: 200, body: { sessions: [] } };
     if (token === 'tok-1' || token === null) return { status: 401, body: { error: { code: 'unauthorized', message: 'no' } } };
     return { status: 200, body: { token } };
   });
