@@ -37,12 +37,12 @@ impl FromRef<TeamState> for LoginState {
 }
 
 async fn hello(State(team): State<TeamState>, user: AuthUser) -> String {
-    format!("{}, {}", team.greeting, user.openid)
+    format!("{}, {}", team.greeting, user.openid().unwrap_or_default())
 }
 
 async fn welcome(user: Option<AuthUser>) -> String {
     match user {
-        Some(user) => format!("welcome back, {}", user.openid),
+        Some(user) => format!("welcome back, {}", user.openid().unwrap_or_default()),
         None => "welcome, stranger".into(),
     }
 }
@@ -81,6 +81,10 @@ fn session_of(login: &LoginState, appid: &str, openid: &str, expires_in: i64) ->
             .seal(&SessionKey::new("a2V5"), appid, openid),
         created_at: now - 100,
         expires_at: now + expires_in,
+        user_id: server::UserId::generate(),
+        kind: server::store::SessionKind::Miniprogram,
+        ip: None,
+        device: None,
     }
 }
 
@@ -340,6 +344,13 @@ impl SessionStore for DownStore {
     async fn remove(&self, _: TokenHash) -> Result<bool, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
+    async fn of_account(
+        &self,
+        _: server::UserId,
+        _: i64,
+    ) -> Result<Vec<(TokenHash, Arc<Session>)>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
 }
 
 #[tokio::test]
@@ -389,6 +400,8 @@ fn the_routes_are_built_without_a_socket_or_a_runtime() {
             sessions: Arc::new(MemoryStore::default()),
             claims: Arc::new(LocalClaims::default()),
             users: Arc::new(MemoryStore::default()),
+            accounts: Arc::new(MemoryStore::default()),
+            outbox: Arc::new(MemoryStore::default()),
             tokens: None,
             expiry: None,
         },

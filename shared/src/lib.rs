@@ -408,7 +408,8 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&LoginRequest {
                 code: "x".into(),
-                appid: None
+                appid: None,
+                device: None,
             })
             .unwrap(),
             r#"{"code":"x"}"#

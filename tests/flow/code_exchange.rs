@@ -132,6 +132,14 @@ impl SessionStore for FlakyStore {
     async fn remove(&self, key: TokenHash) -> Result<bool, StoreError> {
         self.inner.remove(key).await
     }
+
+    async fn of_account(
+        &self,
+        user_id: server::UserId,
+        now: i64,
+    ) -> Result<Vec<(TokenHash, std::sync::Arc<Session>)>, StoreError> {
+        self.inner.of_account(user_id, now).await
+    }
 }
 
 #[tokio::test]

@@ -68,6 +68,10 @@ async fn seeded_store() -> (Stores, Token) {
                 ),
                 created_at: unix_now(),
                 expires_at: unix_now() + 3600,
+                user_id: server::UserId::generate(),
+                kind: server::store::SessionKind::Miniprogram,
+                ip: None,
+                device: None,
             },
         )
         .await

@@ -42,6 +42,11 @@ fn session(i: u64, n: u64, keys: &DataKeys, sim: &Simulator) -> (Token, Session)
         session_key,
         created_at,
         expires_at: created_at + TTL,
+        user_id: server::UserId::generate(),
+        kind: server::store::SessionKind::Miniprogram,
+        // What a phone's login records: its address and what it runs on.
+        ip: Some("203.0.113.7".to_owned()),
+        device: Some("iPhone 15 Pro / iOS 18.1".to_owned()),
     };
     (token, session)
 }

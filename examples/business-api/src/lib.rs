@@ -38,14 +38,18 @@ pub fn app(login: LoginState) -> Router {
 /// Answer of `GET /api/hello`.
 #[derive(Debug, Serialize)]
 pub struct Hello {
-    pub openid: String,
+    /// The person: the same across the team's mini-programs, so the key of the team's data.
+    pub user_id: String,
+    /// Who they are in this mini-program, for a mini-program session.
+    pub openid: Option<String>,
     pub greeting: String,
 }
 
 /// A protected endpoint: taking `AuthUser` is all it takes.
 async fn hello(State(state): State<AppState>, user: AuthUser) -> Json<Hello> {
     Json(Hello {
-        greeting: format!("{}, {}!", state.greeting, user.openid),
-        openid: user.openid,
+        greeting: format!("{}, {}!", state.greeting, user.user_id),
+        user_id: user.user_id.to_string(),
+        openid: user.openid().map(str::to_owned),
     })
 }

@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser};
 
 use super::LogFormat;
 use crate::{
+    accounts::AccountRef,
     client_ip::ClientKeying,
     config::{
         self, Config, ConfigFile, DEFAULT_SESSION_CACHE, MaxAge, StoreUrl, parse_duration,
@@ -16,6 +17,7 @@ use crate::{
     },
     data_keys::DataKeys,
     secret::Secret,
+    webhooks::WebhookSecret,
 };
 
 /// The binary's settings: each flag has an environment variable of the same meaning, so the
@@ -289,10 +291,70 @@ pub struct Args {
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// Who may get an account at their first login: `open` (anyone) or `closed` (only
+    /// people who have one already; others get 403 signup_closed, and WeChat is asked nothing
+    /// beyond code2Session).
+    #[arg(long, env = "SIGNUP", default_value = "open", value_parser = ["open", "closed"])]
+    pub signup: String,
+
+    /// At sign-up, ask WeChat's getuserriskrank and refuse an account (403 risk_rejected) to
+    /// people ranked above this, 0 (safest) to 4. Unset: no risk check. When WeChat cannot
+    /// answer, sign-up goes on and wxlogin_signups_total{outcome="risk_check_failed"} counts it.
+    #[arg(long, env = "SIGNUP_MAX_RISK_RANK", value_parser = clap::value_parser!(u8).range(0..=4))]
+    pub signup_max_risk_rank: Option<u8>,
+
+    /// Where account events (account.created, .linked, .merged, .deleted, .disabled, .enabled)
+    /// are POSTed, signed per Standard Webhooks. Unset: no webhooks, and events are dropped.
+    #[arg(long, env = "WEBHOOK_URL")]
+    pub webhook_url: Option<reqwest::Url>,
+
+    /// The webhook signing secret, `whsec_` and 24 to 64 random bytes in base64 (`echo
+    /// whsec_$(openssl rand -base64 32)`). Required with WEBHOOK_URL. Never logged, never echoed.
+    #[arg(
+        long,
+        env = "WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_parser = Quiet { var: "WEBHOOK_SECRET", parse: WebhookSecret::parse }
+    )]
+    pub webhook_secret: Option<WebhookSecret>,
+
+    /// The wait after a webhook's first failed attempt; doubled after each further one, at
+    /// most an hour, for three days.
+    #[arg(long, env = "WEBHOOK_RETRY_BASE", default_value = "5s", value_parser = parse_duration)]
+    pub webhook_retry_base: Duration,
+
     /// The log's shape on stderr: `text` for people, or `json`, one object per line, for a
     /// log collector.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// An operator's command instead of serving; see `server accounts --help`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the binary can do besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Look up, disable, enable or delete an account, on the configured SESSION_STORE. A
+    /// running server sees the change within a second.
+    Accounts {
+        #[command(subcommand)]
+        action: AccountsAction,
+    },
+}
+
+/// `server accounts …`. Each names the account by its user_id, or by `appid:openid`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AccountsAction {
+    /// Print the account, its identities and its live sessions.
+    Show { account: AccountRef },
+    /// End the account's sessions and refuse its logins (403 account_disabled).
+    Disable { account: AccountRef },
+    /// Let the account log in again.
+    Enable { account: AccountRef },
+    /// Erase the account and everything kept about the person, as its owner's deletion does.
+    Delete { account: AccountRef },
 }
 
 impl From<Args> for Config {
@@ -338,9 +400,15 @@ impl From<Args> for Config {
             data_keys,
             redis_key_prefix,
             metrics_addr,
+            signup,
+            signup_max_risk_rank,
+            webhook_url,
+            webhook_secret,
+            webhook_retry_base,
             log_format,
+            command,
         } = args;
-        let _ = log_format; // the binary's, not the service's
+        let _ = (log_format, command); // the binary's, not the service's
         config.listen_addr = listen_addr;
         config.wechat_appid = wechat_appid;
         config.config_file = config_file;
@@ -380,6 +448,11 @@ impl From<Args> for Config {
         config.data_keys = data_keys;
         config.redis_key_prefix = redis_key_prefix;
         config.metrics_addr = metrics_addr;
+        config.signup = signup.parse().unwrap_or_default();
+        config.signup_max_risk_rank = signup_max_risk_rank;
+        config.webhook_url = webhook_url;
+        config.webhook_secret = webhook_secret;
+        config.webhook_retry_base = webhook_retry_base;
         config
     }
 }

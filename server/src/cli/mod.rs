@@ -3,6 +3,7 @@
 //! the very same binary as a process of its own (for multi-instance tests) without copying it;
 //! a team embedding the login needs neither clap nor this module.
 
+mod accounts;
 mod args;
 
 pub use args::{Args, reference};
@@ -44,7 +45,11 @@ pub async fn main() -> ExitCode {
         }
     };
     init_logging(args.log_format);
+    let command = args.command.clone();
     let config = Config::from(args);
+    if let Some(args::Command::Accounts { action }) = command {
+        return accounts::run(action, config).await;
+    }
     raise_open_file_limit(config.max_connections);
     let dev = config.dev_mode();
     let store = config.session_store.to_string();

@@ -42,7 +42,10 @@ pub fn router() -> OpenApiRouter<LoginState> {
             headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, description = "Malformed body, a malformed, unknown, expired or used code, \
             or an `appid` the server does not serve (unknown_app)", body = ErrorBody),
-        (status = 403, description = "WeChat refused a high-risk user", body = ErrorBody),
+        (status = 403, description = "WeChat refused a high-risk user (high_risk_user), sign-up \
+            is closed to people without an account (signup_closed), WeChat's risk rank is above \
+            what sign-up allows (risk_rejected), or the account is disabled (account_disabled)",
+            body = ErrorBody),
         (status = 408, response = BodyTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),

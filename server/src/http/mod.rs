@@ -16,6 +16,7 @@ mod login;
 mod login_state;
 mod logout;
 mod me;
+mod me_sessions;
 mod open_data;
 mod openapi;
 mod request_log;
@@ -71,6 +72,7 @@ fn documented_routes() -> OpenApiRouter<LoginState> {
         .merge(login::router())
         .merge(checklogin::router())
         .merge(me::router())
+        .merge(me_sessions::router())
         .merge(forward_auth::router())
         .merge(logout::router())
         .merge(open_data::router())

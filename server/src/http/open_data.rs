@@ -113,8 +113,9 @@ pub(super) async fn verify_signature(
     tag = "open data",
     summary = "The user's phone number, from a getPhoneNumber button's code",
     description = "Calls WeChat's getuserphonenumber with the app's access token (fetched once \
-                   and shared; refreshed and retried once when WeChat rejects it), keeps the \
-                   number with the user, where /me shows it.",
+                   and shared; refreshed and retried once when WeChat rejects it) and the \
+                   session's openid, so a code from another user's button is refused, then \
+                   binds the number to the account, where /me shows it.",
     security(("bearer" = [])),
     request_body = PhoneRequest,
     responses(
@@ -123,7 +124,11 @@ pub(super) async fn verify_signature(
         (status = 400, description = "invalid_code: not a live getPhoneNumber code (a wx.login \
             code, or one older than five minutes); or a malformed body", body = ErrorBody),
         (status = 401, response = Unauthorized),
+        (status = 403, description = "miniprogram_session_required: not a mini-program session",
+            body = ErrorBody),
         (status = 408, response = BodyTimeout),
+        (status = 409, description = "phone_in_use: the number is bound to another account; \
+            nothing changed", body = ErrorBody),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 502, response = WechatUnreachable),

@@ -35,6 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
     modifiers(&BearerAuth),
     tags(
         (name = "login", description = "The login flow"),
+        (name = "account", description = "The person's account: their sessions, and its deletion"),
         (name = "open data", description = "The user's WeChat open data, opened with the session_key the server keeps"),
         (name = "operations", description = "Running the service"),
     )
@@ -202,6 +203,10 @@ mod tests {
             ("get", paths::CHECK_LOGIN),
             ("post", paths::LOGOUT),
             ("get", paths::ME),
+            ("delete", paths::ME),
+            ("get", paths::ME_SESSIONS),
+            ("delete", paths::ME_SESSIONS),
+            ("delete", paths::ME_SESSION),
             ("get", paths::FORWARD_AUTH),
             ("post", paths::FORWARD_AUTH),
             ("put", paths::FORWARD_AUTH),

@@ -255,7 +255,8 @@ impl Stores {
                 let mut stores = Self::single(sqlite.clone());
                 stores.claims = local_claims();
                 if let Some(capacity) = NonZeroUsize::new(options.session_cache) {
-                    let cache = Arc::new(SessionCache::new(sqlite, capacity));
+                    let cache = Arc::new(SessionCache::new(sqlite.clone(), capacity));
+                    watch_other_writers(&sqlite, &cache);
                     stores.sessions = cache.clone();
                     stores.expiry = Some(cache);
                 }
@@ -294,6 +295,31 @@ impl Stores {
             expiry: None,
         }
     }
+}
+
+/// How often a SQLite store's cache looks for another process's writes: a change an operator
+/// makes from the command line is seen within this.
+pub const FOREIGN_WRITE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Empties `cache` whenever another process writes to the SQLite file behind it (an
+/// operator disabling an account, another server on the same file), so that no ended session
+/// is served from it. Stops when the cache is dropped.
+fn watch_other_writers(sqlite: &Arc<SqliteStore>, cache: &Arc<SessionCache<SqliteStore>>) {
+    let (sqlite, cache) = (sqlite.clone(), Arc::downgrade(cache));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FOREIGN_WRITE_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(cache) = cache.upgrade() else { return };
+            match sqlite.changed_elsewhere().await {
+                Ok(true) => cache.clear(),
+                Ok(false) => {}
+                // Unknown: assume the worst.
+                Err(_) => cache.clear(),
+            }
+        }
+    });
 }
 
 /// Sessions are stamped in unix seconds; re-exported for the stores' callers and tests.
@@ -400,7 +426,7 @@ pub mod contract_tests {
             0,
             "idempotent"
         );
-        let left = store.of_account(owner, unix_now()).await.unwrap();
+        let left = store.of_account(owner, old_expiry).await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].0, keys[2]);
         assert!(

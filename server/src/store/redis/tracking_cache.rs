@@ -423,6 +423,10 @@ mod tests {
             session_key: SealedSessionKey::from_bytes(vec![1, 2, 3]),
             created_at: 0,
             expires_at: i64::MAX,
+            user_id: crate::store::UserId::generate(),
+            kind: crate::store::SessionKind::Miniprogram,
+            ip: None,
+            device: None,
         })
     }
 

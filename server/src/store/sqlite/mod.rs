@@ -37,6 +37,9 @@ pub struct SqliteStore {
 struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
+    /// The write connection's last `PRAGMA data_version`: it changes only when another
+    /// connection, so another process, commits (see [`SqliteStore::changed_elsewhere`]).
+    data_version: std::sync::atomic::AtomicI64,
 }
 
 impl SqliteStore {
@@ -71,12 +74,32 @@ impl SqliteStore {
                 Ok(Mutex::new(conn))
             })
             .collect::<Result<_, StoreError>>()?;
+        let data_version: i64 = writer
+            .query_row("PRAGMA data_version", [], |row| row.get(0))
+            .map_err(unavailable)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(writer),
                 readers,
+                data_version: data_version.into(),
             }),
         })
+    }
+
+    /// Whether another process committed to the file since the last call: an operator's
+    /// `server accounts` command, or another server on the same file. Every write of this
+    /// process goes through the write connection, whose `data_version` ignores its own
+    /// commits, so this sees the others' only. Cheap: one pragma, no read of the database.
+    pub async fn changed_elsewhere(&self) -> Result<bool, StoreError> {
+        let inner = self.inner.clone();
+        self.write(move |c| {
+            let now: i64 = c.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+            let before = inner
+                .data_version
+                .swap(now, std::sync::atomic::Ordering::Relaxed);
+            Ok(before != now)
+        })
+        .await
     }
 
     /// Runs `f` with the write connection on the blocking pool.
