@@ -256,6 +256,9 @@ test('delete account: a fresh wx.login and POST /login, DELETE /me with the new 
   // Until the 204 reaches the phone, the fresh session is kept as any login's.
   assert.deepEqual(kept(device), { token: fresh, expiry: 'number', pending: '' });
   assert.equal(rt.app.globalData.token, fresh);
+  // The account is gone on the server already: a request meets a 401, which must not log in
+  // again (that would make a new account) while the deletion is under way.
+  await assert.rejects(rt.app.request({ url: '/me' }), (error) => error.code === 'logged_out');
 
   rt.releaseHeld();
   assert.equal(call.status, 204);
@@ -263,6 +266,10 @@ test('delete account: a fresh wx.login and POST /login, DELETE /me with the new 
   assert.deepEqual(kept(device), { token: '', expiry: 'string', pending: '' });
   assert.equal(rt.app.globalData.token, '');
   assert.equal(rt.count('request', 'POST', '/logout'), 0);
+  // The page's own requests that met the deletion did not log in either.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(rt.count('login'), before.login + 1);
+  assert.equal(rt.app.globalData.login.state, 'logged-out');
   assert.equal(await live(server, fresh), false);
   assert.equal(await live(server, old), false, "the account's earlier session went with it");
   await waitFor('the notice', () => rt.page.data.notice !== '');

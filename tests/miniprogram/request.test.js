@@ -162,6 +162,25 @@ test('an API that always answers 401: unauthorized after exactly one retry, no l
   assert.equal((await server.api('GET', '/checklogin', undefined, token)).body.is_login, true);
 });
 
+test('a 401 that comes after a logout rejects with logged_out and does not log in again', async (t) => {
+  const { launch } = await withServer(t);
+  const api = await apiServer(t, () => ({ status: 401, body: { error: { code: 'unauthorized', message: 'no' } } }));
+  const rt = launch({ holdAnswers: (call) => call.url.startsWith(api.base) });
+  await loggedIn(rt);
+  const logins = rt.count('login');
+  const pending = rt.app.request({ url: `${api.base}/slow` });
+  await waitFor('the answer to be held', () => rt.held.length === 1);
+  await rt.app.logout();
+  rt.releaseHeld(() => true, { stop: true });
+  await assert.rejects(pending, (error) => {
+    assert.equal(error.code, 'logged_out');
+    return true;
+  });
+  assert.equal(api.hits.length, 1, 'not sent again');
+  assert.equal(rt.count('login'), logins, 'the user logged out: no login behind their back');
+  assert.equal(rt.app.globalData.login.state, 'logged-out');
+});
+
 test('a token revoked on the server, then 5 concurrent GET /me: one login, all answered 200 alike', async (t) => {
   const { server, device, launch } = await withServer(t);
   const old = await earlierLogin(launch);

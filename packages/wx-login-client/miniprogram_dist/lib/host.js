@@ -295,13 +295,26 @@ function createSession(options) {
   /**
    * What request() does once the url is resolved: resolves with `{res, bearer}`, the answer
    * and the token that got it.
+   *
+   * A 401 logs in again only when the session is still meant to be logged in: not while an
+   * account ending is under way (`ending` is not set for that ending's own request), which is
+   * most likely why the token was refused, nor once the user is logged out. Logging in then
+   * would bring back the session the user just ended, or, after a deletion, make a new
+   * account; the request rejects with `logged_out` instead.
    */
-  function authorized(url, opts) {
+  function authorized(url, opts, ending) {
+    const loggedOut = function () {
+      return codedError('logged_out', 'request: ' + url + ' answered 401 and the session is ending or ended; not logging in again');
+    };
     return ensureLogin().then(function (first) {
       return send(url, opts, first).then(function (res) {
         if (res.statusCode !== 401) return { res: res, bearer: first };
+        if (endings > 0 && !ending) throw loggedOut();
         return unauthorized(first)
-          .then(ensureLogin)
+          .then(function () {
+            if (view.state === 'logged-out') throw loggedOut();
+            return ensureLogin();
+          })
           .then(function (fresh) {
             return send(url, opts, fresh).then(function (retried) {
               if (retried.statusCode !== 401) return { res: retried, bearer: fresh };
@@ -366,13 +379,28 @@ function createSession(options) {
 
   /**
    * `request()` of `method path`, resolved with the answer and the token it went out with
-   * when its status is `expected`, rejected like `expect` otherwise.
+   * when its status is `expected`, rejected like `expect` otherwise. `ending`: this is an
+   * account ending's own request (see authorized).
    */
-  function expectAuthorized(method, path, expected) {
-    return authorized(baseUrl + path, { method: method }).then(function (sent) {
+  function expectAuthorized(method, path, expected, ending) {
+    return authorized(baseUrl + path, { method: method }, ending).then(function (sent) {
       if (sent.res.statusCode === expected) return sent;
       throw serverError(method + ' ' + path, sent.res);
     });
+  }
+
+  // Account endings under way (logoutEverywhere, deleteAccount): see authorized.
+  let endings = 0;
+
+  /** Runs the ending `run()` with `endings` counting it. */
+  function whileEnding(run) {
+    endings += 1;
+    const done = function () {
+      endings -= 1;
+    };
+    const running = run();
+    running.then(done, done);
+    return running;
   }
 
   /**
@@ -385,15 +413,17 @@ function createSession(options) {
    * account.
    */
   const logoutEverywhere = single(function () {
-    return ready
-      .then(function () {
-        return expectAuthorized('DELETE', '/me/sessions', 204);
-      })
-      .then(function (sent) {
-        // The token the request went out with (after a 401, the one that replaced it), which
-        // the server no longer knows; were another held by now, the machine revokes that one.
-        dispatch({ type: 'session_ended', token: sent.bearer, now_ms: now() });
-      });
+    return whileEnding(function () {
+      return ready
+        .then(function () {
+          return expectAuthorized('DELETE', '/me/sessions', 204, true);
+        })
+        .then(function (sent) {
+          // The token the request went out with (after a 401, the one that replaced it), which
+          // the server no longer knows; were another held by now, the machine revokes that one.
+          dispatch({ type: 'session_ended', token: sent.bearer, now_ms: now() });
+        });
+    });
   });
 
   /**
@@ -403,21 +433,17 @@ function createSession(options) {
    * After the server's 204 the token and its storage are cleared as by logout(); on any
    * failure nothing else changes (the fresh token stays the session's) and the promise
    * rejects with the code: `reauth_required` when the server still found the login too old,
-   * the login's own code when no fresh login could be had, `network`, ...
+   * the login's own code when no fresh login could be had, `network`, ... Requests of the
+   * app that a 401 meets meanwhile reject with `logged_out` rather than log in again, which
+   * would make a new account (see authorized).
    */
   const deleteAccount = single(function () {
-    return login().then(function (fresh) {
-      return expect('DELETE', '/me', fresh, 204).then(
-        function () {
+    return whileEnding(function () {
+      return login().then(function (fresh) {
+        return expect('DELETE', '/me', fresh, 204).then(function () {
           dispatch({ type: 'session_ended', token: fresh, now_ms: now() });
-        },
-        function (error) {
-          // A token refused as soon as it was issued is dead: the machine replaces it, as
-          // after any API's 401.
-          if (error.status === 401) dispatch({ type: 'api_unauthorized', token: fresh, now_ms: now() });
-          throw error;
-        },
-      );
+        });
+      });
     });
   });
 
