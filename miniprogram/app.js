@@ -4,7 +4,8 @@
 // `getApp().request({url: '/me'})` for the app's own APIs (the token is attached, a 401 logs in
 // again and retries once), or `getApp().ensureLogin()` when they need the token itself;
 // concurrent calls share one login. Before asking WeChat for open data, a page calls
-// `getApp().ensureFreshSession()`.
+// `getApp().ensureFreshSession()`. The account's own calls (its sessions, logging out of all
+// of them, deleting it) go through the session too.
 const config = require('./config.js');
 const { createSession } = require('wx-login-client');
 
@@ -79,6 +80,33 @@ App({
    */
   logout() {
     return this.session.logout();
+  },
+
+  /**
+   * Ends every session of the account (other phones and mini-programs too), then logs out
+   * here; waits for the server, and rejects, changing nothing here, when it cannot confirm.
+   */
+  logoutEverywhere() {
+    return this.session.logout({ everywhere: true });
+  },
+
+  /**
+   * Deletes the account: a fresh login (the server asks for one made within minutes), DELETE
+   * /me, then logged out here. Rejects with an Error that has `code`, changing nothing, when
+   * the server does not confirm.
+   */
+  deleteAccount() {
+    return this.session.deleteAccount();
+  },
+
+  /** The account's live sessions, newest first: [{id, kind, appid, created_at, expires_at, ip, device, current}]. */
+  sessions() {
+    return this.session.sessions();
+  },
+
+  /** Ends another session of the account by its id (not this phone's: use logout()). */
+  endSession(id) {
+    return this.session.endSession(id);
   },
 
   /** Tell the session that a business API answered 401 for `token`. */

@@ -42,6 +42,12 @@ pub struct Config {
     /// The mini-program's AppID, sent with every login, for a server that serves several
     /// (`CONFIG_FILE`); empty sends none, and the server logs into its default app.
     pub appid: String,
+    /// What the user logs in on, sent with every login so that the account's session list
+    /// can name this device (the mini-program's host fills it from `wx.getSystemInfoSync`:
+    /// `"<model> / <system>"`). Cut to the server's limit of
+    /// [`shared::MAX_DEVICE_CHARS`] characters; empty sends none, and the server names the
+    /// session by the request's `User-Agent`.
+    pub device: String,
 }
 
 impl Default for Config {
@@ -56,6 +62,7 @@ impl Default for Config {
             expiry_margin_ms: 60_000,
             relogin_guard_ms: 60_000,
             appid: String::new(),
+            device: String::new(),
         }
     }
 }
@@ -90,7 +97,8 @@ impl Config {
                 "max_backoff_ms" => config.max_backoff_ms = number()?,
                 "expiry_margin_ms" => config.expiry_margin_ms = number()?,
                 "relogin_guard_ms" => config.relogin_guard_ms = number()?,
-                "storage_key" | "expiry_storage_key" | "logout_storage_key" | "appid" => {
+                "storage_key" | "expiry_storage_key" | "logout_storage_key" | "appid"
+                | "device" => {
                     let text = value
                         .as_str()
                         .ok_or_else(|| ["field `", key, "` must be a string"].concat())?;
@@ -98,7 +106,8 @@ impl Config {
                         "storage_key" => &mut config.storage_key,
                         "expiry_storage_key" => &mut config.expiry_storage_key,
                         "logout_storage_key" => &mut config.logout_storage_key,
-                        _ => &mut config.appid,
+                        "appid" => &mut config.appid,
+                        _ => &mut config.device,
                     };
                     text.clone_into(field);
                 }
@@ -159,6 +168,7 @@ mod tests {
             expiry_margin_ms: 4,
             relogin_guard_ms: 5,
             appid: "wx1234567890abcdef".into(),
+            device: "iPhone 15 / iOS 18.1".into(),
         };
         let json = serde_json::to_string(&config).unwrap();
         assert_eq!(Config::from_json(&json).unwrap(), config);
@@ -180,6 +190,7 @@ mod tests {
             r#"{"logout_storage_key":"token_expires_at_ms"}"#,
             r#"{"logout_storage_key":5}"#,
             r#"{"appid":1}"#,
+            r#"{"device":false}"#,
         ] {
             assert!(Config::from_json(bad).is_err(), "{bad}");
         }

@@ -62,6 +62,11 @@ pub enum Event {
     ApiUnauthorized { token: Option<String>, now_ms: u64 },
     /// The user logs out: forget the token here and tell the server.
     LogoutRequested { now_ms: u64 },
+    /// The server confirmed that the session of `token` is over, and the user is to be logged
+    /// out here: the host ended every session of the account (`DELETE /me/sessions`) or the
+    /// account itself (`DELETE /me`) with that token. Logged out as with `logout_requested`,
+    /// but `token` is not sent to `POST /logout`: the server no longer knows it.
+    SessionEnded { token: String, now_ms: u64 },
     /// Drop the token locally without telling the server (e.g. the user cleared data).
     ForgetToken { now_ms: u64 },
 }
@@ -124,6 +129,10 @@ impl Event {
                 now_ms: f.u64("now_ms")?,
             },
             "logout_requested" => Event::LogoutRequested {
+                now_ms: f.u64("now_ms")?,
+            },
+            "session_ended" => Event::SessionEnded {
+                token: f.string("token")?,
                 now_ms: f.u64("now_ms")?,
             },
             "forget_token" => Event::ForgetToken {
@@ -244,6 +253,7 @@ mod tests {
             r#"{"type":"login_requested"}"#,
             r#"{"type":"logout_requested"}"#,
             r#"{"type":"forget_token"}"#,
+            r#"{"type":"session_ended","token":"t"}"#,
             r#"{"type":"wx_login_failed"}"#,
             r#"{"type":"wx_login_succeeded","code":"c"}"#,
             r#"{"type":"http_failed","request":1}"#,
@@ -379,6 +389,10 @@ mod tests {
                 now_ms: 8,
             },
             Event::LogoutRequested { now_ms: 14 },
+            Event::SessionEnded {
+                token: "t".into(),
+                now_ms: 15,
+            },
             Event::ForgetToken { now_ms: u64::MAX },
         ];
         for event in events {

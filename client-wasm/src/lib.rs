@@ -74,6 +74,13 @@
 //!   the token held now, and a stored token that is pending its logout is not held again. A
 //!   pending logout holds up nothing: a new login goes ahead beside it. `forget_token`: remove
 //!   the token's keys only. Neither is sticky: a later `ensure_login` logs in again.
+//! - `session_ended`: the host has had the server end the session of `token` itself (every
+//!   session of the account, `DELETE /me/sessions`, or the account, `DELETE /me`) and tells
+//!   the machine only once the server confirmed it. Logged out as by `logout_requested`,
+//!   without a `POST /logout` for that token (the server no longer knows it); a token held
+//!   by then that is another one is revoked as usual.
+//! - `device` (config): sent with every login, cut to `shared::MAX_DEVICE_CHARS` characters,
+//!   so that the account's session list can name the device; empty sends none.
 //!
 //! # JSON formats
 //! Every event and effect is an object whose `type` names it. Ids (`waiter`, `request`,
@@ -103,6 +110,7 @@
 //! {"type":"timer_fired","timer":3,"now_ms":1700000002500}
 //! {"type":"api_unauthorized","token":"t2","now_ms":1700000009000}
 //! {"type":"logout_requested","now_ms":1700000010000}
+//! {"type":"session_ended","token":"t2","now_ms":1700000010000}
 //! {"type":"forget_token","now_ms":1700000010000}
 //! ```
 //! `storage_read.value`: `null`, absent and `""` all mean nothing stored; a non-string value
@@ -125,6 +133,7 @@
 //! {"type":"wx_login"}
 //! {"type":"http_request","request":1,"method":"GET","path":"/checklogin","bearer":"t1","body":null}
 //! {"type":"http_request","request":2,"method":"POST","path":"/login","bearer":null,"body":"{\"code\":\"081abcDEF\"}"}
+//! {"type":"http_request","request":2,"method":"POST","path":"/login","bearer":null,"body":"{\"code\":\"081abcDEF\",\"device\":\"iPhone 15 / iOS 18.1\"}"}
 //! {"type":"http_request","request":4,"method":"POST","path":"/logout","bearer":"t2","body":null}
 //! {"type":"start_timer","timer":3,"delay_ms":2000}
 //! {"type":"token_changed","token":"t2","expires_at_ms":1700604800500}

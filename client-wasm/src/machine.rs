@@ -316,7 +316,8 @@ impl Machine {
             Event::ApiUnauthorized { token, now_ms } => {
                 self.on_api_unauthorized(token.as_deref(), now_ms, &mut fx);
             }
-            Event::LogoutRequested { .. } => self.on_logout(&mut fx),
+            Event::LogoutRequested { .. } => self.on_logout(None, &mut fx),
+            Event::SessionEnded { token, .. } => self.on_logout(Some(&token), &mut fx),
             Event::ForgetToken { .. } => self.on_forget_token(&mut fx),
         }
         if self.token_keys_settled {
@@ -524,7 +525,7 @@ impl Machine {
             return;
         }
         let request = self.ids.next();
-        let body = wire::login_request(&code, &self.config.appid);
+        let body = wire::login_request(&code, &self.config.appid, &self.config.device);
         fx.push(Effect::HttpRequest {
             request,
             method: Method::Post,
@@ -748,12 +749,20 @@ impl Machine {
     /// logged out of instead of losing the revoke. Callers still waiting get `logged_out`. A
     /// login under way is abandoned (its answers become stale); a token the server issues for
     /// it is never used.
-    fn on_logout(&mut self, fx: &mut Vec<Effect>) {
+    ///
+    /// `ended` is a token whose session the server has confirmed over (`session_ended`: the
+    /// host ended every session of the account, or the account): the same logout, without a
+    /// revoke for that token, which the server would only answer with a 401. Any other token
+    /// held by then (a login that finished meanwhile) is revoked as usual: the user asked to be
+    /// logged out, whichever token it is.
+    fn on_logout(&mut self, ended: Option<&str>, fx: &mut Vec<Effect>) {
         if matches!(self.state, State::Unknown) {
             // Before launch: launch, or the pending logouts would never be read.
             self.read_storage(fx);
         }
-        if let Some(session) = self.state.session() {
+        if let Some(session) = self.state.session()
+            && ended != Some(session.token.as_str())
+        {
             let token = session.token.clone();
             self.revokes.add(token, &self.config, fx);
         }

@@ -6,20 +6,33 @@
 
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
-use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
+use shared::{CheckLoginResponse, ErrorCode, LoginResponse, MAX_DEVICE_CHARS};
 
 use crate::json_codec::{self, Writer};
 
-/// Body of `POST /login`: `shared::LoginRequest` as JSON. An empty `appid` is left out.
-pub fn login_request(code: &str, appid: &str) -> String {
+/// Body of `POST /login`: `shared::LoginRequest` as JSON. An empty `appid` or `device` is
+/// left out; a `device` longer than the server takes is cut to its first
+/// [`MAX_DEVICE_CHARS`] characters, since the server refuses the whole login otherwise and a
+/// device name is not worth a failed login.
+pub fn login_request(code: &str, appid: &str, device: &str) -> String {
     let mut w = Writer::new();
     w.begin_object();
     w.str_member("code", code);
     if !appid.is_empty() {
         w.str_member("appid", appid);
     }
+    if !device.is_empty() {
+        w.str_member("device", truncate_chars(device, MAX_DEVICE_CHARS));
+    }
     w.end_object();
     w.finish()
+}
+
+/// The first `max` characters of `text` (Unicode scalar values, as the server counts them).
+fn truncate_chars(text: &str, max: usize) -> &str {
+    text.char_indices()
+        .nth(max)
+        .map_or(text, |(cut, _)| text.get(..cut).unwrap_or(text))
 }
 
 /// A `200` answer of `POST /login`, if it has the documented shape.
@@ -82,15 +95,41 @@ mod tests {
     fn login_request_matches_serde() {
         for code in ["abc", "a\"b", "081x-_"] {
             for appid in [None, Some("wx1234567890abcdef")] {
-                let expected = serde_json::to_string(&LoginRequest {
-                    code: code.into(),
-                    appid: appid.map(str::to_owned),
-                    device: None,
-                })
-                .unwrap();
-                assert_eq!(login_request(code, appid.unwrap_or_default()), expected);
+                for device in [
+                    None,
+                    Some("iPhone 15 / iOS 18.1"),
+                    Some("华为 \"Mate\" / HarmonyOS"),
+                ] {
+                    let expected = serde_json::to_string(&LoginRequest {
+                        code: code.into(),
+                        appid: appid.map(str::to_owned),
+                        device: device.map(str::to_owned),
+                    })
+                    .unwrap();
+                    assert_eq!(
+                        login_request(code, appid.unwrap_or_default(), device.unwrap_or_default()),
+                        expected
+                    );
+                }
             }
         }
+    }
+
+    #[test]
+    fn a_long_device_is_cut_to_the_servers_limit_in_characters() {
+        let device = |body: &str| -> String {
+            let request: LoginRequest = serde_json::from_str(body).unwrap();
+            request.device.unwrap()
+        };
+        let exact = "d".repeat(MAX_DEVICE_CHARS);
+        assert_eq!(device(&login_request("c", "", &exact)), exact);
+        let long = ["d".repeat(MAX_DEVICE_CHARS), "tail".into()].concat();
+        assert_eq!(device(&login_request("c", "", &long)), exact);
+        // Characters, not bytes: a multi-byte character is never split.
+        let wide = "机".repeat(MAX_DEVICE_CHARS + 1);
+        let cut = device(&login_request("c", "", &wide));
+        assert_eq!(cut.chars().count(), MAX_DEVICE_CHARS);
+        assert!(wide.starts_with(&cut));
     }
 
     #[test]

@@ -55,6 +55,9 @@ enum Step {
     AnswerLastRead,
     LoginRequested,
     Logout,
+    /// The host had the server end the sessions of the current token, an old one, or one it
+    /// never held (`session_ended`).
+    SessionEnded(u8),
     Forget,
     /// A business API 401 with the current token, an old one, or none.
     Unauthorized(u8),
@@ -78,6 +81,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => Just(Step::Ensure),
         1 => Just(Step::LoginRequested),
         1 => Just(Step::Logout),
+        1 => any::<u8>().prop_map(Step::SessionEnded),
         1 => Just(Step::Forget),
         1 => any::<u8>().prop_map(Step::Unauthorized),
         4 => any::<bool>().prop_map(Step::Wx),
@@ -251,6 +255,19 @@ fn run(h: &mut Host, step: Step, next_waiter: &mut u32) {
         Step::Logout => {
             h.logout();
             // A stored token never outlives an explicit logout.
+            assert!(!h.storage.contains_key(TOKEN_KEY) && !h.storage.contains_key(EXPIRY_KEY));
+        }
+        Step::SessionEnded(which) => {
+            let token = match which % 3 {
+                0 => h.token.clone(),
+                1 => h.resolved.values().rev().find_map(|r| match r {
+                    WaiterResult::Ok { token } => Some(token.clone()),
+                    WaiterResult::Err(_) => None,
+                }),
+                _ => None,
+            };
+            h.session_ended(token.as_deref().unwrap_or("never-issued"));
+            // Logged out as by a logout: no stored token survives it.
             assert!(!h.storage.contains_key(TOKEN_KEY) && !h.storage.contains_key(EXPIRY_KEY));
         }
         Step::Forget => {

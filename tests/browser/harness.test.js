@@ -390,3 +390,129 @@ test('Verify signature: the rawData signature is valid for this session; after a
   const again = await clickForResult(page, '#verify-signature', '#signature-result', '/wx/verify-signature');
   assert.deepEqual(again.json, { valid: true }, 'the harness fetches data under the new key');
 });
+
+/** A login of the harness's simulator user made elsewhere (another phone of theirs): its token. */
+async function otherLogin() {
+  const { code } = (await server.api('POST', '/sim/wx.login', { user: 'dev-user' })).body;
+  const login = await server.api('POST', '/login', { code });
+  assert.equal(login.status, 200, login.text);
+  return login.body.token;
+}
+
+async function live(token) {
+  return (await server.api('GET', '/checklogin', undefined, token)).body.is_login;
+}
+
+/**
+ * Holds the server's answer to the page's `method path` until `release()`: the request
+ * reaches the server (which acts on it) and only its answer waits, as on a slow network.
+ * Resolves `reached` with the request once the server has answered.
+ */
+async function holdAnswer(page, method, pathname) {
+  let reached;
+  const seen = new Promise((resolve) => (reached = resolve));
+  let release;
+  const released = new Promise((resolve) => (release = resolve));
+  await page.route(
+    (url) => url.pathname === pathname,
+    async (route) => {
+      if (route.request().method() !== method) return route.fallback();
+      const response = await route.fetch();
+      reached({ request: route.request(), status: response.status() });
+      await released;
+      return route.fulfill({ response });
+    },
+  );
+  return { reached: seen, release: () => release() };
+}
+
+async function loadAccount(page) {
+  await page.click('#load-account');
+  await page.waitForFunction(() => ['loaded', 'error'].includes(document.querySelector('#sessions').dataset.status));
+  return page.evaluate(() => ({
+    status: document.querySelector('#sessions').dataset.status,
+    code: document.querySelector('#sessions').dataset.code,
+    rows: [...document.querySelectorAll('#sessions li.session')].map((li) => ({ id: li.dataset.id, current: li.dataset.current === 'true', text: li.textContent })),
+  }));
+}
+
+test('the account: user_id and the session list; End ends another session', async (t) => {
+  const other = await otherLogin();
+  const { page, token } = await loggedInHarness(t);
+  const me = (await server.api('GET', '/me', undefined, token)).body;
+
+  const listed = await loadAccount(page);
+  assert.equal(listed.status, 'loaded', listed.code);
+  assert.equal((await page.textContent('#user-id')).trim(), me.user_id);
+  const server_ = (await server.api('GET', '/me/sessions', undefined, token)).body.sessions;
+  assert.deepEqual(listed.rows.map((r) => r.id), server_.map((s) => s.id), 'as the server lists them, newest first');
+  const mine = listed.rows.filter((r) => r.current);
+  assert.equal(mine.length, 1);
+  assert.match(mine[0].text, /this browser/);
+  const theirs = listed.rows.find((r) => !r.current && server_.some((s) => s.id === r.id && !s.current));
+  assert.ok(theirs, 'the other login is listed');
+
+  const ended = page.waitForResponse((r) => r.request().method() === 'DELETE');
+  await page.click(`#sessions li[data-id="${theirs.id}"] .end-session`);
+  assert.equal((await ended).status(), 204);
+  await page.waitForFunction((id) => document.querySelector('#sessions').dataset.status === 'loaded' && !document.querySelector(`#sessions li[data-id="${id}"]`), theirs.id);
+  assert.equal(await live(other), false);
+  assert.equal(await live(token), true);
+  await waitForState(page, 'logged-in');
+});
+
+test('log out everywhere: DELETE /me/sessions; logged out only after the 204, and every session is over', async (t) => {
+  const other = await otherLogin();
+  const { page, requests, token } = await loggedInHarness(t);
+  const held = await holdAnswer(page, 'DELETE', '/me/sessions');
+
+  await page.click('#logout-everywhere');
+  const { request, status } = await held.reached;
+  assert.equal(status, 204);
+  assert.equal(request.headers().authorization, `Bearer ${token}`);
+  // The server ended the sessions; until its answer arrives, nothing changes here.
+  assert.equal(await storedToken(page), token);
+  assert.equal((await page.getAttribute(STATE, 'data-state')), 'logged-in');
+
+  held.release();
+  await waitForState(page, 'logged-out');
+  assert.equal(await storedToken(page), null);
+  assert.equal(await storedExpiry(page), null);
+  assert.equal(await page.evaluate(() => localStorage.getItem('logout_pending')), null, 'nothing left to revoke');
+  assert.equal(count(requests, 'POST /logout'), 0);
+  assert.equal(await live(token), false);
+  assert.equal(await live(other), false);
+  await page.waitForFunction(() => document.querySelector('#account-result').dataset.status === '204');
+});
+
+test('delete account: a fresh login, DELETE /me with the new token; logged out only after the 204', async (t) => {
+  const { page, requests, token } = await loggedInHarness(t);
+  const userId = (await server.api('GET', '/me', undefined, token)).body.user_id;
+  const held = await holdAnswer(page, 'DELETE', '/me');
+  requests.length = 0;
+
+  await page.click('#delete-account');
+  const { request, status } = await held.reached;
+  assert.equal(status, 204);
+  assert.equal(count(requests, 'POST /sim/wx.login'), 1, 'a new wx.login');
+  assert.equal(count(requests, 'POST /login'), 1, 'a new POST /login');
+  const fresh = await storedToken(page);
+  assert.notEqual(fresh, token);
+  assert.equal(request.headers().authorization, `Bearer ${fresh}`);
+  assert.equal((await page.getAttribute(STATE, 'data-state')), 'logged-in');
+
+  held.release();
+  await waitForState(page, 'logged-out');
+  assert.equal(await storedToken(page), null);
+  assert.equal(await page.evaluate(() => localStorage.getItem('logout_pending')), null);
+  assert.equal(count(requests, 'POST /logout'), 0);
+  assert.equal(await live(fresh), false);
+  assert.equal(await live(token), false);
+  assert.equal((await page.textContent('#user-id')).trim(), 'none');
+
+  // The account is gone: logging in again makes a new one.
+  await page.click('#login');
+  await waitForState(page, 'logged-in');
+  const again = (await server.api('GET', '/me', undefined, await storedToken(page))).body;
+  assert.notEqual(again.user_id, userId);
+});

@@ -68,8 +68,10 @@ test('a bad url rejects with invalid_request, and nothing is sent', async (t) =>
   const { launch } = await withServer(t);
   const rt = launch();
   await rt.app.ensureLogin();
-  // The page's own GET /me, done first so that the count below is this test's alone.
+  // The page's own GET /me and GET /me/sessions, done first so that the count below is this
+  // test's alone.
   await waitFor('the page to load the profile', () => rt.page.data.openid !== '' || rt.page.data.profileError !== '');
+  await waitFor('the page to load the sessions', () => rt.page.data.sessions.length > 0 || rt.page.data.sessionsError !== '');
   const before = rt.count('request');
   for (const url of ['me', 'ftp://127.0.0.1/x', '//evil.example/x', '', undefined, 42, 'http://']) {
     await assert.rejects(rt.app.request({ url }), (error) => {
@@ -105,10 +107,11 @@ test("no token to be had: the request rejects with the login's error and is neve
 
 test('concurrent requests that get a 401 together cause one login and are all retried once', async (t) => {
   const { launch } = await withServer(t);
-  // tok-1 (the launch's) is refused by the API; later tokens are fine. (The page's own /me is
-  // answered, so that only these requests see the 401s.)
+  // tok-1 (the launch's) is refused by the API; later tokens are fine. (The page's own /me and
+  // /me/sessions are answered, so that only these requests see the 401s.)
   const backend = await fakeBackend(t, (hit, token) => {
-    if (hit.url === '/me') return { status: 200, body: { openid: 'o-1' } };
+    if (hit.url === '/me') return { status: 200, body: { user_id: 'u-1', openid: 'o-1' } };
+    if (hit.url === '/me/sessions') return { status: 200, body: { sessions: [] } };
     if (token === 'tok-1' || token === null) return { status: 401, body: { error: { code: 'unauthorized', message: 'no' } } };
     return { status: 200, body: { token } };
   });
@@ -157,6 +160,25 @@ test('an API that always answers 401: unauthorized after exactly one retry, no l
   // The session itself is fine with the login server.
   const token = rt.app.globalData.token;
   assert.equal((await server.api('GET', '/checklogin', undefined, token)).body.is_login, true);
+});
+
+test('a 401 that comes after a logout rejects with logged_out and does not log in again', async (t) => {
+  const { launch } = await withServer(t);
+  const api = await apiServer(t, () => ({ status: 401, body: { error: { code: 'unauthorized', message: 'no' } } }));
+  const rt = launch({ holdAnswers: (call) => call.url.startsWith(api.base) });
+  await loggedIn(rt);
+  const logins = rt.count('login');
+  const pending = rt.app.request({ url: `${api.base}/slow` });
+  await waitFor('the answer to be held', () => rt.held.length === 1);
+  await rt.app.logout();
+  rt.releaseHeld(() => true, { stop: true });
+  await assert.rejects(pending, (error) => {
+    assert.equal(error.code, 'logged_out');
+    return true;
+  });
+  assert.equal(api.hits.length, 1, 'not sent again');
+  assert.equal(rt.count('login'), logins, 'the user logged out: no login behind their back');
+  assert.equal(rt.app.globalData.login.state, 'logged-out');
 });
 
 test('a token revoked on the server, then 5 concurrent GET /me: one login, all answered 200 alike', async (t) => {

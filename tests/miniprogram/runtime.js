@@ -26,11 +26,16 @@ class Device {
   /**
    * options.user  the WeChat user of this phone, as the simulator names users (its default
    *               user when unset): wx.login asks the simulator for that user's code.
+   * options.info  the phone as wx.getDeviceInfo and wx.getSystemInfoSync describe it
+   *               ({model, system, platform, brand}); null for a runtime that has neither.
    */
-  constructor({ user } = {}) {
+  constructor({ user, info = DEFAULT_DEVICE_INFO } = {}) {
     // key → JSON text: values are cloned in and out, never shared by reference.
     this.storage = new Map();
     this.user = user;
+    // What wx.getDeviceInfo / wx.getSystemInfoSync say about the phone; null: a runtime
+    // without either API.
+    this.info = info;
     // Whether the session_key of the last wx.login is still valid at WeChat. None before the
     // first wx.login, as for a user who never logged in to this mini-program.
     this.sessionValid = false;
@@ -56,6 +61,9 @@ class Device {
   }
 }
 
+// A phone as wx.getDeviceInfo describes one (the fields the tests use).
+const DEFAULT_DEVICE_INFO = { brand: 'iPhone', model: 'iPhone 15 Pro<iPhone16,1>', system: 'iOS 17.4.1', platform: 'ios' };
+
 // A request by package name (`name`, `@scope/name`, optionally followed by `/sub/path`).
 const NPM_REQUEST = /^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*(\/[\w.-]+)*$/i;
 
@@ -80,6 +88,8 @@ class Runtime {
    * options.failRequests (call) => boolean: matching wx.request calls get no answer, as with
    *                    the network down: `fail` is called and nothing reaches the server.
    *                    Kept as `failRequests`; set it to undefined to bring the network back.
+   * options.confirmModals whether the user taps the confirm button of every wx.showModal
+   *                    (true by default); kept as `confirmModals`
    */
   constructor(options = {}) {
     this.device = options.device || new Device();
@@ -93,6 +103,7 @@ class Runtime {
     this.calls = []; // every wx / WXWebAssembly call, for assertions
     this.holdAnswers = options.holdAnswers; // see releaseHeld()
     this.failRequests = options.failRequests;
+    this.confirmModals = options.confirmModals !== false;
     this.held = []; // answers held back: { call, deliver }
     this.logs = []; // console output of the sandbox
     this.errors = []; // exceptions thrown by sandbox callbacks (WeChat reports them to onError)
@@ -325,11 +336,21 @@ class Runtime {
   }
 
   /**
-   * Calls the handler that `bind<event>="<handler>"` names on an element of the page's
-   * template, with `{type, detail}`, as the component would. Events of an open-type button
-   * (getphonenumber) come only from a button of that open-type.
+   * A tap on one of several elements bound to `handler` (a list's rows), told apart by their
+   * `data-*` attributes: the handler gets them as `currentTarget.dataset`, as WeChat gives
+   * them. Every key of `dataset` must be a `data-` attribute of the bound element.
    */
-  fire(event, handler, detail = {}, page = this.page) {
+  tapItem(handler, dataset, page = this.page) {
+    this.fire('tap', handler, {}, page, dataset);
+  }
+
+  /**
+   * Calls the handler that `bind<event>="<handler>"` names on an element of the page's
+   * template, with `{type, detail}` (and `currentTarget`/`target` with `dataset`, when given),
+   * as the component would. Events of an open-type button (getphonenumber) come only from a
+   * button of that open-type.
+   */
+  fire(event, handler, detail = {}, page = this.page, dataset = undefined) {
     const template = fs.readFileSync(path.join(this.root, `${page.route}.wxml`), 'utf8');
     const has = (tag, attribute) => new RegExp(`\\s${attribute}(\\s|/?>)`).test(tag);
     const element = (template.match(/<[\w-]+[^>]*>/g) || []).find((tag) => has(tag, `bind${event}="${handler}"`));
@@ -338,7 +359,15 @@ class Runtime {
     if (openType && !(element.startsWith('<button') && has(element, `open-type="${openType}"`))) {
       throw new Error(`${event} comes only from a <button open-type="${openType}">, not ${element}`);
     }
-    this.guard(() => page[handler](this.toSandbox({ type: event, detail })));
+    const payload = { type: event, detail };
+    if (dataset !== undefined) {
+      for (const key of Object.keys(dataset)) {
+        if (!new RegExp(`\\sdata-${key}="`).test(element)) throw new Error(`${element} has no data-${key}`);
+      }
+      payload.currentTarget = { dataset };
+      payload.target = { dataset };
+    }
+    this.guard(() => page[handler](this.toSandbox(payload)));
   }
 
   callHook(target, name, argument) {
@@ -406,7 +435,7 @@ class Runtime {
     const checkKey = (key) => {
       if (typeof key !== 'string' || key === '') throw new runtime.sandbox.TypeError('storage key must be a non-empty string');
     };
-    return {
+    const wx = {
       getStorageSync(key) {
         checkKey(key);
         runtime.calls.push({ api: 'getStorageSync', key });
@@ -436,7 +465,27 @@ class Runtime {
       request(options = {}) {
         return runtime.wxRequest(options);
       },
+      showModal(options = {}) {
+        runtime.calls.push({ api: 'showModal', title: options.title, content: options.content });
+        const confirm = runtime.confirmModals;
+        runtime.settle(options, true, { confirm, cancel: !confirm, errMsg: 'showModal:ok' });
+      },
     };
+    // The phone's description: getSystemInfoSync everywhere (deprecated from 2.20.1 on), and
+    // getDeviceInfo from the base library that added it.
+    if (this.device.info) {
+      wx.getSystemInfoSync = () => {
+        runtime.calls.push({ api: 'getSystemInfoSync' });
+        return runtime.toSandbox({ ...runtime.device.info, SDKVersion: runtime.libVersion });
+      };
+      if (compareVersions(this.libVersion, '2.20.1') >= 0) {
+        wx.getDeviceInfo = () => {
+          runtime.calls.push({ api: 'getDeviceInfo' });
+          return runtime.toSandbox(runtime.device.info);
+        };
+      }
+    }
+    return wx;
   }
 
   /** Calls `success` or `fail`, then `complete`, later, with `result`, as every wx API does. */
@@ -649,18 +698,20 @@ function describe(value) {
 
 /**
  * Renders a WXML template to its visible text, for the simple templates of this package:
- * elements, `{{name}}` interpolation and `wx:if` / `wx:elif` / `wx:else` with a name or
- * `!name`. Anything else is an error, so the templates stay within what this checks.
+ * elements, `{{name}}` and `{{name.field}}` interpolation, `wx:if` / `wx:elif` / `wx:else`
+ * with such a name or its negation (`!name`), and `wx:for="{{list}}"`, whose element is
+ * repeated with `item` and `index` in scope. Anything else is an error, so the templates
+ * stay within what this checks.
  */
 function render(template, data) {
-  const value = (expression) => {
-    const match = /^\s*(!?)([A-Za-z_$][\w$]*)\s*$/.exec(expression);
+  const value = (expression, scope) => {
+    const match = /^\s*(!?)([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\s*$/.exec(expression);
     if (!match) throw new Error(`render: unsupported expression {{${expression}}}`);
-    const v = data[match[2]];
+    const v = match[2].split('.').reduce((object, name) => (object === undefined || object === null ? undefined : object[name]), scope);
     return match[1] ? !v : v;
   };
-  const interpolate = (text) => text.replace(/\{\{(.*?)\}\}/g, (_, e) => String(value(e) ?? ''));
-  const condition = (attr) => value(/^\{\{(.*)\}\}$/.exec(attr.trim())[1]);
+  const interpolate = (text, scope) => text.replace(/\{\{(.*?)\}\}/g, (_, e) => String(value(e, scope) ?? ''));
+  const condition = (attr, scope) => value(/^\{\{(.*)\}\}$/.exec(attr.trim())[1], scope);
 
   // Parse into a tree of { tag, attrs, children } and strings.
   const root = { tag: '#root', attrs: {}, children: [] };
@@ -682,28 +733,35 @@ function render(template, data) {
   }
 
   const out = [];
-  const walk = (node) => {
+  const walk = (node, scope) => {
     let chainTaken = false;
     for (const child of node.children) {
       if (typeof child === 'string') {
-        out.push(interpolate(child));
+        out.push(interpolate(child, scope));
         continue;
       }
       const { attrs } = child;
+      if ('wx:for' in attrs) {
+        if ('wx:if' in attrs || 'wx:elif' in attrs || 'wx:else' in attrs) throw new Error('render: wx:for with wx:if on one element is not supported');
+        const list = condition(attrs['wx:for'], scope);
+        if (!Array.isArray(list)) throw new Error(`render: wx:for of a non-list ${attrs['wx:for']}`);
+        list.forEach((item, index) => walk(child, { ...scope, item, index }));
+        continue;
+      }
       let show = true;
       if ('wx:if' in attrs) {
-        show = Boolean(condition(attrs['wx:if']));
+        show = Boolean(condition(attrs['wx:if'], scope));
         chainTaken = show;
       } else if ('wx:elif' in attrs) {
-        show = !chainTaken && Boolean(condition(attrs['wx:elif']));
+        show = !chainTaken && Boolean(condition(attrs['wx:elif'], scope));
         chainTaken = chainTaken || show;
       } else if ('wx:else' in attrs) {
         show = !chainTaken;
       }
-      if (show) walk(child);
+      if (show) walk(child, scope);
     }
   };
-  walk(root);
+  walk(root, data);
   return out.join(' ');
 }
 

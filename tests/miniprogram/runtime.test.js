@@ -241,10 +241,13 @@ test('fire: the bound handler gets {type, detail}; getphonenumber comes only fro
   fs.writeFileSync(path.join(root, 'app.js'), '// app\nApp({});');
   fs.mkdirSync(path.join(root, 'p'));
   fs.writeFileSync(path.join(root, 'p/i.json'), '{}');
-  fs.writeFileSync(path.join(root, 'p/i.js'), "// page\nPage({ data: { got: '' }, on(e) { this.setData({ got: e.type + ' ' + JSON.stringify(e.detail) }); } });");
+  fs.writeFileSync(
+    path.join(root, 'p/i.js'),
+    "// page\nPage({ data: { got: '' }, on(e) { this.setData({ got: e.type + ' ' + JSON.stringify(e.detail) }); }, row(e) { this.setData({ got: e.currentTarget.dataset.id }); } });",
+  );
   fs.writeFileSync(
     path.join(root, 'p/i.wxml'),
-    '<button open-type="getPhoneNumber"\n  bindgetphonenumber="on">A</button><button bindgetphonenumber="plain">B</button><view bindtap="on">C</view>',
+    '<button open-type="getPhoneNumber"\n  bindgetphonenumber="on">A</button><button bindgetphonenumber="plain">B</button><view bindtap="on">C</view><view wx:for="{{rows}}" data-id="{{item}}" bindtap="row">D</view>',
   );
   const rt = new Runtime({ root });
   t.after(() => rt.close());
@@ -254,6 +257,10 @@ test('fire: the bound handler gets {type, detail}; getphonenumber comes only fro
   assert.equal(rt.page.data.got, 'getphonenumber {"errMsg":"getPhoneNumber:ok","code":"x"}');
   rt.tap('on');
   assert.equal(rt.page.data.got, 'tap {}');
+  // A row of a list: its data-* attributes come as the target's dataset.
+  rt.tapItem('row', { id: 'r2' });
+  assert.equal(rt.page.data.got, 'r2');
+  assert.throws(() => rt.tapItem('row', { other: 'x' }), /has no data-other/);
   assert.throws(() => rt.fire('getphonenumber', 'plain'), /only from a <button open-type="getPhoneNumber">/);
   assert.throws(() => rt.fire('tap', 'plain'), /no element of p\/i binds tap to plain/);
   assert.throws(() => rt.tap('missing'), /no element/);
@@ -288,6 +295,38 @@ test('render: the WXML subset the page uses', () => {
   assert.equal(render(template, { title: 'T', error: '', on: false }), 'T On');
   assert.equal(render(template, { title: 'T', error: 'x', on: true }), 'T E x Off');
   assert.throws(() => render('<view>{{a + b}}</view>', {}), /unsupported/);
+
+  // Lists: the element repeated with `item` (and `index`), fields by path, conditions inside.
+  const list = '<view wx:if="{{rows.length}}">Rows</view><view wx:for="{{rows}}" wx:key="id"><text>{{index}} {{item.name}}</text><text wx:if="{{item.mine}}">mine</text><button wx:else data-id="{{item.id}}">End</button></view><view>{{rows.missing.deeper}}.</view>';
+  const rows = [{ id: 'a', name: 'A', mine: true }, { id: 'b', name: 'B', mine: false }];
+  assert.equal(render(list, { rows }), 'Rows 0 A mine 1 B End .');
+  assert.equal(render(list, { rows: [] }), '.');
+  assert.throws(() => render('<view wx:for="{{n}}">x</view>', { n: 3 }), /non-list/);
+  assert.throws(() => render('<view wx:for="{{rows}}" wx:if="{{on}}">x</view>', { rows }), /not supported/);
+});
+
+test('wx.getDeviceInfo from base library 2.20.1, wx.getSystemInfoSync always, neither on a device without them', (t) => {
+  const info = { model: 'M', system: 'S 1', platform: 'android', brand: 'B' };
+  const rt = sandbox(t, { device: new Device({ info }) });
+  assert.equal(rt.evaluate('wx.getDeviceInfo().model'), 'M');
+  assert.equal(rt.evaluate('wx.getSystemInfoSync().system'), 'S 1');
+  assert.equal(rt.evaluate('wx.getSystemInfoSync().SDKVersion'), rt.libVersion);
+  assert.equal(rt.evaluate('wx.getDeviceInfo() === wx.getDeviceInfo()'), false, 'a copy each time');
+  const old = sandbox(t, { device: new Device({ info }), libVersion: '2.19.4' });
+  assert.equal(old.evaluate('typeof wx.getDeviceInfo'), 'undefined');
+  assert.equal(old.evaluate('wx.getSystemInfoSync().model'), 'M');
+  const bare = sandbox(t, { device: new Device({ info: null }) });
+  assert.equal(bare.evaluate('typeof wx.getDeviceInfo + typeof wx.getSystemInfoSync'), 'undefinedundefined');
+  // The default phone.
+  assert.match(sandbox(t).evaluate('wx.getDeviceInfo().model'), /^iPhone/);
+});
+
+test('wx.showModal: confirmed unless the runtime says the user cancels', async (t) => {
+  const ask = (rt) => callWx(rt, "(wx, done) => wx.showModal({ title: 'T', content: 'C', success: (res) => done(res.confirm + ' ' + res.cancel) })");
+  const yes = sandbox(t);
+  assert.equal(await ask(yes), 'true false');
+  assert.deepEqual(yes.calls.filter((c) => c.api === 'showModal'), [{ api: 'showModal', title: 'T', content: 'C' }]);
+  assert.equal(await ask(sandbox(t, { confirmModals: false })), 'false true');
 });
 
 test('the real package launches in the strict runtime', async (t) => {

@@ -1,11 +1,11 @@
 // What a TypeScript mini-program writes against wx-login-client: every declaration it imports
 // is checked under tests/typings/tsconfig.json. Type-checked only, never run.
-import { CodedError, LoginView, Session, createSession } from '../../packages/wx-login-client/miniprogram_dist';
+import { CodedError, LoginView, Session, SessionInfo, createSession } from '../../packages/wx-login-client/miniprogram_dist';
 import { Client, InitOutput, WASM_PATH, init } from '../../packages/wx-login-client/miniprogram_dist/wasm/client';
 
 const session: Session = createSession({
   baseUrl: 'https://login.example.com',
-  machine: { max_attempts: 3 },
+  machine: { max_attempts: 3, device: 'kiosk 7 / Android 14' },
   onChange(view: LoginView, token: string) {
     wx.setStorageSync('login_state', token === '' ? view.state : 'logged-in');
   },
@@ -17,6 +17,22 @@ export async function profile(): Promise<unknown> {
     return response.data.nickname;
   } catch (e) {
     return (e as CodedError).code;
+  }
+}
+
+export async function endOtherSessions(): Promise<string[]> {
+  const sessions: SessionInfo[] = await session.sessions();
+  const others = sessions.filter((s) => !s.current);
+  await Promise.all(others.map((s) => session.endSession(s.id)));
+  return others.map((s) => `${s.device ?? s.kind} since ${new Date(s.created_at * 1000).toISOString()}`);
+}
+
+export async function leave(deleteIt: boolean): Promise<number | undefined> {
+  try {
+    await (deleteIt ? session.deleteAccount() : session.logout({ everywhere: true }));
+    return undefined;
+  } catch (e) {
+    return (e as CodedError).status;
   }
 }
 

@@ -8,7 +8,10 @@
 //! the mini-program's `request()` ([`Host::api_call`]): a business API call with the token, and
 //! one retry with a new token after a 401; and the open-data flows a mini-program page runs,
 //! with the simulator standing in for WeChat's getPhoneNumber button and `wx.getUserInfo`-style
-//! APIs ([`Host::share_phone`], [`Host::decrypt_open_data`], [`Host::verify_signature`]).
+//! APIs ([`Host::share_phone`], [`Host::decrypt_open_data`], [`Host::verify_signature`]); and
+//! the account's calls of the package's session: its user_id and sessions
+//! ([`Host::load_account`], [`Host::end_session`]), logging out of every session
+//! ([`Host::logout_everywhere`]) and deleting it ([`Host::delete_account`]).
 
 use std::{
     cell::{Cell, RefCell},
@@ -19,12 +22,17 @@ use std::{
     task::{Context, Poll, Waker},
 };
 
-use client_wasm::{Config, Effect, Event, Failure, Machine, Method, Snapshot, WaiterResult};
+use client_wasm::{
+    Config, Effect, Event, Failure, Machine, Method, Snapshot, StateName, WaiterResult,
+};
 use gloo_net::http::{Request, RequestBuilder};
 use gloo_storage::{LocalStorage, Storage};
 use leptos::{prelude::*, task::spawn_local};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use shared::{DecryptRequest, PhoneRequest, VerifySignatureRequest, paths};
+use shared::{
+    DecryptRequest, MeResponse, PhoneRequest, SessionInfo, SessionsResponse,
+    VerifySignatureRequest, paths,
+};
 
 /// A request that gets no answer within this time fails (`http_failed`), as `wx.request`'s
 /// `timeout` does; without it a hung connection would leave the machine waiting forever.
@@ -48,6 +56,12 @@ pub struct Ui {
     pub decrypt: RwSignal<ApiCall>,
     /// The last signature check's outcome (`POST /wx/verify-signature`).
     pub signature: RwSignal<ApiCall>,
+    /// The account's id, from the last `GET /me` that answered one.
+    pub user_id: RwSignal<Option<String>>,
+    /// The account's sessions, as the last `GET /me/sessions` listed them.
+    pub sessions: RwSignal<Listing>,
+    /// The last "log out everywhere", "delete account" or "end session" outcome.
+    pub account: RwSignal<ApiCall>,
     /// Every event and effect, oldest first.
     pub log: RwSignal<Vec<LogLine>>,
 }
@@ -64,6 +78,17 @@ pub enum ApiCall {
     },
     /// No answer (`network`), the login failed (its code), or the retry got a 401 too
     /// (`unauthorized`).
+    Failed(Failure),
+}
+
+/// The account's session list as the page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    NotLoaded,
+    Loading,
+    Loaded(Vec<SessionInfo>),
+    /// The list could not be had: no answer, a refused token, or an error answer (its
+    /// `code` the server's).
     Failed(Failure),
 }
 
@@ -116,6 +141,9 @@ struct Inner {
     waiters: RefCell<HashMap<u32, Rc<Slot<WaiterResult>>>>,
     next_log_id: Cell<u64>,
     started_ms: u64,
+    /// Account endings under way ([`Host::logout_everywhere`], [`Host::delete_account`]): a
+    /// 401 they cause must not log in again (see [`Host::api_call`]).
+    endings: Cell<u32>,
     ui: Ui,
 }
 
@@ -138,6 +166,9 @@ impl Host {
             phone: RwSignal::new(ApiCall::NotMade),
             decrypt: RwSignal::new(ApiCall::NotMade),
             signature: RwSignal::new(ApiCall::NotMade),
+            user_id: RwSignal::new(None),
+            sessions: RwSignal::new(Listing::NotLoaded),
+            account: RwSignal::new(ApiCall::NotMade),
             log: RwSignal::new(Vec::new()),
         };
         let host = Host(Rc::new(Inner {
@@ -148,6 +179,7 @@ impl Host {
             waiters: RefCell::new(HashMap::new()),
             next_log_id: Cell::new(1),
             started_ms: now_ms(),
+            endings: Cell::new(0),
             ui,
         }));
         (host, ui)
@@ -210,12 +242,128 @@ impl Host {
         self.dispatch(Event::ForgetToken { now_ms: now_ms() });
     }
 
-    /// The "Call /me" button: `GET /me` through [`Host::api_call`], shown in [`Ui::me`].
+    /// The "Call /me" button: `GET /me` through [`Host::api_call`], shown in [`Ui::me`]; the
+    /// answer's `user_id` goes to [`Ui::user_id`].
     pub fn call_me(&self) {
         let host = self.clone();
         self.show(self.0.ui.me, format!("GET {}", paths::ME), async move {
-            host.api_call(Method::Get, paths::ME, None).await
+            let answer = host.api_call(Verb::Get, paths::ME, None).await;
+            host.keep_user_id(&answer);
+            answer
         });
+    }
+
+    fn keep_user_id(&self, answer: &Result<(u16, String), Failure>) {
+        if let Ok((200, body)) = answer
+            && let Ok(me) = serde_json::from_str::<MeResponse>(body)
+        {
+            self.0.ui.user_id.set(Some(me.user_id));
+        }
+    }
+
+    /// The "Load account" button: `GET /me` for the user_id and `GET /me/sessions` for the
+    /// list, as the mini-program's page loads them for each new token.
+    pub fn load_account(&self) {
+        let host = self.clone();
+        self.0.ui.sessions.set(Listing::Loading);
+        spawn_local(async move {
+            let me = host.api_call(Verb::Get, paths::ME, None).await;
+            host.keep_user_id(&me);
+            let listing = match host.api_call(Verb::Get, paths::ME_SESSIONS, None).await {
+                Ok((200, body)) => match serde_json::from_str::<SessionsResponse>(&body) {
+                    Ok(list) => Listing::Loaded(list.sessions),
+                    Err(e) => Listing::Failed(Failure::new(
+                        client_wasm::codes::BAD_RESPONSE,
+                        format!("GET {}: {e}", paths::ME_SESSIONS),
+                    )),
+                },
+                Ok((status, body)) => Listing::Failed(server_failure(
+                    &format!("GET {}", paths::ME_SESSIONS),
+                    status,
+                    &body,
+                )),
+                Err(failure) => Listing::Failed(failure),
+            };
+            match &listing {
+                Listing::Loaded(list) => host.note(format!("account: {} session(s)", list.len())),
+                Listing::Failed(f) => host.note(format!("account: {}: {}", f.code, f.message)),
+                Listing::NotLoaded | Listing::Loading => {}
+            }
+            host.0.ui.sessions.set(listing);
+        });
+    }
+
+    /// An "End" button of the session list: `DELETE /me/sessions/{id}`, then the list again.
+    pub fn end_session(&self, id: String) {
+        let host = self.clone();
+        let path = paths::ME_SESSION.replace("{id}", &id);
+        self.show(self.0.ui.account, format!("DELETE {path}"), async move {
+            let answer = host.api_call(Verb::Delete, &path, None).await;
+            if matches!(answer, Ok((204, _))) {
+                host.load_account();
+            }
+            answer
+        });
+    }
+
+    /// "Log out everywhere", as the package's `logout({everywhere: true})`: `DELETE
+    /// /me/sessions` with the token, and only after the 204 `session_ended`, which logs out
+    /// here as a logout does (no `POST /logout` for a token the server no longer knows).
+    /// Anything else leaves the session as it was, shown in [`Ui::account`].
+    pub fn logout_everywhere(&self) {
+        let host = self.clone();
+        let label = format!("DELETE {}", paths::ME_SESSIONS);
+        self.show(self.0.ui.account, label, async move {
+            host.while_ending(async {
+                let sent = host
+                    .authorized(Verb::Delete, paths::ME_SESSIONS, None, true)
+                    .await?;
+                if sent.status == 204 {
+                    host.ended(sent.bearer);
+                }
+                Ok((sent.status, sent.body))
+            })
+            .await
+        });
+    }
+
+    /// "Delete account", as the package's `deleteAccount()`: a fresh login (the server takes a
+    /// deletion only from a login of the last ten minutes), `DELETE /me` with the new token,
+    /// and only after the 204 `session_ended`.
+    pub fn delete_account(&self) {
+        let host = self.clone();
+        let label = format!("DELETE {}", paths::ME);
+        self.show(self.0.ui.account, label, async move {
+            host.while_ending(async {
+                host.dispatch(Event::LoginRequested { now_ms: now_ms() });
+                let fresh = host.token().await?;
+                let (status, body) = with_bearer(Verb::Delete, paths::ME, &fresh, None).await?;
+                if status == 204 {
+                    host.ended(fresh);
+                }
+                Ok((status, body))
+            })
+            .await
+        });
+    }
+
+    /// The server ended the session of `token`: logged out here, and what the page showed of
+    /// the account is no longer so.
+    fn ended(&self, token: String) {
+        self.dispatch(Event::SessionEnded {
+            token,
+            now_ms: now_ms(),
+        });
+        self.0.ui.user_id.set(None);
+        self.0.ui.sessions.set(Listing::NotLoaded);
+    }
+
+    /// Runs an account ending with [`Inner::endings`] counting it.
+    async fn while_ending<T>(&self, ending: impl Future<Output = T>) -> T {
+        self.0.endings.set(self.0.endings.get() + 1);
+        let outcome = ending.await;
+        self.0.endings.set(self.0.endings.get().saturating_sub(1));
+        outcome
     }
 
     /// What a page does with a getPhoneNumber button's code: the simulator issues the code the
@@ -268,7 +416,7 @@ impl Host {
         let host = self.clone();
         self.show(slot, format!("POST {path}"), async move {
             let body = body.await?;
-            host.api_call(Method::Post, path, Some(body)).await
+            host.api_call(Verb::Post, path, Some(body)).await
         });
     }
 
@@ -308,19 +456,54 @@ impl Host {
     /// call.
     pub async fn api_call(
         &self,
-        method: Method,
+        method: Verb,
         path: &str,
         body: Option<String>,
     ) -> Result<(u16, String), Failure> {
+        self.authorized(method, path, body, false)
+            .await
+            .map(|sent| (sent.status, sent.body))
+    }
+
+    /// [`Host::api_call`], with the token that got the answer. A 401 logs in again only while
+    /// the session is meant to be logged in: not while an account ending is under way
+    /// (`ending` is set for that ending's own request only), nor once logged out; logging in
+    /// then would bring back what the user just ended, or make a new account. Such a call
+    /// fails with `logged_out`, as the package's `request()` does.
+    async fn authorized(
+        &self,
+        method: Verb,
+        path: &str,
+        body: Option<String>,
+        ending: bool,
+    ) -> Result<Sent, Failure> {
+        let logged_out = || {
+            Failure::new(
+                client_wasm::codes::LOGGED_OUT,
+                format!(
+                    "{path} answered 401 and the session is ending or ended; not logging in again"
+                ),
+            )
+        };
         let token = self.token().await?;
         let (status, answer) = with_bearer(method, path, &token, body.clone()).await?;
         if status != 401 {
-            return Ok((status, answer));
+            return Ok(Sent {
+                status,
+                body: answer,
+                bearer: token,
+            });
+        }
+        if self.0.endings.get() > 0 && !ending {
+            return Err(logged_out());
         }
         self.dispatch(Event::ApiUnauthorized {
             token: Some(token),
             now_ms: now_ms(),
         });
+        if self.0.machine.borrow().state() == StateName::LoggedOut {
+            return Err(logged_out());
+        }
         let fresh = self.token().await?;
         let (status, answer) = with_bearer(method, path, &fresh, body).await?;
         if status == 401 {
@@ -329,7 +512,11 @@ impl Host {
                 format!("{path} refused the new token too (HTTP 401): {answer}"),
             ));
         }
-        Ok((status, answer))
+        Ok(Sent {
+            status,
+            body: answer,
+            bearer: fresh,
+        })
     }
 
     /// Makes the simulator answer the next code2Session with `errcode`, then logs in afresh so
@@ -560,6 +747,59 @@ async fn post_json(path: &str, body: &impl Serialize) -> Result<String, String> 
     }
 }
 
+/// An answer of [`Host::authorized`], and the token that got it.
+struct Sent {
+    status: u16,
+    body: String,
+    bearer: String,
+}
+
+/// The methods of the harness's requests: the machine's own two, and DELETE for the account's
+/// calls, which the page makes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Delete,
+}
+
+impl From<Method> for Verb {
+    fn from(method: Method) -> Self {
+        match method {
+            Method::Get => Verb::Get,
+            Method::Post => Verb::Post,
+        }
+    }
+}
+
+/// An error answer as a failure: the server's code (`{"error":{"code","message"}}`) when it
+/// names one, `http_<status>` otherwise, as the package's `request()` helpers say it.
+fn server_failure(what: &str, status: u16, body: &str) -> Failure {
+    match serde_json::from_str::<ErrorAnswer>(body) {
+        Ok(ErrorAnswer { error }) if !error.code.is_empty() => Failure::new(
+            &error.code,
+            format!("{what} answered {status}: {}", error.message),
+        ),
+        _ => Failure::new(
+            &format!("http_{status}"),
+            format!("{what} answered {status}"),
+        ),
+    }
+}
+
+/// An error answer's body, read with its code as sent (a newer server's code included).
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
 /// An HTTP answer, whatever its status.
 struct Answer {
     status: u16,
@@ -571,14 +811,15 @@ struct Answer {
 /// given and a JSON `body`. Any answer, 4xx and 5xx included, is `Ok`; `Err` means none came
 /// (within [`REQUEST_TIMEOUT_MS`]), the split `wx.request` makes with `success` and `fail`.
 async fn send(
-    method: Method,
+    method: Verb,
     path: &str,
     bearer: Option<&str>,
     body: Option<String>,
 ) -> Result<Answer, gloo_net::Error> {
     let mut builder: RequestBuilder = match method {
-        Method::Get => Request::get(path),
-        Method::Post => Request::post(path),
+        Verb::Get => Request::get(path),
+        Verb::Post => Request::post(path),
+        Verb::Delete => Request::delete(path),
     };
     let timeout = web_sys::AbortSignal::timeout_with_u32(REQUEST_TIMEOUT_MS);
     builder = builder.abort_signal(Some(&timeout));
@@ -612,7 +853,7 @@ async fn http(
     bearer: Option<String>,
     body: Option<String>,
 ) -> Event {
-    match send(method, path, bearer.as_deref(), body).await {
+    match send(method.into(), path, bearer.as_deref(), body).await {
         Ok(answer) => Event::HttpResponse {
             request,
             status: answer.status,
@@ -639,7 +880,7 @@ const SIMULATOR: &str = "simulator";
 /// `method path` with `Authorization: Bearer <token>`: the status and body of any answer, or a
 /// `network` failure when none came.
 async fn with_bearer(
-    method: Method,
+    method: Verb,
     path: &str,
     token: &str,
     body: Option<String>,

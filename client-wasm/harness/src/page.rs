@@ -8,12 +8,16 @@
 //! `#sim-invalid-code`; the answers are `#me-result`, `#phone-result`, `#decrypt-result` and
 //! `#signature-result` (`data-status`: `none`, `pending`, the HTTP status, or `error` with the
 //! failure's code in `data-code`; the text is `HTTP <status>` and the body on the next line);
-//! the log is `#log`.
+//! the log is `#log`. The account: `#user-id` (the user_id of the last `GET /me`, `none`
+//! before), `#load-account`, the list `#sessions` (`data-status`: `none`, `pending`,
+//! `loaded` or `error` with the code in `data-code`) of `li.session` rows (`data-id`,
+//! `data-current`), each other session with a `button.end-session`, `#logout-everywhere`,
+//! `#delete-account`, and their outcome in `#account-result`.
 
 use client_wasm::Snapshot;
 use leptos::prelude::*;
 
-use crate::host::{ApiCall, Host, LogKind, now_ms};
+use crate::host::{ApiCall, Host, Listing, LogKind, now_ms};
 
 /// WeChat's "system busy, try again" errcode: transient, the machine retries with a new code.
 const ERRCODE_BUSY: i32 = -1;
@@ -108,6 +112,30 @@ pub fn App() -> impl IntoView {
                     <ApiResult id="me-result" call=ui.me/>
                 </div>
                 <div class="group">
+                    <h2>"Account"</h2>
+                    <dl>
+                        <dt>"User id"</dt>
+                        <dd id="user-id">
+                            <code>{move || ui.user_id.get().unwrap_or_else(|| "none".to_owned())}</code>
+                        </dd>
+                    </dl>
+                    <button id="load-account" on:click=act(Host::load_account)>"Load account"</button>
+                    <Sessions listing=ui.sessions host=stored/>
+                    <button id="logout-everywhere" class="warn" on:click=act(Host::logout_everywhere)>
+                        "Log out everywhere"
+                    </button>
+                    <button id="delete-account" class="warn" on:click=act(Host::delete_account)>
+                        "Delete account"
+                    </button>
+                    <ApiResult id="account-result" call=ui.account/>
+                    <p class="hint small">
+                        "GET /me and GET /me/sessions; each other session can be ended. \"Log "
+                        "out everywhere\" ends every session of the account, this one too; "
+                        "\"Delete account\" logs in afresh first, then deletes it (no "
+                        "confirmation here). Either logs out here once the server said 204."
+                    </p>
+                </div>
+                <div class="group">
                     <h2>"Open data (WeChat simulated)"</h2>
                     <label for="sim-phone-number">"Number the simulator gives"</label>
                     <input
@@ -179,6 +207,75 @@ pub fn App() -> impl IntoView {
     page
 }
 
+/// The account's sessions: one row each, newest first, with an "End" button for every one but
+/// this browser's.
+#[component]
+fn Sessions(listing: RwSignal<Listing>, host: StoredValue<Host, LocalStorage>) -> impl IntoView {
+    let status = move || {
+        listing.with(|l| match l {
+            Listing::NotLoaded => "none",
+            Listing::Loading => "pending",
+            Listing::Loaded(_) => "loaded",
+            Listing::Failed(_) => "error",
+        })
+    };
+    let code = move || {
+        listing.with(|l| match l {
+            Listing::Failed(failure) => failure.code.clone(),
+            Listing::NotLoaded | Listing::Loading | Listing::Loaded(_) => String::new(),
+        })
+    };
+    let rows = move || {
+        match listing.get() {
+        Listing::Loaded(sessions) => sessions
+            .into_iter()
+            .map(|session| {
+                let id = session.id.clone();
+                let end = move |_| {
+                    let id = id.clone();
+                    host.with_value(|h| h.end_session(id));
+                };
+                let detail = [
+                    Some(format!("since {}", utc_text(session.created_at.saturating_mul(1000)))),
+                    session.appid.clone(),
+                    session.ip.clone(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" · ");
+                view! {
+                    <li class="session" data-id=session.id.clone() data-current=session.current.to_string()>
+                        <span class="session-name">
+                            {session.device.clone().unwrap_or_else(|| session.kind.clone())}
+                        </span>
+                        <span class="session-detail">{detail}</span>
+                        {if session.current {
+                            view! { <span class="session-current">"this browser"</span> }.into_any()
+                        } else {
+                            view! { <button class="end-session" on:click=end>"End"</button> }
+                                .into_any()
+                        }}
+                    </li>
+                }
+                .into_any()
+            })
+            .collect::<Vec<_>>(),
+        Listing::NotLoaded => vec![view! { <li class="hint">"not loaded yet"</li> }.into_any()],
+        Listing::Loading => vec![view! { <li class="hint">"loading…"</li> }.into_any()],
+        Listing::Failed(failure) => vec![
+            view! { <li class="error">{format!("failed: {}: {}", failure.code, failure.message)}</li> }
+                .into_any(),
+        ],
+    }
+    };
+    view! {
+        <ul id="sessions" data-status=status data-code=code>
+            {rows}
+        </ul>
+    }
+}
+
 /// Every API answer on the page is shown, and read by the browser tests, the same way.
 #[component]
 fn ApiResult(id: &'static str, call: RwSignal<ApiCall>) -> impl IntoView {
@@ -230,17 +327,21 @@ fn kind_arrow(kind: LogKind) -> &'static str {
     }
 }
 
+/// A time (ms since the epoch, the server's Unix seconds times 1000) as a UTC date.
+fn utc_text(at_ms: i64) -> String {
+    let date = js_sys::Date::new(&(at_ms as f64).into());
+    let iso: String = date.to_iso_string().into();
+    // "2025-01-31T12:34:56.789Z" → "2025-01-31 12:34:56 UTC"
+    iso.get(..19)
+        .map_or(iso.clone(), |s| s.replace('T', " ") + " UTC")
+}
+
 /// The expiry as a UTC date and how far away it is.
 fn expiry_text(snapshot: &Snapshot) -> String {
     let Some(at) = snapshot.token_expires_at_ms else {
         return "no token".to_owned();
     };
-    let date = js_sys::Date::new(&(at as f64).into());
-    let iso: String = date.to_iso_string().into();
-    // "2025-01-31T12:34:56.789Z" → "2025-01-31 12:34:56 UTC"
-    let shown = iso
-        .get(..19)
-        .map_or(iso.clone(), |s| s.replace('T', " ") + " UTC");
+    let shown = utc_text(i64::try_from(at).unwrap_or(i64::MAX));
     let left_s = at.saturating_sub(now_ms()) / 1000;
     let (d, h, m) = (left_s / 86_400, left_s % 86_400 / 3600, left_s % 3600 / 60);
     format!("{shown} (in {d} d {h} h {m} min)")

@@ -140,7 +140,17 @@ impl Host {
         for (i, effect) in effects.iter().enumerate() {
             self.record(effect, &effects[i + 1..], &event);
         }
-        if let (Event::LogoutRequested { .. }, Some(token)) = (&event, held_before) {
+        // A logout revokes the token held; `session_ended` too, unless the server already
+        // ended that very token's session (then it is only never to be held again).
+        let revoked = match &event {
+            Event::LogoutRequested { .. } => held_before,
+            Event::SessionEnded { token, .. } => {
+                self.logged_out_of.insert(token.clone());
+                held_before.filter(|held| held != token)
+            }
+            _ => None,
+        };
+        if let Some(token) = revoked {
             self.logged_out_of.insert(token.clone());
             self.unconfirmed.retain(|t| *t != token);
             self.unconfirmed.push(token);
@@ -551,6 +561,15 @@ impl Host {
 
     pub fn logout(&mut self) -> Vec<Effect> {
         self.send(Event::LogoutRequested {
+            now_ms: self.now_ms,
+        })
+    }
+
+    /// The server confirmed that `token`'s session is over (every session of the account, or
+    /// the account, ended with it).
+    pub fn session_ended(&mut self, token: &str) -> Vec<Effect> {
+        self.send(Event::SessionEnded {
+            token: token.to_owned(),
             now_ms: self.now_ms,
         })
     }

@@ -6,7 +6,7 @@ use client_wasm::{Effect, Method, StorageValue};
 use crate::common::{
     EXPIRY_KEY, LOGOUT_KEY, TOKEN_KEY, actions, error_body, login_ok, states, text, tokens,
 };
-use crate::{T0, WEEK_S, host, logged_in, no_pending, ok, pending, read, remove};
+use crate::{T0, WEEK_S, err_code, host, logged_in, no_pending, ok, pending, read, remove};
 
 #[test]
 fn logout_is_local_at_once_and_keeps_the_token_until_the_server_confirms() {
@@ -363,4 +363,71 @@ fn a_logout_before_the_pending_logouts_are_read_waits_for_them() {
     let fx = h.answer_read();
     assert_eq!(actions(&fx)[0], pending(&["p1", "t1"]));
     assert_eq!(h.take("/logout").bearer.as_deref(), Some("p1"));
+}
+
+#[test]
+fn a_session_the_server_ended_is_logged_out_of_without_a_revoke() {
+    let mut h = logged_in();
+    let fx = h.session_ended("t1");
+    // The token's keys go, as with a logout; nothing is kept or sent for it.
+    assert_eq!(actions(&fx), remove());
+    assert_eq!(tokens(&fx), [None]);
+    assert_eq!(states(&fx), ["logged-out"]);
+    assert!(h.requests.is_empty() && h.timers.is_empty());
+    assert!(h.storage.is_empty());
+    assert!(h.machine.pending_logouts().is_empty());
+    // Not sticky either.
+    let fx = h.ensure(1);
+    assert_eq!(actions(&fx), [Effect::WxLogin]);
+    h.complete_login("t2", WEEK_S);
+    assert_eq!(h.resolved[&1], ok("t2"));
+}
+
+#[test]
+fn a_session_ended_while_another_token_is_held_revokes_that_one() {
+    // The host ended t0's sessions, but a login replaced t0 meanwhile: the user still asked
+    // to be logged out, so t1 goes the way of any logout.
+    let mut h = logged_in();
+    let fx = h.session_ended("t0");
+    let [r1, r2] = remove();
+    assert_eq!(actions(&fx)[..3], [pending(&["t1"]), r1, r2]);
+    assert_eq!(states(&fx), ["logged-out"]);
+    let req = h.take("/logout");
+    assert_eq!(req.bearer.as_deref(), Some("t1"));
+    assert_eq!(h.respond(&req, 204, "", None), [no_pending()]);
+}
+
+#[test]
+fn a_session_ended_during_a_login_abandons_it_and_answers_its_callers() {
+    let mut h = host();
+    h.launch();
+    h.answer_reads();
+    h.ensure(1);
+    assert_eq!(h.state(), "getting-code");
+    let fx = h.session_ended("t0");
+    assert_eq!(states(&fx), ["logged-out"]);
+    assert_eq!(err_code(&h.resolved[&1]), "logged_out");
+    // The login's late answers are stale: its token is never held.
+    h.wx_ok();
+    assert!(
+        h.requests.is_empty(),
+        "no POST /login for an abandoned login"
+    );
+    assert_eq!(h.state(), "logged-out");
+}
+
+#[test]
+fn a_session_ended_leaves_other_pending_logouts_to_be_sent() {
+    let mut h = logged_in();
+    h.logout();
+    let req = h.take("/logout");
+    h.network_fail(&req);
+    h.ensure(1);
+    h.complete_login("t2", WEEK_S);
+    let revoke = h.take("/logout");
+    assert_eq!(revoke.bearer.as_deref(), Some("t1"));
+    h.session_ended("t2");
+    assert_eq!(h.stored_pending(), ["t1"], "t2 is not added, t1 stays");
+    assert_eq!(h.respond(&revoke, 204, "", None), [no_pending()]);
+    assert!(h.storage.is_empty());
 }

@@ -41,6 +41,35 @@ fn a_configured_appid_goes_with_every_login_for_a_server_of_several_apps() {
 }
 
 #[test]
+fn a_configured_device_goes_with_every_login_cut_to_the_servers_limit() {
+    let model = "iPhone 15 Pro Max<iPhone16,2>".repeat(5);
+    let mut h = Host::new(Config {
+        device: [model.as_str(), " / iOS 18.1"].concat(),
+        ..Config::default()
+    });
+    h.launch();
+    h.ensure(1);
+    h.answer_reads();
+    h.complete_login("t1", 3600);
+    // A forced login (the fresh one an account deletion asks for) names it too.
+    h.login_requested();
+    h.wx_ok();
+    let posted = h.log.iter().filter_map(|e| match e {
+        Effect::HttpRequest { path, body, .. } if path == "/login" => body.clone(),
+        _ => None,
+    });
+    let mut logins = 0;
+    for body in posted {
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let device = body["device"].as_str().unwrap();
+        assert_eq!(device.chars().count(), shared::MAX_DEVICE_CHARS);
+        assert!(model.starts_with(device));
+        logins += 1;
+    }
+    assert_eq!(logins, 2);
+}
+
+#[test]
 fn login_requested_forces_a_fresh_login_but_joins_one_in_flight() {
     let mut h = logged_in();
     let fx = h.login_requested();

@@ -1,7 +1,9 @@
 // The home page: shows where the login stands (from the app's login session), who is logged in
-// (the openid from GET /me, fetched through getApp().request), and offers one button, "Log in"
-// or "Log out"; once logged in, a getPhoneNumber button too, whose code the server turns into
-// the user's number (POST /wx/phone). Written with Component(), which the base library accepts
+// (the account's user_id and the openid from GET /me, fetched through getApp().request), the
+// account's sessions (GET /me/sessions, each other one with an "End" button), and offers
+// "Log in" or "Log out"; once logged in, a getPhoneNumber button too, whose code the server
+// turns into the user's number (POST /wx/phone), and the account's own two: "Log out
+// everywhere" and "Delete account". Written with Component(), which the base library accepts
 // for pages, so that miniprogram-simulate can render it in tests (tests/miniprogram/page.test.js).
 const app = getApp();
 
@@ -47,10 +49,38 @@ function pick(outcome, field) {
   return { value: '', problem: 'HTTP ' + res.statusCode + said };
 }
 
-/** What the template shows for GET /me's outcome: the openid, or why there is none. */
+/** What the template shows for GET /me's outcome: the account and openid, or why there are none. */
 function presentProfile(outcome) {
   const got = pick(outcome, 'openid');
-  return { openid: got.value, profileError: got.problem && 'Cannot load your profile: ' + got.problem };
+  const userId = got.value && typeof outcome.response.data.user_id === 'string' ? outcome.response.data.user_id : '';
+  return { openid: got.value, userId: userId, profileError: got.problem && 'Cannot load your profile: ' + got.problem };
+}
+
+/** A time the server gives in Unix seconds, as "2025-01-31 12:34 UTC". */
+function utc(seconds) {
+  const iso = new Date(seconds * 1000).toISOString();
+  return iso.slice(0, 10) + ' ' + iso.slice(11, 16) + ' UTC';
+}
+
+/**
+ * What the template shows for the account's sessions (getApp().sessions(), newest first): a
+ * name (the device it logged in on), since when, the mini-program and the address.
+ */
+function presentSessions(sessions) {
+  return {
+    sessions: sessions.map(function (s) {
+      const detail = ['since ' + utc(s.created_at)];
+      if (s.appid) detail.push(s.appid);
+      if (s.ip) detail.push(s.ip);
+      return { id: s.id, name: s.device || s.kind, detail: detail.join(' · '), current: s.current === true };
+    }),
+    sessionsError: '',
+  };
+}
+
+/** An error of the session's calls as the page says it. */
+function describeError(error) {
+  return error.message + ' (' + (error.code || 'error') + ')';
 }
 
 /** What the template shows for POST /wx/phone's outcome: the number, or why there is none. */
@@ -78,10 +108,20 @@ const instances = new WeakMap();
 Component({
   data: Object.assign(present(app.globalData.login, app.globalData.token), {
     openid: '',
+    userId: '',
     profileError: '',
+    sessions: [],
+    sessionsError: '',
     phone: '',
     phoneError: '',
     phoneBusy: false,
+    // "Log out everywhere" or "Delete account" is waiting for the server.
+    accountBusy: false,
+    leaving: false,
+    deleting: false,
+    accountError: '',
+    // What the last of them did, once it did it.
+    notice: '',
   }),
 
   lifetimes: {
@@ -107,10 +147,12 @@ Component({
       if (!token) {
         // Logged out, or a new login under way: the old profile is no longer this session's.
         own.profileToken = '';
-        this.setData({ openid: '', profileError: '', phone: '', phoneError: '' });
+        this.setData({ openid: '', userId: '', profileError: '', sessions: [], sessionsError: '', phone: '', phoneError: '' });
       } else if (token !== own.profileToken) {
         own.profileToken = token;
+        this.setData({ notice: '' });
         this.loadProfile(token);
+        this.loadSessions(token);
       }
     },
 
@@ -123,6 +165,69 @@ Component({
         this.setData(presentProfile(outcome));
       };
       ask({ url: '/me' }).then(show);
+    },
+
+    /** The account's sessions, for the session of `token`; a failure is shown, never thrown. */
+    loadSessions(token) {
+      const own = instances.get(this);
+      const current = () => !own.unloaded && own.profileToken === token;
+      app.sessions().then(
+        (sessions) => {
+          if (current()) this.setData(presentSessions(sessions));
+        },
+        (error) => {
+          if (current()) this.setData({ sessions: [], sessionsError: 'Cannot load your sessions: ' + describeError(error) });
+        },
+      );
+    },
+
+    /** An "End" button of the session list: ends that session, then lists them again. */
+    onEndSession(event) {
+      const id = event && event.currentTarget && event.currentTarget.dataset ? event.currentTarget.dataset.id : '';
+      const token = instances.get(this).profileToken;
+      app.endSession(id).then(
+        () => this.loadSessions(token),
+        (error) => {
+          if (!instances.get(this).unloaded) this.setData({ sessionsError: 'Cannot end that session: ' + describeError(error) });
+        },
+      );
+    },
+
+    /**
+     * One of the account's endings: `run()` (the app's logoutEverywhere or deleteAccount),
+     * with its button busy meanwhile; `done` is said once the server confirmed it (the
+     * session is logged out by then), `failed` with the error otherwise, when nothing has
+     * changed.
+     */
+    endAccount(flag, run, done, failed) {
+      if (this.data.accountBusy) return;
+      this.setData({ accountBusy: true, [flag]: true, accountError: '', notice: '' });
+      const finish = (changes) => {
+        if (!instances.get(this).unloaded) this.setData(Object.assign({ accountBusy: false, [flag]: false }, changes));
+      };
+      run().then(
+        () => finish({ notice: done }),
+        (error) => finish({ accountError: failed + describeError(error) }),
+      );
+    },
+
+    onLogoutEverywhere() {
+      this.endAccount('leaving', () => app.logoutEverywhere(), 'Logged out of every session of your account.', 'Could not log out everywhere: ');
+    },
+
+    /** Asks first: deleting the account cannot be undone. */
+    onDeleteAccount() {
+      if (this.data.accountBusy) return;
+      wx.showModal({
+        title: 'Delete your account?',
+        content: 'Your account and all its sessions end for good. This cannot be undone.',
+        confirmText: 'Delete',
+        confirmColor: '#c0392b',
+        success: (res) => {
+          if (!res.confirm) return;
+          this.endAccount('deleting', () => app.deleteAccount(), 'Your account was deleted.', 'Could not delete your account: ');
+        },
+      });
     },
 
     /**

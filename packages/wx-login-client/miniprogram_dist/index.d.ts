@@ -16,11 +16,47 @@ export interface MachineConfig {
   logout_storage_key?: string;
   /** The AppID sent with each login when the server serves several mini-programs. */
   appid?: string;
+  /**
+   * What the account's session list calls this phone, sent with each login (cut to 128
+   * characters). By default "<model> / <system>" from wx.getDeviceInfo (or
+   * wx.getSystemInfoSync on base libraries before 2.20.1); '' sends none.
+   */
+  device?: string;
 }
 
 /** An error of the session: `code` says which kind (`network`, `unauthorized`, `wasm_unavailable`, ...). */
 export interface CodedError extends Error {
   code: string;
+  /** The HTTP status, when the server answered with an unexpected one (the code is then the server's). */
+  status?: number;
+}
+
+/** One live session of the account, as `GET /me/sessions` lists it. */
+export interface SessionInfo {
+  /** Its public id, for `endSession`; no token can be derived from it. */
+  id: string;
+  /** How it was made: `miniprogram` for a mini-program login. */
+  kind: string;
+  /** The mini-program, for a mini-program session. */
+  appid?: string;
+  /** Unix seconds. */
+  created_at: number;
+  /** Unix seconds. */
+  expires_at: number;
+  /** The client's address at login, as the server saw it. */
+  ip?: string;
+  /** What it logged in on (`device` of its login, or its User-Agent). */
+  device?: string;
+  /** Whether it is this phone's own session. */
+  current: boolean;
+}
+
+export interface LogoutOptions {
+  /**
+   * End every session of the account on the server (other phones, other mini-programs of the
+   * team, this one), and log out here only once the server confirmed it.
+   */
+  everywhere?: boolean;
 }
 
 /** Where the login stands, as pages show it. */
@@ -77,8 +113,23 @@ export interface Session {
   request<T = any>(options: RequestOptions): Promise<Response<T>>;
   /** A fresh login. */
   login(): Promise<string>;
-  /** Logs out here at once and on the server as soon as it can be reached. */
-  logout(): Promise<void>;
+  /**
+   * Logs out here at once and on the server as soon as it can be reached. With
+   * `{everywhere: true}`: ends every session of the account on the server (DELETE
+   * /me/sessions), then logs out here; it waits for the server, and on a failure rejects with
+   * a CodedError and changes nothing here.
+   */
+  logout(options?: LogoutOptions): Promise<void>;
+  /**
+   * Deletes the account: logs in afresh (a new wx.login), sends DELETE /me with the new token,
+   * and after the server's 204 logs out here. Rejects with a CodedError (`reauth_required`,
+   * `network`, the login's code, ...) and changes nothing else when it fails.
+   */
+  deleteAccount(): Promise<void>;
+  /** The account's live sessions (GET /me/sessions), newest first. */
+  sessions(): Promise<SessionInfo[]>;
+  /** Ends another session of the account (DELETE /me/sessions/{id}); `not_found` for an unknown id. */
+  endSession(id: string): Promise<void>;
   /** Tells the session that a business API answered 401 for `token`. */
   unauthorized(token: string): Promise<void>;
   view(): LoginView;

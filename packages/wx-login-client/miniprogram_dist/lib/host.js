@@ -3,8 +3,9 @@
 // setTimeout. The machine decides everything (when to log in, retry, give up); this file only
 // translates. Event and effect formats are documented in client-wasm/src/lib.rs. It also offers
 // `request()`, wx.request for the app's own APIs with the token attached and one retry after a
-// 401, and `ensureFreshSession()`, which keeps the server's session_key the one WeChat
-// encrypts open data with.
+// 401, `ensureFreshSession()`, which keeps the server's session_key the one WeChat
+// encrypts open data with, and the account's own calls: its sessions, logging out of all of
+// them, deleting it.
 'use strict';
 
 /**
@@ -15,7 +16,9 @@
  * options.wasmPath        where the module is in the code package, when not at its default
  *                         place (see "The WebAssembly file" in docs/miniprogram-client.md)
  * options.baseUrl         the server, e.g. 'http://127.0.0.1:3000'; `request()` paths are relative to it
- * options.machine         client-wasm's config object (backoff, attempts, storage keys)
+ * options.machine         client-wasm's config object (backoff, attempts, storage keys); its
+ *                         `device`, when not set, is this phone's "<model> / <system>" (see
+ *                         deviceName)
  * options.requestTimeoutMs
  * options.onChange(view, token)  called after every change of the state or of the token
  */
@@ -181,7 +184,9 @@ function createSession(options) {
   // permanent failure of this launch, shown like any other login error.
   const ready = (wasm ? wasm.init(options.wasmPath) : Promise.reject(options.loadError || new Error('wasm/client.js is missing')))
     .then(function () {
-      client = new wasm.Client(JSON.stringify(options.machine || {}));
+      const machine = Object.assign({}, options.machine || {});
+      if (machine.device === undefined) machine.device = deviceName();
+      client = new wasm.Client(JSON.stringify(machine));
       dispatch({ type: 'launched', now_ms: now() });
     })
     .catch(function (error) {
@@ -282,17 +287,39 @@ function createSession(options) {
     } catch (error) {
       return Promise.reject(error);
     }
+    return authorized(url, opts).then(function (sent) {
+      return sent.res;
+    });
+  }
+
+  /**
+   * What request() does once the url is resolved: resolves with `{res, bearer}`, the answer
+   * and the token that got it.
+   *
+   * A 401 logs in again only when the session is still meant to be logged in: not while an
+   * account ending is under way (`ending` is not set for that ending's own request), which is
+   * most likely why the token was refused, nor once the user is logged out. Logging in then
+   * would bring back the session the user just ended, or, after a deletion, make a new
+   * account; the request rejects with `logged_out` instead.
+   */
+  function authorized(url, opts, ending) {
+    const loggedOut = function () {
+      return codedError('logged_out', 'request: ' + url + ' answered 401 and the session is ending or ended; not logging in again');
+    };
     return ensureLogin().then(function (first) {
       return send(url, opts, first).then(function (res) {
-        if (res.statusCode !== 401) return res;
+        if (res.statusCode !== 401) return { res: res, bearer: first };
+        if (endings > 0 && !ending) throw loggedOut();
         return unauthorized(first)
-          .then(ensureLogin)
-          .then(function (fresh) {
-            return send(url, opts, fresh);
+          .then(function () {
+            if (view.state === 'logged-out') throw loggedOut();
+            return ensureLogin();
           })
-          .then(function (retried) {
-            if (retried.statusCode !== 401) return retried;
-            throw codedError('unauthorized', 'request: ' + url + ' answered 401 to a new token too');
+          .then(function (fresh) {
+            return send(url, opts, fresh).then(function (retried) {
+              if (retried.statusCode !== 401) return { res: retried, bearer: fresh };
+              throw codedError('unauthorized', 'request: ' + url + ' answered 401 to a new token too');
+            });
           });
       });
     });
@@ -338,6 +365,88 @@ function createSession(options) {
     });
   }
 
+  /**
+   * One request with `bearer`, resolved with the answer when its status is `expected`; any
+   * other status rejects with the server's error code (see serverError), no answer with
+   * `network`.
+   */
+  function expect(method, path, bearer, expected) {
+    return send(baseUrl + path, { method: method }, bearer).then(function (res) {
+      if (res.statusCode === expected) return res;
+      throw serverError(method + ' ' + path, res);
+    });
+  }
+
+  /**
+   * `request()` of `method path`, resolved with the answer and the token it went out with
+   * when its status is `expected`, rejected like `expect` otherwise. `ending`: this is an
+   * account ending's own request (see authorized).
+   */
+  function expectAuthorized(method, path, expected, ending) {
+    return authorized(baseUrl + path, { method: method }, ending).then(function (sent) {
+      if (sent.res.statusCode === expected) return sent;
+      throw serverError(method + ' ' + path, sent.res);
+    });
+  }
+
+  // Account endings under way (logoutEverywhere, deleteAccount): see authorized.
+  let endings = 0;
+
+  /** Runs the ending `run()` with `endings` counting it. */
+  function whileEnding(run) {
+    endings += 1;
+    const done = function () {
+      endings -= 1;
+    };
+    const running = run();
+    running.then(done, done);
+    return running;
+  }
+
+  /**
+   * Ends every session of the account on the server (DELETE /me/sessions: other phones, other
+   * mini-programs of the team, this one), then logs out here as logout() does. Unlike
+   * logout(), it waits for the server: the user asks for it because of another device, and
+   * must hear whether it happened. Until the server's 204 nothing changes here (the token is
+   * needed to ask again); a failure rejects with its code and leaves the session as it was.
+   * Without a token it logs in first, as request() does: the server needs one to know the
+   * account.
+   */
+  const logoutEverywhere = single(function () {
+    return whileEnding(function () {
+      return ready
+        .then(function () {
+          return expectAuthorized('DELETE', '/me/sessions', 204, true);
+        })
+        .then(function (sent) {
+          // The token the request went out with (after a 401, the one that replaced it), which
+          // the server no longer knows; were another held by now, the machine revokes that one.
+          dispatch({ type: 'session_ended', token: sent.bearer, now_ms: now() });
+        });
+    });
+  });
+
+  /**
+   * Deletes the user's account on the server (DELETE /me), then logs out here. The server
+   * takes it only from a session that logged in within the last few minutes, so this logs in
+   * afresh first (a new wx.login and POST /login) and sends DELETE /me with the new token.
+   * After the server's 204 the token and its storage are cleared as by logout(); on any
+   * failure nothing else changes (the fresh token stays the session's) and the promise
+   * rejects with the code: `reauth_required` when the server still found the login too old,
+   * the login's own code when no fresh login could be had, `network`, ... Requests of the
+   * app that a 401 meets meanwhile reject with `logged_out` rather than log in again, which
+   * would make a new account (see authorized).
+   */
+  const deleteAccount = single(function () {
+    return whileEnding(function () {
+      return login().then(function (fresh) {
+        return expect('DELETE', '/me', fresh, 204).then(function () {
+          dispatch({ type: 'session_ended', token: fresh, now_ms: now() });
+        });
+      });
+    });
+  });
+
   return {
     ensureLogin: ensureLogin,
     ensureFreshSession: ensureFreshSession,
@@ -347,11 +456,39 @@ function createSession(options) {
      * Logs out here at once; the machine keeps the token in storage until the server confirms
      * its revoke (resent with backoff, and at later launches), so the promise does not wait for
      * the server.
+     *
+     * With `{everywhere: true}`, ends every session of the account on the server first and
+     * logs out here only after its 204 (see logoutEverywhere above); it rejects, changing
+     * nothing here, when the server did not confirm.
      */
-    logout() {
+    logout(logoutOptions) {
+      if (logoutOptions && logoutOptions.everywhere) return logoutEverywhere();
       return ready.then(function () {
         dispatch({ type: 'logout_requested', now_ms: now() });
       });
+    },
+    deleteAccount: deleteAccount,
+    /**
+     * The account's live sessions (GET /me/sessions), newest first; `current` marks this
+     * one. Rejects like expect() (and like request() when no token can be had).
+     */
+    sessions() {
+      return expectAuthorized('GET', '/me/sessions', 200).then(function (sent) {
+        const sessions = sent.res.data && sent.res.data.sessions;
+        if (!Array.isArray(sessions)) throw codedError('bad_response', 'GET /me/sessions: no `sessions` list in the answer');
+        return sessions;
+      });
+    },
+    /**
+     * Ends one session of the account (DELETE /me/sessions/{id}): another phone's, or another
+     * mini-program's. Rejects with `not_found` for an id the account does not have. For this
+     * phone's own session use logout(), which also clears the token here.
+     */
+    endSession(id) {
+      if (typeof id !== 'string' || id === '') {
+        return Promise.reject(codedError('invalid_request', 'endSession: the id must be a non-empty string, not ' + describeValue(id)));
+      }
+      return expectAuthorized('DELETE', '/me/sessions/' + encodeURIComponent(id), 204).then(function () {});
     },
     unauthorized: unauthorized,
     view() {
@@ -378,6 +515,65 @@ function parsed(res, opts) {
     }
   }
   return res;
+}
+
+/**
+ * `run` made into a function that runs it unless its last run is still under way, and then
+ * returns that run: a second tap on a button does the work once.
+ * @template T
+ * @param {() => Promise<T>} run
+ * @returns {() => Promise<T>}
+ */
+function single(run) {
+  let running = null;
+  return function () {
+    if (running) return running;
+    const started = run();
+    running = started;
+    const done = function () {
+      running = null;
+    };
+    started.then(done, done);
+    return started;
+  };
+}
+
+/**
+ * The error for an answer of the wrong status: its `code` is the server's
+ * (`{"error": {"code", "message"}}`: `reauth_required`, `not_found`, `rate_limited`, ...), or
+ * `http_<status>` when the body names none; `status` is the HTTP status.
+ */
+function serverError(what, res) {
+  const error = res.data && typeof res.data === 'object' ? res.data.error : null;
+  const code = error && typeof error.code === 'string' && error.code !== '' ? error.code : 'http_' + res.statusCode;
+  const said = error && typeof error.message === 'string' && error.message !== '' ? ': ' + error.message : '';
+  return Object.assign(codedError(code, what + ' answered ' + res.statusCode + said), { status: res.statusCode });
+}
+
+/**
+ * What the account's session list calls this phone: "<model> / <system>" (e.g.
+ * "iPhone 15 / iOS 18.1"), from wx.getDeviceInfo (base library 2.20.1 and later) or, on older
+ * ones, wx.getSystemInfoSync, which newer ones deprecate. '' when the runtime has neither or
+ * it fails: the server then names the session by the request's User-Agent. The machine cuts
+ * it to the server's 128 characters.
+ */
+function deviceName() {
+  let info = null;
+  try {
+    if (typeof wx.getDeviceInfo === 'function') info = wx.getDeviceInfo();
+    else if (typeof wx.getSystemInfoSync === 'function') info = wx.getSystemInfoSync();
+  } catch (error) {
+    info = null;
+  }
+  if (!info || typeof info !== 'object') return '';
+  return [info.model, info.system]
+    .filter(function (part) {
+      return typeof part === 'string' && part.trim() !== '';
+    })
+    .map(function (part) {
+      return part.trim();
+    })
+    .join(' / ');
 }
 
 /**
