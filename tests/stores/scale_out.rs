@@ -355,3 +355,101 @@ async fn two_instances_on_one_redis_fetch_one_access_token_per_app_for_32_concur
         assert!(!dump.iter().any(|(_, v)| holds(v, token.as_bytes())));
     }
 }
+
+/// A session as servers before accounts wrote it: no account, kind, IP or device.
+fn session_from_before_accounts(openid: &str) -> String {
+    let keys = server::data_keys::DataKeys::parse(DATA_KEY).unwrap();
+    let now = unix_now();
+    let session = server::store::Session {
+        user_id: UserId::UNKNOWN,
+        kind: server::store::SessionKind::Miniprogram,
+        appid: APPID.into(),
+        openid: openid.into(),
+        unionid: None,
+        session_key: keys.seal(
+            &server::data_keys::SessionKey::new("b2xkLXNlc3Npb24ta2V5"),
+            APPID,
+            openid,
+        ),
+        created_at: now - 60,
+        expires_at: now + 3600,
+        ip: None,
+        device: None,
+    };
+    let mut json = serde_json::to_value(&session).unwrap();
+    let fields = json.as_object_mut().unwrap();
+    fields.remove("user_id");
+    fields.remove("kind");
+    assert!(fields.contains_key("openid"));
+    json.to_string()
+}
+
+#[tokio::test]
+async fn sessions_from_before_accounts_get_theirs_at_start_and_go_with_a_deletion() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start(APPID, SECRET).await;
+    let openid = upstream.sim.openid_for("old-timer");
+    let token = Token::generate();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("wxlogin:{APPID}:s:{}", token.hash().to_hex());
+    redis::cmd("SET")
+        .arg(&key)
+        .arg(session_from_before_accounts(&openid))
+        .arg("EX")
+        .arg(3600)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+
+    let server = instance(&redis, &upstream).await;
+    // The background adoption stamps it with an account.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let user_id = loop {
+        let raw: String = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        if let Some(id) = json["user_id"]
+            .as_str()
+            .filter(|id| !id.starts_with("00000000"))
+        {
+            break id.to_owned();
+        }
+        assert!(Instant::now() < deadline, "never adopted: {raw}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let http = reqwest::Client::new();
+    assert!(
+        server.is_login(&http, token.as_str()).await,
+        "still logged in"
+    );
+    // The person's next login is the same account, and deleting it ends the old session too.
+    let fresh = server.token(&http, &upstream, "old-timer").await;
+    let me: shared::MeResponse = http
+        .get(server.url("/me"))
+        .bearer_auth(&fresh)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me.user_id, user_id);
+    let deleted = http
+        .delete(server.url("/me"))
+        .bearer_auth(&fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert!(!server.is_login(&http, token.as_str()).await);
+    let left: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, None);
+}

@@ -420,14 +420,9 @@ impl AccountStore for RedisStore {
         Ok(true)
     }
 
-    /// Nothing to adopt here. A Redis store's key histories name no account and are only
-    /// reachable by scanning every node; the sessions written before accounts read with
-    /// [`UserId::UNKNOWN`], and the login service finds (or makes) their account when they
-    /// are first used, as adoption would. Such a session stays out of its account's session
-    /// list, so ending the account's sessions misses it: it lives out its TTL, at most a
-    /// token's life after the upgrade.
-    async fn adopt_legacy_users(&self, _now: i64, _max: usize) -> Result<usize, StoreError> {
-        Ok(0)
+    /// See `adoption.rs`.
+    async fn adopt_legacy_users(&self, now: i64, max: usize) -> Result<usize, StoreError> {
+        self.adopt_sessions(now, max).await
     }
 }
 

@@ -75,6 +75,11 @@ impl Keys {
         format!("{}{}", self.sessions, key.to_hex())
     }
 
+    /// What every session key of this store starts with, for a scan of them.
+    pub(super) fn session_prefix(&self) -> &str {
+        &self.sessions
+    }
+
     pub(super) fn claim(&self, key: &ClaimKey) -> String {
         format!("{}{}", self.claims, key.to_hex())
     }

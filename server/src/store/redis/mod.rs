@@ -18,6 +18,7 @@
 
 mod access_tokens;
 mod accounts;
+mod adoption;
 mod claims;
 mod keys;
 mod scripts;
@@ -87,6 +88,8 @@ pub struct RedisStore {
     node: Option<redis::ConnectionInfo>,
     /// The session cache and the connection that keeps it fresh, when turned on.
     cache: Option<Arc<Tracking>>,
+    /// Where this process's scan for sessions from before accounts stands (`adoption.rs`).
+    adoption: Arc<std::sync::Mutex<adoption::Scan>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -155,6 +158,7 @@ impl RedisStore {
             data_keys: options.data_keys.clone(),
             node: None,
             cache: None,
+            adoption: Arc::default(),
         }
     }
 

@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// Adds a session to its account's list; see the script.
-static SESSION_LIST: LazyLock<Script> =
+pub(super) static SESSION_LIST: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/session_list.lua")));
 
 impl RedisStore {
@@ -90,7 +90,7 @@ impl RedisStore {
 }
 
 /// A token hash as the account lists hold it.
-fn parse_hash(hex: &str) -> Option<TokenHash> {
+pub(super) fn parse_hash(hex: &str) -> Option<TokenHash> {
     if hex.len() != 64 || !hex.is_ascii() {
         return None;
     }
@@ -102,7 +102,7 @@ fn parse_hash(hex: &str) -> Option<TokenHash> {
     Some(TokenHash::from_bytes(bytes))
 }
 
-fn parse_session(raw: &str) -> Result<Session, StoreError> {
+pub(super) fn parse_session(raw: &str) -> Result<Session, StoreError> {
     serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
