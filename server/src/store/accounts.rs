@@ -238,6 +238,15 @@ pub trait Outbox: Send + Sync + fmt::Debug {
     /// The entry is done with, delivered or given up: it leaves the outbox.
     async fn remove_entry(&self, id: &str) -> Result<(), StoreError>;
 
+    /// Every entry of `ids` leaves the outbox, as [`Outbox::remove_entry`] would one by one.
+    /// Stores whose every write is a sync to disk do it in one.
+    async fn remove_entries(&self, ids: &[String]) -> Result<(), StoreError> {
+        for id in ids {
+            self.remove_entry(id).await?;
+        }
+        Ok(())
+    }
+
     /// The attempt failed: the entry counts `attempts` and is due again at `at_ms` (unix
     /// milliseconds).
     async fn retry_at(&self, id: &str, attempts: u32, at_ms: i64) -> Result<(), StoreError>;
@@ -774,10 +783,18 @@ pub mod contract_tests {
             if due.is_empty() {
                 break;
             }
-            for e in due {
-                outbox.remove_entry(&e.id).await.unwrap();
-            }
+            let ids: Vec<String> = due.into_iter().map(|e| e.id).collect();
+            outbox.remove_entries(&ids).await.unwrap();
         }
+        let later = i64::MAX / 2 + lease.as_millis() as i64;
+        assert!(
+            outbox
+                .take_due(later, lease, 1000)
+                .await
+                .unwrap()
+                .is_empty(),
+            "removed in a batch, for good"
+        );
         let now = crate::time::unix_now_ms();
         let id = create(store, &login("wxA", &fresh("o"), None)).await;
         let due = outbox.take_due(now + 5, lease, 10).await.unwrap();

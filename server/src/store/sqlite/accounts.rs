@@ -474,6 +474,18 @@ impl Outbox for SqliteStore {
         .await
     }
 
+    async fn remove_entries(&self, ids: &[String]) -> Result<(), StoreError> {
+        let ids = ids.to_vec();
+        self.atomically(move |c| {
+            let mut delete = c.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+            for id in &ids {
+                delete.execute(params![id])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn retry_at(&self, id: &str, attempts: u32, at: i64) -> Result<(), StoreError> {
         let id = id.to_owned();
         self.write(move |c| {
