@@ -13,7 +13,7 @@
 //! use server::{AuthUser, LoginState};
 //!
 //! async fn hello(user: AuthUser) -> String {
-//!     format!("hello, {}", user.openid)
+//!     format!("hello, {}", user.user_id)
 //! }
 //!
 //! # async fn run(config: server::config::Config) -> Result<(), Box<dyn std::error::Error>> {
