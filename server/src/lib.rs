@@ -19,6 +19,7 @@
 //! # async fn run(config: server::config::Config) -> Result<(), Box<dyn std::error::Error>> {
 //! let login = LoginState::open(config.clone()).await?;
 //! let _purge = login.spawn_purge();
+//! let _background = login.spawn_background();
 //! let app: Router = Router::new()
 //!     .route("/api/hello", get(hello))
 //!     .merge(server::routes(login.clone()))

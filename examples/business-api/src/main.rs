@@ -33,8 +33,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Expired sessions are deleted in the background for as long as this guard lives.
+    // Expired sessions are deleted, account events delivered to WEBHOOK_URL and users from
+    // before accounts given theirs, in the background, for as long as these guards live.
     let _purge = login.spawn_purge();
+    let _background = login.spawn_background();
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
