@@ -265,8 +265,10 @@ impl Report {
              order as logins come ({:.0} s), then checkpointed; the server with that file \
              open has {} resident before any request and {} (peak {}) after serving \
              `/checklogin` from it for {} s ({} req/s). Redis: `used_memory` before and after \
-             {} sessions written through `RedisStore::insert`. Sessions only: the per-user \
-             record a login also writes is not counted.\n",
+             {} sessions written through `RedisStore::insert`, each of an account of its own, \
+             so each with the account's session list (the most the list costs a session). \
+             Sessions only: the per-user record and the account a login also writes are not \
+             counted.\n",
             thousands(sq.sessions as f64),
             sq.fill_seconds,
             bytes(sq.idle_rss_kib as f64 * 1024.0),
