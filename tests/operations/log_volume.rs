@@ -110,7 +110,7 @@ async fn a_flood_of_refusals_writes_a_few_lines_and_the_metrics_count_every_one(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     log.wait_for(Duration::from_secs(10), |line| {
-        line.contains("login openid=")
+        line.contains("login user_id=")
     })
     .expect("the real login's line");
 
