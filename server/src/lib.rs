@@ -78,6 +78,7 @@ pub mod store;
 pub mod time;
 pub mod token;
 pub mod upstream_budget;
+pub mod web_login;
 pub mod webhooks;
 pub mod wechat;
 

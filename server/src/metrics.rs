@@ -49,6 +49,10 @@ pub const ACCOUNTS_CREATED: &str = "wxlogin_accounts_created_total";
 /// Sign-ups that were not a plain yes, by `outcome`: refused (`closed`, `risk_rejected`), or
 /// let through unchecked because the risk check failed (`risk_check_failed`).
 pub const SIGNUPS: &str = "wxlogin_signups_total";
+/// Web-login statuses sent to browsers, by status; and how long after its change each left
+/// (`…_delay_seconds`): a confirmation made through another instance shows here.
+pub const WEB_LOGIN_STATUSES: &str = "wxlogin_web_login_statuses_total";
+pub const WEB_LOGIN_STATUS_DELAY: &str = "wxlogin_web_login_status_delay_seconds";
 /// Always 1; its `version` label says which build is running.
 pub const BUILD_INFO: &str = "wxlogin_build_info";
 
@@ -57,6 +61,9 @@ pub const BUILD_INFO: &str = "wxlogin_build_info";
 const CODE2SESSION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// Buckets of the web-login status delay, in seconds: a second is the promise.
+const WEB_LOGIN_DELAY_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// The recorder or its listener could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +100,10 @@ pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
         .set_buckets_for_metric(
             Matcher::Full(CODE2SESSION_SECONDS.to_owned()),
             CODE2SESSION_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(WEB_LOGIN_STATUS_DELAY.to_owned()),
+            WEB_LOGIN_DELAY_BUCKETS,
         )?
         .install_recorder()?;
     describe();
@@ -168,7 +179,22 @@ fn describe() {
         "Sign-up decisions other than a plain yes, by outcome (closed, risk_rejected, \
          risk_check_failed)"
     );
+    describe_counter!(
+        WEB_LOGIN_STATUSES,
+        "Web-login ticket statuses sent to browsers, by status"
+    );
+    ::metrics::describe_histogram!(
+        WEB_LOGIN_STATUS_DELAY,
+        Unit::Seconds,
+        "Time from a web-login ticket's change to its status leaving for the browser"
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version label names the build");
+}
+
+/// A web-login `status` sent, `delay_ms` after the change it tells of.
+pub fn web_login_status_sent(status: &'static str, delay_ms: i64) {
+    ::metrics::counter!(WEB_LOGIN_STATUSES, "status" => status).increment(1);
+    ::metrics::histogram!(WEB_LOGIN_STATUS_DELAY).record(delay_ms.max(0) as f64 / 1000.0);
 }
 
 /// One `POST /login` answered with `outcome`.

@@ -273,6 +273,9 @@ impl Server {
 
     /// Serves `state` on a listener the caller already bound (tests bind port 0).
     pub fn new(listener: TcpListener, state: LoginState) -> Self {
+        if let Ok(addr) = listener.local_addr() {
+            state.csrf.learn_bound_port(addr);
+        }
         Self { listener, state }
     }
 
@@ -294,6 +297,11 @@ impl Server {
         let _purge = self.state.spawn_purge();
         let _background = self.state.spawn_background();
         let config = self.state.config.clone();
+        let state = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            state.close_streams();
+        };
         serve(self.listener, http::router(self.state), &config, shutdown).await
     }
 }

@@ -10,7 +10,7 @@ use crate::{
     apps::{App, Apps},
     config::{Config, ConfigError, SignupPolicy, StoreUrl},
     data_keys::DataKeys,
-    http::{LoginState, Parts},
+    http::{LoginState, Parts, csrf::CsrfPolicy},
     login::{LoginService, Rules, Signup},
     metrics::CheckCounters,
     rate_limit::ClientLimiter,
@@ -18,6 +18,7 @@ use crate::{
     store::{
         LegacyImport, RedisOptions, SqliteOptions, StoreOptions, Stores, spawn_expiry_deletion,
     },
+    web_login::{self, WebLoginService},
     webhooks::{Deliverer, Endpoint},
     wechat::{
         WechatClient, access_token::AccessTokens, client::ClientOptions, simulator::Simulator,
@@ -138,11 +139,35 @@ impl LoginState {
                 max_risk_rank: config.signup_max_risk_rank,
             },
         };
+        let login = LoginService::new(rules, stores.clone(), apps.clone(), data_keys);
+        let web_login = WebLoginService::new(
+            web_login::Rules {
+                ttl: config.web_login_ttl,
+                token_ttl: config.token_ttl,
+                page: config.web_login_page.clone(),
+                env_version: config.web_login_env_version.clone(),
+                max_tickets_per_client: config.web_login_max_tickets_per_client,
+                max_tickets: config.web_login_max_tickets,
+            },
+            &stores,
+            apps,
+            login.standings().clone(),
+        );
+        let web_login_limiter = Arc::new(ClientLimiter::new(
+            config.web_login_rate_per_minute,
+            config.web_login_rate_burst,
+            config.login_rate_max_clients,
+        ));
+        let csrf = CsrfPolicy::new(config.web_origins());
         Ok(LoginState::from(Parts {
             config: Arc::new(config),
-            accounts: AccountService::new(stores.clone()),
-            login: LoginService::new(rules, stores, apps, data_keys),
+            accounts: AccountService::new(stores),
+            login,
             login_limiter,
+            web_login,
+            web_login_limiter,
+            csrf,
+            streams: tokio::sync::watch::channel(false).0,
             proxies,
             simulator,
             check_counters: CheckCounters::register(),

@@ -42,6 +42,24 @@ pub mod paths {
     /// `DELETE /me/sessions/{id}`, Bearer: ends one session of the account (`204`), `404` when
     /// the account has no session of that id.
     pub const ME_SESSION: &str = "/me/sessions/{id}";
+    /// `POST`, from the browser: a web-login ticket, answer `201`
+    /// [`WebLoginCreated`](super::WebLoginCreated) and the ticket's own cookie.
+    pub const WEB_LOGIN: &str = "/web-login";
+    /// `GET`, ticket cookie: the ticket's [`WebLoginStatus`](super::WebLoginStatus).
+    pub const WEB_LOGIN_TICKET: &str = "/web-login/{id}";
+    /// `GET`, ticket cookie: Server-Sent Events, one `status` event per change.
+    pub const WEB_LOGIN_EVENTS: &str = "/web-login/{id}/events";
+    /// `GET`, ticket cookie: the mini-program code to scan, `image/png`.
+    pub const WEB_LOGIN_QR: &str = "/web-login/{id}/qr.png";
+    /// `POST`, mini-program Bearer: the scanning account takes the ticket, answer
+    /// [`ScanResponse`](super::ScanResponse).
+    pub const WEB_LOGIN_SCAN: &str = "/web-login/{id}/scan";
+    /// `POST`, mini-program Bearer of the scanning account: `204`.
+    pub const WEB_LOGIN_CONFIRM: &str = "/web-login/{id}/confirm";
+    /// `POST`, mini-program Bearer of the scanning account: `204`.
+    pub const WEB_LOGIN_DENY: &str = "/web-login/{id}/deny";
+    /// `POST`, ticket cookie, once: the browser's session cookie, `204`.
+    pub const WEB_LOGIN_COMPLETE: &str = "/web-login/{id}/complete";
     /// `POST` (dev mode only): stands in for `wx.login()`, answer [`SimLoginResponse`](super::SimLoginResponse).
     pub const SIM_WX_LOGIN: &str = "/sim/wx.login";
 }
@@ -156,18 +174,86 @@ pub struct MeResponse {
     /// The person's account: the same from every mini-program of the team, stable for the
     /// account's life. A UUID.
     pub user_id: String,
-    /// The user's id in this mini-program.
-    pub openid: String,
+    /// How the session was made: `miniprogram` or `web`.
+    pub kind: String,
+    /// The user's id in this mini-program; a mini-program session only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openid: Option<String>,
     /// The user's id across the Open Platform account's apps, when WeChat gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unionid: Option<String>,
-    /// The mini-program the session belongs to.
-    pub appid: String,
+    /// The mini-program the session belongs to; a mini-program session only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appid: Option<String>,
     /// Unix seconds from which the token is refused.
     pub expires_at: i64,
     /// The number the user shared through `POST /wx/phone`, once they have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<PhoneNumber>,
+}
+
+/// Answer of `POST /web-login`. The ticket's secret is in its cookie, never here.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebLoginCreated {
+    /// The ticket's id: the mini-program code's `scene`, and the path segment of the other
+    /// web-login routes. Not a secret.
+    pub id: String,
+    /// Seconds the ticket lives.
+    pub expires_in: u64,
+}
+
+/// Where a web-login ticket stands, as its browser sees it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    /// Waiting for a scan.
+    Pending,
+    /// Scanned; waiting for the person to confirm in the mini-program.
+    Scanned,
+    /// Confirmed: `POST /web-login/{id}/complete` now gives the browser its session.
+    Confirmed,
+    /// The person refused in the mini-program.
+    Denied,
+    /// Nobody confirmed in time.
+    Expired,
+}
+
+impl TicketStatus {
+    /// Whether the status can change no more: the event stream closes after it.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TicketStatus::Confirmed | TicketStatus::Denied | TicketStatus::Expired
+        )
+    }
+}
+
+/// Answer of `GET /web-login/{id}`, and the data of each `status` event.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebLoginStatus {
+    pub status: TicketStatus,
+}
+
+/// Answer of `POST /web-login/{id}/scan`: who asks to log in, for the confirm page to show.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanResponse {
+    pub browser: BrowserInfo,
+}
+
+/// The browser that asked for a web-login ticket.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrowserInfo {
+    /// Its address, as the server saw it.
+    pub ip: String,
+    /// A short summary of its `User-Agent`, such as "Chrome on Windows".
+    pub device: String,
+    /// Unix seconds when it asked.
+    pub created_at: i64,
 }
 
 /// Answer of `GET /me/sessions`.
@@ -185,7 +271,8 @@ pub struct SessionInfo {
     /// The session's public id, for `DELETE /me/sessions/{id}`. No token can be derived from
     /// it.
     pub id: String,
-    /// How the session was made: `miniprogram` for a mini-program login.
+    /// How the session was made: `miniprogram` for a mini-program login, `web` for a web
+    /// login by mini-program code.
     pub kind: String,
     /// The mini-program, for a mini-program session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -365,6 +452,24 @@ pub enum ErrorCode {
     ReauthRequired,
     /// The request needs a mini-program session; this token is of another kind.
     MiniprogramSessionRequired,
+    /// No web-login ticket of this id, or none this browser asked for.
+    TicketNotFound,
+    /// The web-login ticket's time is up: the website shows a new code.
+    TicketExpired,
+    /// Another account scanned this web-login ticket first.
+    TicketTaken,
+    /// The web-login ticket was confirmed, denied or used already.
+    TicketClosed,
+    /// The web-login ticket must be scanned before it is confirmed or denied.
+    TicketNotScanned,
+    /// The web-login ticket is not confirmed (yet): wait for its `confirmed` status.
+    TicketNotConfirmed,
+    /// The web-login ticket has made its session already; a ticket makes one.
+    TicketUsed,
+    /// This client holds as many live web-login tickets as it may; see `Retry-After`.
+    TooManyTickets,
+    /// A cookie-authenticated request that changes something came from another site.
+    Csrf,
     /// A bug on the server; details are in its log.
     Internal,
     /// A code this client does not know yet.

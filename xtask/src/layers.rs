@@ -42,7 +42,10 @@ const LAYERS: [(&str, &[&str]); 8] = [
     ("the session stores", &["store"]),
     ("the WeChat client and simulator", &["wechat"]),
     ("the apps a server serves", &["apps"]),
-    ("domain services", &["login", "accounts", "webhooks"]),
+    (
+        "domain services",
+        &["login", "accounts", "webhooks", "web_login"],
+    ),
     ("configuration", &["config"]),
     ("HTTP", &["http"]),
     ("the assembled server", &["state", "cli", "serve"]),

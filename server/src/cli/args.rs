@@ -323,6 +323,50 @@ pub struct Args {
     #[arg(long, env = "WEBHOOK_RETRY_BASE", default_value = "5s", value_parser = parse_duration)]
     pub webhook_retry_base: Duration,
 
+    /// Where browsers reach this server, scheme and host (`https://example.com`), as they see
+    /// it behind any proxy. Unset: in dev mode the listen address; in production the web
+    /// login takes only same-origin requests (see WEB_ORIGINS).
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
+
+    /// Comma-separated origins (`https://example.com`) a cookie-authenticated request that
+    /// changes something may come from, besides a browser's own `Sec-Fetch-Site:
+    /// same-origin`. Others get 403 csrf. Unset: the origin of PUBLIC_URL.
+    #[arg(long, env = "WEB_ORIGINS", value_delimiter = ',')]
+    pub web_origins: Vec<String>,
+
+    /// How long a web-login ticket (the code on the website) waits to be scanned and
+    /// confirmed.
+    #[arg(long, env = "WEB_LOGIN_TTL", default_value = "120s", value_parser = parse_duration)]
+    pub web_login_ttl: Duration,
+
+    /// The mini-program page a web-login code opens, without a leading slash; it gets the
+    /// ticket id as its `scene`.
+    #[arg(long, env = "WEB_LOGIN_PAGE", default_value = crate::config::DEFAULT_WEB_LOGIN_PAGE)]
+    pub web_login_page: String,
+
+    /// Which version of the mini-program a web-login code opens: `release`, `trial` or
+    /// `develop` (the last two skip WeChat's check that the page is published).
+    #[arg(long, env = "WEB_LOGIN_ENV_VERSION", default_value = "release", value_parser = ["release", "trial", "develop"])]
+    pub web_login_env_version: String,
+
+    /// Web-login tickets one client (IP address) may ask for per minute, on average; `0`
+    /// for no limit.
+    #[arg(long, env = "WEB_LOGIN_RATE_PER_MINUTE", default_value_t = 10)]
+    pub web_login_rate_per_minute: u32,
+
+    /// Web-login tickets one client may ask for in a burst.
+    #[arg(long, env = "WEB_LOGIN_RATE_BURST", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub web_login_rate_burst: u32,
+
+    /// Live web-login tickets one client may hold at once; past it, 429 too_many_tickets.
+    #[arg(long, env = "WEB_LOGIN_MAX_TICKETS_PER_CLIENT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub web_login_max_tickets_per_client: u32,
+
+    /// Live web-login tickets one instance holds at most, from every client.
+    #[arg(long, env = "WEB_LOGIN_MAX_TICKETS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub web_login_max_tickets: u64,
+
     /// The log's shape on stderr: `text` for people, or `json`, one object per line, for a
     /// log collector.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -405,6 +449,15 @@ impl From<Args> for Config {
             webhook_url,
             webhook_secret,
             webhook_retry_base,
+            public_url,
+            web_origins,
+            web_login_ttl,
+            web_login_page,
+            web_login_env_version,
+            web_login_rate_per_minute,
+            web_login_rate_burst,
+            web_login_max_tickets_per_client,
+            web_login_max_tickets,
             log_format,
             command,
         } = args;
@@ -453,6 +506,15 @@ impl From<Args> for Config {
         config.webhook_url = webhook_url;
         config.webhook_secret = webhook_secret;
         config.webhook_retry_base = webhook_retry_base;
+        config.public_url = public_url;
+        config.web_origins = web_origins;
+        config.web_login_ttl = web_login_ttl;
+        config.web_login_page = web_login_page;
+        config.web_login_env_version = web_login_env_version;
+        config.web_login_rate_per_minute = web_login_rate_per_minute;
+        config.web_login_rate_burst = web_login_rate_burst;
+        config.web_login_max_tickets_per_client = web_login_max_tickets_per_client;
+        config.web_login_max_tickets = usize::try_from(web_login_max_tickets).unwrap_or(usize::MAX);
         config
     }
 }

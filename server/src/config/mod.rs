@@ -158,7 +158,31 @@ pub struct Config {
     pub webhook_secret: Option<WebhookSecret>,
     /// `WEBHOOK_RETRY_BASE`.
     pub webhook_retry_base: Duration,
+    /// `PUBLIC_URL`: where browsers reach the server (`None`: the listen address in dev mode).
+    pub public_url: Option<url::Url>,
+    /// `WEB_ORIGINS`: the origins a cookie-authenticated change may come from (empty: the
+    /// origin of [`Config::public_url`]).
+    pub web_origins: Vec<String>,
+    /// `WEB_LOGIN_TTL`.
+    pub web_login_ttl: Duration,
+    /// `WEB_LOGIN_PAGE`.
+    pub web_login_page: String,
+    /// `WEB_LOGIN_ENV_VERSION`.
+    pub web_login_env_version: String,
+    /// `WEB_LOGIN_RATE_PER_MINUTE` (`0`: no limit).
+    pub web_login_rate_per_minute: u32,
+    /// `WEB_LOGIN_RATE_BURST`.
+    pub web_login_rate_burst: u32,
+    /// `WEB_LOGIN_MAX_TICKETS_PER_CLIENT`.
+    pub web_login_max_tickets_per_client: u32,
+    /// `WEB_LOGIN_MAX_TICKETS`.
+    pub web_login_max_tickets: usize,
 }
+
+/// The mini-program page a web-login code opens by default.
+pub const DEFAULT_WEB_LOGIN_PAGE: &str = "pages/web-login/confirm";
+/// The versions of a mini-program a code can open, as WeChat names them.
+pub const ENV_VERSIONS: [&str; 3] = ["release", "trial", "develop"];
 
 /// Whether people without an account may get one at their first login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -239,6 +263,15 @@ impl Config {
             webhook_url: None,
             webhook_secret: None,
             webhook_retry_base: secs(5),
+            public_url: None,
+            web_origins: Vec::new(),
+            web_login_ttl: secs(120),
+            web_login_page: DEFAULT_WEB_LOGIN_PAGE.to_owned(),
+            web_login_env_version: "release".to_owned(),
+            web_login_rate_per_minute: 10,
+            web_login_rate_burst: 5,
+            web_login_max_tickets_per_client: 10,
+            web_login_max_tickets: 10_000,
         }
     }
 
@@ -337,6 +370,15 @@ setters! {
     with_signup(signup: SignupPolicy);
     with_signup_max_risk_rank(signup_max_risk_rank: Option<u8>);
     with_webhook_retry_base(webhook_retry_base: Duration);
+    with_public_url(public_url: Option<url::Url>);
+    with_web_origins(web_origins: Vec<String>);
+    with_web_login_ttl(web_login_ttl: Duration);
+    with_web_login_page(web_login_page: String);
+    with_web_login_env_version(web_login_env_version: String);
+    with_web_login_rate_per_minute(web_login_rate_per_minute: u32);
+    with_web_login_rate_burst(web_login_rate_burst: u32);
+    with_web_login_max_tickets_per_client(web_login_max_tickets_per_client: u32);
+    with_web_login_max_tickets(web_login_max_tickets: usize);
 }
 
 impl Default for Config {
@@ -399,7 +441,31 @@ impl Config {
             .max(MIN_CLAIMS)
     }
 
-    /// Whose forwarding header names the client, and which header that is.
+    /// Where browsers reach the server: `PUBLIC_URL`, or in dev mode the listen address.
+    pub fn public_url(&self) -> Option<url::Url> {
+        if let Some(url) = &self.public_url {
+            return Some(url.clone());
+        }
+        if !self.dev_mode() {
+            return None;
+        }
+        url::Url::parse(&format!("http://{}/", self.listen_addr)).ok()
+    }
+
+    /// The origins a cookie-authenticated change may come from: `WEB_ORIGINS`, or the origin
+    /// of `PUBLIC_URL`; empty when neither is set (dev mode then takes its bound address).
+    pub fn web_origins(&self) -> Vec<String> {
+        if !self.web_origins.is_empty() {
+            return self.web_origins.clone();
+        }
+        // Not `public_url()`: dev mode's default is the bound address, which the server
+        // learns only once bound (tests bind port 0).
+        self.public_url
+            .iter()
+            .map(|url| url.origin().ascii_serialization())
+            .collect()
+    }
+
     /// Which addresses count as one client. `validate` has refused a prefix out of range.
     pub fn client_keying(&self) -> ClientKeying {
         ClientKeying::new(self.client_ipv6_prefix).unwrap_or_default()
@@ -451,6 +517,7 @@ impl Config {
                 return Err(format!("{name} must be longer than zero"));
             }
         }
+        self.check_web_login()?;
         if self
             .signup_max_risk_rank
             .is_some_and(|rank| rank > MAX_RISK_RANK)
@@ -560,6 +627,55 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The web login's settings.
+impl Config {
+    fn check_web_login(&self) -> Result<(), String> {
+        if self.web_login_ttl.is_zero() {
+            return Err("WEB_LOGIN_TTL must be longer than zero".into());
+        }
+        if self.web_login_max_tickets_per_client == 0 || self.web_login_max_tickets == 0 {
+            return Err(
+                "WEB_LOGIN_MAX_TICKETS and WEB_LOGIN_MAX_TICKETS_PER_CLIENT must be at least 1"
+                    .into(),
+            );
+        }
+        let page = &self.web_login_page;
+        if page.is_empty() || page.starts_with('/') || page.contains(['?', '#']) {
+            return Err(format!(
+                "WEB_LOGIN_PAGE {page:?} must be a page path of the mini-program without a                  leading slash or a query, such as {DEFAULT_WEB_LOGIN_PAGE}"
+            ));
+        }
+        if !ENV_VERSIONS.contains(&self.web_login_env_version.as_str()) {
+            return Err(format!(
+                "WEB_LOGIN_ENV_VERSION {:?} must be one of release, trial or develop",
+                self.web_login_env_version
+            ));
+        }
+        if let Some(url) = &self.public_url {
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(format!(
+                    "PUBLIC_URL {url} must be an http or https URL with a host"
+                ));
+            }
+        }
+        for origin in &self.web_origins {
+            if parse_origin(origin).is_none() {
+                return Err(format!(
+                    "WEB_ORIGINS holds {origin:?}, which is not an origin: write                      scheme://host[:port], with no path or trailing slash"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `origin` as browsers send it in `Origin`, if it is one: `scheme://host[:port]`.
+pub fn parse_origin(origin: &str) -> Option<String> {
+    let url = url::Url::parse(origin).ok()?;
+    let serialized = url.origin().ascii_serialization();
+    (serialized == origin).then_some(serialized)
 }
 
 /// Data keys: the settings that give them, and which one wins.

@@ -3,8 +3,12 @@
 //!
 //! - No token, or a malformed, unknown, expired or revoked one: the JSON 401 `unauthorized`,
 //!   with `WWW-Authenticate: Bearer`. `Option<AuthUser>` is `None` only when no token was sent
-//!   at all: a client whose token died must hear so, or it would never log in again.
+//!   at all (no header and no session cookie): a client whose token died must hear so, or it would never log in again.
 //! - Store trouble: the 503 `store_unavailable`, never a 401, which would log users out.
+//!
+//! The token comes from `Authorization: Bearer`, or else from a browser's web-session cookie
+//! (`__Host-wxlogin`); a cookie-authenticated request that changes something must come from
+//! the site itself (`csrf.rs`), or it gets the 403 `csrf`.
 //!
 //! The answer is kept in the request's extensions, so a middleware and a handler (or two
 //! extractors) of one request cost one store lookup.
@@ -15,7 +19,7 @@ use axum::{
 };
 
 use crate::{
-    http::{ApiError, LoginState, extract::bearer_token},
+    http::{ApiError, LoginState, cookies, extract::bearer_token},
     login::{AuthUser, LoginError},
     metrics::CheckAnswer,
 };
@@ -32,7 +36,18 @@ where
             return Ok(user.clone());
         }
         let login = LoginState::from_ref(state);
-        let token = bearer_token(&parts.headers);
+        let token = match bearer_token(&parts.headers) {
+            Some(token) => Some(token),
+            None => match cookies::read(&parts.headers, cookies::SESSION_COOKIE) {
+                Some(token) => {
+                    if !login.csrf.allows(&parts.method, &parts.headers) {
+                        return Err(ApiError::Csrf);
+                    }
+                    Some(token)
+                }
+                None => None,
+            },
+        };
         let user = login.login.authenticate(token.as_deref()).await;
         let answer = check_answer(user.as_ref().map(|_| true));
         login.check_counters.auth_user.count(answer);
@@ -53,7 +68,9 @@ where
         parts: &mut Parts,
         state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        if !parts.headers.contains_key(header::AUTHORIZATION) {
+        if !parts.headers.contains_key(header::AUTHORIZATION)
+            && !cookies::has_session(&parts.headers)
+        {
             return Ok(None);
         }
         <AuthUser as FromRequestParts<S>>::from_request_parts(parts, state)

@@ -23,6 +23,7 @@ use crate::{
     login::LoginError,
     open_data::OpenDataError,
     store::StoreError,
+    web_login::{Refusal as TicketRefusal, WebLoginError},
     wechat::WechatError,
 };
 
@@ -43,6 +44,16 @@ pub enum ApiError {
     /// What the account service refused, or could not do.
     #[error(transparent)]
     Account(#[from] AccountError),
+    /// What the web login refused. Its store and WeChat troubles convert to
+    /// [`ApiError::Login`]'s, stated once.
+    #[error(transparent)]
+    WebLogin(WebLoginError),
+    /// A cookie-authenticated change from another site.
+    #[error(
+        "a request authenticated by cookie that changes something must come from the site \
+         itself (Sec-Fetch-Site: same-origin, or an Origin listed in WEB_ORIGINS)"
+    )]
+    Csrf,
     /// The body is not JSON.
     #[error("the request body is not valid JSON: {0}")]
     MalformedJson(String),
@@ -125,6 +136,8 @@ impl ApiError {
         use LoginError as L;
         use OpenDataError as O;
         use StatusCode as S;
+        use TicketRefusal as T;
+        use WebLoginError as WL;
         use WechatError as W;
         use shared::ErrorCode as C;
         const UPSTREAM: Option<Duration> = Some(UPSTREAM_RETRY_AFTER);
@@ -332,6 +345,52 @@ impl ApiError {
                 None,
                 Log::Debug,
             ),
+            E::Csrf => stated(S::FORBIDDEN, C::Csrf, "csrf", None, Log::Debug),
+            E::WebLogin(WL::NotFound) => stated(
+                S::NOT_FOUND,
+                C::TicketNotFound,
+                "ticket_not_found",
+                None,
+                Log::Debug,
+            ),
+            E::WebLogin(WL::Refused(refusal)) => {
+                let (status, code, label) = match refusal {
+                    T::Expired => (S::GONE, C::TicketExpired, "ticket_expired"),
+                    T::Taken => (S::CONFLICT, C::TicketTaken, "ticket_taken"),
+                    T::Closed | T::Denied => (S::CONFLICT, C::TicketClosed, "ticket_closed"),
+                    T::Used => (S::CONFLICT, C::TicketUsed, "ticket_used"),
+                    T::NotScanned => (S::BAD_REQUEST, C::TicketNotScanned, "ticket_not_scanned"),
+                    T::NotConfirmed => (
+                        S::BAD_REQUEST,
+                        C::TicketNotConfirmed,
+                        "ticket_not_confirmed",
+                    ),
+                };
+                stated(status, code, label, None, Log::Debug)
+            }
+            E::WebLogin(WL::TooManyTickets { retry_after }) => stated(
+                S::TOO_MANY_REQUESTS,
+                C::TooManyTickets,
+                "too_many_tickets",
+                Some(*retry_after),
+                Log::Warn,
+            ),
+            E::WebLogin(WL::AccountGone) => stated(
+                S::FORBIDDEN,
+                C::AccountDisabled,
+                "account_disabled",
+                None,
+                Log::Debug,
+            ),
+            // `From<WebLoginError>` sends these to `ApiError::Login`; built by hand, they
+            // are still a fault of this side.
+            E::WebLogin(WL::Store(_) | WL::Wechat(_)) => stated(
+                S::INTERNAL_SERVER_ERROR,
+                C::Internal,
+                "internal",
+                None,
+                Log::Error,
+            ),
             E::Login(L::DecryptFailuresLimited { retry_after }) => stated(
                 S::TOO_MANY_REQUESTS,
                 C::RateLimited,
@@ -383,6 +442,16 @@ impl ApiError {
     /// The metric label of a login service error, as the table states it.
     pub fn label_of(error: LoginError) -> &'static str {
         ApiError::Login(error).statement().label
+    }
+}
+
+impl From<WebLoginError> for ApiError {
+    fn from(e: WebLoginError) -> Self {
+        match e {
+            WebLoginError::Store(e) => ApiError::Login(LoginError::Store(e)),
+            WebLoginError::Wechat(e) => ApiError::Login(LoginError::Wechat(e)),
+            other => ApiError::WebLogin(other),
+        }
     }
 }
 

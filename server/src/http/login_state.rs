@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use crate::{
-    accounts::AccountService, client_ip::TrustedProxies, config::Config, login::LoginService,
-    metrics::CheckCounters, rate_limit::ClientLimiter, wechat::simulator::Simulator,
+    accounts::AccountService, client_ip::TrustedProxies, config::Config, http::csrf::CsrfPolicy,
+    login::LoginService, metrics::CheckCounters, rate_limit::ClientLimiter,
+    web_login::WebLoginService, wechat::simulator::Simulator,
 };
 
 /// A team's app that keeps state of its own implements `FromRef<TheirState> for LoginState`,
@@ -37,6 +38,15 @@ pub struct Parts {
     pub accounts: AccountService,
     /// Per-client limit on `POST /login`.
     pub login_limiter: Arc<ClientLimiter>,
+    /// Web login by mini-program code.
+    pub web_login: WebLoginService,
+    /// Per-client limit on `POST /web-login`.
+    pub web_login_limiter: Arc<ClientLimiter>,
+    /// Where a cookie-authenticated change may come from.
+    pub csrf: CsrfPolicy,
+    /// Turns `true` when the server shuts down: open event streams end at once rather than
+    /// hold the shutdown until its deadline.
+    pub streams: tokio::sync::watch::Sender<bool>,
     /// Whose word on the client's address is taken.
     pub proxies: Arc<TrustedProxies>,
     /// Present in dev mode only, where it is also served at `/sim`.
@@ -48,5 +58,13 @@ pub struct Parts {
 impl From<Parts> for LoginState {
     fn from(parts: Parts) -> Self {
         Self(Arc::new(parts))
+    }
+}
+
+impl LoginState {
+    /// Ends every open event stream: the server is shutting down. A team's own app calls
+    /// this when it begins its graceful shutdown.
+    pub fn close_streams(&self) {
+        self.streams.send_replace(true);
     }
 }

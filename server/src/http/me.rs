@@ -21,7 +21,7 @@ pub fn router() -> OpenApiRouter<LoginState> {
     get,
     path = "/me",
     tag = "login",
-    summary = "Who the bearer token belongs to",
+    summary = "Who the session (bearer token or web-login cookie) belongs to",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The logged-in user", body = MeResponse,
@@ -36,12 +36,13 @@ pub(super) async fn me(
 ) -> Result<Response, ApiError> {
     let me = state.login.me(user).await?;
     let (user, phone) = (me.user, me.phone.map(wire_phone));
-    let mp = user.in_mini_program()?;
+    let mp = user.mini_program.as_ref();
     let body = MeResponse {
         user_id: user.user_id.to_string(),
-        openid: mp.openid.clone(),
-        unionid: mp.unionid.clone(),
-        appid: mp.appid.clone(),
+        kind: user.kind.as_str().to_owned(),
+        openid: mp.map(|mp| mp.openid.clone()),
+        unionid: mp.and_then(|mp| mp.unionid.clone()),
+        appid: mp.map(|mp| mp.appid.clone()),
         expires_at: user.expires_at,
         phone,
     };

@@ -7,6 +7,8 @@
 mod auth_user;
 mod body_deadline;
 mod checklogin;
+mod cookies;
+pub mod csrf;
 mod error;
 mod extract;
 mod forward_auth;
@@ -20,8 +22,10 @@ mod me_sessions;
 mod open_data;
 mod openapi;
 mod request_log;
+mod web_login;
 
 pub use body_deadline::{BodyTimedOut, DeadlineBody};
+pub use cookies::{SESSION_COOKIE, TICKET_COOKIE_PREFIX};
 pub use error::{ApiError, Statement, report};
 pub use forward_auth::{APPID_HEADER, OPENID_HEADER, UNIONID_HEADER, USER_ID_HEADER};
 pub use login_state::{LoginState, Parts};
@@ -47,7 +51,7 @@ fn private<T: serde::Serialize>(body: T) -> axum::response::Response {
         .into_response()
 }
 
-/// The login endpoints (`/login`, `/checklogin`, `/logout`, `/me`, `/auth`, and in dev mode
+/// The login endpoints (`/login`, `/checklogin`, `/logout`, `/me`, `/auth`, `/web-login`, and in dev mode
 /// the simulator at `/sim` and the harness at `/harness/`), ready to merge into an app of any
 /// state type. Fallbacks, health checks and access logs stay the app's own.
 pub fn routes<S>(state: LoginState) -> Router<S> {
@@ -76,6 +80,7 @@ fn documented_routes() -> OpenApiRouter<LoginState> {
         .merge(forward_auth::router())
         .merge(logout::router())
         .merge(open_data::router())
+        .merge(web_login::router())
 }
 
 /// The OpenAPI document of the standalone server's API, as `/openapi.json` serves it.

@@ -10,7 +10,7 @@ use utoipa::{
     openapi::{
         ContentBuilder, HeaderBuilder, Ref, RefOr, Response, ResponseBuilder,
         schema::{ObjectBuilder, Type},
-        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+        security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
 use utoipa_axum::router::OpenApiRouter;
@@ -35,6 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
     modifiers(&BearerAuth),
     tags(
         (name = "login", description = "The login flow"),
+        (name = "web login", description = "Logging in on a website by scanning a mini-program code"),
         (name = "account", description = "The person's account: their sessions, and its deletion"),
         (name = "open data", description = "The user's WeChat open data, opened with the session_key the server keeps"),
         (name = "operations", description = "Running the service"),
@@ -134,6 +135,23 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "web_session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                super::cookies::SESSION_COOKIE,
+                "The browser's session from a completed web login. Requests that change \
+                 something must come from the site itself (Sec-Fetch-Site: same-origin, or an \
+                 Origin in WEB_ORIGINS), or they get 403 csrf",
+            ))),
+        );
+        components.add_security_scheme(
+            "web_login_ticket",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "__Host-wxlogin-ticket-{id}",
+                "The cookie POST /web-login set for the ticket {id}, in the browser that asked \
+                 for it only",
+            ))),
+        );
     }
 }
 
@@ -216,6 +234,14 @@ mod tests {
             ("post", paths::WX_VERIFY_SIGNATURE),
             ("post", paths::WX_PHONE),
             ("get", paths::HEALTH),
+            ("post", paths::WEB_LOGIN),
+            ("get", paths::WEB_LOGIN_TICKET),
+            ("get", paths::WEB_LOGIN_EVENTS),
+            ("get", paths::WEB_LOGIN_QR),
+            ("post", paths::WEB_LOGIN_SCAN),
+            ("post", paths::WEB_LOGIN_CONFIRM),
+            ("post", paths::WEB_LOGIN_DENY),
+            ("post", paths::WEB_LOGIN_COMPLETE),
         ]
         .into_iter()
         .map(|(method, path)| (method.to_owned(), path.to_owned()))

@@ -145,6 +145,12 @@ impl LoginService {
     pub fn data_keys(&self) -> &DataKeys {
         &self.data_keys
     }
+
+    /// Which clients WeChat refused lately: other calls to WeChat on a client's behalf (the
+    /// web login's codes) spend the budget by the same standing.
+    pub fn standings(&self) -> &Arc<Standings> {
+        &self.standings
+    }
 }
 
 /// One `POST /login`, as the transport hands it over.
@@ -207,6 +213,7 @@ impl AuthUser {
                 openid: session.openid.clone(),
                 unionid: session.unionid.clone(),
             }),
+            SessionKind::Web => None,
         };
         Self {
             user_id: session.user_id,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{AuthUser, LoginError, LoginService};
 use crate::{
     metrics,
-    store::{Creation, LoginIdentity, Resolution, Session, UserId},
+    store::{Creation, LoginIdentity, Resolution, Session, SessionKind, UserId},
     time::unix_now,
     token::{Token, TokenHash},
 };
@@ -101,7 +101,10 @@ impl LoginService {
             .sessions
             .get(hash, unix_now())
             .await?
-            .filter(|session| self.apps.get(&session.appid).is_some())
+            .filter(|session| match session.kind {
+                SessionKind::Miniprogram => self.apps.get(&session.appid).is_some(),
+                SessionKind::Web => true,
+            })
             .ok_or(LoginError::NotLoggedIn)?;
         Ok((hash, session))
     }

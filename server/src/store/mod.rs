@@ -25,6 +25,7 @@ mod options;
 mod redis;
 mod session_cache;
 mod sqlite;
+mod tickets;
 mod url;
 mod users;
 
@@ -47,6 +48,9 @@ pub use options::{LegacyImport, RedisOptions, SqliteOptions, StoreOptions};
 pub use redis::{CacheStats, INVALIDATION_LEASE, RedisStore};
 pub use session_cache::SessionCache;
 pub use sqlite::SqliteStore;
+#[cfg(any(test, feature = "contract-tests"))]
+pub use tickets::contract_tests as ticket_contract_tests;
+pub use tickets::{Listener, LocalTickets, TicketSignals, TicketStore, Versioned};
 pub use url::StoreUrl;
 #[cfg(any(test, feature = "contract-tests"))]
 pub use users::contract_tests as user_contract_tests;
@@ -94,13 +98,16 @@ fn unknown_user() -> UserId {
     UserId::UNKNOWN
 }
 
-/// How a session was made. Only mini-program logins make sessions so far; the web and
-/// OpenID Connect logins will add kinds without an app or session_key.
+/// How a session was made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionKind {
+    /// A `POST /login` from a mini-program: it has an app, an openid and a session_key.
     #[default]
     Miniprogram,
+    /// A browser's, made by a web login the person confirmed in the mini-program: an account
+    /// only, with no app, openid or session_key of its own.
+    Web,
 }
 
 impl SessionKind {
@@ -108,6 +115,7 @@ impl SessionKind {
     pub fn as_str(self) -> &'static str {
         match self {
             SessionKind::Miniprogram => "miniprogram",
+            SessionKind::Web => "web",
         }
     }
 
@@ -115,7 +123,33 @@ impl SessionKind {
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "miniprogram" => Some(SessionKind::Miniprogram),
+            "web" => Some(SessionKind::Web),
             _ => None,
+        }
+    }
+}
+
+impl Session {
+    /// A browser's session of the account `user_id`. The fields only a mini-program session
+    /// has stay empty, so every store keeps both kinds in one shape.
+    pub fn web(
+        user_id: UserId,
+        created_at: i64,
+        expires_at: i64,
+        ip: Option<String>,
+        device: Option<String>,
+    ) -> Self {
+        Self {
+            user_id,
+            kind: SessionKind::Web,
+            appid: String::new(),
+            openid: String::new(),
+            unionid: None,
+            session_key: SealedSessionKey::from_bytes(Vec::new()),
+            created_at,
+            expires_at,
+            ip,
+            device,
         }
     }
 }
@@ -206,6 +240,8 @@ pub struct Stores {
     /// [`spawn_expiry_deletion`]); `None` where nothing needs deleting: Redis expires its keys
     /// by itself.
     pub expiry: Option<Arc<dyn ExpiredDeletion>>,
+    /// Web-login tickets: in this process for stores one process owns, shared through Redis.
+    pub tickets: Arc<dyn TicketStore>,
 }
 
 impl Stores {
@@ -222,6 +258,7 @@ impl Stores {
             outbox: memory,
             tokens: None,
             expiry: None,
+            tickets: Arc::new(LocalTickets::default()),
         }
     }
 
@@ -239,6 +276,7 @@ impl Stores {
             outbox: store.clone(),
             tokens: None,
             expiry: Some(store),
+            tickets: Arc::new(LocalTickets::default()),
         }
     }
 
@@ -291,6 +329,7 @@ impl Stores {
             users: redis.clone(),
             accounts: redis.clone(),
             outbox: redis.clone(),
+            tickets: redis.clone(),
             tokens: Some(redis),
             expiry: None,
         }

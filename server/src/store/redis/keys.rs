@@ -20,6 +20,14 @@
 //! | `…{accounts}:outbox:order` | outbox entry ids, all scored 0, so in id (= creation) order (a sorted set) | the same |
 //! | `…{accounts}:outbox:attempts` | outbox entry id → delivery attempts so far (a hash) | webhooks |
 //!
+//! Web-login tickets belong to no app; they sit under `{REDIS_KEY_PREFIX}wxlogin:w:`:
+//!
+//! | key | holds | written by |
+//! |---|---|---|
+//! | `…w:<ticket id>` | a ticket: `v` its version, `r` its record, JSON, the secret as a hash (a hash); Redis TTL = its life | `/web-login` |
+//! | `…w:<ticket id>:img` | the ticket's mini-program code, PNG; the same TTL | `/web-login/{id}/qr.png` |
+//! | channel `…w` | the id of each ticket that changed (pub/sub) | every ticket change |
+//!
 //! A cluster places a key by the hash of its name, or of the part in braces when it has one:
 //! a user's two keys carry `{<openid>}` because [`UserStore::user`] reads both in one
 //! pipeline, which a cluster runs only within one slot; one user's list is changed in one
@@ -109,6 +117,21 @@ impl Keys {
         format!("{}{what}", self.accounts)
     }
 
+    /// A web-login ticket.
+    pub(super) fn ticket(&self, id: &str) -> String {
+        format!("{}wxlogin:w:{id}", self.prefix)
+    }
+
+    /// The mini-program code of a web-login ticket.
+    pub(super) fn ticket_image(&self, id: &str) -> String {
+        format!("{}wxlogin:w:{id}:img", self.prefix)
+    }
+
+    /// Where every web-login ticket change is announced.
+    pub(super) fn ticket_channel(&self) -> String {
+        format!("{}wxlogin:w", self.prefix)
+    }
+
     /// The app's sealed access token.
     pub(super) fn access_token(&self, appid: &str) -> String {
         format!("{}wxlogin:{appid}:t", self.prefix)
@@ -154,6 +177,9 @@ mod tests {
             format!("staging:wxlogin:wxA:a:{user}:sessions")
         );
         assert_eq!(keys.accounts(), "staging:wxlogin:{accounts}:");
+        assert_eq!(keys.ticket("T1"), "staging:wxlogin:w:T1");
+        assert_eq!(keys.ticket_image("T1"), "staging:wxlogin:w:T1:img");
+        assert_eq!(keys.ticket_channel(), "staging:wxlogin:w");
         assert_eq!(
             keys.accounts_key("outbox"),
             "staging:wxlogin:{accounts}:outbox"

@@ -23,6 +23,7 @@ mod claims;
 mod keys;
 mod scripts;
 mod sessions;
+mod tickets;
 mod tracking_cache;
 mod users;
 
@@ -90,6 +91,8 @@ pub struct RedisStore {
     cache: Option<Arc<Tracking>>,
     /// Where this process's scan for sessions from before accounts stands (`adoption.rs`).
     adoption: Arc<std::sync::Mutex<adoption::Scan>>,
+    /// This process's web-login listeners, fed from Redis pub/sub (`tickets.rs`).
+    tickets: Arc<tickets::Subscription>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -124,7 +127,11 @@ impl RedisStore {
         .await
         .map_err(|_| StoreError::Unavailable("Redis did not answer in time".into()))?
         .map_err(unavailable)?;
-        let mut store = Self::new(Connection::Node(conn), options);
+        let channel = Keys::new(&options.key_prefix, &options.appid).ticket_channel();
+        let tickets =
+            tickets::Subscription::start(vec![node.clone()], channel, connect_deadline(timeout))
+                .await?;
+        let mut store = Self::new(Connection::Node(conn), options, tickets);
         store.node = Some(node);
         Ok(store)
     }
@@ -147,10 +154,18 @@ impl RedisStore {
             .await
             .map_err(|_| StoreError::Unavailable("Redis Cluster did not answer in time".into()))?
             .map_err(unavailable)?;
-        Ok(Self::new(Connection::Cluster(conn), options))
+        let nodes = seeds
+            .iter()
+            .map(|seed| redis::Client::open(seed.as_str()).map(|c| c.get_connection_info().clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Unavailable(format!("bad Redis Cluster seeds: {e}")))?;
+        let channel = Keys::new(&options.key_prefix, &options.appid).ticket_channel();
+        let tickets =
+            tickets::Subscription::start(nodes, channel, connect_deadline(timeout)).await?;
+        Ok(Self::new(Connection::Cluster(conn), options, tickets))
     }
 
-    fn new(conn: Connection, options: &RedisOptions) -> Self {
+    fn new(conn: Connection, options: &RedisOptions, tickets: Arc<tickets::Subscription>) -> Self {
         Self {
             conn,
             timeout: options.timeout,
@@ -159,6 +174,7 @@ impl RedisStore {
             node: None,
             cache: None,
             adoption: Arc::default(),
+            tickets,
         }
     }
 
