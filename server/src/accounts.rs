@@ -31,6 +31,9 @@ pub enum AccountError {
          10 minutes: log in again, then retry"
     )]
     ReauthRequired,
+    /// A web session asked for what only the person's phone may do: deleting the account.
+    #[error("deleting the account needs a mini-program session, not a browser's")]
+    MiniprogramSessionRequired,
     /// An operator named an account that does not exist.
     #[error("no such account")]
     NoSuchAccount,
@@ -168,8 +171,10 @@ impl AccountService {
     /// mini-program login of the last [`REAUTH_WINDOW_SECS`].
     pub async fn delete(&self, user: &AuthUser) -> Result<(), AccountError> {
         let now = unix_now();
-        let fresh = user.mini_program.is_some()
-            && now.saturating_sub(user.logged_in_at) < REAUTH_WINDOW_SECS;
+        if user.mini_program.is_none() {
+            return Err(AccountError::MiniprogramSessionRequired);
+        }
+        let fresh = now.saturating_sub(user.logged_in_at) < REAUTH_WINDOW_SECS;
         if !fresh {
             return Err(AccountError::ReauthRequired);
         }

@@ -9,3 +9,4 @@ mod code_exchange;
 mod login_flow;
 mod open_data;
 mod several_apps;
+mod web_login;

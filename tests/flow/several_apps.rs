@@ -143,7 +143,7 @@ async fn an_unknown_appid_is_refused_before_wechat_and_codes_stay_with_their_app
         .await
         .unwrap()
         .token;
-    assert_eq!(apps.me(&token).await.appid, APP_A);
+    assert_eq!(apps.me(&token).await.appid.as_deref(), Some(APP_A));
 }
 
 #[tokio::test]

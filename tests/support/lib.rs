@@ -5,6 +5,7 @@ mod processes;
 pub mod prometheus;
 pub mod raw_tcp;
 mod slow_link;
+pub mod web_browser;
 pub mod webhooks;
 
 pub use processes::{
@@ -64,16 +65,20 @@ impl TestServer {
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("bound");
+        // As `server::Server` does: dev mode's cookie changes may come from its own address.
+        state.csrf.learn_bound_port(addr);
         let purge = state.spawn_purge();
         let background = state.spawn_background();
         let router = app(state.clone());
         let config = state.config.clone();
         let (stop, stopped) = oneshot::channel::<()>();
+        let closing = state.clone();
         let task = tokio::spawn(async move {
             let _purge = purge;
             let _background = background;
-            server::serve(listener, router, &config, async {
+            server::serve(listener, router, &config, async move {
                 stopped.await.ok();
+                closing.close_streams();
             })
             .await
         });

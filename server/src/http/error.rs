@@ -321,13 +321,15 @@ impl ApiError {
                 None,
                 Log::Debug,
             ),
-            E::Login(L::MiniprogramSessionRequired) => stated(
-                S::FORBIDDEN,
-                C::MiniprogramSessionRequired,
-                "miniprogram_session_required",
-                None,
-                Log::Debug,
-            ),
+            E::Login(L::MiniprogramSessionRequired) | E::Account(A::MiniprogramSessionRequired) => {
+                stated(
+                    S::FORBIDDEN,
+                    C::MiniprogramSessionRequired,
+                    "miniprogram_session_required",
+                    None,
+                    Log::Debug,
+                )
+            }
             E::Login(L::PhoneInUse) => {
                 stated(S::CONFLICT, C::PhoneInUse, "phone_in_use", None, Log::Debug)
             }
