@@ -404,6 +404,7 @@ fn the_routes_are_built_without_a_socket_or_a_runtime() {
             outbox: Arc::new(MemoryStore::default()),
             tokens: None,
             expiry: None,
+            tickets: Arc::new(server::store::LocalTickets::default()),
         },
     )
     .unwrap();
