@@ -5,6 +5,8 @@
 // turns into the user's number (POST /wx/phone), and the account's own two: "Log out
 // everywhere" and "Delete account". Written with Component(), which the base library accepts
 // for pages, so that miniprogram-simulate can render it in tests (tests/miniprogram/page.test.js).
+const { utc } = require('../../utils/time.js');
+
 const app = getApp();
 
 const TITLES = {
@@ -54,12 +56,6 @@ function presentProfile(outcome) {
   const got = pick(outcome, 'openid');
   const userId = got.value && typeof outcome.response.data.user_id === 'string' ? outcome.response.data.user_id : '';
   return { openid: got.value, userId: userId, profileError: got.problem && 'Cannot load your profile: ' + got.problem };
-}
-
-/** A time the server gives in Unix seconds, as "2025-01-31 12:34 UTC". */
-function utc(seconds) {
-  const iso = new Date(seconds * 1000).toISOString();
-  return iso.slice(0, 10) + ' ' + iso.slice(11, 16) + ' UTC';
 }
 
 /**
