@@ -5,7 +5,8 @@
 // again and retries once), or `getApp().ensureLogin()` when they need the token itself;
 // concurrent calls share one login. Before asking WeChat for open data, a page calls
 // `getApp().ensureFreshSession()`. The account's own calls (its sessions, logging out of all
-// of them, deleting it) go through the session too.
+// of them, deleting it) and the web login's (a website's login code scanned, then confirmed
+// or denied) go through the session too.
 const config = require('./config.js');
 const { createSession } = require('wx-login-client');
 
@@ -107,6 +108,26 @@ App({
   /** Ends another session of the account by its id (not this phone's: use logout()). */
   endSession(id) {
     return this.session.endSession(id);
+  },
+
+  /**
+   * Claims a website's login code for this account (its ticket id: the code's scene,
+   * decoded), logging in first when needed. Resolves with {browser: {ip, device,
+   * created_at}}, the browser asking to log in; rejects with an Error whose `code` says why
+   * (`ticket_expired`, `ticket_taken`, `ticket_closed`, `ticket_not_found`, `network`, ...).
+   */
+  scanWebLogin(ticketId) {
+    return this.session.scan(ticketId);
+  },
+
+  /** Logs the browser of a scanned login code in with this account; rejects like scanWebLogin. */
+  confirmWebLogin(ticketId) {
+    return this.session.confirm(ticketId);
+  },
+
+  /** Turns the browser of a scanned login code away; rejects like scanWebLogin. */
+  denyWebLogin(ticketId) {
+    return this.session.deny(ticketId);
   },
 
   /** Tell the session that a business API answered 401 for `token`. */

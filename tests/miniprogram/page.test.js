@@ -1,7 +1,7 @@
 // The index page rendered by Tencent's miniprogram-simulate (the page is a Component(), which
 // it renders with the official WXML compiler), in a DOM of jsdom's: its template and data show
 // where the login stands, the user_id and openid from GET /me and the account's sessions once
-// logged in. The app is a stand-in that the test drives; the strict runtime's tests run the
+// logged in, and its scan button opens the confirm page of a website's login code. The app is a stand-in that the test drives; the strict runtime's tests run the
 // page against the real app and server.
 'use strict';
 
@@ -106,7 +106,7 @@ test('before login the page shows the state and a busy "Log in" button, and no o
   assert.equal(page.data.state, 'checking');
   assert.equal(page.data.openid, '');
   assert.equal(page.querySelector('.title').dom.getAttribute('data-state'), 'checking');
-  assert.equal(text(page), 'Checking the saved login… Log in');
+  assert.equal(text(page), 'Checking the saved login… Log in Scan to log in on the web');
   assert.equal(page.querySelector('.action').dom.textContent, 'Log in');
   assert.equal(requests.length, 0, 'no profile without a token');
 });
@@ -126,7 +126,7 @@ test('once logged in the page fetches GET /me and the sessions and shows them, a
     'Logged in Account u-42 OpenID o-7f3a Token …abcdef Log out Share my phone number ' +
       'Sessions iPhone 15 / iOS 18.1 since 2026-01-01 00:00 UTC · wxdevsimulator00 · 127.0.0.1 This phone ' +
       'miniprogram since 2025-12-31 00:00 UTC · wxdevsimulator00 End ' +
-      'Log out everywhere Delete account',
+      'Log out everywhere Delete account Scan to log in on the web',
   );
   // Only another session has an End button, which names it.
   const ends = page.querySelectorAll('.session-end');
@@ -139,7 +139,7 @@ test('once logged in the page fetches GET /me and the sessions and shows them, a
   assert.equal(page.data.openid, '');
   assert.equal(page.data.userId, '');
   assert.deepEqual(page.data.sessions, []);
-  assert.equal(text(page), 'Logged out Log in');
+  assert.equal(text(page), 'Logged out Log in Scan to log in on the web');
 });
 
 test('"Log out everywhere" goes to the app and says so; a failed deletion says why', async (t) => {
@@ -160,7 +160,28 @@ test('"Log out everywhere" goes to the app and says so; a failed deletion says w
   button('Log out everywhere').dispatchEvent('tap');
   await waitFor('the notice', () => page.data.notice !== '');
   assert.deepEqual(asked.slice(1), ['deleteAccount', 'logoutEverywhere']);
-  assert.equal(text(page), 'Logged out Logged out of every session of your account. Log in');
+  assert.equal(text(page), 'Logged out Logged out of every session of your account. Log in Scan to log in on the web');
+});
+
+test('"Scan to log in on the web" opens the confirm page for a website\'s code, and says when a code is not one', async (t) => {
+  const { app } = fakeApp();
+  let code = { errMsg: 'scanCode:ok', scanType: 'WX_CODE', result: '', path: 'pages/web-login/confirm?scene=Zm9v_-1' };
+  const opened = [];
+  global.wx = { scanCode: (options) => options.success(code), navigateTo: (options) => opened.push(options.url) };
+  t.after(() => delete global.wx);
+  const page = renderPage(t, app);
+  const scan = page.querySelectorAll('.action').find((b) => b.dom.textContent === 'Scan to log in on the web');
+
+  scan.dispatchEvent('tap');
+  await waitFor('the confirm page opened', () => opened.length === 1);
+  assert.deepEqual(opened, ['/pages/web-login/confirm?scene=Zm9v_-1']);
+  assert.equal(page.data.scanError, '');
+
+  code = { errMsg: 'scanCode:ok', scanType: 'QR_CODE', result: 'https://example.com/' };
+  scan.dispatchEvent('tap');
+  await waitFor('the error', () => page.data.scanError !== '');
+  assert.deepEqual(opened, ['/pages/web-login/confirm?scene=Zm9v_-1']);
+  assert.equal(text(page), 'Checking the saved login… Log in Scan to log in on the web That is not a login code from the website. Scan the code the website shows.');
 });
 
 test('a page detached stops listening to the app', (t) => {

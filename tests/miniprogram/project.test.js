@@ -54,12 +54,25 @@ test('config.js points at the local server by default and keeps the token under 
   assert.equal(config.machine.logout_storage_key, 'logout_pending');
 });
 
-test('the page template binds only data and handlers the page has', () => {
-  const wxml = fs.readFileSync(path.join(PACKAGE_ROOT, 'pages/index/index.wxml'), 'utf8');
-  const source = fs.readFileSync(path.join(PACKAGE_ROOT, 'pages/index/index.js'), 'utf8');
-  for (const [, name] of wxml.matchAll(/\{\{!?\s*(\w+)\s*\}\}/g)) assert.match(source, new RegExp(`\\b${name}:`), `data ${name}`);
-  const handlers = [...wxml.matchAll(/\sbind(\w+)="(\w+)"/g)];
-  for (const [, event, handler] of handlers) assert.match(source, new RegExp(`\\b${handler}\\(\\w*\\) \\{`), `handler ${handler} of ${event}`);
+test('each page template binds only data and handlers its page has', () => {
+  for (const page of json('app.json').pages) {
+    const wxml = fs.readFileSync(path.join(PACKAGE_ROOT, `${page}.wxml`), 'utf8');
+    const source = fs.readFileSync(path.join(PACKAGE_ROOT, `${page}.js`), 'utf8');
+    for (const [, name] of wxml.matchAll(/\{\{!?\s*(\w+)[\s.}]/g)) {
+      // A list's element and position, in scope inside its wx:for.
+      if (name === 'item' || name === 'index') continue;
+      assert.match(source, new RegExp(`\\b${name}:`), `${page}: data ${name}`);
+    }
+    const handlers = [...wxml.matchAll(/\sbind(\w+)="(\w+)"/g)];
+    for (const [, event, handler] of handlers) assert.match(source, new RegExp(`\\b${handler}\\(\\w*\\) \\{`), `${page}: handler ${handler} of ${event}`);
+  }
+});
+
+test("app.json lists each page once, the web login's confirm page among them", () => {
+  const pages = json('app.json').pages;
+  assert.deepEqual([...new Set(pages)], pages);
+  // The path the website's mini-program code names: it must not move.
+  assert.ok(pages.includes('pages/web-login/confirm'));
 });
 
 test('the client is an npm package for mini-programs, and the demo depends on it', () => {

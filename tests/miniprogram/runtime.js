@@ -4,7 +4,8 @@
 // modules, so code that would break on a phone breaks here first. The wx APIs follow WeChat's
 // documented semantics (see /work/shared/notes/miniprogram-runtime.md) and are carried out by
 // Node on the host side: wx.request over node:http, wx.login through the server's dev
-// simulator, wx.checkSession from the device's login state, WXWebAssembly through Node's
+// simulator, wx.checkSession from the device's login state, wx.scanCode from what the test
+// holds up to the camera, wx.navigateTo over the app's own pages, WXWebAssembly through Node's
 // WebAssembly reading files of the package.
 'use strict';
 
@@ -67,6 +68,14 @@ const DEFAULT_DEVICE_INFO = { brand: 'iPhone', model: 'iPhone 15 Pro<iPhone16,1>
 // A request by package name (`name`, `@scope/name`, optionally followed by `/sub/path`).
 const NPM_REQUEST = /^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*(\/[\w.-]+)*$/i;
 
+// What wx.scanCode's `scanType` option names, for each kind of code its answer's `scanType`
+// names (anything else is a bar code).
+const SCAN_FAMILIES = { QR_CODE: 'qrCode', WX_CODE: 'wxCode', DATA_MATRIX: 'datamatrix', PDF_417: 'pdf417' };
+const SCAN_TYPES = ['barCode', 'qrCode', 'wxCode', 'datamatrix', 'pdf417'];
+
+// The page stack's limit: wx.navigateTo fails when ten pages are open.
+const MAX_PAGES = 10;
+
 // Events of buttons with an open-type, and the open-type that makes a button send them.
 const OPEN_TYPE_EVENTS = { getphonenumber: 'getPhoneNumber' };
 
@@ -90,6 +99,16 @@ class Runtime {
    *                    Kept as `failRequests`; set it to undefined to bring the network back.
    * options.confirmModals whether the user taps the confirm button of every wx.showModal
    *                    (true by default); kept as `confirmModals`
+   * options.entry      where WeChat opens the app: { path, query, scene }, a page of app.json
+   *                    (its first by default), that page's query (string values; {} by
+   *                    default) and the launch scene (1001 by default; 1047 is a scanned
+   *                    mini-program code, whose `scene` parameter is then in the query,
+   *                    URL-encoded)
+   * options.scanner    (call) => code: what the user holds up to the camera for a
+   *                    wx.scanCode `call` ({onlyFromCamera, scanType}): { result, scanType,
+   *                    path?, charSet? } as WeChat describes the code (`scanType` 'QR_CODE',
+   *                    'WX_CODE', ...; `path` only for a code of this mini-program), or null
+   *                    when the user closes the scanner. Kept as `scanner`.
    */
   constructor(options = {}) {
     this.device = options.device || new Device();
@@ -104,6 +123,8 @@ class Runtime {
     this.holdAnswers = options.holdAnswers; // see releaseHeld()
     this.failRequests = options.failRequests;
     this.confirmModals = options.confirmModals !== false;
+    this.entry = options.entry || {};
+    this.scanner = options.scanner;
     this.held = []; // answers held back: { call, deliver }
     this.logs = []; // console output of the sandbox
     this.errors = []; // exceptions thrown by sandbox callbacks (WeChat reports them to onError)
@@ -120,12 +141,18 @@ class Runtime {
 
   // ---- lifecycle -------------------------------------------------------------------------
 
-  /** Runs app.js, every page module, App.onLaunch/onShow, then opens the first page. */
-  launch(query = {}) {
+  /** Runs app.js, every page module, App.onLaunch/onShow, then opens the entry page. */
+  launch() {
+    const appJson = JSON.parse(fs.readFileSync(path.join(this.root, 'app.json'), 'utf8'));
+    const { path: entry = appJson.pages[0], query = {}, scene = 1001 } = this.entry;
+    if (!appJson.pages.includes(entry)) throw new Error(`entry ${entry} is not a page of app.json`);
+    for (const [name, value] of Object.entries(query)) {
+      if (typeof value !== 'string') throw new Error(`entry query ${name}: WeChat gives strings, not ${JSON.stringify(value)}`);
+    }
+    this.appJson = appJson;
     this.open = true;
     process.on('unhandledRejection', this.onRejection);
     this.context = this.createContext();
-    const appJson = JSON.parse(fs.readFileSync(path.join(this.root, 'app.json'), 'utf8'));
     this.requireFrom(this.root, './app.js');
     if (this.app === undefined) throw new Error('app.js did not call App()');
     // Like the real runtime, page modules run at start-up, before onLaunch.
@@ -138,10 +165,10 @@ class Runtime {
       if (!this.pageDefinitions.has(route)) throw new Error(`${route}.js did not call Page() or Component()`);
     }
     this.currentRoute = undefined;
-    const options = this.toSandbox({ path: appJson.pages[0], query, scene: 1001 });
+    const options = this.toSandbox({ path: entry, query, scene });
     this.callHook(this.app, 'onLaunch', options);
     this.callHook(this.app, 'onShow', options);
-    this.openPage(appJson.pages[0], query);
+    this.openPage(entry, query);
     return this;
   }
 
@@ -465,6 +492,14 @@ class Runtime {
       request(options = {}) {
         return runtime.wxRequest(options);
       },
+      scanCode(options = {}) {
+        runtime.calls.push({ api: 'scanCode', onlyFromCamera: options.onlyFromCamera, scanType: options.scanType });
+        runtime.wxScanCode(options);
+      },
+      navigateTo(options = {}) {
+        runtime.calls.push({ api: 'navigateTo', url: options.url });
+        runtime.wxNavigateTo(options);
+      },
       showModal(options = {}) {
         runtime.calls.push({ api: 'showModal', title: options.title, content: options.content });
         const confirm = runtime.confirmModals;
@@ -522,6 +557,60 @@ class Runtime {
   wxCheckSession(options) {
     if (this.device.sessionValid) this.settle(options, true, { errMsg: 'checkSession:ok' });
     else this.settle(options, false, { errMsg: 'checkSession:fail session time out, need relogin' });
+  }
+
+  /**
+   * wx.scanCode: the scanner opens, and the test's `scanner` says what the user holds up to
+   * it. `success` with {result, scanType, charSet, rawData (base64 of the result), errMsg} and
+   * `path` for a code of this mini-program; `fail` with `scanCode:fail cancel` when the user
+   * closes the scanner, which is also how a code of a kind the call's `scanType` leaves out
+   * ends (the scanner never recognises it). Options of the wrong type fail as WeChat's
+   * parameter check does.
+   */
+  wxScanCode(options) {
+    const { onlyFromCamera, scanType } = options;
+    const wrong = (name, expected, value) => this.settle(options, false, { errMsg: `scanCode:fail parameter error: parameter.${name} should be ${expected} instead of ${typeName(value)};` });
+    if (onlyFromCamera !== undefined && typeof onlyFromCamera !== 'boolean') return wrong('onlyFromCamera', 'Boolean', onlyFromCamera);
+    if (scanType !== undefined && !Array.isArray(scanType)) return wrong('scanType', 'Array', scanType);
+    const unknown = (scanType || []).find((t) => !SCAN_TYPES.includes(t));
+    if (unknown !== undefined) return this.settle(options, false, { errMsg: `scanCode:fail parameter error: parameter.scanType has no type ${JSON.stringify(unknown)}` });
+    const code = this.scanner ? this.scanner({ onlyFromCamera: onlyFromCamera === true, scanType }) : null;
+    const family = code && (SCAN_FAMILIES[code.scanType] || 'barCode');
+    if (!code || (scanType !== undefined && !scanType.includes(family))) return this.settle(options, false, { errMsg: 'scanCode:fail cancel' });
+    const result = { errMsg: 'scanCode:ok', result: code.result || '', scanType: code.scanType, charSet: code.charSet || 'UTF-8', rawData: Buffer.from(code.result || '', 'utf8').toString('base64') };
+    if (code.path !== undefined) result.path = code.path;
+    this.settle(options, true, result);
+  }
+
+  /**
+   * wx.navigateTo: `url` is a page of app.json, absolute ('/pages/a/a') or relative to the top
+   * page's folder, with an optional query. The query reaches the page's onLoad as WeChat's
+   * routing splits it: values neither decoded nor checked ('k' alone gives "undefined",
+   * 'k=a=b' gives "a"). The top page is hidden, the new one loaded and shown, then `success`.
+   * `fail` for a page that is not in app.json or is a tab page, and once ten pages are open.
+   */
+  wxNavigateTo(options) {
+    const fail = (why) => this.settle(options, false, { errMsg: `navigateTo:fail ${why}` });
+    if (typeof options.url !== 'string' || options.url === '') return fail('parameter error: parameter.url should be String');
+    const [target, search] = splitOnce(options.url, '?');
+    const from = this.page ? path.posix.dirname(this.page.route) : '';
+    const route = path.posix.normalize(target.startsWith('/') ? target.slice(1) : path.posix.join(from, target));
+    if (!this.appJson.pages.includes(route)) return fail(`page "${route}" is not found`);
+    const tabs = (this.appJson.tabBar && this.appJson.tabBar.list) || [];
+    if (tabs.some((tab) => tab.pagePath === route)) return fail(`can not navigateTo a tabbar page`);
+    if (this.pages.length >= MAX_PAGES) return fail('webview count limit exceed');
+    const query = {};
+    if (search !== undefined && search !== '') {
+      for (const pair of search.split('&')) query[pair.split('=')[0]] = String(pair.split('=')[1]);
+    }
+    setImmediate(() => {
+      if (!this.open) return;
+      this.guard(() => {
+        this.callHook(this.page, 'onHide');
+        this.openPage(route, query);
+      });
+      this.settle(options, true, { errMsg: 'navigateTo:ok' });
+    });
   }
 
   /**
@@ -678,6 +767,20 @@ async function waitFor(what, predicate, timeoutMs = 10000) {
 /** One turn of Node's event loop: unhandled rejections of the turns before are reported by then. */
 function nextTurn() {
   return new Promise((r) => setImmediate(r));
+}
+
+/** `text` cut at the first `separator`: [before, after], or [text, undefined] without one. */
+function splitOnce(text, separator) {
+  const at = text.indexOf(separator);
+  return at < 0 ? [text, undefined] : [text.slice(0, at), text.slice(at + separator.length)];
+}
+
+/** A value's type as WeChat's parameter errors name it (String, Number, Array, ...). */
+function typeName(value) {
+  if (value === null) return 'Null';
+  if (Array.isArray(value)) return 'Array';
+  const type = typeof value;
+  return type.charAt(0).toUpperCase() + type.slice(1);
 }
 
 function compareVersions(a, b) {

@@ -1,6 +1,7 @@
 // The strict runtime itself (runtime.js) must be as strict as the real one, or the other tests
 // prove nothing: these pin its globals, require, WXWebAssembly, wx.request, wx.login and
-// wx.checkSession, storage, and the events a page's template can send.
+// wx.checkSession, wx.scanCode, wx.navigateTo and the entry page, storage, and the events a
+// page's template can send.
 'use strict';
 
 const test = require('node:test');
@@ -362,4 +363,103 @@ test('require by package name: miniprogram_npm/ of the folder or above, never no
   assert.equal(rt.requireFrom(pageDir, 'near'), 'near');
   assert.throws(() => rt.requireFrom(root, 'near'), /no such package in miniprogram_npm/);
   assert.throws(() => rt.requireFrom(root, 'installed'), /no such package in miniprogram_npm/);
+});
+
+test('wx.scanCode: the code the user holds up, with path for a code of this mini-program; fail cancel without one', async (t) => {
+  const scan = (rt, options = '{}') =>
+    callWx(rt, `(wx, done) => wx.scanCode(Object.assign(${options}, { success: (res) => done(JSON.stringify(res)), fail: (res) => done('fail ' + res.errMsg) }))`);
+  const asked = [];
+  const code = { scanType: 'WX_CODE', result: '', path: 'pages/web-login/confirm?scene=abc' };
+  const rt = sandbox(t, {
+    scanner: (call) => {
+      asked.push(call);
+      return code;
+    },
+  });
+  assert.deepEqual(JSON.parse(await scan(rt)), { errMsg: 'scanCode:ok', result: '', scanType: 'WX_CODE', charSet: 'UTF-8', rawData: '', path: code.path });
+  assert.deepEqual(asked, [{ onlyFromCamera: false, scanType: undefined }]);
+  assert.deepEqual(rt.calls.filter((c) => c.api === 'scanCode'), [{ api: 'scanCode', onlyFromCamera: undefined, scanType: undefined }]);
+
+  // A QR code of something else: its text, base64 as rawData, and no path.
+  rt.scanner = () => ({ scanType: 'QR_CODE', result: 'https://example.com/?a=1' });
+  const qr = JSON.parse(await scan(rt, "{ onlyFromCamera: true, scanType: ['qrCode'] }"));
+  assert.equal(qr.result, 'https://example.com/?a=1');
+  assert.equal(Buffer.from(qr.rawData, 'base64').toString(), qr.result);
+  assert.equal('path' in qr, false);
+
+  // The scanner does not recognise a kind of code the call leaves out: the user gives up.
+  rt.scanner = () => code;
+  assert.equal(await scan(rt, "{ scanType: ['qrCode', 'barCode'] }"), 'fail scanCode:fail cancel');
+  assert.match(JSON.parse(await scan(rt, "{ scanType: ['wxCode'] }")).path, /scene=abc/);
+  // The user closes the scanner; no scanner at all is the same.
+  rt.scanner = () => null;
+  assert.equal(await scan(rt), 'fail scanCode:fail cancel');
+  assert.equal(await scan(sandbox(t)), 'fail scanCode:fail cancel');
+  // Options of the wrong type.
+  assert.match(await scan(rt, "{ onlyFromCamera: 'yes' }"), /^fail scanCode:fail parameter error: parameter.onlyFromCamera should be Boolean instead of String/);
+  assert.match(await scan(rt, "{ scanType: 'qrCode' }"), /^fail scanCode:fail parameter error: parameter.scanType should be Array instead of String/);
+  assert.match(await scan(rt, "{ scanType: ['QR_CODE'] }"), /^fail scanCode:fail parameter error/);
+});
+
+/** A package of two pages, a/a and b/b, each keeping its onLoad query and its hooks in data. */
+function twoPages(t, appJson = { pages: ['a/a', 'b/b'] }) {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mp-'));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(root, 'project.config.json'), '{"libVersion":"2.14.0"}');
+  fs.writeFileSync(path.join(root, 'app.json'), JSON.stringify(appJson));
+  fs.writeFileSync(path.join(root, 'app.js'), '// app\nApp({ launched: null, onLaunch(options) { this.launched = options; } });');
+  for (const name of ['a', 'b']) {
+    fs.mkdirSync(path.join(root, name));
+    fs.writeFileSync(path.join(root, `${name}/${name}.json`), '{}');
+    fs.writeFileSync(path.join(root, `${name}/${name}.wxml`), '<view>{{hooks}}</view>');
+    fs.writeFileSync(
+      path.join(root, `${name}/${name}.js`),
+      "// page\nPage({ data: { query: null, hooks: '' }, onLoad(query) { this.setData({ query: query, hooks: 'load' }); }, onShow() { this.setData({ hooks: this.data.hooks + ' show' }); }, onHide() { this.setData({ hooks: this.data.hooks + ' hide' }); } });",
+    );
+  }
+  return root;
+}
+
+test('entry: the app opens at the page and query WeChat gives, with the launch scene', (t) => {
+  const root = twoPages(t);
+  const rt = new Runtime({ root, entry: { path: 'b/b', query: { scene: 'a%2Fb' }, scene: 1047 } });
+  t.after(() => rt.close());
+  rt.launch();
+  assert.deepEqual(JSON.parse(JSON.stringify(rt.app.launched)), { path: 'b/b', query: { scene: 'a%2Fb' }, scene: 1047 });
+  assert.deepEqual(rt.pages.map((p) => p.route), ['b/b'], 'only the entry page: nothing to go back to');
+  assert.deepEqual({ ...rt.page.data.query }, { scene: 'a%2Fb' }, 'as WeChat gives it: still URL-encoded');
+
+  const plain = new Runtime({ root });
+  t.after(() => plain.close());
+  plain.launch();
+  assert.deepEqual(JSON.parse(JSON.stringify(plain.app.launched)), { path: 'a/a', query: {}, scene: 1001 });
+  assert.throws(() => new Runtime({ root, entry: { path: 'c/c' } }).launch(), /entry c\/c is not a page of app.json/);
+  assert.throws(() => new Runtime({ root, entry: { path: 'b/b', query: { n: 1 } } }).launch(), /WeChat gives strings/);
+});
+
+test('wx.navigateTo: a page of app.json on top of the stack, its query as WeChat splits it; fails for other pages and past ten', async (t) => {
+  const root = twoPages(t, { pages: ['a/a', 'b/b'], tabBar: { list: [{ pagePath: 'a/a', text: 'A' }] } });
+  const rt = new Runtime({ root });
+  t.after(() => rt.close());
+  rt.launch();
+  const go = (url) => callWx(rt, `(wx, done) => wx.navigateTo({ url: ${JSON.stringify(url)}, success: (res) => done(res.errMsg), fail: (res) => done(res.errMsg) })`);
+
+  assert.equal(await go('/b/b?scene=x%2Fy&k=a=b&flag'), 'navigateTo:ok');
+  assert.deepEqual(rt.pages.map((p) => p.route), ['a/a', 'b/b']);
+  assert.deepEqual({ ...rt.page.data.query }, { scene: 'x%2Fy', k: 'a', flag: 'undefined' }, 'not decoded; WeChat keeps the quirks');
+  assert.equal(rt.page.data.hooks, 'load show');
+  assert.equal(rt.pages[0].data.hooks, 'load show hide', 'the page below is hidden');
+  assert.equal(rt.evaluate('getCurrentPages().length'), 2);
+  assert.deepEqual(rt.calls.filter((c) => c.api === 'navigateTo'), [{ api: 'navigateTo', url: '/b/b?scene=x%2Fy&k=a=b&flag' }]);
+
+  // Relative to the top page's folder.
+  assert.equal(await go('../b/b'), 'navigateTo:ok');
+  assert.deepEqual({ ...rt.page.data.query }, {});
+  assert.equal(await go('/c/c'), 'navigateTo:fail page "c/c" is not found');
+  assert.equal(await go('b/b'), 'navigateTo:fail page "b/b/b" is not found', 'a path without "/" is relative');
+  assert.equal(await go('/a/a'), 'navigateTo:fail can not navigateTo a tabbar page');
+  while (rt.pages.length < 10) assert.equal(await go('/b/b'), 'navigateTo:ok');
+  assert.equal(await go('/b/b'), 'navigateTo:fail webview count limit exceed');
+  assert.equal(rt.pages.length, 10);
+  rt.assertHealthy();
 });

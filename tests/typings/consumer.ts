@@ -1,6 +1,6 @@
 // What a TypeScript mini-program writes against wx-login-client: every declaration it imports
 // is checked under tests/typings/tsconfig.json. Type-checked only, never run.
-import { CodedError, LoginView, Session, SessionInfo, createSession } from '../../packages/wx-login-client/miniprogram_dist';
+import { CodedError, LoginView, Session, SessionInfo, WebLoginBrowser, WebLoginScan, createSession } from '../../packages/wx-login-client/miniprogram_dist';
 import { Client, InitOutput, WASM_PATH, init } from '../../packages/wx-login-client/miniprogram_dist/wasm/client';
 
 const session: Session = createSession({
@@ -33,6 +33,18 @@ export async function leave(deleteIt: boolean): Promise<number | undefined> {
     return undefined;
   } catch (e) {
     return (e as CodedError).status;
+  }
+}
+
+export async function webLogin(scene: string, yes: boolean): Promise<string> {
+  const id = decodeURIComponent(scene);
+  try {
+    const { browser }: WebLoginScan = await session.scan(id);
+    const who: WebLoginBrowser = browser;
+    await (yes ? session.confirm(id) : session.deny(id));
+    return `${who.device} at ${who.ip}, ${new Date(who.created_at * 1000).toISOString()}`;
+  } catch (e) {
+    return (e as CodedError).code;
   }
 }
 

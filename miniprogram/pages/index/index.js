@@ -3,8 +3,13 @@
 // account's sessions (GET /me/sessions, each other one with an "End" button), and offers
 // "Log in" or "Log out"; once logged in, a getPhoneNumber button too, whose code the server
 // turns into the user's number (POST /wx/phone), and the account's own two: "Log out
-// everywhere" and "Delete account". Written with Component(), which the base library accepts
-// for pages, so that miniprogram-simulate can render it in tests (tests/miniprogram/page.test.js).
+// everywhere" and "Delete account". Below, "Scan to log in on the web" reads a website's login
+// code with the camera and opens pages/web-login/confirm for it. Written with Component(),
+// which the base library accepts for pages, so that miniprogram-simulate can render it in
+// tests (tests/miniprogram/page.test.js).
+const { utc } = require('../../utils/time.js');
+const { ticketFromScan, confirmUrl } = require('../../utils/web-login.js');
+
 const app = getApp();
 
 const TITLES = {
@@ -54,12 +59,6 @@ function presentProfile(outcome) {
   const got = pick(outcome, 'openid');
   const userId = got.value && typeof outcome.response.data.user_id === 'string' ? outcome.response.data.user_id : '';
   return { openid: got.value, userId: userId, profileError: got.problem && 'Cannot load your profile: ' + got.problem };
-}
-
-/** A time the server gives in Unix seconds, as "2025-01-31 12:34 UTC". */
-function utc(seconds) {
-  const iso = new Date(seconds * 1000).toISOString();
-  return iso.slice(0, 10) + ' ' + iso.slice(11, 16) + ' UTC';
 }
 
 /**
@@ -122,6 +121,8 @@ Component({
     accountError: '',
     // What the last of them did, once it did it.
     notice: '',
+    // Why the last scan for a web login led nowhere.
+    scanError: '',
   }),
 
   lifetimes: {
@@ -248,6 +249,31 @@ Component({
       this.setData({ phoneBusy: true, phoneError: '' });
       ask({ url: '/wx/phone', method: 'POST', data: { code: detail.code } }).then((outcome) => {
         if (!instances.get(this).unloaded) this.setData(presentPhone(outcome));
+      });
+    },
+
+    /**
+     * "Scan to log in on the web": the camera reads the website's code, and the confirm page
+     * opens for its ticket as it would from WeChat's own scanner. Closing the scanner is no
+     * error; a code that is not the website's login code is said.
+     */
+    onScanWebLogin() {
+      this.setData({ scanError: '' });
+      wx.scanCode({
+        success: (res) => {
+          const ticket = ticketFromScan(res);
+          if (ticket === '') {
+            this.setData({ scanError: 'That is not a login code from the website. Scan the code the website shows.' });
+            return;
+          }
+          wx.navigateTo({
+            url: confirmUrl(ticket),
+            fail: (err) => this.setData({ scanError: 'Cannot open the login page: ' + err.errMsg }),
+          });
+        },
+        fail: (err) => {
+          if (!/cancel/.test(err.errMsg || '')) this.setData({ scanError: 'Cannot scan: ' + err.errMsg });
+        },
       });
     },
 

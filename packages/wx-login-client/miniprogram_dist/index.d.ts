@@ -51,6 +51,21 @@ export interface SessionInfo {
   current: boolean;
 }
 
+/** The browser asking to log in with a website's login code, as `scan` describes it. */
+export interface WebLoginBrowser {
+  /** Its address, as the server saw it. */
+  ip: string;
+  /** What it is, from its User-Agent (e.g. "Chrome on Windows"). */
+  device: string;
+  /** When it asked to log in, in Unix seconds. */
+  created_at: number;
+}
+
+/** The server's answer to a scan of a website's login code. */
+export interface WebLoginScan {
+  browser: WebLoginBrowser;
+}
+
 export interface LogoutOptions {
   /**
    * End every session of the account on the server (other phones, other mini-programs of the
@@ -130,6 +145,19 @@ export interface Session {
   sessions(): Promise<SessionInfo[]>;
   /** Ends another session of the account (DELETE /me/sessions/{id}); `not_found` for an unknown id. */
   endSession(id: string): Promise<void>;
+  /**
+   * Claims a website's login code for this account (POST /web-login/{id}/scan; `id` is the
+   * code's `scene`, decoded): resolves with the browser asking to log in, for the user to
+   * check. Without a token it logs in first. Rejects with a CodedError: `invalid_request`
+   * (not 1 to 32 characters of A-Z a-z 0-9 _ -; nothing is sent), `ticket_not_found`,
+   * `ticket_expired` (410), `ticket_taken` (409: another account scanned it first),
+   * `ticket_closed` (409), `network`, ...
+   */
+  scan(ticketId: string): Promise<WebLoginScan>;
+  /** Logs the scanned browser in to this account (POST /web-login/{id}/confirm); rejects like scan. */
+  confirm(ticketId: string): Promise<void>;
+  /** Turns the scanned browser away (POST /web-login/{id}/deny); rejects like scan. */
+  deny(ticketId: string): Promise<void>;
   /** Tells the session that a business API answered 401 for `token`. */
   unauthorized(token: string): Promise<void>;
   view(): LoginView;

@@ -4,8 +4,9 @@
 // translates. Event and effect formats are documented in client-wasm/src/lib.rs. It also offers
 // `request()`, wx.request for the app's own APIs with the token attached and one retry after a
 // 401, `ensureFreshSession()`, which keeps the server's session_key the one WeChat
-// encrypts open data with, and the account's own calls: its sessions, logging out of all of
-// them, deleting it.
+// encrypts open data with, the account's own calls: its sessions, logging out of all of
+// them, deleting it, and the web login's: scanning a website's login code, confirming or
+// denying it.
 'use strict';
 
 /**
@@ -379,11 +380,13 @@ function createSession(options) {
 
   /**
    * `request()` of `method path`, resolved with the answer and the token it went out with
-   * when its status is `expected`, rejected like `expect` otherwise. `ending`: this is an
-   * account ending's own request (see authorized).
+   * when its status is `expected`, rejected like `expect` otherwise. `more.ending`: this is an
+   * account ending's own request (see authorized); `more.data`: the body to send.
    */
-  function expectAuthorized(method, path, expected, ending) {
-    return authorized(baseUrl + path, { method: method }, ending).then(function (sent) {
+  function expectAuthorized(method, path, expected, more) {
+    const extra = more || {};
+    const opts = extra.data === undefined ? { method: method } : { method: method, data: extra.data };
+    return authorized(baseUrl + path, opts, extra.ending).then(function (sent) {
       if (sent.res.statusCode === expected) return sent;
       throw serverError(method + ' ' + path, sent.res);
     });
@@ -416,7 +419,7 @@ function createSession(options) {
     return whileEnding(function () {
       return ready
         .then(function () {
-          return expectAuthorized('DELETE', '/me/sessions', 204, true);
+          return expectAuthorized('DELETE', '/me/sessions', 204, { ending: true });
         })
         .then(function (sent) {
           // The token the request went out with (after a 401, the one that replaced it), which
@@ -446,6 +449,32 @@ function createSession(options) {
       });
     });
   });
+
+  /** Web login calls under way, by action and ticket (see webLogin). @type {Object<string, Promise<any>>} */
+  const webLogins = {};
+
+  /**
+   * `POST /web-login/{id}/{action}` with an empty JSON body, through request()'s path: without
+   * a token it logs in first, and a 401 logs in again and retries once. Resolves with the
+   * answer when its status is `expected`; rejects with the server's code otherwise
+   * (`ticket_expired`, `ticket_taken`, ...; see serverError). An id the website's code could
+   * not carry rejects with `invalid_request` and sends nothing: it did not come from a code.
+   * A second call for the same ticket and action while one is under way (a double tap) joins
+   * it: one request, whose second copy would only meet `ticket_closed`.
+   */
+  function webLogin(action, id, expected) {
+    if (typeof id !== 'string' || !TICKET_ID.test(id)) {
+      return Promise.reject(
+        codedError('invalid_request', action + ': a web login ticket id is 1 to 32 characters of A-Z, a-z, 0-9, "_" and "-", not ' + describeValue(id)),
+      );
+    }
+    const path = '/web-login/' + encodeURIComponent(id) + '/' + action;
+    return joined(webLogins, action + ' ' + id, function () {
+      return expectAuthorized('POST', path, expected, { data: {} }).then(function (sent) {
+        return sent.res;
+      });
+    });
+  }
 
   return {
     ensureLogin: ensureLogin,
@@ -490,6 +519,30 @@ function createSession(options) {
       }
       return expectAuthorized('DELETE', '/me/sessions/' + encodeURIComponent(id), 204).then(function () {});
     },
+    /**
+     * Claims a web login ticket for this account (POST /web-login/{id}/scan): the website
+     * shows a mini-program code whose `scene` is the ticket id, and the user scanned it.
+     * Resolves with the server's answer, `{browser: {ip, device, created_at}}`, the browser
+     * asking to log in, for the user to check before confirm(id) or deny(id). Scanning again
+     * with the same account is fine; another account's scan first rejects with `ticket_taken`.
+     * Rejects with `ticket_not_found`, `ticket_expired`, `ticket_closed` and the like (see
+     * webLogin), `bad_response` for an answer without a browser.
+     */
+    scan(id) {
+      return webLogin('scan', id, 200).then(function (res) {
+        const browser = res.data && res.data.browser;
+        if (!browser || typeof browser !== 'object') throw codedError('bad_response', 'POST /web-login/{id}/scan: no `browser` in the answer');
+        return res.data;
+      });
+    },
+    /** Logs the scanned browser in to this account (POST /web-login/{id}/confirm); rejects like scan. */
+    confirm(id) {
+      return webLogin('confirm', id, 204).then(function () {});
+    },
+    /** Turns the scanned browser away (POST /web-login/{id}/deny); rejects like scan. */
+    deny(id) {
+      return webLogin('deny', id, 204).then(function () {});
+    },
     unauthorized: unauthorized,
     view() {
       return view;
@@ -515,6 +568,32 @@ function parsed(res, opts) {
     }
   }
   return res;
+}
+
+/**
+ * What the website's code can carry as a web login ticket id: the `scene` of a mini-program
+ * code is at most 32 characters, and the server's ids are base64url.
+ */
+const TICKET_ID = /^[A-Za-z0-9_-]{1,32}$/;
+
+/**
+ * `run()`, unless a run under `key` in `runs` is still under way: then that run (a double tap
+ * does the work once).
+ * @template T
+ * @param {Object<string, Promise<any>>} runs
+ * @param {string} key
+ * @param {() => Promise<T>} run
+ * @returns {Promise<T>}
+ */
+function joined(runs, key, run) {
+  if (runs[key]) return runs[key];
+  const started = run();
+  runs[key] = started;
+  const done = function () {
+    delete runs[key];
+  };
+  started.then(done, done);
+  return started;
 }
 
 /**
