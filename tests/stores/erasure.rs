@@ -56,7 +56,11 @@ async fn delete_a_person(server: &TestServer, upstream: &Upstream) -> Traces {
         let session = stores.sessions.get(hash, 0).await.unwrap().unwrap();
         sealed_keys.push(session.session_key.as_bytes().to_vec());
     }
-    let history = stores.users.user(APPID, &me.openid).await.unwrap().unwrap();
+    let openid = me
+        .openid
+        .clone()
+        .expect("a mini-program session has an openid");
+    let history = stores.users.user(APPID, &openid).await.unwrap().unwrap();
     assert_eq!(history.session_keys.len(), 2);
 
     let deleted = server
@@ -68,7 +72,7 @@ async fn delete_a_person(server: &TestServer, upstream: &Upstream) -> Traces {
         .unwrap();
     assert_eq!(deleted.status(), 204);
     Traces {
-        openid: me.openid,
+        openid,
         unionid: me.unionid.expect("a bound user has a unionid"),
         sealed_keys,
         user_id: me.user_id,

@@ -14,10 +14,10 @@ use server::{
     },
     token::Token,
 };
-use shared::{CheckLoginResponse, ErrorCode, LoginResponse};
+use shared::{CheckLoginResponse, ErrorCode, LoginResponse, TicketStatus};
 use workspace_tests::{
     DATA_KEY, RedisServer, ServerProcess, Upstream, apps_file, assert_error, holds,
-    redis_store_contracts, sixteen_logins_with_one_code,
+    redis_store_contracts, sixteen_logins_with_one_code, web_browser::WebBrowser,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_login-server");
@@ -452,4 +452,57 @@ async fn sessions_from_before_accounts_get_theirs_at_start_and_go_with_a_deletio
         .await
         .unwrap();
     assert_eq!(left, None);
+}
+
+/// A browser following its ticket on instance A hears of a confirmation made through
+/// instance B within a second: the change goes through Redis and its pub/sub.
+#[tokio::test]
+async fn a_confirmation_through_one_instance_reaches_the_event_stream_on_the_other() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start(APPID, SECRET).await;
+    let (a, b) = (
+        instance(&redis, &upstream).await,
+        instance(&redis, &upstream).await,
+    );
+    let http = reqwest::Client::new();
+    let browser = WebBrowser::new(&a.url(""));
+    let id = browser.new_ticket().await.id;
+    let mut events = browser.events(&id).await;
+    let soon = Duration::from_secs(5);
+    assert_eq!(events.next_status(soon).await, Some(TicketStatus::Pending));
+
+    let token = b
+        .login(&http, &upstream.sim.issue_code("web-across"))
+        .await
+        .json::<LoginResponse>()
+        .await
+        .unwrap()
+        .token;
+    let on_b = |action: &str| {
+        http.post(b.url(&format!("/web-login/{id}/{action}")))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({}))
+            .send()
+    };
+    assert_eq!(on_b("scan").await.unwrap().status(), 200);
+    assert_eq!(events.next_status(soon).await, Some(TicketStatus::Scanned));
+    let asked = Instant::now();
+    assert_eq!(on_b("confirm").await.unwrap().status(), 204);
+    assert_eq!(
+        events.next_status(soon).await,
+        Some(TicketStatus::Confirmed)
+    );
+    let heard = asked.elapsed();
+    assert!(heard < Duration::from_secs(1), "heard on A after {heard:?}");
+
+    // The session made on A is the one account, seen by B too.
+    assert_eq!(browser.complete(&id).await.status(), 204);
+    let session = browser.cookie("__Host-wxlogin").unwrap();
+    let me = http
+        .get(b.url("/me"))
+        .header("cookie", format!("__Host-wxlogin={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
 }

@@ -489,7 +489,7 @@ pub async fn sixteen_logins_with_one_code(
 }
 
 /// Every store contract on one Redis store: sessions, code claims, users, accounts and their
-/// outbox. The claims' use
+/// outbox, web-login tickets. The claims' use
 /// fixed keys: give it a Redis of its own.
 pub async fn redis_store_contracts(store: &server::store::RedisStore) {
     server::store::contract_tests::run_all(store).await;
@@ -500,6 +500,8 @@ pub async fn redis_store_contracts(store: &server::store::RedisStore) {
     // Every account key in the one slot of `{accounts}`, each operation one script there.
     server::store::account_contract_tests::run_all(std::sync::Arc::new(store.clone()), Some(store))
         .await;
+    // A ticket's change is published and heard back through this store's own subscription.
+    server::store::ticket_contract_tests::all(store).await;
 }
 
 #[cfg(test)]
