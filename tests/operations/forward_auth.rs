@@ -22,9 +22,11 @@ use axum::{
 };
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::json;
-use shared::{CheckLoginResponse, ErrorCode, LoginResponse, MeResponse, SessionsResponse};
+use shared::{
+    CheckLoginResponse, ErrorCode, LoginResponse, MeResponse, SessionsResponse, TicketStatus,
+};
 use tokio::{net::TcpListener, task::JoinHandle};
-use workspace_tests::{Nginx, TestServer, assert_error};
+use workspace_tests::{Nginx, TestServer, assert_error, web_browser::WebBrowser};
 
 /// The example configuration, exactly as shipped.
 const NGINX_CONF: &str = include_str!("../../deploy/nginx.conf");
@@ -42,6 +44,7 @@ struct Seen {
     /// identity.
     wechat: Vec<(String, String)>,
     authorization: Option<String>,
+    cookie: Option<String>,
     body: String,
 }
 
@@ -125,6 +128,9 @@ async fn record(
         wechat,
         authorization: headers
             .get("authorization")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        cookie: headers
+            .get("cookie")
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
         body: String::from_utf8_lossy(&body).into_owned(),
     });
@@ -632,4 +638,95 @@ async fn a_store_outage_at_auth_is_a_json_503_with_the_login_servers_retry_after
     assert_eq!(assert_unavailable(response).await, 7);
     assert_eq!(backend.hits(), 0);
     stub.abort();
+}
+
+/// The website's login through the shipped nginx: ticket, event stream (unbuffered),
+/// the mini-program's confirmation and the browser's completion all by nginx's routes, then
+/// the cookie session on /api/: the backend learns the account, never the cookie, and a
+/// cookie-authenticated change from another site is refused before it.
+#[tokio::test]
+async fn a_browser_logs_in_by_code_through_nginx_and_its_cookie_works_on_the_api() {
+    let gw = Gateway::start().await;
+    let browser = WebBrowser::new(&gw.nginx.url(""));
+    let id = browser.new_ticket().await.id;
+    let mut events = browser.events(&id).await;
+    let soon = Duration::from_secs(5);
+    assert_eq!(events.next_status(soon).await, Some(TicketStatus::Pending));
+
+    let token = gw.token_for("web-through-nginx").await;
+    for action in ["scan", "confirm"] {
+        let response = gw
+            .http
+            .post(gw.nginx.url(&format!("/web-login/{id}/{action}")))
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{action}: {}",
+            response.status()
+        );
+    }
+    assert_eq!(events.next_status(soon).await, Some(TicketStatus::Scanned));
+    assert_eq!(
+        events.next_status(soon).await,
+        Some(TicketStatus::Confirmed)
+    );
+    assert_eq!(browser.complete(&id).await.status(), 204);
+    let session = browser
+        .cookie("__Host-wxlogin")
+        .expect("the session cookie");
+    let user_id = gw.user_id_of(&token).await;
+
+    // A read with the cookie, beside a cookie of the site's own.
+    browser.put_cookie("theme", "dark");
+    let response = browser.send(Method::GET, "/api/profile", &[]).await;
+    assert_eq!(response.status(), 200, "{}", gw.nginx.log());
+    let seen = gw.backend.last();
+    assert_eq!(seen.values("x-user-id"), [user_id.as_str()]);
+    assert!(
+        seen.values("x-wechat-openid").is_empty(),
+        "a web session has no openid"
+    );
+    let cookie = seen.cookie.unwrap_or_default();
+    assert!(
+        !cookie.contains(&session),
+        "the session reached the backend: {cookie}"
+    );
+    assert!(!cookie.contains("__Host-wxlogin"), "{cookie}");
+    assert!(
+        cookie.contains("theme=dark"),
+        "the site's own cookie goes through: {cookie}"
+    );
+
+    // A change from the site itself passes; from another site it never reaches the backend.
+    let response = browser
+        .send(
+            Method::POST,
+            "/api/notes",
+            &[("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(gw.backend.last().method, Method::POST);
+    let hits = gw.backend.hits();
+    let response = browser
+        .send(
+            Method::POST,
+            "/api/notes",
+            &[
+                ("origin", "https://evil.example"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+        )
+        .await;
+    assert_error(response, 403, ErrorCode::Csrf).await;
+    assert_eq!(gw.backend.hits(), hits, "the backend never saw it");
+
+    // Logging out through nginx ends it.
+    let out = browser.fetch(Method::POST, "/logout").await;
+    assert_eq!(out.status(), 204);
+    assert_unauthorized(browser.send(Method::GET, "/api/profile", &[]).await).await;
 }

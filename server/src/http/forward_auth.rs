@@ -5,8 +5,11 @@
 //!
 //! Proxies differ in what they send: nginx's subrequest is a `GET` of `/auth`, Traefik keeps
 //! the client's method when `preserveRequestMethod` is set, and Envoy keeps the method and
-//! appends the client's path to its prefix (`/auth/api/orders`). So every usual method is answered, at `/auth` and below it; only the
-//! `Authorization` header decides.
+//! appends the client's path to its prefix (`/auth/api/orders`). So every usual method is
+//! answered, at `/auth` and below it. The `Authorization` header decides, or else a browser's
+//! web-session cookie; for the cookie, the CSRF rule applies to the client's own request,
+//! whose method the proxy names in `X-Original-Method` (nginx) or `X-Forwarded-Method`
+//! (Traefik) and whose `Origin` and `Sec-Fetch-Site` it passes along.
 //!
 //! The proxy must also drop these headers when the client sends them itself, or a client
 //! could name any user: `deploy/nginx.conf` shows how.
@@ -55,8 +58,11 @@ pub fn router() -> OpenApiRouter<LoginState> {
     method(get, post, put, patch, delete),
     path = "/auth",
     tag = "login",
-    summary = "Forward auth: who the bearer token belongs to, as headers for a reverse proxy",
-    security(("bearer" = [])),
+    summary = "Forward auth: who the bearer token or web-session cookie belongs to, as headers for a reverse proxy",
+    description = "A web session (cookie) gets X-User-Id only. With the cookie, a client request \
+        that changes something (its method in X-Original-Method or X-Forwarded-Method) must come \
+        from the site itself (Sec-Fetch-Site: same-origin, or an Origin in WEB_ORIGINS), else 403 csrf.",
+    security(("bearer" = []), ("web_session" = [])),
     responses(
         (status = 204, description = "Logged in; copy these headers onto the upstream request",
             headers(
@@ -67,6 +73,7 @@ pub fn router() -> OpenApiRouter<LoginState> {
                 ("Cache-Control" = String, description = "no-store"),
             )),
         (status = 401, response = Unauthorized),
+        (status = 403, description = "A cookie-authenticated change from another site (`csrf`)", body = shared::ErrorBody),
         (status = 503, response = StoreUnavailable),
     )
 )]

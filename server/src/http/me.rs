@@ -22,7 +22,7 @@ pub fn router() -> OpenApiRouter<LoginState> {
     path = "/me",
     tag = "login",
     summary = "Who the session (bearer token or web-login cookie) belongs to",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("web_session" = [])),
     responses(
         (status = 200, description = "The logged-in user", body = MeResponse,
             headers(("Cache-Control" = String, description = "no-store"))),

@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<LoginState> {
     path = "/me/sessions",
     tag = "account",
     summary = "The live sessions of the bearer's account, this one marked current",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("web_session" = [])),
     responses(
         (status = 200, description = "Newest first", body = SessionsResponse,
             headers(("Cache-Control" = String, description = "no-store"))),
@@ -65,7 +65,7 @@ fn wire_session(entry: SessionEntry) -> SessionInfo {
     path = "/me/sessions",
     tag = "account",
     summary = "End every session of the bearer's account, this one included, on every instance",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("web_session" = [])),
     responses(
         (status = 204, description = "Every session ended"),
         (status = 401, response = Unauthorized),
@@ -86,7 +86,7 @@ pub(super) async fn end_all_sessions(
     tag = "account",
     summary = "End one session of the bearer's account, on every instance",
     params(("id" = String, Path, description = "The session's id, from GET /me/sessions")),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("web_session" = [])),
     responses(
         (status = 204, description = "The session ended"),
         (status = 401, response = Unauthorized),
@@ -111,7 +111,7 @@ pub(super) async fn end_session(
     description = "Irreversible. Needs a mini-program session that logged in within the last \
                    10 minutes (403 reauth_required otherwise): log in afresh, then delete. \
                    Answers once the erasure is durable.",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("web_session" = [])),
     responses(
         (status = 204, description = "The account is erased"),
         (status = 401, response = Unauthorized),
