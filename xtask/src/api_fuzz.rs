@@ -71,6 +71,8 @@ fn dev_server(binary: &Path) -> Result<Service> {
         // The fuzzer is one client sending thousands of logins: limiting it would only
         // test the limiter.
         .env("LOGIN_RATE_PER_MINUTE", "0")
+        .env("WEB_LOGIN_RATE_PER_MINUTE", "0")
+        .env("WEB_LOGIN_MAX_TICKETS_PER_CLIENT", "100000")
         .env("UPSTREAM_RATE_PER_SECOND", "0")
         .env("RUST_LOG", "warn,server::cli=info")
         .env("NO_COLOR", "1");
