@@ -1,8 +1,12 @@
-//! `session_key`, tokens and the AppSecret never reach a response or a log line. This test
+//! `session_key`, tokens, web-login ticket secrets and the AppSecret never reach a response
+//! body or a log line. This test
 //! owns its process's global log subscriber, at the most verbose level, so every line any
 //! crate writes is captured.
 
-use workspace_tests::{TestServer, Upstream};
+use std::time::Duration;
+
+use reqwest::Method;
+use workspace_tests::{TestServer, Upstream, web_browser::WebBrowser};
 
 const SECRET: &str = "8f3b1c0d9e7a4b2c8f3b1c0d9e7a4b2c";
 
@@ -86,6 +90,65 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
     responses.push_str(&phone.text().await.unwrap());
     let access_token = upstream.sim.current_access_token().expect("fetched");
 
+    // The web login: a ticket's secret and the browser's session token live in cookies only.
+    let browser = WebBrowser::new(&server.url(""));
+    let created = browser.fetch(Method::POST, "/web-login").await;
+    responses.push_str(&created.text().await.unwrap());
+    let id = browser
+        .set_cookies
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|line| line.strip_prefix("__Host-wxlogin-ticket-"))
+        .and_then(|rest| rest.split('=').next())
+        .unwrap()
+        .to_owned();
+    let ticket_secret = browser
+        .cookie(&format!("__Host-wxlogin-ticket-{id}"))
+        .unwrap();
+    let mut events = browser.events(&id).await;
+    events.next_status(Duration::from_secs(5)).await;
+    for action in ["scan", "confirm"] {
+        let response = server
+            .http
+            .post(server.url(&format!("/web-login/{id}/{action}")))
+            .bearer_auth(&token.token)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        responses.push_str(&response.text().await.unwrap());
+    }
+    while events.next(Duration::from_secs(5)).await.is_some() {}
+    // A wrong secret and a cross-site change log their refusals.
+    let stranger = WebBrowser::new(&server.url(""));
+    stranger.put_cookie(&format!("__Host-wxlogin-ticket-{id}"), "not-the-secret");
+    responses.push_str(&stranger.complete(&id).await.text().await.unwrap());
+    responses.push_str(&browser.complete(&id).await.text().await.unwrap());
+    let web_session = browser
+        .cookie("__Host-wxlogin")
+        .expect("logged in on the web");
+    for path in ["/me", "/auth", "/me/sessions"] {
+        responses.push_str(&browser.fetch(Method::GET, path).await.text().await.unwrap());
+    }
+    let cross = browser
+        .send(
+            Method::POST,
+            "/logout",
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(cross.status(), 403);
+    responses.push_str(&cross.text().await.unwrap());
+    responses.push_str(
+        &browser
+            .fetch(Method::POST, "/logout")
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+
     // Error paths log too: a replayed code and a logout.
     responses.push_str(&server.post_login(&code).await.text().await.unwrap());
     let logout = server.logout(&token.token).await;
@@ -106,6 +169,8 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
         ("WECHAT_SECRET", SECRET),
         ("DATA_KEY", workspace_tests::DATA_KEY),
         ("access_token", access_token.as_str()),
+        ("web-login ticket secret", ticket_secret.as_str()),
+        ("web session token", web_session.as_str()),
     ] {
         assert!(!logs.contains(secret), "{what} leaked into the log");
         if what != "token" && what != "login code" {
