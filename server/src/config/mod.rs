@@ -653,12 +653,12 @@ impl Config {
                 self.web_login_env_version
             ));
         }
-        if let Some(url) = &self.public_url {
-            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                return Err(format!(
-                    "PUBLIC_URL {url} must be an http or https URL with a host"
-                ));
-            }
+        if let Some(url) = &self.public_url
+            && (!matches!(url.scheme(), "http" | "https") || url.host().is_none())
+        {
+            return Err(format!(
+                "PUBLIC_URL {url} must be an http or https URL with a host"
+            ));
         }
         for origin in &self.web_origins {
             if parse_origin(origin).is_none() {
@@ -775,6 +775,63 @@ mod tests {
             assert!(c.validate().is_ok(), "{bits}");
             assert_eq!(c.client_keying().ipv6_prefix(), bits);
         }
+    }
+
+    #[test]
+    fn web_login_settings_are_checked_with_a_clear_message() {
+        for (config, name) in [
+            (
+                Config::dev().with_web_login_page("/pages/a".into()),
+                "WEB_LOGIN_PAGE",
+            ),
+            (
+                Config::dev().with_web_login_page("pages/a?x=1".into()),
+                "WEB_LOGIN_PAGE",
+            ),
+            (
+                Config::dev().with_web_login_env_version("beta".into()),
+                "WEB_LOGIN_ENV_VERSION",
+            ),
+            (
+                Config::dev().with_web_login_ttl(Duration::ZERO),
+                "WEB_LOGIN_TTL",
+            ),
+            (
+                Config::dev().with_web_origins(vec!["https://shop.example/".into()]),
+                "WEB_ORIGINS",
+            ),
+            (
+                Config::dev().with_public_url(Some(url::Url::parse("ftp://x.example").unwrap())),
+                "PUBLIC_URL",
+            ),
+        ] {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_origins_come_from_web_origins_or_the_public_url() {
+        let public = url::Url::parse("https://shop.example/login/").unwrap();
+        let c = Config::dev().with_public_url(Some(public));
+        assert_eq!(c.web_origins(), ["https://shop.example"]);
+        let c = c.with_web_origins(vec![
+            "https://a.example".into(),
+            "http://localhost:8080".into(),
+        ]);
+        c.validate().unwrap();
+        assert_eq!(
+            c.web_origins(),
+            ["https://a.example", "http://localhost:8080"]
+        );
+        assert!(
+            Config::dev().web_origins().is_empty(),
+            "dev mode learns its bound address"
+        );
+        assert_eq!(
+            Config::dev().public_url().unwrap().as_str(),
+            "http://127.0.0.1:3000/"
+        );
     }
 
     #[test]
