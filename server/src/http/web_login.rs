@@ -10,7 +10,7 @@ use std::{convert::Infallible, time::Duration};
 
 use axum::{
     extract::{Path, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
@@ -345,7 +345,7 @@ pub(super) async fn deny(
         (status = 204, description = "Logged in",
             headers(("Set-Cookie" = String, description = "The web session"))),
         (status = 400, description = "Not confirmed yet (`ticket_not_confirmed`)", body = ErrorBody),
-        (status = 403, description = "From another site (`csrf`), or the account was disabled (`account_disabled`)", body = ErrorBody),
+        (status = 403, description = "The account was disabled since it confirmed (`account_disabled`)", body = ErrorBody),
         (status = 404, description = "No such ticket, or not this browser's (`ticket_not_found`)", body = ErrorBody),
         (status = 409, description = "Completed already (`ticket_used`), or denied (`ticket_closed`)", body = ErrorBody),
         (status = 410, description = "The ticket expired (`ticket_expired`)", body = ErrorBody),
@@ -357,13 +357,11 @@ pub(super) async fn complete(
     Path(id): Path<String>,
     ClientIp(ip): ClientIp,
     UserAgent(agent): UserAgent,
-    method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    // No CSRF check: the ticket's cookie is SameSite=Strict and host-only, so no other site
+    // can make a browser send it, and what completing gives goes to that browser alone.
     let secret = ticket_secret(&headers, &id);
-    if secret.is_some() && !state.csrf.allows(&method, &headers) {
-        return Err(ApiError::Csrf);
-    }
     let session = state
         .web_login
         .complete(&id, secret.as_deref(), ip, agent.as_deref())
