@@ -1,4 +1,6 @@
-//! Talking to WeChat: the `auth.code2Session` client and a faithful simulator of it.
+//! Talking to WeChat: the `auth.code2Session` client, the server-to-server APIs that use the
+//! access token (phone numbers, risk ranks, mini-program codes), and a faithful simulator of
+//! them.
 //!
 //! The client (`client.rs`) is the only code that calls WeChat. The simulator (`simulator/`)
 //! serves WeChat's exact request and response shapes so development and tests run the same
@@ -8,9 +10,11 @@ pub mod access_token;
 mod breaker;
 pub mod client;
 pub mod simulator;
+pub mod wxacode;
 
 pub use breaker::Breaker;
 pub use client::WechatClient;
+pub use wxacode::EnvVersion;
 
 /// What a successful `code2Session` yields.
 #[derive(Clone, PartialEq, Eq)]
@@ -49,6 +53,13 @@ pub mod errcode {
     /// Not an access token at all.
     pub const ACCESS_TOKEN_UNRECOGNISED: i64 = 40014;
     pub const ACCESS_TOKEN_EXPIRED: i64 = 42001;
+    /// `getwxacodeunlimit`'s per-minute quota (about 5,000 codes) is spent.
+    pub const WXACODE_QUOTA: i64 = 45009;
+    /// `getwxacodeunlimit`'s `page` is not a page of the published version, or is malformed
+    /// (a leading `/`, a query).
+    pub const INVALID_PAGE: i64 = 41030;
+    /// `getwxacodeunlimit`'s `scene` is too long or has a character WeChat does not take.
+    pub const INVALID_SCENE: i64 = 40169;
 }
 
 /// A user's phone number as `getuserphonenumber` answers it.
