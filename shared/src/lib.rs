@@ -365,6 +365,12 @@ pub enum ErrorCode {
     ReauthRequired,
     /// The request needs a mini-program session; this token is of another kind.
     MiniprogramSessionRequired,
+    /// WeChat's quota of mini-program codes for this minute is spent, so no code for a web
+    /// login can be drawn now; see `Retry-After`.
+    QrQuotaExceeded,
+    /// WeChat finds no page `WEB_LOGIN_PAGE` in the published mini-program: a configuration
+    /// error for the operator (publish the page, or draw codes for `trial` or `develop`).
+    WebLoginPageMissing,
     /// A bug on the server; details are in its log.
     Internal,
     /// A code this client does not know yet.
@@ -384,6 +390,7 @@ impl ErrorCode {
                 | ErrorCode::StoreUnavailable
                 | ErrorCode::LoginsInFlight
                 | ErrorCode::RequestTimeout
+                | ErrorCode::QrQuotaExceeded
                 | ErrorCode::Internal
         )
     }

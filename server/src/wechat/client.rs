@@ -445,6 +445,9 @@ fn errcode_label(answer: &Result<WechatSession, WechatError>) -> &'static str {
             WechatError::Other { .. }
             | WechatError::Misconfigured { .. }
             | WechatError::InvalidPhoneCode
+            | WechatError::WxaCodeQuota
+            | WechatError::WxaCodePageMissing
+            | WechatError::InvalidScene
             | WechatError::OverBudget { .. }
             | WechatError::CircuitOpen { .. },
         ) => "other",

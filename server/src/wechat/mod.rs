@@ -88,6 +88,19 @@ pub enum WechatError {
     HighRiskUser,
     #[error("WeChat rate limit hit (45011)")]
     RateLimited,
+    /// 45009 from `getwxacodeunlimit`: the app's codes for this minute are spent.
+    #[error("WeChat's quota of mini-program codes per minute is spent (45009); retry later")]
+    WxaCodeQuota,
+    /// 41030 from `getwxacodeunlimit`: the configured page is not one WeChat can find.
+    #[error(
+        "WeChat says the web-login page is not a page of the published mini-program (41030): \
+         set WEB_LOGIN_PAGE to a page of the released version (no leading `/`, no query), or \
+         use env_version trial or develop"
+    )]
+    WxaCodePageMissing,
+    /// 40169: a scene WeChat does not take. The server makes scenes, so this is a bug here.
+    #[error("WeChat refused the mini-program code's scene (40169)")]
+    InvalidScene,
     #[error("WeChat stayed busy (-1) after {attempts} attempts")]
     Busy { attempts: u32 },
     /// 40013/40125: the server's own AppID or secret is wrong. Operators must fix it.
