@@ -14,7 +14,7 @@ pub mod wxacode;
 
 pub use breaker::Breaker;
 pub use client::WechatClient;
-pub use wxacode::EnvVersion;
+pub use wxacode::{EnvVersion, WxaCodeRequest};
 
 /// What a successful `code2Session` yields.
 #[derive(Clone, PartialEq, Eq)]

@@ -51,6 +51,38 @@ impl std::fmt::Display for EnvVersion {
     }
 }
 
+/// One mini-program code to draw: scanned, it opens `page` with `scene` as `options.scene`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WxaCodeRequest {
+    /// What the page is handed: at most [`SCENE_MAX_LEN`] characters that
+    /// [`is_valid_scene`] accepts.
+    pub scene: String,
+    /// A page of the mini-program, without a leading `/` and without a query.
+    pub page: String,
+    pub env_version: EnvVersion,
+    /// Whether WeChat must find `page` in the published version. Only a released page can
+    /// pass, so codes for `trial` or `develop` need `false`.
+    pub check_path: bool,
+    /// The image's width in pixels; WeChat's [`DEFAULT_WIDTH`] when `None`.
+    pub width: Option<u32>,
+}
+
+impl WxaCodeRequest {
+    /// The JSON body WeChat takes.
+    pub(crate) fn body(&self) -> serde_json::Value {
+        let mut body = serde_json::json!({
+            "scene": self.scene,
+            "page": self.page,
+            "check_path": self.check_path,
+            "env_version": self.env_version.as_str(),
+        });
+        if let Some(width) = self.width {
+            body["width"] = width.into();
+        }
+        body
+    }
+}
+
 /// Whether WeChat takes `scene`: 1 to [`SCENE_MAX_LEN`] characters, each an ASCII letter, a
 /// digit or one of `!#$&'()*+,/:;=?@-._~`.
 pub fn is_valid_scene(scene: &str) -> bool {
@@ -85,5 +117,22 @@ mod tests {
         }
         assert_eq!(EnvVersion::parse("Release"), None);
         assert_eq!(EnvVersion::default(), EnvVersion::Release);
+    }
+
+    #[test]
+    fn the_body_names_the_width_only_when_asked() {
+        let mut request = WxaCodeRequest {
+            scene: "s".into(),
+            page: "pages/index/index".into(),
+            env_version: EnvVersion::Trial,
+            check_path: false,
+            width: None,
+        };
+        let body = request.body();
+        assert_eq!(body["env_version"], "trial");
+        assert_eq!(body["check_path"], false);
+        assert!(body.get("width").is_none());
+        request.width = Some(280);
+        assert_eq!(request.body()["width"], 280);
     }
 }
