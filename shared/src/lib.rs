@@ -470,6 +470,12 @@ pub enum ErrorCode {
     TooManyTickets,
     /// A cookie-authenticated request that changes something came from another site.
     Csrf,
+    /// WeChat's quota of mini-program codes for this minute is spent, so no code for a web
+    /// login can be drawn now; see `Retry-After`.
+    QrQuotaExceeded,
+    /// WeChat finds no page `WEB_LOGIN_PAGE` in the published mini-program: a configuration
+    /// error for the operator (publish the page, or draw codes for `trial` or `develop`).
+    WebLoginPageMissing,
     /// A bug on the server; details are in its log.
     Internal,
     /// A code this client does not know yet.
@@ -489,6 +495,7 @@ impl ErrorCode {
                 | ErrorCode::StoreUnavailable
                 | ErrorCode::LoginsInFlight
                 | ErrorCode::RequestTimeout
+                | ErrorCode::QrQuotaExceeded
                 | ErrorCode::Internal
         )
     }

@@ -529,3 +529,80 @@ async fn the_status_route_answers_json_without_caching() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body, serde_json::json!({ "status": "pending" }));
 }
+
+fn simulator(server: &TestServer) -> &server::wechat::simulator::Simulator {
+    server.state.simulator.as_ref().expect("dev mode")
+}
+
+#[tokio::test]
+async fn the_code_opens_the_confirm_page_with_the_ticket_and_is_fetched_once() {
+    let server = server(&[]).await;
+    let browser = browser(&server);
+    let id = browser.new_ticket().await.id;
+    let before = simulator(&server).wxacode_calls();
+    let path = format!("/web-login/{id}/qr.png");
+    let (a, b) = tokio::join!(
+        browser.fetch(Method::GET, &path),
+        browser.fetch(Method::GET, &path)
+    );
+    let mut images = Vec::new();
+    for response in [a, b, browser.fetch(Method::GET, &path).await] {
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "image/png");
+        images.push(response.bytes().await.unwrap());
+    }
+    assert!(
+        images.windows(2).all(|w| w[0] == w[1]),
+        "one image per ticket"
+    );
+    assert_eq!(
+        simulator(&server).wxacode_calls() - before,
+        1,
+        "WeChat drew the code once"
+    );
+    assert_eq!(
+        workspace_tests::decode_qr(&images[0]),
+        format!("pages/web-login/confirm?scene={id}")
+    );
+}
+
+#[tokio::test]
+async fn wechats_refusals_to_draw_a_code_have_clear_codes() {
+    // A page the published mini-program does not have: the operator's to fix.
+    let server = server(&["--web-login-page", "pages/not-published/confirm"]).await;
+    let browser = browser(&server);
+    let id = browser.new_ticket().await.id;
+    let response = browser
+        .fetch(Method::GET, &format!("/web-login/{id}/qr.png"))
+        .await;
+    assert_error(response, 500, ErrorCode::WebLoginPageMissing).await;
+
+    // The same page in a develop version: WeChat is told not to check it.
+    let server = self::server(&[
+        "--web-login-page",
+        "pages/not-published/confirm",
+        "--web-login-env-version",
+        "develop",
+    ])
+    .await;
+    let browser = self::browser(&server);
+    let id = browser.new_ticket().await.id;
+    let response = browser
+        .fetch(Method::GET, &format!("/web-login/{id}/qr.png"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let png = response.bytes().await.unwrap();
+    assert_eq!(
+        workspace_tests::decode_qr(&png),
+        format!("pages/not-published/confirm?scene={id}")
+    );
+
+    // WeChat's quota of codes spent.
+    simulator(&server).set_wxacode_quota(0);
+    let id = browser.new_ticket().await.id;
+    let response = browser
+        .fetch(Method::GET, &format!("/web-login/{id}/qr.png"))
+        .await;
+    assert!(workspace_tests::retry_after_secs(&response) >= 1);
+    assert_error(response, 503, ErrorCode::QrQuotaExceeded).await;
+}

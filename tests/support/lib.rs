@@ -200,6 +200,32 @@ impl Drop for TestServer {
     }
 }
 
+/// The text of the QR code in the PNG `png`, as Debian's `zbarimg` (package `zbar-tools`,
+/// which `cargo xtask test` installs) reads it: a real decoder, not our own encoder's idea.
+pub fn decode_qr(png: &[u8]) -> String {
+    let file = tempfile::Builder::new().suffix(".png").tempfile().unwrap();
+    std::fs::write(file.path(), png).unwrap();
+    let output = std::process::Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(file.path())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run zbarimg ({e}): install Debian's zbar-tools \
+                 (`apt-get install zbar-tools`; `cargo xtask test` does)"
+            )
+        });
+    assert!(
+        output.status.success(),
+        "zbarimg found no code: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .trim_end()
+        .to_owned()
+}
+
 /// Sends a `/checklogin` request; asserts a 200 and returns `is_login`.
 pub async fn is_login(request: reqwest::RequestBuilder) -> bool {
     let response = request.send().await.unwrap();

@@ -180,7 +180,8 @@ fn rust() -> Result {
 }
 
 /// The multi-instance tests start a Redis server of their own; the forward-auth tests an
-/// nginx of their own (Debian's is built with auth_request). Checked by absolute path: nginx
+/// nginx of their own (Debian's is built with auth_request); the mini-program code tests read
+/// the codes with zbarimg. Checked by absolute path: nginx
 /// lives in /usr/sbin, which a non-login root shell may not have on PATH.
 fn rust_tools() -> Result {
     install::apt(&[
@@ -190,6 +191,9 @@ fn rust_tools() -> Result {
         ("/usr/sbin/nginx", "nginx"),
         // tests/operations/deploy.rs verifies deploy/*.service with it.
         ("systemd-analyze", "systemd"),
+        // Reads the simulator's mini-program codes back (server/src/apps.rs's tests): the
+        // picture must say what the page is opened with, for any scanner.
+        ("zbarimg", "zbar-tools"),
     ])?;
     // The webhook tests verify signatures with PyPI's standardwebhooks, kept in the
     // virtualenv of the API fuzzer.

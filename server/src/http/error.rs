@@ -33,7 +33,7 @@ const UPSTREAM_RETRY_AFTER: Duration = Duration::from_secs(5);
 const STORE_RETRY_AFTER: Duration = Duration::from_secs(2);
 /// A full claims table empties as exchanges finish, within seconds.
 const CLAIMS_RETRY_AFTER: Duration = Duration::from_secs(1);
-/// WeChat's code2Session quota is per minute.
+/// WeChat's quotas (code2Session's, mini-program codes') are per minute.
 const WECHAT_RATE_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +246,32 @@ impl ApiError {
                 Some(WECHAT_RATE_RETRY_AFTER),
                 Log::Warn,
             ),
+            // The app's codes for the minute are spent: no browser can start a web login until
+            // the minute turns, which the operator should see, but not once per request.
+            E::Login(L::Wechat(W::WxaCodeQuota)) => stated(
+                S::SERVICE_UNAVAILABLE,
+                C::QrQuotaExceeded,
+                "qr_quota_exceeded",
+                Some(WECHAT_RATE_RETRY_AFTER),
+                Log::Warn,
+            ),
+            // WEB_LOGIN_PAGE names no page of the published version: every web login fails
+            // until the operator fixes the configuration.
+            E::Login(L::Wechat(W::WxaCodePageMissing)) => stated(
+                S::INTERNAL_SERVER_ERROR,
+                C::WebLoginPageMissing,
+                "web_login_page_missing",
+                None,
+                Log::Error,
+            ),
+            // The server makes the scenes: one WeChat refuses is a bug here.
+            E::Login(L::Wechat(W::InvalidScene)) => stated(
+                S::INTERNAL_SERVER_ERROR,
+                C::Internal,
+                "internal",
+                None,
+                Log::Error,
+            ),
             E::Login(L::Wechat(W::Busy { .. })) => stated(
                 S::SERVICE_UNAVAILABLE,
                 C::UpstreamUnavailable,
@@ -434,7 +460,8 @@ impl ApiError {
             ApiError::Login(L::Store(_)) | ApiError::Account(AccountError::Store(_)) => {
                 "the session store is unavailable; try again shortly".into()
             }
-            ApiError::Internal(_) | ApiError::Login(L::SessionKey(_)) => {
+            ApiError::Internal(_)
+            | ApiError::Login(L::SessionKey(_) | L::Wechat(WechatError::InvalidScene)) => {
                 "something went wrong on the server".into()
             }
             other => other.to_string(),
@@ -629,6 +656,48 @@ mod tests {
             let stated = ApiError::from(err).statement();
             assert_eq!((stated.status.as_u16(), stated.code), (status, code));
         }
+    }
+
+    #[test]
+    fn mini_program_code_refusals_say_what_to_do() {
+        let quota = ApiError::from(WechatError::WxaCodeQuota);
+        let stated = quota.statement();
+        assert_eq!(
+            (
+                stated.status.as_u16(),
+                stated.code,
+                stated.label,
+                stated.log
+            ),
+            (
+                503,
+                ErrorCode::QrQuotaExceeded,
+                "qr_quota_exceeded",
+                LogAs::Warn
+            )
+        );
+        assert!(stated.code.is_transient());
+        let response = quota.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "60");
+
+        let page = ApiError::from(WechatError::WxaCodePageMissing);
+        let stated = page.statement();
+        assert_eq!(
+            (stated.status.as_u16(), stated.code, stated.log),
+            (500, ErrorCode::WebLoginPageMissing, LogAs::Error)
+        );
+        assert!(!stated.code.is_transient());
+        let message = page.public_message();
+        assert!(message.contains("WEB_LOGIN_PAGE"), "{message}");
+        assert!(message.contains("trial or develop"), "{message}");
+
+        let scene = ApiError::from(WechatError::InvalidScene);
+        let stated = scene.statement();
+        assert_eq!(
+            (stated.status.as_u16(), stated.code, stated.label),
+            (500, ErrorCode::Internal, "internal")
+        );
+        assert_eq!(scene.public_message(), "something went wrong on the server");
     }
 
     #[test]

@@ -42,8 +42,8 @@ use crate::{
     store::{Listener, Session, SessionStore, StoreError, TicketStore, UserId, Versioned},
     time::unix_now_ms,
     token::Token,
-    upstream_budget::{ClientKey, Standings},
-    wechat::WechatError,
+    upstream_budget::{Call, ClientKey, Standings, Verdict},
+    wechat::{EnvVersion, WechatError, WxaCodeRequest},
 };
 
 /// How long a ticket's record outlives the ticket: its browser can still read `expired`, and
@@ -384,9 +384,28 @@ impl WebLoginService {
         )
     }
 
+    /// The code of ticket `id` from WeChat: the default app's, opening the web-login page
+    /// with the id as its scene. Paid from the app's budget by the asking client's standing,
+    /// as a login is.
     async fn fetch_code(&self, id: &str, client: ClientKey) -> Result<Vec<u8>, WebLoginError> {
-        let _ = (id, client, &self.apps, &self.standings);
-        Err(WechatError::BadResponse("mini-program codes are not fetched yet".into()).into())
+        let app = self.apps.default_app();
+        let call = Call::begin(&self.standings, client);
+        app.wechat.spend_budget(call.standing()).await?;
+        let env_version = EnvVersion::parse(&self.rules.env_version).unwrap_or_default();
+        let request = WxaCodeRequest {
+            scene: id.to_owned(),
+            page: self.rules.page.clone(),
+            // WeChat can check the page only against the published version.
+            check_path: env_version == EnvVersion::Release,
+            env_version,
+            width: None,
+        };
+        let image = app.wxacode(&request).await;
+        // A code WeChat would not draw is not the client's fault: it keeps its standing.
+        call.end(Verdict::None);
+        let image = image?;
+        tracing::debug!(ticket = %id, bytes = image.len(), "web-login code fetched");
+        Ok(image)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The `auth.code2Session` client: one pooled HTTP client, bounded time, bounded retries.
+//! The WeChat client: `auth.code2Session` and the APIs that take the access token, over one
+//! pooled HTTP client, with bounded time, bounded retries and bounded answers.
 //!
 //! In dev mode the same client talks to the built-in simulator in-process, through the
 //! simulator's own router: the request (query, secret and all) and the reading of the answer
@@ -12,7 +13,9 @@ use std::{
 
 use serde::Deserialize;
 
-use super::{Breaker, WechatError, WechatSession, errcode, simulator::Simulator};
+use super::{
+    Breaker, WechatError, WechatSession, WxaCodeRequest, errcode, simulator::Simulator, wxacode,
+};
 use crate::{
     secret::Secret,
     upstream_budget::{Standing, UpstreamBudget},
@@ -59,6 +62,20 @@ enum Transport {
 
 /// The path of `auth.code2Session` under the API base.
 const CODE2SESSION_PATH: &str = "/sns/jscode2session";
+
+/// The most a JSON answer of WeChat's may weigh; its answers are a few hundred bytes.
+const JSON_BODY_LIMIT: usize = 64 * 1024;
+
+/// The most a mini-program code's image may weigh. WeChat's are tens of KiB even at the
+/// largest width; the cap keeps a broken or hostile answer from filling the memory.
+pub const WXACODE_IMAGE_LIMIT: usize = 1024 * 1024;
+
+/// What one call brought back.
+struct Reply {
+    status: u16,
+    content_type: Option<String>,
+    body: axum::body::Bytes,
+}
 
 /// WeChat's answer: success and failure share one object, told apart by `errcode`.
 #[derive(Deserialize)]
@@ -147,6 +164,21 @@ impl WechatClient {
         &self.appid
     }
 
+    /// Takes one call from the app's budget for a client of `standing`, waiting the short
+    /// while the budget allows, or says how long until there is room. Every call a client's
+    /// request makes (a login's code2Session, a web login's code) is paid for here, so one
+    /// flood cannot spend what the others need.
+    pub async fn spend_budget(&self, standing: Standing) -> Result<(), WechatError> {
+        let wait = self.budget.spend(standing).map_err(|retry_after| {
+            crate::metrics::over_budget(standing.label());
+            WechatError::OverBudget { retry_after }
+        })?;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+
     /// Exchanges a `wx.login()` code for the user's identity, retrying only WeChat's "busy",
     /// and failing fast while the circuit breaker is open. `standing` is that of the client
     /// who sent the code: it decides how much of the app's budget the call may spend, and
@@ -156,13 +188,7 @@ impl WechatClient {
         code: &str,
         standing: Standing,
     ) -> Result<WechatSession, WechatError> {
-        let wait = self.budget.spend(standing).map_err(|retry_after| {
-            crate::metrics::over_budget(standing.label());
-            WechatError::OverBudget { retry_after }
-        })?;
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
+        self.spend_budget(standing).await?;
         self.breaker
             .admit(Instant::now())
             .map_err(|retry_after| WechatError::CircuitOpen { retry_after })?;
@@ -254,6 +280,18 @@ impl WechatClient {
         path_and_query: String,
         json: Option<Vec<u8>>,
     ) -> Result<(u16, axum::body::Bytes), WechatError> {
+        let reply = self.call(path_and_query, json, JSON_BODY_LIMIT).await?;
+        Ok((reply.status, reply.body))
+    }
+
+    /// [`send`](Self::send) with the answer's `Content-Type`, and a body of at most `limit`
+    /// bytes: a larger one is a [`WechatError::BadResponse`], never read to its end.
+    async fn call(
+        &self,
+        path_and_query: String,
+        json: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Reply, WechatError> {
         match &self.transport {
             Transport::Http { http, base } => {
                 let url = format!("{base}{path_and_query}");
@@ -264,12 +302,27 @@ impl WechatClient {
                         .header(reqwest::header::CONTENT_TYPE, "application/json")
                         .body(body),
                 };
-                let response = request.send().await.map_err(transport_error)?;
+                let mut response = request.send().await.map_err(transport_error)?;
                 let status = response.status().as_u16();
-                Ok((status, response.bytes().await.map_err(transport_error)?))
+                let content_type = content_type(response.headers());
+                if response.content_length().is_some_and(|n| n > limit as u64) {
+                    return Err(too_large(limit));
+                }
+                let mut body = Vec::new();
+                while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+                    if body.len() + chunk.len() > limit {
+                        return Err(too_large(limit));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(Reply {
+                    status,
+                    content_type,
+                    body: body.into(),
+                })
             }
             Transport::Simulator(router) => {
-                let call = simulator_call(router.clone(), path_and_query, json);
+                let call = simulator_call(router.clone(), path_and_query, json, limit);
                 tokio::time::timeout(self.timeout, call)
                     .await
                     .map_err(|_| WechatError::Timeout)?
@@ -402,6 +455,69 @@ impl WechatClient {
             .map_err(TokenCallError::Other)?;
         answer.map(|a| a.risk_rank).map_err(token_call_refusal)
     }
+
+    /// `POST /wxa/getwxacodeunlimit`: the image of a mini-program code that opens
+    /// `request.page` with `request.scene`, with `access_token`. A scene WeChat would refuse
+    /// is refused here, without spending the app's quota of codes.
+    pub async fn wxacode_unlimited(
+        &self,
+        access_token: &super::access_token::AccessToken,
+        request: &WxaCodeRequest,
+    ) -> Result<Vec<u8>, super::access_token::TokenCallError> {
+        use super::access_token::TokenCallError;
+        if !wxacode::is_valid_scene(&request.scene) {
+            return Err(TokenCallError::Other(WechatError::InvalidScene));
+        }
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("access_token", access_token.value.expose())
+            .finish();
+        let reply = self
+            .call(
+                format!("/wxa/getwxacodeunlimit?{query}"),
+                Some(request.body().to_string().into_bytes()),
+                WXACODE_IMAGE_LIMIT,
+            )
+            .await
+            .map_err(TokenCallError::Other)?;
+        read_wxacode(reply)
+    }
+}
+
+/// WeChat's answer to `getwxacodeunlimit`: an image, told by its type (WeChat's errors come as
+/// JSON with status 200 too), or `{errcode, errmsg}`.
+fn read_wxacode(reply: Reply) -> Result<Vec<u8>, super::access_token::TokenCallError> {
+    use super::access_token::TokenCallError;
+    let bad = |why: String| TokenCallError::Other(WechatError::BadResponse(why));
+    if !(200..300).contains(&reply.status) {
+        return Err(bad(format!("HTTP status {}", reply.status)));
+    }
+    let is_image = reply
+        .content_type
+        .as_deref()
+        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("image/"));
+    if is_image {
+        if reply.body.is_empty() {
+            return Err(bad("an empty image".into()));
+        }
+        return Ok(reply.body.into());
+    }
+    #[derive(Deserialize)]
+    struct Status {
+        #[serde(default)]
+        errcode: i64,
+        #[serde(default)]
+        errmsg: String,
+    }
+    let head: Status = serde_json::from_slice(&reply.body)
+        .map_err(|e| bad(format!("neither an image nor the expected JSON: {e}")))?;
+    let refused = |e| Err(TokenCallError::Other(e));
+    match head.errcode {
+        0 => Err(bad("errcode 0 without an image".into())),
+        errcode::WXACODE_QUOTA => refused(WechatError::WxaCodeQuota),
+        errcode::INVALID_PAGE => refused(WechatError::WxaCodePageMissing),
+        errcode::INVALID_SCENE => refused(WechatError::InvalidScene),
+        errcode => Err(token_call_refusal((errcode, head.errmsg))),
+    }
 }
 
 /// What an errcode of an API called with the access token means: the token's fault (fetch a
@@ -418,7 +534,6 @@ fn token_call_refusal((code, errmsg): (i64, String)) -> super::access_token::Tok
     }
 }
 
-/// One request through the simulator's router: status and body, as over HTTP.
 /// WeChat's answer to one code2Session call as the metrics label it: the errcodes the client
 /// knows as numbers, anything else by kind, so the label set stays bounded whatever WeChat
 /// sends.
@@ -445,17 +560,22 @@ fn errcode_label(answer: &Result<WechatSession, WechatError>) -> &'static str {
             WechatError::Other { .. }
             | WechatError::Misconfigured { .. }
             | WechatError::InvalidPhoneCode
+            | WechatError::WxaCodeQuota
+            | WechatError::WxaCodePageMissing
+            | WechatError::InvalidScene
             | WechatError::OverBudget { .. }
             | WechatError::CircuitOpen { .. },
         ) => "other",
     }
 }
 
+/// One request through the simulator's router: status, type and body, as over HTTP.
 async fn simulator_call(
     router: axum::Router,
     uri: String,
     json: Option<Vec<u8>>,
-) -> Result<(u16, axum::body::Bytes), WechatError> {
+    limit: usize,
+) -> Result<Reply, WechatError> {
     use tower::ServiceExt;
     let request = match json {
         None => axum::http::Request::get(uri).body(axum::body::Body::empty()),
@@ -469,10 +589,27 @@ async fn simulator_call(
         .await
         .map_err(|e| WechatError::Unreachable(e.to_string()))?;
     let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+    let content_type = content_type(response.headers());
+    let body = axum::body::to_bytes(response.into_body(), limit)
         .await
-        .map_err(|e| WechatError::BadResponse(e.to_string()))?;
-    Ok((status, bytes))
+        .map_err(|_| too_large(limit))?;
+    Ok(Reply {
+        status,
+        content_type,
+        body,
+    })
+}
+
+/// The `Content-Type` of an answer, when it has a readable one.
+fn content_type(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn too_large(limit: usize) -> WechatError {
+    WechatError::BadResponse(format!("an answer of more than {limit} bytes"))
 }
 
 /// Maps a reqwest failure without its URL, which holds the secret.
@@ -489,5 +626,100 @@ fn transport_error(e: reqwest::Error) -> WechatError {
 impl super::access_token::TokenSource for WechatClient {
     async fn fetch(&self, force_refresh: bool) -> Result<(Secret, Duration), WechatError> {
         self.stable_token(force_refresh).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wechat::{
+        EnvVersion,
+        access_token::{AccessToken, Rejection, TokenCallError},
+    };
+
+    /// A client of a stand-in for WeChat that answers every mini-program code with `answer`.
+    async fn client_answering(answer: fn() -> axum::response::Response) -> WechatClient {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = axum::Router::new().route(
+            "/wxa/getwxacodeunlimit",
+            axum::routing::post(move || async move { answer() }),
+        );
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let options = ClientOptions {
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(5),
+            busy_retries: 0,
+            backoff: Duration::from_millis(1),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(1),
+            rate_per_second: 0,
+        };
+        WechatClient::new(&base, "wxapp".into(), Secret::new("s"), options).unwrap()
+    }
+
+    async fn ask(client: &WechatClient) -> Result<Vec<u8>, TokenCallError> {
+        let token = AccessToken {
+            value: Secret::new("token"),
+            expires_at: i64::MAX,
+        };
+        let request = WxaCodeRequest {
+            scene: "s".into(),
+            page: "pages/index/index".into(),
+            env_version: EnvVersion::Release,
+            check_path: true,
+            width: None,
+        };
+        client.wxacode_unlimited(&token, &request).await
+    }
+
+    fn typed(content_type: &'static str, body: Vec<u8>) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
+    }
+
+    #[tokio::test]
+    async fn an_image_is_told_by_its_type_and_capped() {
+        let client = client_answering(|| typed("image/jpeg", b"\xff\xd8\xff".to_vec())).await;
+        assert_eq!(ask(&client).await.unwrap(), b"\xff\xd8\xff");
+        let client =
+            client_answering(|| typed("image/png", vec![0; WXACODE_IMAGE_LIMIT + 1])).await;
+        let err = ask(&client).await.unwrap_err();
+        assert!(
+            matches!(&err, TokenCallError::Other(WechatError::BadResponse(why)) if why.contains("more than")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_come_as_json_and_are_named() {
+        let client = client_answering(|| {
+            typed(
+                "application/json; encoding=utf-8",
+                br#"{"errcode":40169,"errmsg":"invalid scene rid: 1"}"#.to_vec(),
+            )
+        })
+        .await;
+        assert!(matches!(
+            ask(&client).await,
+            Err(TokenCallError::Other(WechatError::InvalidScene))
+        ));
+        let client = client_answering(|| {
+            typed(
+                "text/plain",
+                br#"{"errcode":42001,"errmsg":"expired"}"#.to_vec(),
+            )
+        })
+        .await;
+        assert!(matches!(
+            ask(&client).await,
+            Err(TokenCallError::Rejected(Rejection::Expired))
+        ));
+        let client =
+            client_answering(|| typed("application/json", br#"{"errcode":0}"#.to_vec())).await;
+        assert!(matches!(
+            ask(&client).await,
+            Err(TokenCallError::Other(WechatError::BadResponse(_)))
+        ));
     }
 }

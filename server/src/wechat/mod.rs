@@ -1,4 +1,6 @@
-//! Talking to WeChat: the `auth.code2Session` client and a faithful simulator of it.
+//! Talking to WeChat: the `auth.code2Session` client, the server-to-server APIs that use the
+//! access token (phone numbers, risk ranks, mini-program codes), and a faithful simulator of
+//! them.
 //!
 //! The client (`client.rs`) is the only code that calls WeChat. The simulator (`simulator/`)
 //! serves WeChat's exact request and response shapes so development and tests run the same
@@ -8,9 +10,11 @@ pub mod access_token;
 mod breaker;
 pub mod client;
 pub mod simulator;
+pub mod wxacode;
 
 pub use breaker::Breaker;
 pub use client::WechatClient;
+pub use wxacode::{EnvVersion, WxaCodeRequest};
 
 /// What a successful `code2Session` yields.
 #[derive(Clone, PartialEq, Eq)]
@@ -49,6 +53,13 @@ pub mod errcode {
     /// Not an access token at all.
     pub const ACCESS_TOKEN_UNRECOGNISED: i64 = 40014;
     pub const ACCESS_TOKEN_EXPIRED: i64 = 42001;
+    /// `getwxacodeunlimit`'s per-minute quota (about 5,000 codes) is spent.
+    pub const WXACODE_QUOTA: i64 = 45009;
+    /// `getwxacodeunlimit`'s `page` is not a page of the published version, or is malformed
+    /// (a leading `/`, a query).
+    pub const INVALID_PAGE: i64 = 41030;
+    /// `getwxacodeunlimit`'s `scene` is too long or has a character WeChat does not take.
+    pub const INVALID_SCENE: i64 = 40169;
 }
 
 /// A user's phone number as `getuserphonenumber` answers it.
@@ -77,6 +88,19 @@ pub enum WechatError {
     HighRiskUser,
     #[error("WeChat rate limit hit (45011)")]
     RateLimited,
+    /// 45009 from `getwxacodeunlimit`: the app's codes for this minute are spent.
+    #[error("WeChat's quota of mini-program codes per minute is spent (45009); retry later")]
+    WxaCodeQuota,
+    /// 41030 from `getwxacodeunlimit`: the configured page is not one WeChat can find.
+    #[error(
+        "WeChat says the web-login page is not a page of the published mini-program (41030): \
+         set WEB_LOGIN_PAGE to a page of the released version (no leading `/`, no query), or \
+         use env_version trial or develop"
+    )]
+    WxaCodePageMissing,
+    /// 40169: a scene WeChat does not take. The server makes scenes, so this is a bug here.
+    #[error("WeChat refused the mini-program code's scene (40169)")]
+    InvalidScene,
     #[error("WeChat stayed busy (-1) after {attempts} attempts")]
     Busy { attempts: u32 },
     /// 40013/40125: the server's own AppID or secret is wrong. Operators must fix it.

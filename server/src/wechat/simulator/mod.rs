@@ -27,6 +27,10 @@
 //! - `POST /open-data` — body `{"user"}`; answers `{"encryptedData", "iv", "rawData",
 //!   "signature"}` under the user's current session_key, as `wx.getUserInfo`-style APIs hand
 //!   them to the client.
+//! - `POST /wxa/getwxacodeunlimit?access_token` — WeChat's mini-program code: a PNG QR code
+//!   that reads `<page>?scene=<scene>`, or WeChat's errors (see `wxacode.rs`).
+//! - `POST /wxacode` — body `{"quota_per_minute"?}` sets the quota of codes per minute;
+//!   answers `{"quota_per_minute", "wxacode_calls"}`.
 //!
 //! Each `wx.login()` gives the user a new session_key, as WeChat does. In process,
 //! [`Simulator::session_key_of`] tells a test the one a user holds.
@@ -55,8 +59,10 @@ use subtle::ConstantTimeEq;
 use super::errcode;
 
 mod open_api;
+mod wxacode;
 
 pub use open_api::SimOpenData;
+pub use wxacode::{DEMO_PAGES, WXACODE_QUOTA_PER_MINUTE};
 
 /// WeChat's documented life of a login code.
 pub const CODE_TTL: Duration = Duration::from_secs(5 * 60);
@@ -102,6 +108,7 @@ struct SimState {
     /// account after they first logged in.
     bound_later: std::collections::HashSet<String>,
     open: open_api::OpenState,
+    wxacode: wxacode::WxaCodeState,
 }
 
 struct IssuedCode {
@@ -172,6 +179,8 @@ impl Simulator {
             .route("/risk", post(open_api::risk_control))
             .route("/phone-code", post(open_api::phone_code))
             .route("/open-data", post(open_api::open_data))
+            .route("/wxa/getwxacodeunlimit", post(wxacode::wxacode))
+            .route("/wxacode", post(wxacode::wxacode_control))
             .with_state(self.clone())
     }
 

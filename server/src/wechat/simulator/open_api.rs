@@ -239,7 +239,7 @@ impl Simulator {
 }
 
 /// WeChat's answer to a call with an access token that is not the current one, or expired.
-fn token_refusal(open: &OpenState, access_token: Option<&str>) -> Option<Value> {
+pub(super) fn token_refusal(open: &OpenState, access_token: Option<&str>) -> Option<Value> {
     let ttl = open.token_ttl.unwrap_or(ACCESS_TOKEN_TTL);
     match (&open.token, access_token) {
         (Some(current), Some(given)) if current.value == given => (current.issued_at.elapsed()
