@@ -144,14 +144,6 @@ impl Modify for BearerAuth {
                  Origin in WEB_ORIGINS), or they get 403 csrf",
             ))),
         );
-        components.add_security_scheme(
-            "web_login_ticket",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
-                "__Host-wxlogin-ticket-{id}",
-                "The cookie POST /web-login set for the ticket {id}, in the browser that asked \
-                 for it only",
-            ))),
-        );
     }
 }
 

@@ -102,8 +102,9 @@ fn ticket_secret(headers: &HeaderMap, id: &str) -> Option<String> {
     path = "/web-login/{id}",
     tag = "web login",
     summary = "The ticket's status, for clients without Server-Sent Events",
+    description = "Needs the ticket's cookie, `__Host-wxlogin-ticket-{id}`, which only the browser \
+        that asked for the ticket holds; without it, 404 as for an unknown ticket.",
     params(("id" = String, Path, description = "The ticket's id")),
-    security(("web_login_ticket" = [])),
     responses(
         (status = 200, description = "Where the ticket stands", body = WebLoginStatus,
             headers(("Cache-Control" = String, description = "no-store"))),
@@ -131,9 +132,9 @@ pub(super) async fn status(
     description = "`text/event-stream`: one `status` event (data: `{\"status\": ...}`, as \
         `GET /web-login/{id}` answers) now and at each change: pending, scanned, then \
         confirmed, denied or expired, after which the stream ends. Comment lines keep an idle \
-        stream open. Behind nginx, use `proxy_buffering off` for it.",
+        stream open. Behind nginx, use `proxy_buffering off` for it. Needs the ticket's cookie, \
+        `__Host-wxlogin-ticket-{id}`; without it, 404.",
     params(("id" = String, Path, description = "The ticket's id")),
-    security(("web_login_ticket" = [])),
     responses(
         (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
         (status = 404, description = "No such ticket, or not this browser's (`ticket_not_found`)", body = ErrorBody),
@@ -201,8 +202,8 @@ fn status_events(
     path = "/web-login/{id}/qr.png",
     tag = "web login",
     summary = "The mini-program code to scan, fetched from WeChat once per ticket",
+    description = "Needs the ticket's cookie, `__Host-wxlogin-ticket-{id}`; without it, 404.",
     params(("id" = String, Path, description = "The ticket's id")),
-    security(("web_login_ticket" = [])),
     responses(
         (status = 200, description = "The code; it opens WEB_LOGIN_PAGE with the ticket id as its scene",
             content_type = "image/png", body = Vec<u8>),
@@ -338,9 +339,9 @@ pub(super) async fn deny(
     summary = "The browser that asked takes its session, once the person confirmed",
     description = "Sets the web-session cookie `__Host-wxlogin` (HttpOnly, Secure, SameSite=Lax), \
         a session of the account that confirmed, and clears the ticket's cookie. Once per ticket; \
-        the token is in the cookie only.",
+        the token is in the cookie only. Needs the ticket's cookie, `__Host-wxlogin-ticket-{id}`; \
+        without it, 404.",
     params(("id" = String, Path, description = "The ticket's id")),
-    security(("web_login_ticket" = [])),
     responses(
         (status = 204, description = "Logged in",
             headers(("Set-Cookie" = String, description = "The web session"))),
