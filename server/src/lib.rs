@@ -73,6 +73,7 @@ pub mod open_data;
 pub mod rate_limit;
 pub mod secret;
 pub mod serve;
+pub mod signing_keys;
 pub mod state;
 pub mod store;
 pub mod time;

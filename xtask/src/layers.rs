@@ -37,6 +37,7 @@ const LAYERS: [(&str, &[&str]); 8] = [
             "upstream_budget",
             "client_ip",
             "captured_log",
+            "signing_keys",
         ],
     ),
     ("the session stores", &["store"]),
