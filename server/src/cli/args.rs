@@ -367,6 +367,18 @@ pub struct Args {
     #[arg(long, env = "WEB_LOGIN_MAX_TICKETS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub web_login_max_tickets: u64,
 
+    /// The public base URL relying parties reach this server at (`https://login.example.com`):
+    /// turns the OpenID Connect provider on, and is the `iss` of every ID token. Its clients are
+    /// the `[[oidc.clients]]` of CONFIG_FILE.
+    #[arg(long, env = "OIDC_ISSUER")]
+    pub oidc_issuer: Option<url::Url>,
+
+    /// Comma-separated PEM files of the keys that sign ID tokens (RSA for RS256, or P-256 for
+    /// ES256); the first signs, the others stay published for a rotation. Dev mode makes one
+    /// beside the data key when unset.
+    #[arg(long, env = "OIDC_SIGNING_KEYS", value_delimiter = ',')]
+    pub oidc_signing_keys: Vec<std::path::PathBuf>,
+
     /// The log's shape on stderr: `text` for people, or `json`, one object per line, for a
     /// log collector.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -458,6 +470,8 @@ impl From<Args> for Config {
             web_login_rate_burst,
             web_login_max_tickets_per_client,
             web_login_max_tickets,
+            oidc_issuer,
+            oidc_signing_keys,
             log_format,
             command,
         } = args;
@@ -515,6 +529,8 @@ impl From<Args> for Config {
         config.web_login_rate_burst = web_login_rate_burst;
         config.web_login_max_tickets_per_client = web_login_max_tickets_per_client;
         config.web_login_max_tickets = usize::try_from(web_login_max_tickets).unwrap_or(usize::MAX);
+        config.oidc_issuer = oidc_issuer;
+        config.oidc_signing_keys = oidc_signing_keys;
         config
     }
 }

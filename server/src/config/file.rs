@@ -1,14 +1,23 @@
 //! `CONFIG_FILE`: the TOML file that lists the mini-programs one server serves, for a backend
-//! shared by several of them. Read and checked once, when the flags are parsed, so a typo
-//! stops the server at start rather than failing the first login of that app.
+//! shared by several of them, and the OpenID Connect clients it logs people into. Read and
+//! checked once, when the flags are parsed, so a typo stops the server at start rather than
+//! failing the first login of that app.
 //!
 //! ```toml
 //! [[apps]]
 //! appid = "wx1111111111111111"
 //! secret = "…"
 //! api_base = "https://api.weixin.qq.com"   # optional, default WECHAT_API_BASE
+//!
+//! [[oidc.clients]]
+//! client_id = "grafana"
+//! name = "Grafana"
+//! client_secret = "…"                        # leave out for a public client (PKCE)
+//! redirect_uris = ["https://grafana.example.com/login/generic_oauth"]
+//! post_logout_redirect_uris = ["https://grafana.example.com/"]   # optional
 //! ```
-//! The first app is the default one: a `POST /login` without `appid` logs into it.
+//! The first app is the default one: a `POST /login` without `appid` logs into it. A file may
+//! list only clients: the app then comes from `WECHAT_APPID`, or dev mode.
 
 use std::path::{Path, PathBuf};
 
@@ -20,8 +29,23 @@ use crate::secret::Secret;
 #[derive(Debug, Clone)]
 pub struct ConfigFile {
     pub path: PathBuf,
-    /// At least one, appids distinct, in the file's order.
+    /// Appids distinct, in the file's order; empty when the file lists only OIDC clients.
     pub apps: Vec<AppEntry>,
+    /// The OpenID Connect clients, client ids distinct.
+    pub oidc_clients: Vec<OidcClientEntry>,
+}
+
+/// One OpenID Connect relying party.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcClientEntry {
+    pub client_id: String,
+    /// What the login page and the person's session list call it.
+    pub name: String,
+    /// `None`: a public client, which must use PKCE and authenticates with `none`.
+    pub client_secret: Option<Secret>,
+    /// Matched exactly.
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// One mini-program: the credentials of its `code2Session` and access-token calls.
@@ -36,7 +60,28 @@ pub struct AppEntry {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileShape {
+    #[serde(default)]
     apps: Vec<AppShape>,
+    #[serde(default)]
+    oidc: Option<OidcShape>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OidcShape {
+    #[serde(default)]
+    clients: Vec<ClientShape>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientShape {
+    client_id: String,
+    name: String,
+    client_secret: Option<String>,
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +91,11 @@ struct AppShape {
     secret: String,
     api_base: Option<String>,
 }
+
+/// Longest client id accepted.
+const MAX_CLIENT_ID_LEN: usize = 128;
+/// Shortest client secret accepted: a guessable secret is no authentication.
+const MIN_CLIENT_SECRET_LEN: usize = 16;
 
 /// Longest appid accepted. WeChat's are 18 characters; the limit only keeps junk out of store
 /// keys and headers.
@@ -70,11 +120,29 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, String> {
             .unwrap_or_default();
         format!("{}{at}: {}", path.display(), e.message().trim_end())
     })?;
-    if file.apps.is_empty() {
+    let clients = file.oidc.map(|o| o.clients).unwrap_or_default();
+    if file.apps.is_empty() && clients.is_empty() {
         return Err(format!(
-            "{}: `apps` is empty; list at least one [[apps]] with appid and secret",
+            "{}: no `apps` and no `oidc.clients`; list at least one [[apps]] with appid and \
+             secret, or one [[oidc.clients]]",
             path.display()
         ));
+    }
+    let mut oidc_clients: Vec<OidcClientEntry> = Vec::with_capacity(clients.len());
+    for (index, client) in clients.into_iter().enumerate() {
+        let entry = check_client(client)
+            .map_err(|why| format!("{}: oidc.clients[{index}]: {why}", path.display()))?;
+        if oidc_clients
+            .iter()
+            .any(|seen| seen.client_id == entry.client_id)
+        {
+            return Err(format!(
+                "{}: oidc.clients[{index}]: client_id {} is listed twice",
+                path.display(),
+                entry.client_id
+            ));
+        }
+        oidc_clients.push(entry);
     }
     let mut apps: Vec<AppEntry> = Vec::with_capacity(file.apps.len());
     for (index, app) in file.apps.into_iter().enumerate() {
@@ -92,6 +160,60 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, String> {
     Ok(ConfigFile {
         path: path.to_owned(),
         apps,
+        oidc_clients,
+    })
+}
+
+fn check_client(client: ClientShape) -> Result<OidcClientEntry, String> {
+    let id = client.client_id.trim();
+    if id.is_empty()
+        || id.len() > MAX_CLIENT_ID_LEN
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "`client_id` {id:?} must be 1 to {MAX_CLIENT_ID_LEN} letters, digits, '-', '_' or '.'"
+        ));
+    }
+    if client.name.trim().is_empty() {
+        return Err(format!("`name` of {id} is empty"));
+    }
+    if client
+        .client_secret
+        .as_ref()
+        .is_some_and(|s| s.trim().len() < MIN_CLIENT_SECRET_LEN)
+    {
+        return Err(format!(
+            "`client_secret` of {id} is shorter than {MIN_CLIENT_SECRET_LEN} characters: make \
+             one with `openssl rand -base64 32`, or leave it out for a public client"
+        ));
+    }
+    if client.redirect_uris.is_empty() {
+        return Err(format!("`redirect_uris` of {id} is empty"));
+    }
+    for uri in client
+        .redirect_uris
+        .iter()
+        .chain(&client.post_logout_redirect_uris)
+    {
+        let url = url::Url::parse(uri)
+            .map_err(|e| format!("{uri:?} of {id} is not an absolute URL: {e}"))?;
+        if url.fragment().is_some() {
+            return Err(format!(
+                "{uri:?} of {id} has a fragment, which OAuth forbids"
+            ));
+        }
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("{uri:?} of {id} must be an http(s) URL"));
+        }
+    }
+    Ok(OidcClientEntry {
+        client_id: id.to_owned(),
+        name: client.name.trim().to_owned(),
+        client_secret: client.client_secret.map(Secret::new),
+        redirect_uris: client.redirect_uris,
+        post_logout_redirect_uris: client.post_logout_redirect_uris,
     })
 }
 
@@ -188,8 +310,8 @@ api_base = "http://127.0.0.1:9000"
     #[test]
     fn mistakes_are_refused_with_the_file_and_line_and_no_secret() {
         let cases = [
-            ("", "missing field `apps`"),
-            ("apps = []", "`apps` is empty"),
+            ("", "no `apps` and no `oidc.clients`"),
+            ("apps = []", "no `apps`"),
             (
                 "[[apps]]\nappid = \"wx1\"\nsecret = \"s3cr3t\"\nsecrte = \"s3cr3t\"",
                 "line 4",
@@ -222,6 +344,67 @@ api_base = "http://127.0.0.1:9000"
             assert!(err.starts_with("apps.toml"), "{err}");
             assert!(err.contains(expected), "{text:?}: {err}");
             assert!(!err.contains("s3cr3t"), "{text:?} echoed the secret: {err}");
+        }
+    }
+
+    #[test]
+    fn a_file_may_list_only_oidc_clients() {
+        let file = parsed(
+            r#"
+[[oidc.clients]]
+client_id = "grafana"
+name = "Grafana"
+client_secret = "a-long-enough-s3cr3t"
+redirect_uris = ["https://grafana.example/login/generic_oauth"]
+
+[[oidc.clients]]
+client_id = "spa"
+name = "The single-page app"
+redirect_uris = ["http://127.0.0.1:8080/callback"]
+"#,
+        )
+        .unwrap();
+        assert!(file.apps.is_empty());
+        assert_eq!(file.oidc_clients.len(), 2);
+        assert_eq!(
+            file.oidc_clients[0]
+                .client_secret
+                .as_ref()
+                .unwrap()
+                .expose(),
+            "a-long-enough-s3cr3t"
+        );
+        assert_eq!(file.oidc_clients[1].client_secret, None, "a public client");
+        assert!(!format!("{file:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn client_mistakes_are_refused_without_the_secret() {
+        let client =
+            |extra: &str| format!("[[oidc.clients]]\nclient_id = \"c\"\nname = \"C\"\n{extra}");
+        for (text, expected) in [
+            (
+                client("redirect_uris = []"),
+                "`redirect_uris` of c is empty",
+            ),
+            (client("redirect_uris = [\"/cb\"]"), "not an absolute URL"),
+            (client("redirect_uris = [\"https://a/cb#x\"]"), "fragment"),
+            (
+                client("client_secret = \"s3cr3t\"\nredirect_uris = [\"https://a/cb\"]"),
+                "shorter than 16",
+            ),
+            (
+                format!(
+                    "{}\n{}",
+                    client("redirect_uris = [\"https://a/cb\"]"),
+                    client("redirect_uris = [\"https://a/cb\"]")
+                ),
+                "listed twice",
+            ),
+        ] {
+            let err = parsed(&text).unwrap_err();
+            assert!(err.contains(expected), "{text:?}: {err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
         }
     }
 

@@ -19,7 +19,9 @@ mod file;
 /// Where the session store lives; parsed and printed (without its password) by the store.
 pub use crate::store::StoreUrl;
 pub use duration::{MaxAge, parse_duration, parse_max_age};
-pub use file::{AppEntry, ConfigFile, load as load_config_file, parse as parse_config_file};
+pub use file::{
+    AppEntry, ConfigFile, OidcClientEntry, load as load_config_file, parse as parse_config_file,
+};
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -177,6 +179,10 @@ pub struct Config {
     pub web_login_max_tickets_per_client: u32,
     /// `WEB_LOGIN_MAX_TICKETS`.
     pub web_login_max_tickets: usize,
+    /// `OIDC_ISSUER`: turns the OpenID Connect provider on.
+    pub oidc_issuer: Option<url::Url>,
+    /// `OIDC_SIGNING_KEYS`: PEM files, the first signing.
+    pub oidc_signing_keys: Vec<PathBuf>,
 }
 
 /// The mini-program page a web-login code opens by default.
@@ -272,6 +278,8 @@ impl Config {
             web_login_rate_burst: 5,
             web_login_max_tickets_per_client: 10,
             web_login_max_tickets: 10_000,
+            oidc_issuer: None,
+            oidc_signing_keys: Vec::new(),
         }
     }
 
@@ -379,6 +387,8 @@ setters! {
     with_web_login_rate_burst(web_login_rate_burst: u32);
     with_web_login_max_tickets_per_client(web_login_max_tickets_per_client: u32);
     with_web_login_max_tickets(web_login_max_tickets: usize);
+    with_oidc_issuer(oidc_issuer: Option<url::Url>);
+    with_oidc_signing_keys(oidc_signing_keys: Vec<PathBuf>);
 }
 
 impl Default for Config {
@@ -400,13 +410,27 @@ impl Config {
     /// Dev mode is chosen by the absence of all WeChat credentials, so a fresh checkout runs
     /// with no set-up while a deployment that set any cannot fall into it by accident.
     pub fn dev_mode(&self) -> bool {
-        self.wechat_appid.is_none() && self.wechat_secret.is_none() && self.config_file.is_none()
+        self.wechat_appid.is_none() && self.wechat_secret.is_none() && !self.file_lists_apps()
+    }
+
+    /// Whether `CONFIG_FILE` names the apps (it may list only OpenID Connect clients).
+    fn file_lists_apps(&self) -> bool {
+        self.config_file
+            .as_ref()
+            .is_some_and(|f| !f.apps.is_empty())
+    }
+
+    /// The OpenID Connect clients of `CONFIG_FILE`.
+    pub fn oidc_clients(&self) -> &[OidcClientEntry] {
+        self.config_file
+            .as_ref()
+            .map_or(&[], |f| f.oidc_clients.as_slice())
     }
 
     /// The mini-programs to serve, the default first: the CONFIG_FILE's, or the one of
     /// WECHAT_APPID and WECHAT_SECRET. Empty in dev mode.
     pub fn apps(&self) -> Vec<AppEntry> {
-        if let Some(file) = &self.config_file {
+        if let Some(file) = self.config_file.as_ref().filter(|f| !f.apps.is_empty()) {
             return file.apps.clone();
         }
         match (&self.wechat_appid, &self.wechat_secret) {
@@ -518,6 +542,7 @@ impl Config {
             }
         }
         self.check_web_login()?;
+        self.check_oidc()?;
         if self
             .signup_max_risk_rank
             .is_some_and(|rank| rank > MAX_RISK_RANK)
@@ -545,7 +570,7 @@ impl Config {
             }
             _ => {}
         }
-        if let Some(file) = &self.config_file {
+        if let Some(file) = self.config_file.as_ref().filter(|f| !f.apps.is_empty()) {
             if self.wechat_appid.is_some() || self.wechat_secret.is_some() {
                 return Err(format!(
                     "CONFIG_FILE ({}) lists the apps, and WECHAT_APPID or WECHAT_SECRET is \
@@ -671,6 +696,46 @@ impl Config {
     }
 }
 
+/// The OpenID Connect provider's settings.
+impl Config {
+    fn check_oidc(&self) -> Result<(), String> {
+        let clients = self.oidc_clients();
+        let Some(issuer) = &self.oidc_issuer else {
+            if !clients.is_empty() {
+                return Err(
+                    "CONFIG_FILE lists OpenID Connect clients but OIDC_ISSUER is not \
+                            set: set it to the public base URL relying parties reach the \
+                            server at"
+                        .into(),
+                );
+            }
+            if !self.oidc_signing_keys.is_empty() {
+                return Err("OIDC_SIGNING_KEYS is set without OIDC_ISSUER".into());
+            }
+            return Ok(());
+        };
+        if !matches!(issuer.scheme(), "http" | "https")
+            || issuer.host().is_none()
+            || issuer.query().is_some()
+            || issuer.fragment().is_some()
+        {
+            return Err(format!(
+                "OIDC_ISSUER {issuer} must be an http(s) URL with a host and no query or fragment"
+            ));
+        }
+        if !self.dev_mode() && self.oidc_signing_keys.is_empty() {
+            return Err(
+                "OIDC_ISSUER is set but OIDC_SIGNING_KEYS is not: production signs ID \
+                        tokens with keys of yours. Make one with `openssl genpkey -algorithm \
+                        RSA -pkeyopt rsa_keygen_bits:2048 -out oidc.pem` and set \
+                        OIDC_SIGNING_KEYS=oidc.pem"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// `origin` as browsers send it in `Origin`, if it is one: `scheme://host[:port]`.
 pub fn parse_origin(origin: &str) -> Option<String> {
     let url = url::Url::parse(origin).ok()?;
@@ -696,7 +761,7 @@ impl Config {
             );
         }
         if !self.dev_mode() && self.configured_data_keys().is_none() {
-            let apps = if self.config_file.is_some() {
+            let apps = if self.file_lists_apps() {
                 "CONFIG_FILE"
             } else {
                 "WECHAT_APPID"
@@ -832,6 +897,42 @@ mod tests {
             Config::dev().public_url().unwrap().as_str(),
             "http://127.0.0.1:3000/"
         );
+    }
+
+    #[test]
+    fn a_file_of_oidc_clients_alone_keeps_dev_mode_or_the_appid() {
+        let file = file::parse(
+            std::path::Path::new("clients.toml"),
+            "[[oidc.clients]]\nclient_id = \"c\"\nname = \"C\"\nredirect_uris = [\"https://a/cb\"]",
+        )
+        .unwrap();
+        let issuer = Some(url::Url::parse("http://127.0.0.1:3000").unwrap());
+        let dev = Config::dev().with_config_file(file.clone());
+        assert!(dev.dev_mode(), "the file names no app");
+        let err = dev.validate().unwrap_err().to_string();
+        assert!(err.contains("OIDC_ISSUER"), "{err}");
+        dev.clone()
+            .with_oidc_issuer(issuer.clone())
+            .validate()
+            .unwrap();
+        assert_eq!(dev.oidc_clients().len(), 1);
+
+        let production = Config::dev()
+            .with_app("wx1", Secret::new("s"))
+            .with_data_keys(key())
+            .with_config_file(file)
+            .with_oidc_issuer(issuer);
+        assert!(!production.dev_mode());
+        assert_eq!(production.apps()[0].appid, "wx1");
+        let err = production.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("OIDC_SIGNING_KEYS"),
+            "production brings its keys: {err}"
+        );
+        production
+            .with_oidc_signing_keys(vec!["oidc.pem".into()])
+            .validate()
+            .unwrap();
     }
 
     #[test]
