@@ -221,6 +221,13 @@ async fn an_unbuilt_harness_explains_how_to_build_it() {
         .unwrap();
     assert_eq!(response.status(), 503);
     assert!(response.text().await.unwrap().contains("cargo xtask build"));
+    let web_login = server
+        .http
+        .get(server.url("/harness/web-login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(web_login.status(), 503);
 }
 
 #[tokio::test]
@@ -232,6 +239,21 @@ async fn a_built_harness_is_served_in_dev_mode_only() {
     let page = dev.http.get(dev.url("/harness/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("id=probe"));
+    // The web login page is the same document; its module picks the page by the address.
+    let web_login = dev
+        .http
+        .get(dev.url("/harness/web-login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(web_login.status(), 200);
+    assert!(
+        web_login.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(web_login.text().await.unwrap().contains("id=probe"));
 
     let cfg = workspace_tests::config(&[
         "--harness-dir",
@@ -244,12 +266,14 @@ async fn a_built_harness_is_served_in_dev_mode_only() {
         workspace_tests::DATA_KEY,
     ]);
     let prod = TestServer::start_with(cfg, None).await;
-    let page = prod.http.get(prod.url("/harness/")).send().await.unwrap();
-    assert_eq!(
-        page.status(),
-        404,
-        "no harness and no simulator in production"
-    );
+    for path in ["/harness/", "/harness/web-login"] {
+        let page = prod.http.get(prod.url(path)).send().await.unwrap();
+        assert_eq!(
+            page.status(),
+            404,
+            "no harness and no simulator in production: {path}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -4,9 +4,10 @@
 //! headless Chromium.
 //!
 //! Output (`client-wasm/harness/dist/`, git-ignored, rebuilt from scratch each time):
-//! `harness.js` + `harness_bg.wasm` (wasm-bindgen `--target web`), and `index.html` +
-//! `style.css` copied from the crate. No trunk: the page is one static HTML file that imports
-//! the module, and the module's start mounts the app.
+//! `harness.js` + `harness_bg.wasm` (wasm-bindgen `--target web`, with `snippets/` for the
+//! JavaScript the crate imports), and `index.html`, `style.css` and `web-login.js` copied from
+//! the crate. No trunk: the page is one static HTML file that imports the module, and the
+//! module's start mounts the app (the harness, or at `/harness/web-login` the web login page).
 //!
 //! The compile reuses the mini-program's route (`wasm::compile`: rustup's wasm32 target, or
 //! Debian's rustc-web with `-Zbuild-std`) and its wasm-bindgen CLI. Unlike the mini-program's
@@ -32,8 +33,10 @@ const CRATE: &str = "harness";
 const PROFILE: &str = "dev";
 /// Base name of the generated files; `index.html` imports `./harness.js`.
 const OUT_NAME: &str = "harness";
-/// Files of the crate copied into `dist/` as they are.
-const STATIC_FILES: [&str; 2] = ["index.html", "style.css"];
+/// Files of the crate copied into `dist/` as they are. `web-login.js` also reaches `dist/` as
+/// wasm-bindgen's snippet, which the page imports; this copy is the one a team downloads
+/// (`/harness/web-login.js`, linked from the page).
+const STATIC_FILES: [&str; 3] = ["index.html", "style.css", "web-login.js"];
 
 /// Builds the harness into `client-wasm/harness/dist/`, installing missing tools first.
 pub fn build() -> Result {
@@ -76,7 +79,7 @@ pub fn build() -> Result {
 pub fn browser_tests() -> Result {
     let root = run::root();
     run::step(
-        "browser test tools (chromium, node, npm packages)",
+        "browser test tools (chromium, zbarimg, node, npm packages)",
         test_tools,
     )?;
     let server = run::step("server build (for the browser tests)", run::build_server)?;
@@ -101,11 +104,15 @@ pub fn build_tools() -> Result<PathBuf> {
     wasm::wasm_bindgen_cli()
 }
 
-/// What the browser tests need beyond the harness, installed when missing: Chromium, Node 20
-/// and the tests' npm packages.
+/// What the browser tests need beyond the harness, installed when missing: Chromium, zbarimg,
+/// Node 20 and the tests' npm packages.
 pub fn test_tools() -> Result {
-    // Debian's Chromium: a browser download of playwright's own cannot work here.
-    install::apt(&[("/usr/bin/chromium", "chromium")])?;
+    install::apt(&[
+        // Debian's Chromium: a browser download of playwright's own cannot work here.
+        ("/usr/bin/chromium", "chromium"),
+        // The web login test reads the code the page shows with a real QR decoder.
+        ("zbarimg", "zbar-tools"),
+    ])?;
     wasm::node()?;
     node_20()?;
     install::apt(&[("npm", "npm")])?;

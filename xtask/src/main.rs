@@ -25,7 +25,8 @@ const USAGE: &str = "usage: cargo xtask <build|test [STAGE]|deps|layers|bench|do
                  cargo tests (with Redis, nginx, systemd)
     wasm         the wasm build of the client and the npm package wx-login-client
     miniprogram  the type-check and the mini-program runtime tests (after the wasm stage)
-    browser      the browser harness tests in headless Chromium
+    browser      the browser harness tests in headless Chromium, the web login with the
+                 mini-program runtime too (after the wasm stage)
     fuzz         schemathesis against the server's /openapi.json
   deps         install everything the tests need; run nothing
   layers       check that server/src's modules import only from layers below them
@@ -113,11 +114,12 @@ impl Stage {
     }
 
     /// Stages whose output this one tests, so run before it when it runs alone: the
-    /// mini-program tests load the package the wasm stage builds.
+    /// mini-program tests load the package the wasm stage builds, and so does the browser's
+    /// web login test, which confirms in the demo mini-program.
     fn needs(self) -> &'static [Stage] {
         match self {
-            Stage::Miniprogram => &[Stage::Wasm],
-            Stage::Rust | Stage::Wasm | Stage::Browser | Stage::Fuzz => &[],
+            Stage::Miniprogram | Stage::Browser => &[Stage::Wasm],
+            Stage::Rust | Stage::Wasm | Stage::Fuzz => &[],
         }
     }
 

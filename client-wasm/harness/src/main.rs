@@ -13,15 +13,28 @@
 //!   browser's counterpart of the mini-program's `packages/wx-login-client/miniprogram_dist/lib/host.js`.
 //! - [`page`]: the page itself: state, token expiry, the buttons and the log of every event
 //!   and effect.
-//! - `index.html` and `style.css` beside `src/` are copied into `dist/` as they are;
-//!   `index.html` loads wasm-bindgen's `--target web` module, whose start runs [`main`].
+//! - [`web_login`]: a second page, `/harness/web-login`: a website's "scan to log in" page
+//!   (web login by mini-program code), running the plain script `web-login.js` teams copy.
+//! - `index.html`, `style.css` and `web-login.js` beside `src/` are copied into `dist/` as they
+//!   are; `index.html` loads wasm-bindgen's `--target web` module, whose start runs [`main`].
+//!   The server answers `/harness/web-login` with the same `index.html`: [`main`] picks the
+//!   page by the address.
 //!
 //! The crate also compiles natively (so the workspace's native clippy and tests cover it), but
 //! it only does something in a browser: natively [`main`] would panic at the first browser call.
 
 mod host;
 mod page;
+mod web_login;
 
 fn main() {
-    leptos::mount::mount_to_body(page::App);
+    let path = web_sys::window()
+        .and_then(|window| window.location().pathname().ok())
+        .unwrap_or_default();
+    if path.trim_end_matches('/').ends_with("/web-login") {
+        leptos::prelude::document().set_title("Log in with WeChat");
+        leptos::mount::mount_to_body(web_login::WebLoginPage);
+    } else {
+        leptos::mount::mount_to_body(page::App);
+    }
 }

@@ -72,7 +72,8 @@ pub fn App() -> impl IntoView {
                 <h1>"Login harness"</h1>
                 <p class="lead">
                     "The mini-program's login state machine (client-wasm), running in the "
-                    "browser against this dev server. WeChat is the server's simulator."
+                    "browser against this dev server. WeChat is the server's simulator. "
+                    <a id="to-web-login" href="web-login">"Web login by mini-program code"</a>
                 </p>
             </header>
 

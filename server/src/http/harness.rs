@@ -1,6 +1,9 @@
 //! `/harness/` (dev mode only): the leptos browser harness that drives the client state
 //! machine against this server, for watching and poking the login flow by hand and for the
 //! browser tests. Until it is built, the page says how to build it instead of a bare 404.
+//!
+//! `/harness/web-login` is the harness's second page, a website's "scan to log in" page: the
+//! same `index.html`, whose module picks the page by the address (one build, one entry point).
 
 use std::path::Path;
 
@@ -10,20 +13,25 @@ use axum::{
     response::{Html, IntoResponse, Redirect},
     routing::get,
 };
-use tower_http::services::ServeDir;
+use tower_http::services::{ServeDir, ServeFile};
 
 use crate::http::LoginState;
 
 /// Where the harness is mounted.
 pub const PATH: &str = "/harness";
+/// The web login page, within the harness.
+pub const WEB_LOGIN_PATH: &str = "/harness/web-login";
 
 pub fn router(dir: &Path) -> Router<LoginState> {
     let router = Router::new().route(PATH, get(|| async { Redirect::permanent("/harness/") }));
-    if dir.join("index.html").is_file() {
-        return router.nest_service(
-            "/harness/",
-            ServeDir::new(dir).append_index_html_on_directories(true),
-        );
+    let index = dir.join("index.html");
+    if index.is_file() {
+        return router
+            .route_service(WEB_LOGIN_PATH, ServeFile::new(index))
+            .nest_service(
+                "/harness/",
+                ServeDir::new(dir).append_index_html_on_directories(true),
+            );
     }
     let hint = not_built_page(dir);
     let explain = get(move || {
