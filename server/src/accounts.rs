@@ -131,7 +131,7 @@ impl AccountService {
                     kind: s.kind,
                     appid: match s.kind {
                         SessionKind::Miniprogram => Some(s.appid.clone()),
-                        SessionKind::Web => None,
+                        SessionKind::Web | SessionKind::Oidc => None,
                     },
                     created_at: s.created_at,
                     expires_at: s.expires_at,

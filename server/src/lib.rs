@@ -69,6 +69,7 @@ pub mod http;
 pub mod log_throttle;
 pub mod login;
 pub mod metrics;
+pub mod oidc;
 pub mod open_data;
 pub mod rate_limit;
 pub mod secret;

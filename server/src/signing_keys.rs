@@ -187,7 +187,8 @@ fn parse(name: &str, pem: &[u8]) -> Result<SigningKey, SigningKeyError> {
     })
 }
 
-fn generate_rsa_pem() -> Result<String, SigningKeyError> {
+/// A new RSA 2048 private key in PKCS#8 PEM, as `OIDC_SIGNING_KEYS` takes it.
+pub fn generate_rsa_pem() -> Result<String, SigningKeyError> {
     use aws_lc_rs::{
         encoding::AsDer,
         rsa::{KeyPair, KeySize},

@@ -13,8 +13,10 @@ use crate::{
     http::{LoginState, Parts, csrf::CsrfPolicy},
     login::{LoginService, Rules, Signup},
     metrics::CheckCounters,
+    oidc::{Client, OidcService},
     rate_limit::ClientLimiter,
     secret::Secret,
+    signing_keys::SigningKeys,
     store::{
         LegacyImport, RedisOptions, SqliteOptions, StoreOptions, Stores, spawn_expiry_deletion,
     },
@@ -43,6 +45,8 @@ pub enum StartError {
     DataKey(#[from] crate::data_keys::DataKeyError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error("cannot use the OpenID Connect signing keys: {0}")]
+    SigningKeys(#[from] crate::signing_keys::SigningKeyError),
 }
 
 /// The AppID the built-in simulator answers to in dev mode.
@@ -159,12 +163,14 @@ impl LoginState {
             config.login_rate_max_clients,
         ));
         let csrf = CsrfPolicy::new(config.web_origins());
+        let oidc = oidc_provider(&config, &stores)?;
         Ok(LoginState::from(Parts {
             config: Arc::new(config),
             accounts: AccountService::new(stores),
             login,
             login_limiter,
             web_login,
+            oidc,
             web_login_limiter,
             csrf,
             streams: tokio::sync::watch::channel(false).0,
@@ -259,6 +265,42 @@ fn wechat_clients(
         })
         .collect::<Result<_, _>>()?;
     Ok((clients, None))
+}
+
+/// The OpenID Connect provider, when `OIDC_ISSUER` is set: the configured clients, and the
+/// configured keys (dev mode without any: a key beside the SQLite file, made on first
+/// start, or for the other stores a key of this process alone).
+fn oidc_provider(config: &Config, stores: &Stores) -> Result<Option<OidcService>, StartError> {
+    let Some(issuer) = &config.oidc_issuer else {
+        return Ok(None);
+    };
+    let keys = if !config.oidc_signing_keys.is_empty() {
+        SigningKeys::load(&config.oidc_signing_keys)?
+    } else {
+        match &config.session_store {
+            StoreUrl::Sqlite(path) => SigningKeys::load_or_create(
+                &dev_key_file(path).with_file_name("oidc_signing_key.pem"),
+            )?,
+            StoreUrl::Memory | StoreUrl::Redis(_) | StoreUrl::RedisCluster(_) => {
+                SigningKeys::generate()?
+            }
+        }
+    };
+    let clients = config
+        .oidc_clients()
+        .iter()
+        .map(|c| Client {
+            id: c.client_id.clone(),
+            name: c.name.clone(),
+            secret: c.client_secret.clone(),
+            redirect_uris: c.redirect_uris.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+        })
+        .collect();
+    // The issuer as the operator wrote it, without the slash `Url` adds to a bare host:
+    // relying parties compare `iss` with it byte for byte.
+    let issuer = issuer.as_str().trim_end_matches('/').to_owned();
+    Ok(Some(OidcService::new(issuer, clients, keys, stores)))
 }
 
 /// The configured data keys; in dev mode without any, the key file beside the SQLite file

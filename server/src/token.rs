@@ -109,6 +109,18 @@ impl TokenHash {
         Self(bytes)
     }
 
+    /// The hash [`TokenHash::to_hex`] wrote, if `hex` is one.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 || !hex.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks(2)) {
+            *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+
     /// Lower-case hex, for stores whose keys are text.
     pub fn to_hex(&self) -> String {
         hex(&self.0)
@@ -161,6 +173,14 @@ fn digest(token: &str) -> TokenHash {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn a_hash_reads_back_from_its_hex() {
+        let hash = Token::generate().hash();
+        assert_eq!(TokenHash::from_hex(&hash.to_hex()), Some(hash));
+        assert_eq!(TokenHash::from_hex("zz"), None);
+        assert_eq!(TokenHash::from_hex(&"g".repeat(64)), None);
+    }
 
     #[test]
     fn generated_tokens_are_url_safe_unique_and_parse_back() {

@@ -470,6 +470,15 @@ pub enum ErrorCode {
     TooManyTickets,
     /// A cookie-authenticated request that changes something came from another site.
     Csrf,
+    /// OAuth: the client is unknown, or its credentials are wrong.
+    InvalidClient,
+    /// OAuth: the code is unknown, expired, redeemed already, or not the client's, its
+    /// redirect URI's or its PKCE verifier's.
+    InvalidGrant,
+    /// OAuth: only `authorization_code` is granted.
+    UnsupportedGrantType,
+    /// OAuth: the access token is missing, unknown, expired or revoked.
+    InvalidToken,
     /// WeChat's quota of mini-program codes for this minute is spent, so no code for a web
     /// login can be drawn now; see `Retry-After`.
     QrQuotaExceeded,

@@ -7,6 +7,7 @@ mod bad_input;
 mod business_api;
 mod code_exchange;
 mod login_flow;
+mod oidc;
 mod open_data;
 mod several_apps;
 mod web_login;

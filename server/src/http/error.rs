@@ -21,6 +21,7 @@ use crate::{
     accounts::AccountError,
     log_throttle::{self, LogThrottles},
     login::LoginError,
+    oidc::OidcError,
     open_data::OpenDataError,
     store::StoreError,
     web_login::{Refusal as TicketRefusal, WebLoginError},
@@ -48,6 +49,10 @@ pub enum ApiError {
     /// [`ApiError::Login`]'s, stated once.
     #[error(transparent)]
     WebLogin(WebLoginError),
+    /// What the OpenID Connect provider refused. Its store trouble converts to
+    /// [`ApiError::Login`]'s, stated once.
+    #[error(transparent)]
+    Oidc(OidcError),
     /// A cookie-authenticated change from another site.
     #[error(
         "a request authenticated by cookie that changes something must come from the site \
@@ -374,6 +379,48 @@ impl ApiError {
                 Log::Debug,
             ),
             E::Csrf => stated(S::FORBIDDEN, C::Csrf, "csrf", None, Log::Debug),
+            E::Oidc(OidcError::InvalidClient) => stated(
+                S::UNAUTHORIZED,
+                C::InvalidClient,
+                "invalid_client",
+                None,
+                Log::Debug,
+            ),
+            E::Oidc(OidcError::InvalidGrant(_) | OidcError::UnknownCode) => stated(
+                S::BAD_REQUEST,
+                C::InvalidGrant,
+                "invalid_grant",
+                None,
+                Log::Debug,
+            ),
+            E::Oidc(OidcError::InvalidRequest(_)) => stated(
+                S::BAD_REQUEST,
+                C::InvalidRequest,
+                "invalid_request",
+                None,
+                Log::Debug,
+            ),
+            E::Oidc(OidcError::UnsupportedGrantType) => stated(
+                S::BAD_REQUEST,
+                C::UnsupportedGrantType,
+                "unsupported_grant_type",
+                None,
+                Log::Debug,
+            ),
+            E::Oidc(OidcError::InvalidToken) => stated(
+                S::UNAUTHORIZED,
+                C::InvalidToken,
+                "invalid_token",
+                None,
+                Log::Debug,
+            ),
+            E::Oidc(OidcError::Signing(_) | OidcError::Store(_)) => stated(
+                S::INTERNAL_SERVER_ERROR,
+                C::Internal,
+                "internal",
+                None,
+                Log::Error,
+            ),
             E::WebLogin(WL::NotFound) => stated(
                 S::NOT_FOUND,
                 C::TicketNotFound,
@@ -471,6 +518,63 @@ impl ApiError {
     /// The metric label of a login service error, as the table states it.
     pub fn label_of(error: LoginError) -> &'static str {
         ApiError::Login(error).statement().label
+    }
+}
+
+impl From<OidcError> for ApiError {
+    fn from(e: OidcError) -> Self {
+        match e {
+            OidcError::Store(e) => ApiError::Login(LoginError::Store(e)),
+            other => ApiError::Oidc(other),
+        }
+    }
+}
+
+impl ApiError {
+    /// The answer in RFC 6749's shape, `{"error", "error_description"}`, for the OAuth
+    /// endpoints: the same row of the table (status, metric label, log), the OAuth name of
+    /// its code.
+    pub fn into_oauth_response(self) -> Response {
+        let statement = self.statement();
+        let description = self.public_message();
+        let mut response = self.into_response();
+        let error = match statement.code {
+            ErrorCode::InvalidClient
+            | ErrorCode::InvalidGrant
+            | ErrorCode::UnsupportedGrantType
+            | ErrorCode::InvalidToken => serde_json::to_value(statement.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "server_error".into()),
+            code if statement.status.is_client_error() && !code.is_transient() => {
+                "invalid_request".into()
+            }
+            code if code.is_transient() && code != ErrorCode::Internal => {
+                "temporarily_unavailable".into()
+            }
+            _ => "server_error".into(),
+        };
+        let body = serde_json::json!({ "error": error, "error_description": description });
+        *response.body_mut() = axum::body::Body::from(body.to_string());
+        let headers = response.headers_mut();
+        headers.remove(header::CONTENT_LENGTH);
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match statement.code {
+            ErrorCode::InvalidClient => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"oauth\""),
+                );
+            }
+            ErrorCode::InvalidToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            _ => {}
+        }
+        response
     }
 }
 

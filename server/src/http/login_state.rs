@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::{
     accounts::AccountService, client_ip::TrustedProxies, config::Config, http::csrf::CsrfPolicy,
-    login::LoginService, metrics::CheckCounters, rate_limit::ClientLimiter,
+    login::LoginService, metrics::CheckCounters, oidc::OidcService, rate_limit::ClientLimiter,
     web_login::WebLoginService, wechat::simulator::Simulator,
 };
 
@@ -40,6 +40,8 @@ pub struct Parts {
     pub login_limiter: Arc<ClientLimiter>,
     /// Web login by mini-program code.
     pub web_login: WebLoginService,
+    /// The OpenID Connect provider, when `OIDC_ISSUER` is set.
+    pub oidc: Option<OidcService>,
     /// Per-client limit on `POST /web-login`.
     pub web_login_limiter: Arc<ClientLimiter>,
     /// Where a cookie-authenticated change may come from.

@@ -19,6 +19,7 @@ mod login_state;
 mod logout;
 mod me;
 mod me_sessions;
+mod oidc;
 mod open_data;
 mod openapi;
 mod request_log;
@@ -81,6 +82,7 @@ fn documented_routes() -> OpenApiRouter<LoginState> {
         .merge(logout::router())
         .merge(open_data::router())
         .merge(web_login::router())
+        .merge(oidc::router())
 }
 
 /// The OpenAPI document of the standalone server's API, as `/openapi.json` serves it.

@@ -35,6 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
     modifiers(&BearerAuth),
     tags(
         (name = "login", description = "The login flow"),
+        (name = "openid connect", description = "The OpenID Connect provider, when OIDC_ISSUER is set"),
         (name = "web login", description = "Logging in on a website by scanning a mini-program code"),
         (name = "account", description = "The person's account: their sessions, and its deletion"),
         (name = "open data", description = "The user's WeChat open data, opened with the session_key the server keeps"),
@@ -234,6 +235,13 @@ mod tests {
             ("post", paths::WEB_LOGIN_CONFIRM),
             ("post", paths::WEB_LOGIN_DENY),
             ("post", paths::WEB_LOGIN_COMPLETE),
+            ("get", "/.well-known/openid-configuration"),
+            ("get", "/oauth/jwks"),
+            ("get", "/oauth/authorize"),
+            ("post", "/oauth/token"),
+            ("get", "/oauth/userinfo"),
+            ("post", "/oauth/userinfo"),
+            ("get", "/oauth/logout"),
         ]
         .into_iter()
         .map(|(method, path)| (method.to_owned(), path.to_owned()))

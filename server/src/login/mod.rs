@@ -213,7 +213,7 @@ impl AuthUser {
                 openid: session.openid.clone(),
                 unionid: session.unionid.clone(),
             }),
-            SessionKind::Web => None,
+            SessionKind::Web | SessionKind::Oidc => None,
         };
         Self {
             user_id: session.user_id,

@@ -104,6 +104,8 @@ impl LoginService {
             .filter(|session| match session.kind {
                 SessionKind::Miniprogram => self.apps.get(&session.appid).is_some(),
                 SessionKind::Web => true,
+                // An access token is for its client, at /oauth/userinfo only.
+                SessionKind::Oidc => false,
             })
             .ok_or(LoginError::NotLoggedIn)?;
         Ok((hash, session))

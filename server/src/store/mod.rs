@@ -108,6 +108,9 @@ pub enum SessionKind {
     /// A browser's, made by a web login the person confirmed in the mini-program: an account
     /// only, with no app, openid or session_key of its own.
     Web,
+    /// An OpenID Connect access token: for one client (kept where a mini-program session
+    /// keeps its app) and for `/oauth/userinfo` only.
+    Oidc,
 }
 
 impl SessionKind {
@@ -116,6 +119,7 @@ impl SessionKind {
         match self {
             SessionKind::Miniprogram => "miniprogram",
             SessionKind::Web => "web",
+            SessionKind::Oidc => "oidc",
         }
     }
 
@@ -124,6 +128,7 @@ impl SessionKind {
         match name {
             "miniprogram" => Some(SessionKind::Miniprogram),
             "web" => Some(SessionKind::Web),
+            "oidc" => Some(SessionKind::Oidc),
             _ => None,
         }
     }
