@@ -45,7 +45,7 @@ const LAYERS: [(&str, &[&str]); 8] = [
     ("the apps a server serves", &["apps"]),
     (
         "domain services",
-        &["login", "accounts", "webhooks", "web_login"],
+        &["login", "accounts", "webhooks", "web_login", "oidc"],
     ),
     ("configuration", &["config"]),
     ("HTTP", &["http"]),
