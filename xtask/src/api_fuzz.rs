@@ -17,7 +17,8 @@ const MAX_EXAMPLES: &str = "800";
 pub fn run() -> Result {
     let root = run::root();
     let python = tools()?;
-    let server = dev_server(&run::build_server()?)?;
+    let clients = oidc_clients(&root)?;
+    let server = dev_server(&run::build_server()?, &clients)?;
     run::status(
         Command::new(&python)
             .arg(root.join("tests/api_fuzz/run.py"))
@@ -60,9 +61,19 @@ pub fn tools() -> Result<PathBuf> {
     Ok(python)
 }
 
+/// A CONFIG_FILE of one OpenID Connect client, so the provider's routes are on and fuzzed.
+fn oidc_clients(root: &Path) -> Result<PathBuf> {
+    let path = root.join("target/api-fuzz-oidc-clients.toml");
+    let text = "[[oidc.clients]]\nclient_id = \"fuzz\"\nname = \"The fuzzer\"\n\
+                client_secret = \"fuzz-client-secret-0123456789\"\n\
+                redirect_uris = [\"http://127.0.0.1:9/callback\"]\n";
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
 /// The server binary in dev mode on a loopback port of its choosing, its log passed on to our
-/// stderr; killed on drop.
-fn dev_server(binary: &Path) -> Result<Service> {
+/// stderr; killed on drop. The OpenID Connect provider is on, with `clients`.
+fn dev_server(binary: &Path, clients: &Path) -> Result<Service> {
     let mut cmd = Command::new(binary);
     cmd.env_remove("WECHAT_APPID")
         .env_remove("WECHAT_SECRET")
@@ -71,6 +82,8 @@ fn dev_server(binary: &Path) -> Result<Service> {
         // The fuzzer is one client sending thousands of logins: limiting it would only
         // test the limiter.
         .env("LOGIN_RATE_PER_MINUTE", "0")
+        .env("CONFIG_FILE", clients)
+        .env("OIDC_ISSUER", "http://127.0.0.1:9")
         .env("WEB_LOGIN_RATE_PER_MINUTE", "0")
         .env("WEB_LOGIN_MAX_TICKETS_PER_CLIENT", "100000")
         .env("UPSTREAM_RATE_PER_SECOND", "0")
