@@ -9,6 +9,8 @@ use reqwest::Method;
 use workspace_tests::{TestServer, Upstream, web_browser::WebBrowser};
 
 const SECRET: &str = "8f3b1c0d9e7a4b2c8f3b1c0d9e7a4b2c";
+const CLIENT_SECRET: &str = "rp-client-secret-5b2c8f3b1c0d9e7a";
+const CALLBACK: &str = "https://rp.example/cb";
 
 #[tokio::test]
 async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
@@ -20,9 +22,32 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
         .with_writer(move || writer.clone())
         .init();
 
-    // Production mode against a WeChat simulator whose secret this test knows.
+    // Production mode against a WeChat simulator whose secret this test knows, with the
+    // OpenID Connect provider on: one client, a signing key of the test's.
     let upstream = Upstream::start("wxlogtest0000001", SECRET).await;
-    let server = TestServer::start_with(upstream.config(&[]), None).await;
+    let dir = workspace_tests::temp_dir("no-secrets-oidc");
+    let (clients, key) = (dir.join("clients.toml"), dir.join("oidc.pem"));
+    std::fs::write(
+        &clients,
+        format!(
+            "[[oidc.clients]]\nclient_id = \"rp\"\nname = \"RP\"\nclient_secret = \"{CLIENT_SECRET}\"\n\
+             redirect_uris = [\"{CALLBACK}\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(&key, server::signing_keys::generate_rsa_pem().unwrap()).unwrap();
+    let server = TestServer::start_with(
+        upstream.config(&[
+            "--config",
+            clients.to_str().unwrap(),
+            "--oidc-issuer",
+            "http://login.test.example",
+            "--oidc-signing-keys",
+            key.to_str().unwrap(),
+        ]),
+        None,
+    )
+    .await;
     let mut responses = String::new();
 
     let code = upstream.sim.issue_code("lee");
@@ -125,7 +150,7 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
     stranger.put_cookie(&format!("__Host-wxlogin-ticket-{id}"), "not-the-secret");
     responses.push_str(&stranger.complete(&id).await.text().await.unwrap());
     responses.push_str(&browser.complete(&id).await.text().await.unwrap());
-    let web_session = browser
+    let first_web_session = browser
         .cookie("__Host-wxlogin")
         .expect("logged in on the web");
     for path in ["/me", "/auth", "/me/sessions"] {
@@ -140,6 +165,75 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
         .await;
     assert_eq!(cross.status(), 403);
     responses.push_str(&cross.text().await.unwrap());
+    responses.push_str(
+        &browser
+            .fetch(Method::POST, "/logout")
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+
+    // OpenID Connect: a code for the web session, its tokens, userinfo, and a replay.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (browser, web_session) = {
+        let browser = WebBrowser::new(&server.url(""));
+        let id = browser.new_ticket().await.id;
+        for action in ["scan", "confirm"] {
+            server
+                .http
+                .post(server.url(&format!("/web-login/{id}/{action}")))
+                .bearer_auth(&token.token)
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap();
+        }
+        browser.complete(&id).await;
+        let session = browser.cookie("__Host-wxlogin").unwrap();
+        (browser, session)
+    };
+    let authorize = no_redirects
+        .get(server.url(&format!(
+            "/oauth/authorize?response_type=code&client_id=rp&redirect_uri={}&scope=openid%20profile&state=s&nonce=n",
+            url_escape(CALLBACK)
+        )))
+        .header("cookie", format!("__Host-wxlogin={web_session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authorize.status(), 303);
+    let location = authorize.headers()["location"].to_str().unwrap().to_owned();
+    let oidc_code = location
+        .split(['?', '&'])
+        .find_map(|pair| pair.strip_prefix("code="))
+        .unwrap()
+        .to_owned();
+    let exchange = || {
+        no_redirects
+            .post(server.url("/oauth/token"))
+            .basic_auth("rp", Some(CLIENT_SECRET))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=authorization_code&code={oidc_code}&redirect_uri={}",
+                url_escape(CALLBACK)
+            ))
+            .send()
+    };
+    let tokens: serde_json::Value = exchange().await.unwrap().json().await.unwrap();
+    let access_token = tokens["access_token"].as_str().unwrap().to_owned();
+    let userinfo = no_redirects
+        .get(server.url("/oauth/userinfo"))
+        .bearer_auth(&access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(userinfo.status(), 200);
+    responses.push_str(&userinfo.text().await.unwrap());
+    responses.push_str(&exchange().await.unwrap().text().await.unwrap());
     responses.push_str(
         &browser
             .fetch(Method::POST, "/logout")
@@ -171,6 +265,10 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
         ("access_token", access_token.as_str()),
         ("web-login ticket secret", ticket_secret.as_str()),
         ("web session token", web_session.as_str()),
+        ("second web session token", first_web_session.as_str()),
+        ("authorization code", oidc_code.as_str()),
+        ("OIDC access token", access_token.as_str()),
+        ("OIDC client secret", CLIENT_SECRET),
     ] {
         assert!(!logs.contains(secret), "{what} leaked into the log");
         if what != "token" && what != "login code" {
@@ -179,4 +277,15 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
     }
     // No field of that name either (the error code `stale_session_key` names it, harmlessly).
     assert!(!responses.contains("\"session_key\""), "{responses}");
+}
+
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
