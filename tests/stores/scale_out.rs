@@ -506,3 +506,110 @@ async fn a_confirmation_through_one_instance_reaches_the_event_stream_on_the_oth
         .unwrap();
     assert_eq!(me.status(), 200);
 }
+
+/// Two instances on one Redis with the same signing key are one OpenID Connect provider: a
+/// code issued by A is redeemed at B, once, and B's ID token verifies by A's published keys.
+#[tokio::test]
+async fn a_code_issued_by_one_instance_is_redeemed_once_at_the_other() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start(APPID, SECRET).await;
+    let dir = workspace_tests::temp_dir("oidc-scale-out");
+    let (clients, key) = (dir.join("clients.toml"), dir.join("oidc.pem"));
+    std::fs::write(
+        &clients,
+        "[[oidc.clients]]\nclient_id = \"rp\"\nname = \"RP\"\n\
+         client_secret = \"rp-secret-0123456789abcdef\"\nredirect_uris = [\"https://rp.example/cb\"]\n",
+    )
+    .unwrap();
+    std::fs::write(&key, server::signing_keys::generate_rsa_pem().unwrap()).unwrap();
+    let env = [
+        ("CONFIG_FILE", clients.to_str().unwrap()),
+        ("OIDC_ISSUER", "https://login.example"),
+        ("OIDC_SIGNING_KEYS", key.to_str().unwrap()),
+    ];
+    let a = ServerProcess::for_app(BINARY, &upstream, &redis.url(), &env).await;
+    let b = ServerProcess::for_app(BINARY, &upstream, &redis.url(), &env).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // A browser logged in on A by web login.
+    let browser = WebBrowser::new(&a.url(""));
+    let id = browser.new_ticket().await.id;
+    let token = a
+        .login(&http, &upstream.sim.issue_code("oidc-across"))
+        .await
+        .json::<LoginResponse>()
+        .await
+        .unwrap()
+        .token;
+    for action in ["scan", "confirm"] {
+        let response = http
+            .post(a.url(&format!("/web-login/{id}/{action}")))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+    assert_eq!(browser.complete(&id).await.status(), 204);
+    let session = browser.cookie("__Host-wxlogin").unwrap();
+    let authorize = http
+        .get(a.url(
+            "/oauth/authorize?response_type=code&client_id=rp&redirect_uri=https%3A%2F%2Frp.example%2Fcb&scope=openid&state=s",
+        ))
+        .header("cookie", format!("__Host-wxlogin={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authorize.status(), 303);
+    let location = url::Url::parse(authorize.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let redeem = || {
+        http.post(b.url("/oauth/token"))
+            .basic_auth("rp", Some("rp-secret-0123456789abcdef"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", "https://rp.example/cb"),
+            ])
+            .send()
+    };
+    let first = redeem().await.unwrap();
+    assert_eq!(first.status(), 200, "the code made on A works at B");
+    let tokens: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(
+        redeem().await.unwrap().status(),
+        400,
+        "and only once, wherever"
+    );
+    let userinfo = http
+        .get(a.url("/oauth/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        userinfo.status(),
+        401,
+        "the replay at B revoked it for A too"
+    );
+    // B's token verifies by the keys A publishes.
+    let jwks: serde_json::Value = http
+        .get(a.url("/oauth/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let header = jsonwebtoken::decode_header(tokens["id_token"].as_str().unwrap()).unwrap();
+    assert_eq!(jwks["keys"][0]["kid"].as_str(), header.kid.as_deref());
+}
