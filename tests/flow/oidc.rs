@@ -247,6 +247,27 @@ async fn a_browser_with_a_web_session_gets_a_code_that_makes_tokens_for_its_acco
         .await
         .unwrap();
 
+    // The person shares a number in the mini-program: scope phone brings it.
+    let sim = provider.server.state.simulator.as_ref().unwrap();
+    let shared: Value = provider
+        .server
+        .http
+        .post(provider.url("/wx/phone"))
+        .bearer_auth(&mini_token)
+        .json(
+            &serde_json::json!({ "code": sim.issue_phone_code("oidc-alice", Some("13800138000")) }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let number = shared["phoneNumber"]
+        .as_str()
+        .expect("the number is bound")
+        .to_owned();
+
     let answer = provider
         .authorize(&browser, &grafana_request("xyz-state", "n-0S6_WzA2Mj"))
         .await;
@@ -282,6 +303,8 @@ async fn a_browser_with_a_web_session_gets_a_code_that_makes_tokens_for_its_acco
         me.openid.as_deref().unwrap()
     );
     assert!(claims.get("openid").is_none(), "no bare openid claim");
+    assert_eq!(claims["phone_number"], number.as_str());
+    assert_eq!(claims["phone_number_verified"], true);
 
     let access = tokens["access_token"].as_str().unwrap();
     let info: Value = provider
