@@ -224,10 +224,10 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
             .send()
     };
     let tokens: serde_json::Value = exchange().await.unwrap().json().await.unwrap();
-    let access_token = tokens["access_token"].as_str().unwrap().to_owned();
+    let oidc_access_token = tokens["access_token"].as_str().unwrap().to_owned();
     let userinfo = no_redirects
         .get(server.url("/oauth/userinfo"))
-        .bearer_auth(&access_token)
+        .bearer_auth(&oidc_access_token)
         .send()
         .await
         .unwrap();
@@ -267,7 +267,7 @@ async fn session_key_tokens_and_secret_stay_out_of_logs_and_responses() {
         ("web session token", web_session.as_str()),
         ("second web session token", first_web_session.as_str()),
         ("authorization code", oidc_code.as_str()),
-        ("OIDC access token", access_token.as_str()),
+        ("OIDC access token", oidc_access_token.as_str()),
         ("OIDC client secret", CLIENT_SECRET),
     ] {
         assert!(!logs.contains(secret), "{what} leaked into the log");
