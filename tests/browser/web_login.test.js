@@ -9,20 +9,17 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const { startServer, openBrowser, ARTIFACTS } = require('./support.js');
-const { launcher, configFor } = require('../miniprogram/support.js');
-const { Device, waitFor, PACKAGE_ROOT } = require('../miniprogram/runtime.js');
+const { waitFor, PACKAGE_ROOT } = require('../miniprogram/runtime.js');
+const scan = require('./scan.js');
 
-const PAGE = 'pages/web-login/confirm';
+const PAGE = scan.CONFIRM_PAGE;
+const { SCANNED, scanned } = scan;
 const STATUS = '#web-login-status';
 const SESSION_COOKIE = '__Host-wxlogin';
 const TICKET_COOKIE = '__Host-wxlogin-ticket-';
-// A mini-program code scanned with WeChat's own scanner opens the app with this scene.
-const SCANNED = 1047;
 
 // Debug for the web login only, in JSON: its "web-login status sent" lines carry the delay
 // between a ticket's change and the event that told the browser. The ticket limits are
@@ -66,15 +63,23 @@ async function browser(t, { initScript } = {}) {
   return { ...b, urls };
 }
 
-/** The mini-program on a phone of its own, against `on`'s server: `open(options)` launches it. */
-function phone(t, on = server) {
-  const launch = launcher(t);
-  const device = new Device();
-  return (options = {}) => launch({ device, simBase: on.base, modules: configFor(on.base), ...options });
-}
-
 async function waitForStatus(page, status, timeout = 10000) {
   await page.waitForSelector(`${STATUS}[data-status="${status}"]`, { timeout });
+}
+
+/** The mini-program on a phone of its own, against `on`'s server. */
+function phone(t, on = server) {
+  return scan.phone(t, on);
+}
+
+/** The mini-program's own account on the file's server. */
+function phoneAccount(rt) {
+  return scan.phoneAccount(server, rt);
+}
+
+/** The text of the code the web login page shows, read by zbarimg. */
+function decodeShownCode(page, name) {
+  return scan.decodeShownCode(page, '#web-login-qr', name);
 }
 
 /** Opens the web login page and waits for its first code; resolves with the ticket id. */
@@ -96,64 +101,9 @@ async function shownTicket(page) {
   return decodeURIComponent(match[1]);
 }
 
-/** The zbarimg binary, or a clear failure: the test never skips without it. */
-function zbarimg() {
-  const probe = spawnSync('zbarimg', ['--version'], { encoding: 'utf8' });
-  if (probe.error) {
-    throw new Error(`zbarimg is missing (${probe.error.code}): install Debian's zbar-tools (\`apt-get install -y zbar-tools\`; \`cargo xtask test browser\` does)`);
-  }
-  return 'zbarimg';
-}
-
-/**
- * The text of the code the page shows, read by a real QR decoder: the picture as the page
- * decoded it (drawn onto a canvas with a white margin, no second request), as a PNG file
- * for zbarimg.
- */
-async function decodeShownCode(page, name) {
-  const decoder = zbarimg();
-  const dataUrl = await page.evaluate(() => {
-    const img = document.querySelector('#web-login-qr');
-    const margin = 32;
-    const canvas = document.createElement('canvas');
-    canvas.width = img.naturalWidth + 2 * margin;
-    canvas.height = img.naturalHeight + 2 * margin;
-    const g = canvas.getContext('2d');
-    g.fillStyle = '#fff';
-    g.fillRect(0, 0, canvas.width, canvas.height);
-    g.drawImage(img, margin, margin);
-    return canvas.toDataURL('image/png');
-  });
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-  const file = path.join(ARTIFACTS, `${name}.png`);
-  fs.writeFileSync(file, Buffer.from(dataUrl.split(',')[1], 'base64'));
-  const read = spawnSync(decoder, ['--raw', '-q', file], { encoding: 'utf8' });
-  assert.equal(read.status, 0, `zbarimg found no code in ${file}: ${read.stderr}`);
-  return read.stdout.trim();
-}
-
 /** The cookie of `name` in the browser's profile, or undefined. */
 async function cookie(context, name) {
   return (await context.cookies()).find((c) => c.name === name);
-}
-
-/**
- * The code scanned with the mini-program: the app opened at the confirm page with the
- * code's scene, as WeChat opens it, past its scan. Resolves with the runtime.
- */
-async function scanned(open, id) {
-  const rt = open({ entry: { path: PAGE, query: { scene: encodeURIComponent(id) }, scene: SCANNED } });
-  await waitFor('the confirm page past loading', () => rt.page.route === PAGE && rt.page.data.state !== 'loading');
-  assert.equal(rt.page.data.state, 'scanned', rt.page.data.error);
-  return rt;
-}
-
-/** The mini-program's own account: GET /me with its token. */
-async function phoneAccount(rt) {
-  const me = await server.api('GET', '/me', undefined, rt.app.globalData.token);
-  assert.equal(me.status, 200, me.text);
-  assert.equal(me.body.kind, 'miniprogram');
-  return me.body.user_id;
 }
 
 /** The server's "web-login status sent" lines of ticket `id`, as {status, delay_ms}. */
