@@ -300,7 +300,13 @@ fn oidc_provider(config: &Config, stores: &Stores) -> Result<Option<OidcService>
     // The issuer as the operator wrote it, without the slash `Url` adds to a bare host:
     // relying parties compare `iss` with it byte for byte.
     let issuer = issuer.as_str().trim_end_matches('/').to_owned();
-    Ok(Some(OidcService::new(issuer, clients, keys, stores)))
+    Ok(Some(OidcService::new(
+        issuer,
+        clients,
+        keys,
+        config.oidc_code_ttl,
+        stores,
+    )))
 }
 
 /// The configured data keys; in dev mode without any, the key file beside the SQLite file

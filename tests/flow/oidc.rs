@@ -588,6 +588,38 @@ async fn refusals_follow_rfc_6749() {
 }
 
 #[tokio::test]
+async fn a_code_redeemed_after_oidc_code_ttl_is_invalid_grant() {
+    let provider = Provider::start(&["--oidc-code-ttl", "1s"]).await;
+    let (browser, _) = provider.browser("oidc-late").await;
+    let redeem = |code: String| {
+        let provider = &provider;
+        async move {
+            let form = [
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", RP_CALLBACK),
+                ("code_verifier", VERIFIER),
+            ];
+            provider.token(&form, Some(("grafana", SECRET))).await
+        }
+    };
+    let issue = || async {
+        let answer = provider
+            .authorize(&browser, &grafana_request("late", "n"))
+            .await;
+        redirected(&answer, RP_CALLBACK)["code"].clone()
+    };
+
+    // Within its life a code works…
+    assert_eq!(redeem(issue().await).await.status(), 200);
+    // …and once its life has passed, counted from the answer that carried it, it does not.
+    // The passing of that second is the event waited for.
+    let late = issue().await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    oauth_error(redeem(late).await, 400, "invalid_grant").await;
+}
+
+#[tokio::test]
 async fn a_public_client_with_pkce_needs_no_secret_and_end_session_goes_back() {
     let provider = Provider::start(&[]).await;
     let (browser, _) = provider.browser("oidc-spa").await;

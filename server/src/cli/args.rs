@@ -379,6 +379,10 @@ pub struct Args {
     #[arg(long, env = "OIDC_SIGNING_KEYS", value_delimiter = ',')]
     pub oidc_signing_keys: Vec<std::path::PathBuf>,
 
+    /// How long an authorization code waits for the relying party to redeem it; at most 10m.
+    #[arg(long, env = "OIDC_CODE_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub oidc_code_ttl: Duration,
+
     /// The log's shape on stderr: `text` for people, or `json`, one object per line, for a
     /// log collector.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -472,6 +476,7 @@ impl From<Args> for Config {
             web_login_max_tickets,
             oidc_issuer,
             oidc_signing_keys,
+            oidc_code_ttl,
             log_format,
             command,
         } = args;
@@ -531,6 +536,7 @@ impl From<Args> for Config {
         config.web_login_max_tickets = usize::try_from(web_login_max_tickets).unwrap_or(usize::MAX);
         config.oidc_issuer = oidc_issuer;
         config.oidc_signing_keys = oidc_signing_keys;
+        config.oidc_code_ttl = oidc_code_ttl;
         config
     }
 }

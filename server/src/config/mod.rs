@@ -183,7 +183,12 @@ pub struct Config {
     pub oidc_issuer: Option<url::Url>,
     /// `OIDC_SIGNING_KEYS`: PEM files, the first signing.
     pub oidc_signing_keys: Vec<PathBuf>,
+    /// `OIDC_CODE_TTL`.
+    pub oidc_code_ttl: Duration,
 }
+
+/// The longest life RFC 6749 allows an authorization code.
+const MAX_OIDC_CODE_TTL: Duration = Duration::from_secs(600);
 
 /// The mini-program page a web-login code opens by default.
 pub const DEFAULT_WEB_LOGIN_PAGE: &str = "pages/web-login/confirm";
@@ -280,6 +285,7 @@ impl Config {
             web_login_max_tickets: 10_000,
             oidc_issuer: None,
             oidc_signing_keys: Vec::new(),
+            oidc_code_ttl: secs(60),
         }
     }
 
@@ -389,6 +395,7 @@ setters! {
     with_web_login_max_tickets(web_login_max_tickets: usize);
     with_oidc_issuer(oidc_issuer: Option<url::Url>);
     with_oidc_signing_keys(oidc_signing_keys: Vec<PathBuf>);
+    with_oidc_code_ttl(oidc_code_ttl: Duration);
 }
 
 impl Default for Config {
@@ -699,6 +706,10 @@ impl Config {
 /// The OpenID Connect provider's settings.
 impl Config {
     fn check_oidc(&self) -> Result<(), String> {
+        // RFC 6749 §4.1.2 caps a code's life at ten minutes.
+        if self.oidc_code_ttl.is_zero() || self.oidc_code_ttl > MAX_OIDC_CODE_TTL {
+            return Err("OIDC_CODE_TTL must be longer than zero and at most 10m".into());
+        }
         let clients = self.oidc_clients();
         let Some(issuer) = &self.oidc_issuer else {
             if !clients.is_empty() {
@@ -897,6 +908,22 @@ mod tests {
             Config::dev().public_url().unwrap().as_str(),
             "http://127.0.0.1:3000/"
         );
+    }
+
+    #[test]
+    fn an_authorization_code_lives_at_most_the_ten_minutes_rfc_6749_allows() {
+        let issuer = url::Url::parse("http://127.0.0.1:3000").unwrap();
+        let with_ttl = |ttl| {
+            Config::dev()
+                .with_oidc_issuer(Some(issuer.clone()))
+                .with_oidc_code_ttl(ttl)
+                .validate()
+        };
+        with_ttl(secs(600)).unwrap();
+        for ttl in [Duration::ZERO, secs(601)] {
+            let err = with_ttl(ttl).unwrap_err().to_string();
+            assert!(err.contains("OIDC_CODE_TTL"), "{ttl:?}: {err}");
+        }
     }
 
     #[test]

@@ -4,11 +4,9 @@
 //!
 //! ```text
 //! Issued ──redeem (client, redirect_uri, PKCE verifier all match)──▶ Redeemed { token }
-//!   └─ redeem after CODE_TTL, or with anything wrong ──▶ refused (the code stays Issued)
+//!   └─ redeem after OIDC_CODE_TTL, or with anything wrong ──▶ refused (the code stays Issued)
 //! Redeemed ──redeem again──▶ refused as a replay: the token it issued is revoked
 //! ```
-
-use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
@@ -16,9 +14,6 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::store::UserId;
-
-/// How long a code may wait for its redemption.
-pub const CODE_TTL: Duration = Duration::from_secs(60);
 
 /// What a code grants, fixed when it is issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

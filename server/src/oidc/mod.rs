@@ -11,7 +11,7 @@
 mod claims;
 mod grant;
 
-pub use grant::{CODE_TTL, GrantRefusal, pkce_matches, well_formed_challenge};
+pub use grant::{GrantRefusal, pkce_matches, well_formed_challenge};
 
 use std::{sync::Arc, time::Duration};
 
@@ -117,6 +117,8 @@ pub struct Parts {
     issuer: String,
     clients: Vec<Client>,
     keys: SigningKeys,
+    /// `OIDC_CODE_TTL`: how long a code may wait for its redemption.
+    code_ttl: Duration,
     /// Codes, kept by the hash of the code.
     grants: Arc<dyn TicketStore>,
     sessions: Arc<dyn SessionStore>,
@@ -136,12 +138,14 @@ impl OidcService {
         issuer: String,
         clients: Vec<Client>,
         keys: SigningKeys,
+        code_ttl: Duration,
         stores: &crate::store::Stores,
     ) -> Self {
         Self(Arc::new(Parts {
             issuer,
             clients,
             keys,
+            code_ttl,
             grants: stores.tickets.clone(),
             sessions: stores.sessions.clone(),
             accounts: stores.accounts.clone(),
@@ -177,14 +181,14 @@ impl OidcService {
             scopes: authorization.scopes.clone(),
             user_id,
             auth_time,
-            expires_at_ms: unix_now_ms().saturating_add(CODE_TTL.as_millis() as i64),
+            expires_at_ms: unix_now_ms().saturating_add(self.0.code_ttl.as_millis() as i64),
             state: GrantState::Issued,
         };
         let record = encode(&grant)?;
         let key = code_key(code.as_str());
         if !self
             .grants
-            .create(&key, record, CODE_TTL + REDEEMED_MARGIN)
+            .create(&key, record, self.0.code_ttl + REDEEMED_MARGIN)
             .await?
         {
             return Err(StoreError::Corrupt("a fresh code's key was taken".into()).into());
