@@ -26,7 +26,7 @@ use shared::{
     CheckLoginResponse, ErrorCode, LoginResponse, MeResponse, SessionsResponse, TicketStatus,
 };
 use tokio::{net::TcpListener, task::JoinHandle};
-use workspace_tests::{Nginx, TestServer, assert_error, web_browser::WebBrowser};
+use workspace_tests::{Nginx, TestServer, assert_error, temp_dir, web_browser::WebBrowser};
 
 /// The example configuration, exactly as shipped.
 const NGINX_CONF: &str = include_str!("../../deploy/nginx.conf");
@@ -191,7 +191,12 @@ struct Gateway {
 
 impl Gateway {
     async fn start() -> Self {
-        let login = TestServer::start(&[]).await;
+        Self::start_with(&[]).await
+    }
+
+    /// With the login server started with these extra arguments.
+    async fn start_with(args: &[&str]) -> Self {
+        let login = TestServer::start(args).await;
         let backend = Backend::start().await;
         let nginx = start_nginx(login.addr, backend.addr).await;
         Self {
@@ -241,6 +246,25 @@ impl Gateway {
 
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.get(self.nginx.url(path))
+    }
+
+    /// What the mini-program does with a scanned web-login code, sent through nginx.
+    async fn scan_and_confirm(&self, ticket: &str, token: &str) {
+        for action in ["scan", "confirm"] {
+            let response = self
+                .http
+                .post(self.nginx.url(&format!("/web-login/{ticket}/{action}")))
+                .bearer_auth(token)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                response.status().is_success(),
+                "{action}: {}",
+                response.status()
+            );
+        }
     }
 }
 
@@ -654,21 +678,7 @@ async fn a_browser_logs_in_by_code_through_nginx_and_its_cookie_works_on_the_api
     assert_eq!(events.next_status(soon).await, Some(TicketStatus::Pending));
 
     let token = gw.token_for("web-through-nginx").await;
-    for action in ["scan", "confirm"] {
-        let response = gw
-            .http
-            .post(gw.nginx.url(&format!("/web-login/{id}/{action}")))
-            .bearer_auth(&token)
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{action}: {}",
-            response.status()
-        );
-    }
+    gw.scan_and_confirm(&id, &token).await;
     assert_eq!(events.next_status(soon).await, Some(TicketStatus::Scanned));
     assert_eq!(
         events.next_status(soon).await,
@@ -728,5 +738,146 @@ async fn a_browser_logs_in_by_code_through_nginx_and_its_cookie_works_on_the_api
     // Logging out through nginx ends it.
     let out = browser.fetch(Method::POST, "/logout").await;
     assert_eq!(out.status(), 204);
+    assert_unauthorized(browser.send(Method::GET, "/api/profile", &[]).await).await;
+}
+
+#[tokio::test]
+async fn an_openid_connect_client_logs_in_through_nginx_and_its_token_opens_nothing_else() {
+    const ISSUER: &str = "https://login.example";
+    const SECRET: &str = "wiki-client-secret-0123456789";
+    const CALLBACK: &str = "https://wiki.example/callback";
+    let dir = temp_dir("nginx-oidc");
+    let clients = dir.join("clients.toml");
+    std::fs::write(
+        &clients,
+        format!(
+            "[[oidc.clients]]\nclient_id = \"wiki\"\nname = \"The wiki\"\n\
+             client_secret = \"{SECRET}\"\nredirect_uris = [\"{CALLBACK}\"]\n"
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start_with(&[
+        "--config",
+        clients.to_str().unwrap(),
+        "--oidc-issuer",
+        ISSUER,
+    ])
+    .await;
+    let no_redirects = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Discovery, keys and the login page's scripts come through.
+    let discovery: serde_json::Value = gw
+        .get("/.well-known/openid-configuration")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], ISSUER);
+    let jwks: serde_json::Value = gw
+        .get("/oauth/jwks")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!jwks["keys"].as_array().unwrap().is_empty(), "{jwks}");
+    for script in ["/oauth/login.js", "/oauth/web-login.js"] {
+        let response = gw.get(script).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{script}: {}", gw.nginx.log());
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .contains("javascript")
+        );
+    }
+
+    // Without a session the authorization endpoint is the login page; with one, a code.
+    let authorize = format!(
+        "/oauth/authorize?response_type=code&client_id=wiki&scope=openid&state=st&nonce=nn\
+         &redirect_uri={}",
+        url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
+    );
+    let page = gw.get(&authorize).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("The wiki"));
+
+    let browser = WebBrowser::new(&gw.nginx.url(""));
+    let id = browser.new_ticket().await.id;
+    let token = gw.token_for("oidc-through-nginx").await;
+    gw.scan_and_confirm(&id, &token).await;
+    assert_eq!(browser.complete(&id).await.status(), 204);
+    let session = browser
+        .cookie("__Host-wxlogin")
+        .expect("the session cookie");
+    let back = no_redirects
+        .get(gw.nginx.url(&authorize))
+        .header("cookie", format!("__Host-wxlogin={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 303, "{}", gw.nginx.log());
+    let location = url::Url::parse(back.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .expect("a code")
+        .1
+        .into_owned();
+
+    let tokens: serde_json::Value = gw
+        .http
+        .post(gw.nginx.url("/oauth/token"))
+        .basic_auth("wiki", Some(SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CALLBACK),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().expect("an access token");
+    let userinfo: serde_json::Value = gw
+        .get("/oauth/userinfo")
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(userinfo["sub"], gw.user_id_of(&token).await.as_str());
+
+    // The access token is for userinfo alone: forward auth refuses it before the backend.
+    let hits = gw.backend.hits();
+    assert_unauthorized(
+        gw.get("/api/profile")
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(gw.backend.hits(), hits, "the backend never saw it");
+
+    // Logging out at the provider ends the web session, for the API too.
+    let out = no_redirects
+        .get(gw.nginx.url("/oauth/logout"))
+        .header("cookie", format!("__Host-wxlogin={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
     assert_unauthorized(browser.send(Method::GET, "/api/profile", &[]).await).await;
 }
