@@ -105,13 +105,20 @@ pub fn build_tools() -> Result<PathBuf> {
 }
 
 /// What the browser tests need beyond the harness, installed when missing: Chromium, zbarimg,
-/// Node 20 and the tests' npm packages.
+/// Apache with mod_auth_openidc, Node 20 and the tests' npm packages.
 pub fn test_tools() -> Result {
     install::apt(&[
         // Debian's Chromium: a browser download of playwright's own cannot work here.
         ("/usr/bin/chromium", "chromium"),
         // The web login test reads the code the page shows with a real QR decoder.
         ("zbarimg", "zbar-tools"),
+        // A relying party no one here wrote: Apache with mod_auth_openidc, configured only
+        // from the provider's discovery document.
+        ("/usr/sbin/apache2", "apache2"),
+        (
+            "/usr/lib/apache2/modules/mod_auth_openidc.so",
+            "libapache2-mod-auth-openidc",
+        ),
     ])?;
     wasm::node()?;
     node_20()?;
