@@ -53,6 +53,10 @@ pub const SIGNUPS: &str = "wxlogin_signups_total";
 /// (`…_delay_seconds`): a confirmation made through another instance shows here.
 pub const WEB_LOGIN_STATUSES: &str = "wxlogin_web_login_statuses_total";
 pub const WEB_LOGIN_STATUS_DELAY: &str = "wxlogin_web_login_status_delay_seconds";
+/// Commits of the SQLite store's writer, by `outcome` (`durable`, `failed`), and the writes
+/// they held: their ratio is the mean batch, how many writes shared each sync to disk.
+pub const SQLITE_COMMITS: &str = "wxlogin_sqlite_commits_total";
+pub const SQLITE_COMMITTED_WRITES: &str = "wxlogin_sqlite_committed_writes_total";
 /// Always 1; its `version` label says which build is running.
 pub const BUILD_INFO: &str = "wxlogin_build_info";
 
@@ -188,7 +192,24 @@ fn describe() {
         Unit::Seconds,
         "Time from a web-login ticket's change to its status leaving for the browser"
     );
+    describe_counter!(
+        SQLITE_COMMITS,
+        "Commits of the SQLite store's group-commit writer, by outcome"
+    );
+    describe_counter!(
+        SQLITE_COMMITTED_WRITES,
+        "Writes the SQLite store committed; divided by the commits, the mean batch"
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version label names the build");
+}
+
+/// One commit of the SQLite writer, of `writes` writes.
+pub fn sqlite_commit(writes: usize, durable: bool) {
+    let outcome = if durable { "durable" } else { "failed" };
+    counter!(SQLITE_COMMITS, "outcome" => outcome).increment(1);
+    if durable {
+        counter!(SQLITE_COMMITTED_WRITES).increment(writes as u64);
+    }
 }
 
 /// A web-login `status` sent, `delay_ms` after the change it tells of.

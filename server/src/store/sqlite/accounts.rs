@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{SqliteStore, from_json, to_json};
 use crate::store::{
@@ -214,19 +214,14 @@ fn resolve_in(
 }
 
 impl SqliteStore {
-    /// Runs `f` in one immediate transaction on the write connection: another process's
+    /// Runs `f` as one step that either happens whole or not at all: every write is one
+    /// savepoint in an immediate transaction (see `group_commit.rs`), so another process's
     /// writes to the file wait for it, and it for them.
     async fn atomically<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.write(move |c| {
-            let tx = rusqlite::Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        })
-        .await
+        self.write(f).await
     }
 
     /// Copies the WAL into the database file and truncates it, retrying while readers hold
@@ -234,7 +229,9 @@ impl SqliteStore {
     async fn checkpoint(&self) -> Result<(), StoreError> {
         for _ in 0..50 {
             let busy: i64 = self
-                .write(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0)))
+                .write_alone(|c| {
+                    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+                })
                 .await?;
             if busy == 0 {
                 return Ok(());

@@ -219,7 +219,7 @@ mod tests {
         SessionStore,
         contract_tests::{APPID, sqlite_options},
         sqlite::{
-            SqliteStore, lock,
+            SqliteStore,
             tests::{files_of, tempdir},
         },
     };
@@ -239,13 +239,15 @@ mod tests {
             .unwrap();
         }
         let store = SqliteStore::open(&path, &sqlite_options()).unwrap();
-        let rows: i64 = lock(&store.inner.writer)
-            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        let rows: i64 = store
+            .write(|c| c.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0)))
+            .await
             .unwrap();
         assert_eq!(rows, 1, "the session is still there");
         crate::store::user_contract_tests::run_all(&store).await;
-        let version: i64 = lock(&store.inner.writer)
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
+        let version: i64 = store
+            .write(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .await
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         std::fs::remove_dir_all(dir).ok();

@@ -3,7 +3,8 @@
 //!
 //! WAL journaling lets readers proceed while a write commits. `synchronous=FULL` syncs every
 //! commit: with `NORMAL` a power cut could undo a logout that had already answered 204, and a
-//! token the user believed dead would work again. rusqlite is synchronous, so each call runs on
+//! token the user believed dead would work again. Writes that arrive together share one
+//! commit, and so one sync (`group_commit.rs`). rusqlite is synchronous, so reads run on
 //! tokio's blocking pool; `/checklogin` reads use their own connections so they never wait
 //! behind a login's write.
 //!
@@ -12,6 +13,7 @@
 //! `migrate.rs`'s; the stores' statements are in `sessions.rs` and `users.rs`.
 
 mod accounts;
+mod group_commit;
 mod migrate;
 mod sessions;
 mod users;
@@ -35,7 +37,7 @@ pub struct SqliteStore {
 
 #[derive(Debug)]
 struct Inner {
-    writer: Mutex<Connection>,
+    writer: group_commit::GroupCommit,
     readers: Vec<Mutex<Connection>>,
     /// The write connection's last `PRAGMA data_version`: it changes only when another
     /// connection, so another process, commits (see [`SqliteStore::changed_elsewhere`]).
@@ -83,7 +85,7 @@ impl SqliteStore {
             .map_err(unavailable)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
+                writer: group_commit::GroupCommit::start(writer)?,
                 readers,
                 data_version: data_version.into(),
                 rewritten: false.into(),
@@ -112,15 +114,21 @@ impl SqliteStore {
         .await
     }
 
-    /// Runs `f` with the write connection on the blocking pool.
+    /// Runs `f` with the write connection, inside the next batch's transaction; answers once
+    /// that transaction is durable. `f` opens no transaction of its own: it has one.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&lock(&inner.writer)).map_err(unavailable))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        self.inner.writer.write(f).await
+    }
+
+    /// Runs `f` with the write connection outside any transaction, between batches.
+    async fn write_alone<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.inner.writer.write_alone(f).await
     }
 
     /// Runs `f` with the first idle read connection (or waits on one chosen by key).

@@ -67,17 +67,16 @@ fn session_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
 
 impl SqliteStore {
     /// Saves every session of `sessions` as [`SessionStore::insert`] would, in one
-    /// transaction: one commit, and so one sync to disk, for the lot, where inserting them one
-    /// by one syncs once each, which makes a million take many minutes. For bulk loads (the
-    /// benchmark fills a file this way); either all of them are saved or none is. Owned, since
-    /// the write runs on the blocking pool.
+    /// write: one commit, and so one sync to disk, for the lot, where a million inserts would
+    /// otherwise queue past the writer's bound. For bulk loads (the benchmark fills a file this
+    /// way); either all of them are saved or none is. Owned, since the write runs on the
+    /// writer's thread.
     pub async fn insert_many(&self, sessions: Vec<(TokenHash, Session)>) -> Result<(), StoreError> {
         self.write(move |c| {
-            let tx = c.unchecked_transaction()?;
             for (key, session) in &sessions {
-                put(&tx, key, session)?;
+                put(c, key, session)?;
             }
-            tx.commit()
+            Ok(())
         })
         .await
     }
@@ -130,15 +129,11 @@ impl SessionStore for SqliteStore {
     async fn remove_many(&self, keys: &[TokenHash]) -> Result<usize, StoreError> {
         let keys = keys.to_vec();
         self.write(move |c| {
-            let tx = c.unchecked_transaction()?;
+            let mut delete = c.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?;
             let mut removed = 0;
-            {
-                let mut delete = tx.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?;
-                for key in &keys {
-                    removed += delete.execute(params![key.as_bytes().as_slice()])?;
-                }
+            for key in &keys {
+                removed += delete.execute(params![key.as_bytes().as_slice()])?;
             }
-            tx.commit()?;
             Ok(removed)
         })
         .await

@@ -38,11 +38,10 @@ impl UserStore for SqliteStore {
         key: SealedSessionKey,
     ) -> Result<(), StoreError> {
         let (appid, openid) = (appid.to_owned(), openid.to_owned());
-        // Read and write on the one write connection, in one transaction: two logins of one
-        // user cannot lose each other's key.
+        // Read and write in one write, on the one write connection: two logins of one user
+        // cannot lose each other's key.
         self.write(move |c| {
-            let tx = c.unchecked_transaction()?;
-            let keys: Option<String> = tx
+            let keys: Option<String> = c
                 .prepare_cached("SELECT session_keys FROM users WHERE appid = ?1 AND openid = ?2")?
                 .query_row(params![appid, openid], |row| row.get(0))
                 .optional()?;
@@ -54,12 +53,12 @@ impl UserStore for SqliteStore {
                 phone: None,
             };
             record.push_session_key(key);
-            tx.prepare_cached(
+            c.prepare_cached(
                 "INSERT INTO users (appid, openid, session_keys) VALUES (?1, ?2, ?3)
                  ON CONFLICT (appid, openid) DO UPDATE SET session_keys = excluded.session_keys",
             )?
-            .execute(params![appid, openid, to_json(&record.session_keys)?])?;
-            tx.commit()
+            .execute(params![appid, openid, to_json(&record.session_keys)?])
+            .map(drop)
         })
         .await
     }

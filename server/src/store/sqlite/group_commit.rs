@@ -1,0 +1,417 @@
+//! Group commit: the SQLite store's one write connection lives on a thread of its own, and the
+//! writes that wait for it together commit as one transaction, so one sync to disk makes a
+//! whole batch durable where each write used to wait for a sync of its own.
+//!
+//! The rules a caller can rely on:
+//! - Every write is answered only once the commit that holds it has returned, so with
+//!   `synchronous=FULL` a write that was answered survives a crash, a power cut included.
+//! - Each write runs inside a savepoint of its own: a statement that fails undoes its own
+//!   write and fails its own request, and the rest of the batch commits.
+//! - A commit that fails fails every write of its batch: none of them reached the disk.
+//! - A batch holds at most [`MAX_BATCH`] writes, and nothing waits for a batch to fill: the
+//!   writer takes whatever is queued the moment it is free, so a lone write on an idle server
+//!   commits at once, as it did before batching.
+//! - The queue is bounded ([`QUEUE`]): when the disk stalls, writes past it are refused with
+//!   [`StoreError::Unavailable`] at once rather than pile up in memory.
+
+use std::{
+    panic::AssertUnwindSafe,
+    sync::mpsc::{self, Receiver, SyncSender, TrySendError},
+};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::unavailable;
+use crate::{metrics, store::StoreError};
+
+/// Most writes in one transaction: enough that a burst of logins shares a sync, few enough
+/// that the first of them is not held long behind the last.
+pub(super) const MAX_BATCH: usize = 256;
+
+/// Most writes waiting for the writer. Past it the disk is not keeping up, and a quick 503
+/// that the client retries beats a queue that grows until memory runs out.
+pub(super) const QUEUE: usize = 4096;
+
+/// One queued write: it runs in a batch, then hears how the batch's commit went.
+trait Write: Send {
+    /// Runs the write's statements; whether they succeeded.
+    fn run(&mut self, c: &Connection) -> bool;
+    /// Answers the caller: the write's own result if the commit held, else the commit's
+    /// failure. A write that never ran (its batch broke first, or it panicked) says so.
+    fn answer(self: Box<Self>, commit: Result<(), &StoreError>);
+}
+
+struct Pending<T, F> {
+    f: Option<F>,
+    result: Option<rusqlite::Result<T>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Write for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
+{
+    fn run(&mut self, c: &Connection) -> bool {
+        let Some(f) = self.f.take() else {
+            return false;
+        };
+        let result = f(c);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, commit: Result<(), &StoreError>) {
+        let answer = match (commit, self.result) {
+            (Err(e), _) => Err(StoreError::Unavailable(e.to_string())),
+            (Ok(()), Some(result)) => result.map_err(unavailable),
+            (Ok(()), None) => Err(StoreError::Unavailable(
+                "a SQLite write failed before it finished".into(),
+            )),
+        };
+        // The caller may have gone; its write stands or falls with the batch all the same.
+        let _ = self.reply.send(answer);
+    }
+}
+
+struct Job {
+    /// Runs outside any transaction, between batches: for statements SQLite refuses inside
+    /// one, such as a WAL checkpoint.
+    alone: bool,
+    write: Box<dyn Write>,
+}
+
+/// The handle the store keeps; dropping the last one lets the thread finish what is queued,
+/// close the connection and end.
+#[derive(Debug)]
+pub(super) struct GroupCommit {
+    queue: SyncSender<Job>,
+}
+
+/// What became of one batch: how many writes it held and whether its commit held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Committed {
+    writes: usize,
+    durable: bool,
+}
+
+impl GroupCommit {
+    /// Starts the writer thread with `connection`, which from now on only it uses.
+    pub(super) fn start(connection: Connection) -> Result<Self, StoreError> {
+        let (queue, jobs) = mpsc::sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                write_loop(&connection, &jobs, |batch| {
+                    metrics::sqlite_commit(batch.writes, batch.durable);
+                });
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
+        Ok(Self { queue })
+    }
+
+    /// Runs `f` in the next batch and answers once that batch is durable.
+    pub(super) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        answered(self.enqueue(false, f)?).await
+    }
+
+    /// Runs `f` on its own, outside any transaction.
+    pub(super) async fn write_alone<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        answered(self.enqueue(true, f)?).await
+    }
+
+    /// Queues `f`, or refuses it at once when the queue is full.
+    fn enqueue<T: Send + 'static>(
+        &self,
+        alone: bool,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<Answer<T>, StoreError> {
+        let (job, answer) = job(alone, f);
+        match self.queue.try_send(job) {
+            Ok(()) => Ok(answer),
+            Err(TrySendError::Full(_)) => Err(StoreError::Unavailable(format!(
+                "{QUEUE} writes are waiting for the SQLite file: the disk is not keeping up"
+            ))),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Unavailable(
+                "the SQLite writer has stopped".into(),
+            )),
+        }
+    }
+}
+
+type Answer<T> = oneshot::Receiver<Result<T, StoreError>>;
+
+fn job<T: Send + 'static>(
+    alone: bool,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> (Job, Answer<T>) {
+    let (reply, answer) = oneshot::channel();
+    let write = Box::new(Pending {
+        f: Some(f),
+        result: None,
+        reply,
+    });
+    (Job { alone, write }, answer)
+}
+
+async fn answered<T>(answer: Answer<T>) -> Result<T, StoreError> {
+    answer
+        .await
+        .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
+}
+
+/// The writer thread: batches until every handle is gone and the queue is empty.
+/// `committed` hears of every batch once its writes are answered.
+fn write_loop(c: &Connection, jobs: &Receiver<Job>, mut committed: impl FnMut(Committed)) {
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(job) => job,
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        if first.alone {
+            let mut write = first.write;
+            run_guarded(c, &mut *write);
+            write.answer(Ok(()));
+            continue;
+        }
+        let mut batch = vec![first.write];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) if job.alone => {
+                    next = Some(job);
+                    break;
+                }
+                Ok(job) => batch.push(job.write),
+                Err(_) => break,
+            }
+        }
+        committed(commit_batch(c, batch));
+    }
+}
+
+/// One transaction for `batch`, a savepoint per write; every write answered after the
+/// commit returns.
+fn commit_batch(c: &Connection, mut batch: Vec<Box<dyn Write>>) -> Committed {
+    // Immediate: another process writing the same file waits for this batch, or this batch
+    // for it (within the busy timeout), instead of failing halfway.
+    let mut broken = c.execute_batch("BEGIN IMMEDIATE").err().map(unavailable);
+    for write in &mut batch {
+        if broken.is_some() {
+            break;
+        }
+        if let Err(e) = c.execute_batch("SAVEPOINT one_write") {
+            broken = Some(unavailable(e));
+            break;
+        }
+        let closed = if run_guarded(c, &mut **write) {
+            c.execute_batch("RELEASE one_write")
+        } else {
+            c.execute_batch("ROLLBACK TO one_write; RELEASE one_write")
+        };
+        broken = closed.err().map(unavailable);
+    }
+    let commit = match broken {
+        Some(e) => Err(e),
+        None => c.execute_batch("COMMIT").map_err(unavailable),
+    };
+    if commit.is_err() && !c.is_autocommit() {
+        // Nothing of the batch may stay half-applied under the next one.
+        let _ = c.execute_batch("ROLLBACK");
+    }
+    let outcome = Committed {
+        writes: batch.len(),
+        durable: commit.is_ok(),
+    };
+    let commit = commit.as_ref().map(drop);
+    for write in batch {
+        write.answer(commit);
+    }
+    outcome
+}
+
+/// Runs `write`; a panic counts as a failed write (its caller hears so), since the writer
+/// thread must outlive any one write.
+fn run_guarded(c: &Connection, write: &mut dyn Write) -> bool {
+    std::panic::catch_unwind(AssertUnwindSafe(|| write.run(c))).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection with a table `t` of unique numbers, and a parent/child pair whose foreign
+    /// key is checked only at commit.
+    fn connection() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE t (x INTEGER PRIMARY KEY);
+             CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (parent INTEGER
+                 REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .unwrap();
+        c
+    }
+
+    fn insert(x: i64) -> impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static {
+        move |c| c.execute("INSERT INTO t VALUES (?1)", [x]).map(drop)
+    }
+
+    fn rows(c: &Connection) -> Vec<i64> {
+        c.prepare("SELECT x FROM t ORDER BY x")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Runs the writer over `jobs`, queued before it starts as writes arriving together are,
+    /// until they are done; what each batch came to.
+    fn run(c: &Connection, jobs: Vec<Job>) -> Vec<Committed> {
+        let (queue, receiver) = mpsc::sync_channel(jobs.len());
+        for job in jobs {
+            queue.try_send(job).unwrap();
+        }
+        drop(queue);
+        let mut batches = Vec::new();
+        write_loop(c, &receiver, |batch| batches.push(batch));
+        batches
+    }
+
+    fn answer<T>(mut answer: Answer<T>) -> Result<T, StoreError> {
+        answer.try_recv().expect("answered")
+    }
+
+    #[test]
+    fn writes_queued_together_commit_as_one_transaction() {
+        let c = connection();
+        let (jobs, answers): (Vec<_>, Vec<_>) = (1..=10).map(|x| job(false, insert(x))).unzip();
+        assert_eq!(
+            run(&c, jobs),
+            [Committed {
+                writes: 10,
+                durable: true
+            }]
+        );
+        for a in answers {
+            answer(a).unwrap();
+        }
+        assert_eq!(rows(&c), (1..=10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_batch_writes() {
+        let c = connection();
+        let n = MAX_BATCH as i64 + 1;
+        let (jobs, _answers): (Vec<_>, Vec<_>) = (1..=n).map(|x| job(false, insert(x))).unzip();
+        let sizes: Vec<usize> = run(&c, jobs).iter().map(|b| b.writes).collect();
+        assert_eq!(sizes, [MAX_BATCH, 1]);
+    }
+
+    #[test]
+    fn a_failing_write_fails_alone_and_leaves_nothing_of_itself() {
+        let c = connection();
+        let (first, a1) = job(false, insert(1));
+        // Its first statement succeeds, its second fails: the savepoint undoes both.
+        let (failing, a2) = job(false, |c: &Connection| {
+            c.execute("INSERT INTO t VALUES (2)", [])?;
+            c.execute("INSERT INTO t VALUES (1)", []).map(drop)
+        });
+        let (last, a3) = job(false, insert(3));
+        let (panicking, a4) = job(false, |_: &Connection| -> rusqlite::Result<()> {
+            panic!("a bug in one write")
+        });
+        let batches = run(&c, vec![first, failing, last, panicking]);
+        assert_eq!(batches.len(), 1);
+        assert!(batches[0].durable);
+        answer(a1).unwrap();
+        assert!(answer(a2).is_err());
+        answer(a3).unwrap();
+        assert!(answer(a4).is_err());
+        assert_eq!(rows(&c), [1, 3]);
+    }
+
+    #[test]
+    fn a_failed_commit_fails_every_write_of_its_batch_even_those_that_ran_well() {
+        let c = connection();
+        let (good, a1) = job(false, insert(1));
+        // Fine as a statement; the commit finds the foreign key broken.
+        let (orphan, a2) = job(false, |c: &Connection| {
+            c.execute("INSERT INTO child VALUES (99)", []).map(drop)
+        });
+        let batches = run(&c, vec![good, orphan]);
+        assert_eq!(
+            batches,
+            [Committed {
+                writes: 2,
+                durable: false
+            }]
+        );
+        assert!(matches!(answer(a1), Err(StoreError::Unavailable(_))));
+        assert!(matches!(answer(a2), Err(StoreError::Unavailable(_))));
+        assert_eq!(rows(&c), Vec::<i64>::new());
+        assert!(c.is_autocommit(), "the failed batch was rolled back");
+        // The next batch starts clean.
+        let (next, a3) = job(false, insert(2));
+        run(&c, vec![next]);
+        answer(a3).unwrap();
+        assert_eq!(rows(&c), [2]);
+    }
+
+    #[test]
+    fn a_write_alone_runs_outside_any_transaction_and_splits_the_batches_around_it() {
+        let c = connection();
+        let in_tx = |c: &Connection| Ok(!c.is_autocommit());
+        let (before, a1) = job(false, in_tx);
+        let (alone, a2) = job(true, in_tx);
+        let (after, a3) = job(false, in_tx);
+        let sizes: Vec<usize> = run(&c, vec![before, alone, after])
+            .iter()
+            .map(|b| b.writes)
+            .collect();
+        assert_eq!(sizes, [1, 1]);
+        assert!(answer(a1).unwrap());
+        assert!(!answer(a2).unwrap());
+        assert!(answer(a3).unwrap());
+    }
+
+    #[tokio::test]
+    async fn past_the_queue_bound_a_write_is_refused_at_once() {
+        let writer = GroupCommit::start(connection()).unwrap();
+        let (started, running) = mpsc::channel();
+        let (release, stalled) = mpsc::channel::<()>();
+        // A write that holds the writer, as a stalled disk would.
+        let stall = writer
+            .enqueue(false, move |_| {
+                started.send(()).unwrap();
+                stalled.recv().ok();
+                Ok(())
+            })
+            .unwrap();
+        running.recv().unwrap();
+        let queued: Vec<_> = (0..QUEUE as i64)
+            .map(|x| writer.enqueue(false, insert(x)).unwrap())
+            .collect();
+        let refused = writer.enqueue(false, insert(-1)).expect_err("refused");
+        assert!(refused.to_string().contains("not keeping up"), "{refused}");
+        release.send(()).unwrap();
+        answered(stall).await.unwrap();
+        for answer in queued {
+            answered(answer).await.unwrap();
+        }
+    }
+}
