@@ -163,18 +163,21 @@ async fn exchange_and_settle(
         "login"
     );
     let hash = token.hash();
-    persist(lease_ends, || {
-        state.stores.sessions.insert(hash, session.clone())
-    })
-    .await?;
-    let remembered = persist(lease_ends, || {
-        state.stores.users.add_session_key(
-            &session.appid,
-            &session.openid,
-            session.session_key.clone(),
-        )
-    })
-    .await;
+    // Side by side, so that a store that commits writes in groups (SQLite) makes both durable
+    // with one sync rather than one after the other.
+    let (inserted, remembered) = tokio::join!(
+        persist(lease_ends, || {
+            state.stores.sessions.insert(hash, session.clone())
+        }),
+        persist(lease_ends, || {
+            state.stores.users.add_session_key(
+                &session.appid,
+                &session.openid,
+                session.session_key.clone(),
+            )
+        })
+    );
+    inserted?;
     if let Err(e) = remembered {
         // The login stands; open data made under the keys before this one may not open.
         crate::log_throttle::throttled!(
