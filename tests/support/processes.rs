@@ -110,6 +110,8 @@ impl RedisServer {
                     .await
                     .unwrap()
                     .join(&b'\n'),
+                // Expired or deleted since KEYS listed it.
+                "none" => continue,
                 other => panic!("{key} holds a {other}, which the stores never write"),
             };
             entries.push((key, value));
@@ -311,6 +313,11 @@ impl ServerProcess {
     /// `GET /checklogin`'s `is_login`, after asserting a 200.
     pub async fn is_login(&self, http: &reqwest::Client, token: &str) -> bool {
         crate::is_login(http.get(self.url("/checklogin")).bearer_auth(token)).await
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.service.pid()
     }
 
     /// Its resident memory now and at its peak, in KiB.

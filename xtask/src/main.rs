@@ -183,7 +183,7 @@ fn rust() -> Result {
 
 /// The multi-instance tests start a Redis server of their own; the forward-auth tests an
 /// nginx of their own (Debian's is built with auth_request); the mini-program code tests read
-/// the codes with zbarimg. Checked by absolute path: nginx
+/// the codes with zbarimg; the crash test attaches strace. Checked by absolute path: nginx
 /// lives in /usr/sbin, which a non-login root shell may not have on PATH.
 fn rust_tools() -> Result {
     install::apt(&[
@@ -196,6 +196,8 @@ fn rust_tools() -> Result {
         // Reads the simulator's mini-program codes back (server/src/apps.rs's tests): the
         // picture must say what the page is opened with, for any scanner.
         ("zbarimg", "zbar-tools"),
+        // The crash test slows the server's disk writes with strace's delay injection.
+        ("strace", "strace"),
     ])?;
     // The webhook tests verify signatures with PyPI's standardwebhooks, kept in the
     // virtualenv of the API fuzzer.
