@@ -11,6 +11,8 @@
 //! - [`throughput`]: req/s and latency of `/healthz`, `/checklogin` and `/login` per store,
 //!   and of `/checklogin` on the two baselines (the axum limit, `src/bin/baseline-axum.rs`,
 //!   and the original article's express server, `bench/express-baseline/`), in interleaved rounds.
+//! - [`checklogin_scale`]: `/checklogin` over ten million SQLite sessions read at random,
+//!   against ten thousand.
 //! - [`footprint`]: bytes per session on disk (SQLite) and in memory (Redis), and the server's
 //!   RSS with a million sessions.
 //! - [`wasm_size`]: the shipped client module, raw, gzip and brotli.
@@ -21,6 +23,7 @@
 //! bench owns), [`client`] (codes, logins, token checks), [`stats`] (medians, formats),
 //! [`machine`], [`report`] (tables, acceptance lines) and [`svg`] (the chart).
 
+mod checklogin_scale;
 mod client;
 mod cpus;
 mod footprint;
@@ -82,6 +85,9 @@ struct Args {
     /// SQLite sessions for the size per session.
     #[arg(long, default_value_t = 1_000_000)]
     sqlite_sessions: u64,
+    /// The SQLite store sizes `/checklogin` is measured at, smallest first (0 skips it).
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 10_000_000])]
+    scale_sessions: Vec<u64>,
     /// Redis sessions for the memory per session.
     #[arg(long, default_value_t = 100_000)]
     redis_sessions: u64,
@@ -136,6 +142,25 @@ async fn run(args: &Args) -> Result {
         throughput::run(&setup, &wrk, &http, work.path()).await
     })
     .await?;
+    let scale = job("/checklogin as the SQLite store grows", async {
+        let sizes: Vec<u64> = args
+            .scale_sessions
+            .iter()
+            .copied()
+            .filter(|&n| n > 0)
+            .collect();
+        checklogin_scale::measure(
+            &args.server,
+            &cpus,
+            &wrk,
+            &http,
+            &sizes,
+            settings.warmup,
+            settings.duration,
+        )
+        .await
+    })
+    .await?;
     let sqlite = job("SQLite: bytes per session, server RSS", async {
         footprint::sqlite::measure(
             &args.server,
@@ -169,6 +194,7 @@ async fn run(args: &Args) -> Result {
         redis,
         wasm,
         launch,
+        scale,
         elapsed: started.elapsed(),
     };
     println!("\n{}", report.text());

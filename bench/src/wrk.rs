@@ -19,6 +19,7 @@ use crate::{Result, cpus::CpuPlan};
 
 const REPORT_LUA: &str = include_str!("../wrk/report.lua");
 const LOGIN_LUA: &str = include_str!("../wrk/login.lua");
+const TOKENS_LUA: &str = include_str!("../wrk/tokens.lua");
 
 /// One wrk run's figures.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,6 +67,7 @@ struct Report {
 pub struct Wrk {
     report_script: PathBuf,
     login_script: PathBuf,
+    tokens_script: PathBuf,
     pub connections: u32,
     cpus: CpuPlan,
 }
@@ -75,11 +77,14 @@ impl Wrk {
     pub fn new(dir: &Path, connections: u32, cpus: &CpuPlan) -> Result<Self> {
         let report_script = dir.join("report.lua");
         let login_script = dir.join("login.lua");
+        let tokens_script = dir.join("tokens.lua");
         std::fs::write(&report_script, REPORT_LUA)?;
         std::fs::write(&login_script, format!("{LOGIN_LUA}\n{REPORT_LUA}"))?;
+        std::fs::write(&tokens_script, format!("{TOKENS_LUA}\n{REPORT_LUA}"))?;
         Ok(Self {
             report_script,
             login_script,
+            tokens_script,
             connections,
             cpus: cpus.clone(),
         })
@@ -99,6 +104,19 @@ impl Wrk {
     pub fn login(&self, base: &str, codes: &Path, duration: Duration) -> Result<Sample> {
         let mut cmd = self.command(&self.login_script, duration);
         cmd.arg(format!("{base}/login")).arg("--").arg(codes);
+        run(&mut cmd)
+    }
+
+    /// `GET /checklogin` at `base`, each request with a token picked at random from `tokens`
+    /// (one per line).
+    pub fn checklogin_spread(
+        &self,
+        base: &str,
+        tokens: &Path,
+        duration: Duration,
+    ) -> Result<Sample> {
+        let mut cmd = self.command(&self.tokens_script, duration);
+        cmd.arg(format!("{base}/checklogin")).arg("--").arg(tokens);
         run(&mut cmd)
     }
 

@@ -27,7 +27,7 @@ const TTL: i64 = 7 * 24 * 3600;
 /// The `i`-th of `n` sessions, and the token it is stored under. Creation times are spread
 /// over the last three days in the order of `i`, as logins arrive, so the `expires_at` index
 /// grows at its end as it does in service.
-fn session(i: u64, n: u64, keys: &DataKeys, sim: &Simulator) -> (Token, Session) {
+pub(crate) fn session(i: u64, n: u64, keys: &DataKeys, sim: &Simulator) -> (Token, Session) {
     let token = Token::generate();
     let openid = sim.openid_for(&format!("user-{i}"));
     // The shape of WeChat's session_key: 16 random bytes in base64 (24 characters). A
@@ -52,6 +52,6 @@ fn session(i: u64, n: u64, keys: &DataKeys, sim: &Simulator) -> (Token, Session)
 }
 
 /// The simulator the openids are made by (its secret plays no part in them).
-fn simulator() -> Simulator {
+pub(crate) fn simulator() -> Simulator {
     Simulator::new(DEV_APPID, "bench")
 }

@@ -118,7 +118,7 @@ async fn fill(path: &Path, keys: &DataKeys, n: u64) -> Result<String> {
 }
 
 /// The size of the database and its `-wal` and `-shm` companions.
-fn files_size(path: &Path) -> u64 {
+pub(crate) fn files_size(path: &Path) -> u64 {
     ["", "-wal", "-shm"]
         .iter()
         .map(|suffix| {
