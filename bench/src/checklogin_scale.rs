@@ -63,6 +63,12 @@ pub async fn measure(
         wrk.checklogin_spread(service.base(), &list, warmup)?;
         let sample = wrk.checklogin_spread(service.base(), &list, duration)?;
         service.stop();
+        eprintln!(
+            "    /checklogin over {n} sessions: {} req/s, p50 {:.2} ms, p99 {:.2} ms",
+            crate::stats::thousands(sample.per_second()),
+            sample.p50_ms,
+            sample.p99_ms
+        );
         if sample.errors() > 0 {
             return Err(
                 format!("/checklogin over {n} sessions: {} errors", sample.errors()).into(),

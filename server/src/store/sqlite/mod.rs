@@ -30,6 +30,14 @@ use super::{SqliteOptions, StoreError};
 /// Read connections; two cores serve well with a few more than two.
 const READERS: usize = 4;
 
+/// A check that misses the session cache reads a few B-tree pages. Mapped into memory, those
+/// reads are loads from the OS's page cache rather than a `pread` each, which is what keeps a
+/// store of millions of sessions, most of them outside the session cache, nearly as quick to
+/// check as a small one. The map is address space, not memory: pages are shared with the OS
+/// cache and dropped under pressure like any file page.
+const READER_PRAGMAS: &str = "PRAGMA busy_timeout = 5000;
+                              PRAGMA mmap_size = 17179869184;";
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -75,8 +83,7 @@ impl SqliteStore {
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
                 .map_err(unavailable)?;
-                conn.execute_batch("PRAGMA busy_timeout = 5000;")
-                    .map_err(unavailable)?;
+                conn.execute_batch(READER_PRAGMAS).map_err(unavailable)?;
                 Ok(Mutex::new(conn))
             })
             .collect::<Result<_, StoreError>>()?;
@@ -129,6 +136,23 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.inner.writer.write_alone(f).await
+    }
+
+    /// Runs `f`, a lookup of one row by key, right here on the caller's thread when a read
+    /// connection is idle, else as [`SqliteStore::read`] does. Handing a lookup to the blocking
+    /// pool costs two thread switches, more than the lookup itself once the file is mapped
+    /// (`READER_PRAGMAS`): a check that misses the session cache would spend most of its time
+    /// travelling. The price is that a page not in the OS's cache holds this thread for one disk
+    /// read; a session's few pages are the file's hottest.
+    async fn read_row<T: Send + 'static>(
+        &self,
+        spread: usize,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if let Some(conn) = self.inner.readers.iter().find_map(|m| m.try_lock().ok()) {
+            return f(&conn).map_err(unavailable);
+        }
+        self.read(spread, f).await
     }
 
     /// Runs `f` with the first idle read connection (or waits on one chosen by key).
