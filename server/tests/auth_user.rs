@@ -405,6 +405,7 @@ fn the_routes_are_built_without_a_socket_or_a_runtime() {
             tokens: None,
             expiry: None,
             tickets: Arc::new(server::store::LocalTickets::default()),
+            logins: None,
         },
     )
     .unwrap();

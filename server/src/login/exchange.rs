@@ -11,6 +11,7 @@ use crate::{
     data_keys::SessionKey,
     store::{
         ClaimKey, ClaimState, LoginIdentity, Outcome, Refusal, Session, SessionKind, StoreError,
+        UserId,
     },
     time::unix_now,
     token::Token,
@@ -131,17 +132,13 @@ async fn exchange_and_settle(
         openid: &wechat.openid,
         unionid: wechat.unionid.as_deref(),
     };
-    let admitted = persist(lease_ends, || state.admit(app, &identity, origin.ip)).await;
-    let admitted = match admitted {
-        Ok(admitted) => admitted,
-        Err(e) => return Err(record_refusal(state, key, e).await),
-    };
     let token = Token::generate();
     let now = unix_now();
     let expires_at = now.saturating_add(state.rules.token_ttl.as_secs() as i64);
     let appid = app.appid().to_owned();
     let session = Session {
-        user_id: admitted.user_id,
+        // The account's, once it is known.
+        user_id: UserId::UNKNOWN,
         kind: SessionKind::Miniprogram,
         session_key: state.data_keys.seal(
             &SessionKey::new(wechat.session_key),
@@ -149,43 +146,28 @@ async fn exchange_and_settle(
             &wechat.openid,
         ),
         appid,
-        openid: wechat.openid,
-        unionid: wechat.unionid,
+        openid: wechat.openid.clone(),
+        unionid: wechat.unionid.clone(),
         created_at: now,
         expires_at,
         ip: origin.ip.map(|ip| ip.to_string()),
         device: origin.device,
     };
+    let hash = token.hash();
+    let admitted = persist(lease_ends, || {
+        state.admit_and_start(app, &identity, origin.ip, hash, session.clone())
+    })
+    .await;
+    let admitted = match admitted {
+        Ok(admitted) => admitted,
+        Err(e) => return Err(record_refusal(state, key, e).await),
+    };
     tracing::info!(
-        user_id = %session.user_id,
+        user_id = %admitted.user_id,
         openid = %session.openid,
-        token = ?token.hash(),
+        token = ?hash,
         "login"
     );
-    let hash = token.hash();
-    // Side by side, so that a store that commits writes in groups (SQLite) makes both durable
-    // with one sync rather than one after the other.
-    let (inserted, remembered) = tokio::join!(
-        persist(lease_ends, || {
-            state.stores.sessions.insert(hash, session.clone())
-        }),
-        persist(lease_ends, || {
-            state.stores.users.add_session_key(
-                &session.appid,
-                &session.openid,
-                session.session_key.clone(),
-            )
-        })
-    );
-    inserted?;
-    if let Err(e) = remembered {
-        // The login stands; open data made under the keys before this one may not open.
-        crate::log_throttle::throttled!(
-            warn,
-            error = %e,
-            "could not add the session_key to the user's key history"
-        );
-    }
     // A success is replayed for the short window only.
     let window = state.rules.code_replay_window.min(CODE_LIFE);
     let outcome = Outcome::Issued {

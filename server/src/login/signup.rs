@@ -11,8 +11,9 @@ use super::{LoginError, LoginService};
 use crate::{
     apps::App,
     metrics,
-    store::{Creation, LoginIdentity, Resolution, StoreError, UserId},
+    store::{Creation, LoginIdentity, Resolution, Session, StoreError, UserId},
     time::unix_now,
+    token::TokenHash,
 };
 
 /// A store that answered an allowed creation with no account broke its contract.
@@ -68,6 +69,61 @@ impl LoginService {
             metrics::account_created("signup");
         }
         self.settle(made).await?.ok_or_else(no_account_made)
+    }
+
+    /// The account of the person WeChat named, as [`LoginService::admit`] finds or makes it,
+    /// with `session` (its `user_id` filled in) stored under `key` and its session_key added
+    /// to the user's history. Where nothing needs asking before an account is made and the
+    /// store can do it (see `store/logins.rs`), that is one write; otherwise the account
+    /// comes first, then the session and the key side by side, so that a store committing in
+    /// groups makes both durable with one sync. A key history that could not be written there
+    /// is logged, not fatal: the login stands, and only open data sealed under older keys may
+    /// fail to open.
+    pub(super) async fn admit_and_start(
+        &self,
+        app: &App,
+        login: &LoginIdentity<'_>,
+        ip: Option<IpAddr>,
+        key: TokenHash,
+        session: Session,
+    ) -> Result<Admitted, LoginError> {
+        let policy = self.rules.signup;
+        if let Some(writes) = &self.stores.logins
+            && policy.open
+            && policy.max_risk_rank.is_none()
+        {
+            let create = Creation::Allowed(UserId::generate());
+            let resolved = writes
+                .resolve_and_start(login, create, unix_now(), key, session)
+                .await?;
+            if matches!(resolved, Resolution::Created { .. }) {
+                metrics::account_created("signup");
+            }
+            return self.settle(resolved).await?.ok_or_else(no_account_made);
+        }
+        let admitted = self.admit(app, login, ip).await?;
+        let session = Session {
+            user_id: admitted.user_id,
+            ..session
+        };
+        let stores = &self.stores;
+        let (inserted, remembered) = tokio::join!(
+            stores.sessions.insert(key, session.clone()),
+            stores.users.add_session_key(
+                &session.appid,
+                &session.openid,
+                session.session_key.clone()
+            )
+        );
+        inserted?;
+        if let Err(e) = remembered {
+            crate::log_throttle::throttled!(
+                warn,
+                error = %e,
+                "could not add the session_key to the user's key history"
+            );
+        }
+        Ok(admitted)
     }
 
     /// What a resolution means for the login: `None` when there is no account yet.

@@ -18,6 +18,7 @@ mod access_tokens;
 mod accounts;
 mod claims;
 mod expiry;
+mod logins;
 mod memory;
 mod memory_accounts;
 mod options;
@@ -42,6 +43,7 @@ pub use claims::{
     ClaimKey, ClaimState, ClaimStore, DEFAULT_MAX_CLAIMS, LocalClaims, Outcome, Refusal,
 };
 pub use expiry::{ExpiredDeletion, spawn_expiry_deletion};
+pub use logins::{LoginWrites, admitted};
 pub use memory::MemoryStore;
 pub use options::{LegacyImport, RedisOptions, SqliteOptions, StoreOptions};
 #[cfg(feature = "redis-store")]
@@ -247,6 +249,9 @@ pub struct Stores {
     pub expiry: Option<Arc<dyn ExpiredDeletion>>,
     /// Web-login tickets: in this process for stores one process owns, shared through Redis.
     pub tickets: Arc<dyn TicketStore>,
+    /// A login's writes as one step, where the store can make them one (SQLite); `None`
+    /// makes them one by one through the stores above.
+    pub logins: Option<Arc<dyn LoginWrites>>,
 }
 
 impl Stores {
@@ -264,6 +269,7 @@ impl Stores {
             tokens: None,
             expiry: None,
             tickets: Arc::new(LocalTickets::default()),
+            logins: None,
         }
     }
 
@@ -282,6 +288,7 @@ impl Stores {
             tokens: None,
             expiry: Some(store),
             tickets: Arc::new(LocalTickets::default()),
+            logins: None,
         }
     }
 
@@ -297,6 +304,7 @@ impl Stores {
                 let sqlite = Arc::new(SqliteStore::open(path, &options.sqlite)?);
                 let mut stores = Self::single(sqlite.clone());
                 stores.claims = local_claims();
+                stores.logins = Some(sqlite.clone());
                 if let Some(capacity) = NonZeroUsize::new(options.session_cache) {
                     let cache = Arc::new(SessionCache::new(sqlite.clone(), capacity));
                     watch_other_writers(&sqlite, &cache);
@@ -337,6 +345,7 @@ impl Stores {
             tickets: redis.clone(),
             tokens: Some(redis),
             expiry: None,
+            logins: None,
         }
     }
 }

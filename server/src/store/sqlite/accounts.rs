@@ -1,5 +1,6 @@
-//! The accounts, identities and outbox tables: the SQLite store's [`AccountStore`] and
-//! [`Outbox`], each operation one immediate transaction on the write connection, so that
+//! The accounts, identities and outbox tables: the SQLite store's [`AccountStore`],
+//! [`Outbox`] and [`LoginWrites`] (a login's account, session and key history in one write),
+//! each operation one immediate transaction on the write connection, so that
 //! another process on the same file (an operator's `server accounts` command) serialises with
 //! it.
 //!
@@ -13,10 +14,15 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{SqliteStore, from_json, to_json};
-use crate::store::{
-    Account, AccountEvent, AccountStore, Creation, Identity, LoginIdentity, OUTBOX_CAP, Outbox,
-    OutboxEntry, Phone, PhoneBinding, Resolution, StoreError, UserId,
-    accounts::{Step, plan_resolution},
+use crate::{
+    store::{
+        Account, AccountEvent, AccountStore, Creation, Identity, LoginIdentity, LoginWrites,
+        OUTBOX_CAP, Outbox, OutboxEntry, Phone, PhoneBinding, Resolution, Session, StoreError,
+        UserId,
+        accounts::{Step, plan_resolution},
+        admitted,
+    },
+    token::TokenHash,
 };
 
 /// An identity as its table's key columns: a kind, the app (empty for a unionid), and the id.
@@ -241,6 +247,42 @@ impl SqliteStore {
         Err(StoreError::Unavailable(
             "the WAL could not be checkpointed: readers kept it busy".into(),
         ))
+    }
+}
+
+#[async_trait]
+impl LoginWrites for SqliteStore {
+    /// One write: the resolution, the session and the key history commit together.
+    async fn resolve_and_start(
+        &self,
+        login: &LoginIdentity<'_>,
+        create: Creation,
+        now: i64,
+        key: TokenHash,
+        mut session: Session,
+    ) -> Result<Resolution, StoreError> {
+        let (appid, openid) = (login.appid.to_owned(), login.openid.to_owned());
+        let unionid = login.unionid.map(str::to_owned);
+        self.write(move |c| {
+            let login = LoginIdentity {
+                appid: &appid,
+                openid: &openid,
+                unionid: unionid.as_deref(),
+            };
+            let resolution = resolve_in(c, &login, create, now)?;
+            if let Some(user_id) = admitted(&resolution) {
+                session.user_id = user_id;
+                super::sessions::put(c, &key, &session)?;
+                super::users::push_session_key(
+                    c,
+                    &session.appid,
+                    &session.openid,
+                    session.session_key.clone(),
+                )?;
+            }
+            Ok(resolution)
+        })
+        .await
     }
 }
 

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Writes `s` under `key`, replacing any session there: the one statement every insert runs.
-fn put(c: &Connection, key: &TokenHash, s: &Session) -> rusqlite::Result<()> {
+pub(super) fn put(c: &Connection, key: &TokenHash, s: &Session) -> rusqlite::Result<()> {
     c.prepare_cached(
         "INSERT OR REPLACE INTO sessions (token_hash, appid, openid, unionid, session_key,
          created_at, expires_at, user_id, kind, ip, device)

@@ -2,7 +2,7 @@
 //! key history and the phone as JSON.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{SqliteStore, from_json, to_json};
 use crate::{
@@ -38,29 +38,8 @@ impl UserStore for SqliteStore {
         key: SealedSessionKey,
     ) -> Result<(), StoreError> {
         let (appid, openid) = (appid.to_owned(), openid.to_owned());
-        // Read and write in one write, on the one write connection: two logins of one user
-        // cannot lose each other's key.
-        self.write(move |c| {
-            let keys: Option<String> = c
-                .prepare_cached("SELECT session_keys FROM users WHERE appid = ?1 AND openid = ?2")?
-                .query_row(params![appid, openid], |row| row.get(0))
-                .optional()?;
-            let mut record = UserRecord {
-                session_keys: keys
-                    .map(|k| from_json(0, &k))
-                    .transpose()?
-                    .unwrap_or_default(),
-                phone: None,
-            };
-            record.push_session_key(key);
-            c.prepare_cached(
-                "INSERT INTO users (appid, openid, session_keys) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (appid, openid) DO UPDATE SET session_keys = excluded.session_keys",
-            )?
-            .execute(params![appid, openid, to_json(&record.session_keys)?])
-            .map(drop)
-        })
-        .await
+        self.write(move |c| push_session_key(c, &appid, &openid, key))
+            .await
     }
 
     async fn set_phone(&self, appid: &str, openid: &str, phone: Phone) -> Result<(), StoreError> {
@@ -75,4 +54,32 @@ impl UserStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Adds `key` to the user's history, read and written in one write on the one write
+/// connection, so that two logins of one user cannot lose each other's key.
+pub(super) fn push_session_key(
+    c: &Connection,
+    appid: &str,
+    openid: &str,
+    key: SealedSessionKey,
+) -> rusqlite::Result<()> {
+    let keys: Option<String> = c
+        .prepare_cached("SELECT session_keys FROM users WHERE appid = ?1 AND openid = ?2")?
+        .query_row(params![appid, openid], |row| row.get(0))
+        .optional()?;
+    let mut record = UserRecord {
+        session_keys: keys
+            .map(|k| from_json(0, &k))
+            .transpose()?
+            .unwrap_or_default(),
+        phone: None,
+    };
+    record.push_session_key(key);
+    c.prepare_cached(
+        "INSERT INTO users (appid, openid, session_keys) VALUES (?1, ?2, ?3)
+         ON CONFLICT (appid, openid) DO UPDATE SET session_keys = excluded.session_keys",
+    )?
+    .execute(params![appid, openid, to_json(&record.session_keys)?])
+    .map(drop)
 }
