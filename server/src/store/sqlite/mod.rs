@@ -307,7 +307,10 @@ mod tests {
             .expect("the session");
         assert_eq!(stored.user_id, made, "the session carries the account made");
         let history = store.user(APPID, "o-one-write").await.unwrap().unwrap();
-        assert_eq!(history.session_keys, std::slice::from_ref(&session.session_key));
+        assert_eq!(
+            history.session_keys,
+            std::slice::from_ref(&session.session_key)
+        );
 
         store.set_disabled(made, true, unix_now()).await.unwrap();
         let refused_key = crate::token::Token::generate().hash();
