@@ -15,6 +15,8 @@
 //!   against ten thousand.
 //! - [`footprint`]: bytes per session on disk (SQLite) and in memory (Redis), and the server's
 //!   RSS with a million sessions.
+//! - [`sse_streams`]: resident memory per open web-login event stream, and `/checklogin`
+//!   beside ten thousand of them.
 //! - [`wasm_size`]: the shipped client module, raw, gzip and brotli.
 //! - [`launch`]: mini-program launch to a usable token, in the tests' strict runtime.
 //!
@@ -31,6 +33,7 @@ mod launch;
 mod machine;
 mod processes;
 mod report;
+mod sse_streams;
 mod stats;
 mod svg;
 mod throughput;
@@ -91,6 +94,9 @@ struct Args {
     /// Redis sessions for the memory per session.
     #[arg(long, default_value_t = 100_000)]
     redis_sessions: u64,
+    /// Web-login event streams held open at once (0 skips the measurement).
+    #[arg(long, default_value_t = 10_000)]
+    sse_streams: u64,
     /// Launches of each kind (with and without a stored token) to take the median of.
     #[arg(long, default_value_t = 25)]
     launches: usize,
@@ -177,6 +183,25 @@ async fn run(args: &Args) -> Result {
         footprint::redis::measure(args.redis_sessions, &cpus).await
     })
     .await?;
+    let streams = if args.sse_streams == 0 {
+        None
+    } else {
+        Some(
+            job("open web-login streams", async {
+                sse_streams::measure(
+                    &args.server,
+                    &cpus,
+                    &wrk,
+                    &http,
+                    args.sse_streams,
+                    settings.warmup,
+                    settings.duration,
+                )
+                .await
+            })
+            .await?,
+        )
+    };
     let wasm = job("WASM size", async {
         wasm_size::measure(&args.wasm_raw, &args.wasm_shipped)
     })
@@ -195,6 +220,7 @@ async fn run(args: &Args) -> Result {
         wasm,
         launch,
         scale,
+        streams,
         elapsed: started.elapsed(),
     };
     println!("\n{}", report.text());

@@ -371,6 +371,13 @@ impl Running {
 /// The login server on the store at `url`, as the bench runs every server: dev mode (the
 /// simulator mints the codes), loopback, `warn` logging, no login or upstream limits.
 pub fn start_server(binary: &Path, store_url: &str, cpus: &CpuPlan) -> Result<Service> {
+    let cmd = server_command(binary, store_url, cpus);
+    processes::start_service(&format!("the login server ({store_url})"), cmd, "/healthz")
+}
+
+/// The login server's command line as every measurement starts it: on the targets' CPUs, on
+/// `store_url`, logging at `warn`, with the login limits off and the claim cap raised.
+pub fn server_command(binary: &Path, store_url: &str, cpus: &CpuPlan) -> std::process::Command {
     let mut cmd = cpus.target(binary);
     cmd.env_clear()
         .env("LISTEN_ADDR", "127.0.0.1:0")
@@ -383,7 +390,7 @@ pub fn start_server(binary: &Path, store_url: &str, cpus: &CpuPlan) -> Result<Se
         // Every code stays claimed for its replay window: at tens of thousands of logins a
         // second the default cap would refuse some, and a refusal is not a login measured.
         .env("MAX_CLAIMS", MAX_CLAIMS);
-    processes::start_service(&format!("the login server ({store_url})"), cmd, "/healthz")
+    cmd
 }
 
 /// The express baseline under Node, as deployed: `NODE_ENV=production`.
