@@ -171,7 +171,7 @@ fn apply(c: &Connection, step: &Step) -> rusqlite::Result<()> {
 /// Appends `event` to the outbox, dropping the oldest entries past [`OUTBOX_CAP`].
 fn record(c: &Connection, event: AccountEvent, now: i64) -> rusqlite::Result<()> {
     let held: i64 = c
-        .prepare_cached("SELECT count(*) FROM outbox")?
+        .prepare_cached("SELECT n FROM outbox_size")?
         .query_row([], |row| row.get(0))?;
     let excess = (held + 1).saturating_sub(OUTBOX_CAP as i64);
     if excess > 0 {

@@ -10,6 +10,9 @@
 //! - 3: accounts. `accounts` and `identities` tables, the `outbox` of account events, and
 //!   per session its account, kind, IP and device. Sessions of an older file read with no
 //!   account (all-zero `user_id`) until the server adopts them, in the background.
+//! - 4: the outbox's size in a row of its own, kept by triggers: a login that queues an event
+//!   reads it instead of counting the outbox, which holds up to a hundred thousand entries
+//!   while a webhook receiver is down.
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -21,7 +24,7 @@ use crate::{
 };
 
 /// The schema this version writes, as `PRAGMA user_version` records it.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE sessions (
@@ -78,6 +81,18 @@ ALTER TABLE sessions ADD COLUMN device TEXT;
 CREATE INDEX sessions_user_id ON sessions (user_id);
 ";
 
+const SCHEMA_V4: &str = "
+CREATE TABLE outbox_size (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    n   INTEGER NOT NULL
+);
+INSERT INTO outbox_size (one, n) SELECT 1, count(*) FROM outbox;
+CREATE TRIGGER outbox_size_insert AFTER INSERT ON outbox
+BEGIN UPDATE outbox_size SET n = n + 1; END;
+CREATE TRIGGER outbox_size_delete AFTER DELETE ON outbox
+BEGIN UPDATE outbox_size SET n = n - 1; END;
+";
+
 /// Brings the file to [`SCHEMA_VERSION`]. One immediate transaction, so two processes opening
 /// one new file at once do not both create the table.
 pub(super) fn migrate(conn: &mut Connection, import: &LegacyImport) -> Result<(), StoreError> {
@@ -89,13 +104,11 @@ pub(super) fn migrate(conn: &mut Connection, import: &LegacyImport) -> Result<()
         .map_err(unavailable)?;
     let adopted = match version {
         SCHEMA_VERSION => return Ok(()),
-        2 => {
-            tx.execute_batch(SCHEMA_V3).map_err(unavailable)?;
-            None
-        }
-        1 => {
-            tx.execute_batch(SCHEMA_V2).map_err(unavailable)?;
-            tx.execute_batch(SCHEMA_V3).map_err(unavailable)?;
+        1..=3 => {
+            let steps = [SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+            for step in &steps[usize::try_from(version - 1).unwrap_or(0)..] {
+                tx.execute_batch(step).map_err(unavailable)?;
+            }
             None
         }
         0 => {
@@ -113,8 +126,9 @@ pub(super) fn migrate(conn: &mut Connection, import: &LegacyImport) -> Result<()
                 tx.execute_batch(SCHEMA_V1).map_err(unavailable)?;
                 None
             };
-            tx.execute_batch(SCHEMA_V2).map_err(unavailable)?;
-            tx.execute_batch(SCHEMA_V3).map_err(unavailable)?;
+            for step in [SCHEMA_V2, SCHEMA_V3, SCHEMA_V4] {
+                tx.execute_batch(step).map_err(unavailable)?;
+            }
             adopted
         }
         newer => {
@@ -250,6 +264,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_version_3_outbox_is_counted_and_the_count_follows_every_change() {
+        let dir = tempdir();
+        let path = dir.join("v3.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for step in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3] {
+                conn.execute_batch(step).unwrap();
+            }
+            for id in ["a", "b", "c"] {
+                conn.execute("INSERT INTO outbox VALUES (?1, '{}', 0, 0, 0)", params![id])
+                    .unwrap();
+            }
+            conn.execute_batch("PRAGMA user_version = 3;").unwrap();
+        }
+        let store = SqliteStore::open(&path, &sqlite_options()).unwrap();
+        async fn sizes(store: &SqliteStore) -> (i64, i64) {
+            store
+                .write(|c| {
+                    c.query_row(
+                        "SELECT (SELECT n FROM outbox_size), (SELECT count(*) FROM outbox)",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                })
+                .await
+                .unwrap()
+        }
+        assert_eq!(sizes(&store).await, (3, 3), "the old entries are counted");
+        store
+            .write(|c| {
+                c.execute("INSERT INTO outbox VALUES ('d', '{}', 0, 0, 0)", [])?;
+                c.execute("DELETE FROM outbox WHERE id IN ('a', 'b')", [])
+            })
+            .await
+            .unwrap();
+        assert_eq!(sizes(&store).await, (2, 2), "inserts and deletes counted");
         std::fs::remove_dir_all(dir).ok();
     }
 
