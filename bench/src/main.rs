@@ -13,8 +13,9 @@
 //!   and the original article's express server, `bench/express-baseline/`), in interleaved rounds.
 //! - [`checklogin_scale`]: `/checklogin` over ten million SQLite sessions read at random,
 //!   against ten thousand.
-//! - [`footprint`]: bytes per session on disk (SQLite) and in memory (Redis), and the server's
-//!   RSS with a million sessions.
+//! - [`footprint`]: bytes per session on disk (SQLite) and in memory (Redis), the server's
+//!   RSS with a million sessions, and bytes per account and per session at a million
+//!   accounts.
 //! - [`sse_streams`]: resident memory per open web-login event stream, and `/checklogin`
 //!   beside ten thousand of them.
 //! - [`wasm_size`]: the shipped client module, raw, gzip and brotli.
@@ -94,6 +95,9 @@ struct Args {
     /// Redis sessions for the memory per session.
     #[arg(long, default_value_t = 100_000)]
     redis_sessions: u64,
+    /// Accounts (each with one session) for the footprint per account (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    accounts: u64,
     /// Web-login event streams held open at once (0 skips the measurement).
     #[arg(long, default_value_t = 10_000)]
     sse_streams: u64,
@@ -183,6 +187,19 @@ async fn run(args: &Args) -> Result {
         footprint::redis::measure(args.redis_sessions, &cpus).await
     })
     .await?;
+    let accounts = if args.accounts == 0 {
+        None
+    } else {
+        let sqlite = job("SQLite: bytes per account and per session", async {
+            footprint::accounts::sqlite(args.accounts).await
+        })
+        .await?;
+        let redis = job("Redis: used_memory per account and per session", async {
+            footprint::accounts::redis(args.accounts, &cpus).await
+        })
+        .await?;
+        Some([sqlite, redis])
+    };
     let streams = if args.sse_streams == 0 {
         None
     } else {
@@ -221,6 +238,7 @@ async fn run(args: &Args) -> Result {
         launch,
         scale,
         streams,
+        accounts,
         elapsed: started.elapsed(),
     };
     println!("\n{}", report.text());

@@ -6,7 +6,7 @@ use std::{fmt::Write as _, time::Duration};
 
 use crate::{
     checklogin_scale::AtScale,
-    footprint::{redis::RedisFootprint, sqlite::SqliteFootprint},
+    footprint::{accounts::AccountsFootprint, redis::RedisFootprint, sqlite::SqliteFootprint},
     launch::LaunchTimes,
     machine::Machine,
     sse_streams::SseStreams,
@@ -42,6 +42,8 @@ pub struct Report {
     pub scale: Vec<AtScale>,
     /// Ten thousand open web-login streams (unless the run skipped them).
     pub streams: Option<SseStreams>,
+    /// Per account and per session at a million accounts: SQLite, then Redis.
+    pub accounts: Option<[AccountsFootprint; 2]>,
     /// The measuring, builds not included.
     pub elapsed: Duration,
 }
@@ -385,6 +387,10 @@ impl Report {
             thousands(sq.served.per_second()),
             thousands(self.redis.sessions as f64),
         );
+        if let Some(accounts) = &self.accounts {
+            let _ = writeln!(out, "{level} Memory per account\n");
+            let _ = writeln!(out, "{}", accounts_section(accounts));
+        }
         let w = &self.wasm;
         let _ = writeln!(out, "{level} The shipped WASM module\n");
         let rows = vec![
@@ -512,6 +518,18 @@ impl Report {
             bytes(self.sqlite.serving_rss_kib as f64 * 1024.0),
             bytes(self.sqlite.serving_peak_kib as f64 * 1024.0)
         );
+        if let Some([sqlite, redis]) = &self.accounts {
+            let _ = writeln!(
+                out,
+                "at {} accounts: SQLite {:.0} B per account, {:.0} B per session; Redis {:.0} B \
+                 per account, {:.0} B per session",
+                thousands(sqlite.accounts as f64),
+                sqlite.per_account(),
+                sqlite.per_session(),
+                redis.per_account(),
+                redis.per_session(),
+            );
+        }
         if let Some(s) = &self.streams {
             let _ = writeln!(
                 out,
@@ -545,6 +563,43 @@ impl Report {
 }
 
 /// The target as the table names it.
+/// Per account and per session, on both stores.
+fn accounts_section(stores: &[AccountsFootprint; 2]) -> String {
+    let mut rows = vec![vec![
+        "Store".to_owned(),
+        "Accounts".to_owned(),
+        "Per account".to_owned(),
+        "Per session".to_owned(),
+        "Outbox (apart)".to_owned(),
+        "Filled in".to_owned(),
+    ]];
+    for (label, f) in ["SQLite, the file's B-trees", "Redis, `used_memory`"]
+        .iter()
+        .zip(stores)
+    {
+        rows.push(vec![
+            (*label).to_owned(),
+            thousands(f.accounts as f64),
+            format!("{:.0} B", f.per_account()),
+            format!("{:.0} B", f.per_session()),
+            bytes(f.outbox_bytes as f64),
+            format!("{:.0} s", f.fill_seconds),
+        ]);
+    }
+    format!(
+        "{}\nEach person is made as a first login makes them, through the store's own code, \
+         with an openid and a unionid (two identities): on SQLite the login's one write \
+         (`LoginWrites::resolve_and_start`), on Redis `AccountStore::resolve`, \
+         `UserStore::add_session_key`, then `SessionStore::insert` under the account. Per \
+         account: the account, its identities and the key history; per session: the session \
+         with its indexes. SQLite's figures are the `dbstat` sizes of those B-trees after a \
+         checkpoint; Redis's are `used_memory` read after the accounts and again after the \
+         sessions. Each login also queues an `account.created` event: the outbox is capped \
+         and drains as webhooks go out, so it is shown apart.\n",
+        table(&rows, &[false, true, true, true, true, true]),
+    )
+}
+
 /// The streams' table and how they were made.
 fn streams_section(s: &SseStreams) -> String {
     let kib = |k: u64| bytes(k as f64 * 1024.0);

@@ -9,7 +9,9 @@
 //!
 //! - [`sqlite`]: bytes on disk per session, and the server's RSS with that file open.
 //! - [`redis`]: Redis's `used_memory` per session, written through the store's own code.
+//! - [`accounts`]: per account and per session at a million accounts, on both.
 
+pub mod accounts;
 pub mod redis;
 pub mod sqlite;
 

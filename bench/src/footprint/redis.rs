@@ -32,21 +32,45 @@ impl RedisFootprint {
     }
 }
 
+/// A Redis of the bench's own, holding nothing, without persistence.
+pub(crate) struct EmptyRedis {
+    pub store: RedisStore,
+    pub keys: DataKeys,
+    /// A plain connection, for `INFO` and the like.
+    pub conn: redis::aio::MultiplexedConnection,
+    _redis: processes::Redis,
+    _dir: TempDir,
+}
+
+impl EmptyRedis {
+    pub(crate) async fn start(cpus: &CpuPlan) -> Result<Self> {
+        let dir = TempDir::new("bench-redis")?;
+        let redis = processes::start_redis(dir.path(), false, cpus)?;
+        let keys = DataKeys::generate();
+        let options = RedisOptions {
+            appid: DEV_APPID.to_owned(),
+            key_prefix: String::new(),
+            data_keys: keys.clone(),
+            timeout: Duration::from_secs(30),
+        };
+        let store = RedisStore::connect(&redis.url(), &options).await?;
+        let conn = redis::Client::open(redis.url())?
+            .get_multiplexed_async_connection()
+            .await?;
+        Ok(EmptyRedis {
+            store,
+            keys,
+            conn,
+            _redis: redis,
+            _dir: dir,
+        })
+    }
+}
+
 pub async fn measure(sessions: u64, cpus: &CpuPlan) -> Result<RedisFootprint> {
-    let dir = TempDir::new("bench-redis")?;
-    let redis = processes::start_redis(dir.path(), false, cpus)?;
-    let keys = DataKeys::generate();
-    let options = RedisOptions {
-        appid: DEV_APPID.to_owned(),
-        key_prefix: String::new(),
-        data_keys: keys.clone(),
-        timeout: Duration::from_secs(5),
-    };
-    let store = RedisStore::connect(&redis.url(), &options).await?;
-    let mut conn = redis::Client::open(redis.url())?
-        .get_multiplexed_async_connection()
-        .await?;
-    let used_before = used_memory(&mut conn).await?;
+    let mut empty = EmptyRedis::start(cpus).await?;
+    let (store, keys) = (empty.store.clone(), empty.keys.clone());
+    let used_before = used_memory(&mut empty.conn).await?;
 
     let mut tasks = tokio::task::JoinSet::new();
     for part in 0..CONCURRENCY {
@@ -65,7 +89,7 @@ pub async fn measure(sessions: u64, cpus: &CpuPlan) -> Result<RedisFootprint> {
     }
     // Each session of the bench is its account's only one, so each comes with the account's
     // session list: the most a list costs per session.
-    let stored: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await?;
+    let stored: u64 = redis::cmd("DBSIZE").query_async(&mut empty.conn).await?;
     if stored != 2 * sessions {
         return Err(format!(
             "Redis holds {stored} keys after {sessions} sessions (each with its account's \
@@ -73,7 +97,7 @@ pub async fn measure(sessions: u64, cpus: &CpuPlan) -> Result<RedisFootprint> {
         )
         .into());
     }
-    let used_after = used_memory(&mut conn).await?;
+    let used_after = used_memory(&mut empty.conn).await?;
     Ok(RedisFootprint {
         sessions,
         used_before,
@@ -82,7 +106,7 @@ pub async fn measure(sessions: u64, cpus: &CpuPlan) -> Result<RedisFootprint> {
 }
 
 /// `used_memory` from `INFO memory`.
-async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> Result<u64> {
+pub(crate) async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> Result<u64> {
     let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
     info.lines()
         .find_map(|l| l.strip_prefix("used_memory:"))
