@@ -123,7 +123,25 @@ pub async fn redis(accounts: u64, cpus: &CpuPlan) -> Result<AccountsFootprint> {
 
 /// What the outbox's keys take (`MEMORY USAGE … SAMPLES 0`: every element counted).
 async fn outbox_memory(conn: &mut redis::aio::MultiplexedConnection) -> Result<u64> {
-    let names: Vec<String> = redis::cmd("KEYS").arg("*outbox*").query_async(conn).await?;
+    // SCAN in steps rather than KEYS: one KEYS over millions of keys outlasts the
+    // connection's response timeout.
+    let mut names = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("*outbox*")
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(conn)
+            .await?;
+        names.extend(found);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
     if names.is_empty() {
         return Err("Redis holds no outbox after a million accounts were made".into());
     }
