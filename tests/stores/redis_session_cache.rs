@@ -265,3 +265,38 @@ async fn ending_ones_sessions_is_seen_by_the_other_instances_cache_at_once() {
         assert!(!a.check_bearer(token).await);
     }
 }
+
+/// A login on one Redis waits for two round trips, the code's claim and one script for every
+/// write, whether it makes an account or finds one. Measured through a link that holds each of
+/// Redis' answers for `HOLD`: every round trip costs at least that, so a login answered in
+/// less than three holds made at most two (the step-by-step writes took six). Redis learns the
+/// script from the first login, which sends it again in full: that one is not measured.
+#[tokio::test]
+async fn a_login_on_one_redis_makes_two_round_trips_for_a_new_person_and_a_returning_one() {
+    const HOLD: Duration = Duration::from_millis(250);
+    let redis = RedisServer::start();
+    let upstream = Upstream::start(APPID, SECRET).await;
+    let link = SlowLink::start(redis.port, HOLD).await;
+    let server = instance(&upstream, cached_store(&link.redis_url(), 1000).await).await;
+    let warm_up = server
+        .post_login(&upstream.sim.issue_code("rt-warm-up"))
+        .await;
+    assert_eq!(warm_up.status(), 200);
+    for (attempt, who) in [("first login", "rt-person"), ("return", "rt-person")] {
+        let code = upstream.sim.issue_code(who);
+        let started = Instant::now();
+        let response = server.post_login(&code).await;
+        let took = started.elapsed();
+        assert_eq!(response.status(), 200, "{attempt}");
+        let token = response.json::<LoginResponse>().await.unwrap().token;
+        assert!(
+            took >= 2 * HOLD,
+            "{attempt}: {took:?} is less than two round trips through the link"
+        );
+        assert!(
+            took < 3 * HOLD,
+            "{attempt}: {took:?}, more than two round trips to Redis"
+        );
+        assert!(server.check_bearer(&token).await, "{attempt}: the session");
+    }
+}

@@ -528,6 +528,8 @@ pub async fn redis_store_contracts(store: &server::store::RedisStore) {
         .await;
     // A ticket's change is published and heard back through this store's own subscription.
     server::store::ticket_contract_tests::all(store).await;
+    // A login's writes in one step: one script on a single Redis, slot by slot on a cluster.
+    server::store::login_contract_tests::run_all(store, store).await;
 }
 
 #[cfg(test)]

@@ -21,8 +21,9 @@ use server::{
     DEV_APPID, UserId,
     data_keys::{DataKeys, SessionKey},
     store::{
-        AccountStore, Creation, LegacyImport, LoginIdentity, LoginWrites, RedisStore, Session,
-        SessionStore, SqliteOptions, SqliteStore, StoreError, UserStore, unix_now,
+        AccountStore, ClaimKey, Creation, LegacyImport, LoginIdentity, LoginWrites, Outcome,
+        RedisStore, Session, SessionStore, Settlement, SqliteOptions, SqliteStore, StoreError,
+        UserStore, unix_now,
     },
     token::{Token, TokenHash},
     wechat::simulator::Simulator,
@@ -214,6 +215,15 @@ async fn sqlite_logins(store: &SqliteStore, keys: &DataKeys, people: u64) -> Res
         let (openid, unionid) = person(&sim, i);
         let user_id = UserId::generate();
         let (hash, session) = session_of(&keys, &sim, i, user_id);
+        // Claims live in the process on SQLite: the store leaves this to its caller.
+        let settle = Settlement {
+            claim: ClaimKey::new(*hash.as_bytes()),
+            outcome: Outcome::Issued {
+                sealed_token: [0; 32],
+                expires_at: session.expires_at,
+            },
+            keep: std::time::Duration::from_secs(60),
+        };
         store
             .resolve_and_start(
                 &login(&openid, &unionid),
@@ -221,6 +231,7 @@ async fn sqlite_logins(store: &SqliteStore, keys: &DataKeys, people: u64) -> Res
                 unix_now(),
                 hash,
                 session,
+                &settle,
             )
             .await
             .map(drop)

@@ -10,8 +10,8 @@ use crate::{
     apps::App,
     data_keys::SessionKey,
     store::{
-        ClaimKey, ClaimState, LoginIdentity, Outcome, Refusal, Session, SessionKind, StoreError,
-        UserId,
+        ClaimKey, ClaimState, LoginIdentity, Outcome, Refusal, Session, SessionKind, Settlement,
+        StoreError, UserId,
     },
     time::unix_now,
     token::Token,
@@ -154,11 +154,27 @@ async fn exchange_and_settle(
         device: origin.device,
     };
     let hash = token.hash();
+    // A success is replayed for the short window only.
+    let settlement = Settlement {
+        claim: key,
+        outcome: Outcome::Issued {
+            sealed_token: token.seal(code),
+            expires_at,
+        },
+        keep: state.rules.code_replay_window.min(CODE_LIFE),
+    };
     let admitted = persist(lease_ends, || {
-        state.admit_and_start(app, &identity, origin.ip, hash, session.clone())
+        state.admit_and_start(
+            app,
+            &identity,
+            origin.ip,
+            hash,
+            session.clone(),
+            &settlement,
+        )
     })
     .await;
-    let admitted = match admitted {
+    let (admitted, settled) = match admitted {
         Ok(admitted) => admitted,
         Err(e) => return Err(record_refusal(state, key, e).await),
     };
@@ -168,16 +184,18 @@ async fn exchange_and_settle(
         token = ?hash,
         "login"
     );
-    // A success is replayed for the short window only.
-    let window = state.rules.code_replay_window.min(CODE_LIFE);
-    let outcome = Outcome::Issued {
-        sealed_token: token.seal(code),
-        expires_at,
+    let settled = match settled {
+        true => Ok(()),
+        false => {
+            persist(lease_ends, || {
+                state
+                    .stores
+                    .claims
+                    .settle(key, settlement.outcome.clone(), settlement.keep)
+            })
+            .await
+        }
     };
-    let settled = persist(lease_ends, || {
-        state.stores.claims.settle(key, outcome.clone(), window)
-    })
-    .await;
     if let Err(e) = settled {
         // The session stands and this caller has its token; only a replay of the code is lost.
         crate::log_throttle::throttled!(

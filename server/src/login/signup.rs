@@ -11,7 +11,7 @@ use super::{LoginError, LoginService};
 use crate::{
     apps::App,
     metrics,
-    store::{Creation, LoginIdentity, Resolution, Session, StoreError, UserId},
+    store::{Creation, LoginIdentity, Resolution, Session, Settlement, StoreError, UserId},
     time::unix_now,
     token::TokenHash,
 };
@@ -73,8 +73,9 @@ impl LoginService {
 
     /// The account of the person WeChat named, as [`LoginService::admit`] finds or makes it,
     /// with `session` (its `user_id` filled in) stored under `key` and its session_key added
-    /// to the user's history. Where nothing needs asking before an account is made and the
-    /// store can do it (see `store/logins.rs`), that is one write; otherwise the account
+    /// to the user's history; and whether `settle` was recorded with them (the caller
+    /// settles the claim otherwise). Where nothing needs asking before an account is made and
+    /// the store can do it (see `store/logins.rs`), that is one write; otherwise the account
     /// comes first, then the session and the key side by side, so that a store committing in
     /// groups makes both durable with one sync. A key history that could not be written there
     /// is logged, not fatal: the login stands, and only open data sealed under older keys may
@@ -86,20 +87,25 @@ impl LoginService {
         ip: Option<IpAddr>,
         key: TokenHash,
         session: Session,
-    ) -> Result<Admitted, LoginError> {
+        settle: &Settlement,
+    ) -> Result<(Admitted, bool), LoginError> {
         let policy = self.rules.signup;
         if let Some(writes) = &self.stores.logins
             && policy.open
             && policy.max_risk_rank.is_none()
         {
             let create = Creation::Allowed(UserId::generate());
-            let resolved = writes
-                .resolve_and_start(login, create, unix_now(), key, session)
+            let started = writes
+                .resolve_and_start(login, create, unix_now(), key, session, settle)
                 .await?;
-            if matches!(resolved, Resolution::Created { .. }) {
+            if matches!(started.resolution, Resolution::Created { .. }) {
                 metrics::account_created("signup");
             }
-            return self.settle(resolved).await?.ok_or_else(no_account_made);
+            let admitted = self
+                .settle(started.resolution)
+                .await?
+                .ok_or_else(no_account_made)?;
+            return Ok((admitted, started.settled));
         }
         let admitted = self.admit(app, login, ip).await?;
         let session = Session {
@@ -123,7 +129,7 @@ impl LoginService {
                 "could not add the session_key to the user's key history"
             );
         }
-        Ok(admitted)
+        Ok((admitted, false))
     }
 
     /// What a resolution means for the login: `None` when there is no account yet.

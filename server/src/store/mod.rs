@@ -43,7 +43,9 @@ pub use claims::{
     ClaimKey, ClaimState, ClaimStore, DEFAULT_MAX_CLAIMS, LocalClaims, Outcome, Refusal,
 };
 pub use expiry::{ExpiredDeletion, spawn_expiry_deletion};
-pub use logins::{LoginWrites, admitted};
+#[cfg(any(test, feature = "contract-tests"))]
+pub use logins::contract_tests as login_contract_tests;
+pub use logins::{LoginWrites, Settlement, Started, admitted};
 pub use memory::MemoryStore;
 pub use options::{LegacyImport, RedisOptions, SqliteOptions, StoreOptions};
 #[cfg(feature = "redis-store")]
@@ -249,8 +251,8 @@ pub struct Stores {
     pub expiry: Option<Arc<dyn ExpiredDeletion>>,
     /// Web-login tickets: in this process for stores one process owns, shared through Redis.
     pub tickets: Arc<dyn TicketStore>,
-    /// A login's writes as one step, where the store can make them one (SQLite); `None`
-    /// makes them one by one through the stores above.
+    /// A login's writes as one step, where the store can make them one (SQLite, Redis);
+    /// `None` makes them one by one through the stores above.
     pub logins: Option<Arc<dyn LoginWrites>>,
 }
 
@@ -343,9 +345,9 @@ impl Stores {
             accounts: redis.clone(),
             outbox: redis.clone(),
             tickets: redis.clone(),
+            logins: Some(redis.clone()),
             tokens: Some(redis),
             expiry: None,
-            logins: None,
         }
     }
 }

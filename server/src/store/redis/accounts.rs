@@ -141,7 +141,7 @@ impl Found {
 
 /// An event as the scripts record it: its id, its entry's JSON, and when it is due (at once:
 /// `now`, in milliseconds).
-fn entry(event: AccountEvent, now: i64) -> Result<[String; 3], StoreError> {
+pub(super) fn entry(event: AccountEvent, now: i64) -> Result<[String; 3], StoreError> {
     let entry = OutboxEntry::new(event, now);
     Ok([
         entry.id.clone(),
@@ -150,7 +150,7 @@ fn entry(event: AccountEvent, now: i64) -> Result<[String; 3], StoreError> {
     ])
 }
 
-fn count_dead(dropped: i64) {
+pub(super) fn count_dead(dropped: i64) {
     for _ in 0..dropped {
         crate::metrics::webhook_dead();
     }
@@ -158,7 +158,7 @@ fn count_dead(dropped: i64) {
 
 impl RedisStore {
     /// The fixed keys every account script is given (see `lua/common.lua`).
-    fn account_keys(&self) -> Vec<String> {
+    pub(super) fn account_keys(&self) -> Vec<String> {
         [
             "id",
             "phone",
@@ -173,7 +173,7 @@ impl RedisStore {
     }
 
     /// Runs an account script with its own `args` after the common ones.
-    async fn account_script<T: redis::FromRedisValue>(
+    pub(super) async fn account_script<T: redis::FromRedisValue>(
         &self,
         script: &Script,
         args: impl IntoIterator<Item = String>,
@@ -427,7 +427,7 @@ impl AccountStore for RedisStore {
 }
 
 /// The identities a login names, as the `id` hash does: `(appid, openid)`, then the unionid.
-fn login_fields(login: &LoginIdentity<'_>) -> Vec<String> {
+pub(super) fn login_fields(login: &LoginIdentity<'_>) -> Vec<String> {
     let mini = field(&Identity::MiniProgram {
         appid: login.appid.to_owned(),
         openid: login.openid.to_owned(),

@@ -99,7 +99,8 @@ impl RedisStore {
             hash.to_hex(),
             now.to_string(),
         ];
-        self.eval::<i64>(&SESSION_LIST, &list, &args).await?;
+        self.eval::<i64, String>(&SESSION_LIST, &list, &args)
+            .await?;
         let json =
             serde_json::to_string(&session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut c = self.conn.clone();

@@ -10,7 +10,8 @@
 //!
 //! This file connects; what the keys are called is `keys.rs`'s, and each store trait has a
 //! file of its own: `sessions.rs`, `claims.rs`, `users.rs`, `access_tokens.rs`, `accounts.rs`
-//! (whose Lua scripts are in `lua/`, run by `scripts.rs`).
+//! (whose Lua scripts are in `lua/`, run by `scripts.rs`), and `logins.rs`, a login's writes
+//! in one step.
 //!
 //! A single Redis may also keep a cache of sessions in each process, see
 //! [`tracking_cache`]: a logout then answers only once no instance's cache can still hold the
@@ -21,6 +22,7 @@ mod accounts;
 mod adoption;
 mod claims;
 mod keys;
+mod logins;
 mod scripts;
 mod sessions;
 mod tickets;

@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use redis::{ErrorKind, FromRedisValue, ServerErrorKind};
+use redis::{ErrorKind, FromRedisValue, ServerErrorKind, ToRedisArgs};
 use sha1::{Digest, Sha1};
 
 use super::RedisStore;
@@ -35,11 +35,11 @@ impl Script {
 impl RedisStore {
     /// Runs `script` on `keys` (which must share one slot on a cluster) and `args`, within
     /// the store's deadline.
-    pub(super) async fn eval<T: FromRedisValue>(
+    pub(super) async fn eval<T: FromRedisValue, A: ToRedisArgs + Sync>(
         &self,
         script: &Script,
         keys: &[String],
-        args: &[String],
+        args: &[A],
     ) -> Result<T, StoreError> {
         let mut c = self.conn.clone();
         self.run(async move {

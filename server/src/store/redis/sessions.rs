@@ -21,8 +21,12 @@ use crate::{
 };
 
 /// Adds a session to its account's list; see the script.
-pub(super) static SESSION_LIST: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/session_list.lua")));
+pub(super) static SESSION_LIST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/list_session.lua"),
+        include_str!("lua/session_list.lua")
+    ))
+});
 
 impl RedisStore {
     /// The session under `key` from Redis, `now` deciding whether it is still alive. With a
@@ -126,7 +130,8 @@ impl SessionStore for RedisStore {
         if !s.user_id.is_unknown() {
             let list = [self.keys.account_sessions(&s.user_id)];
             let args = [s.expires_at.to_string(), key.to_hex(), now.to_string()];
-            self.eval::<i64>(&SESSION_LIST, &list, &args).await?;
+            self.eval::<i64, String>(&SESSION_LIST, &list, &args)
+                .await?;
         }
         if let Some(tracking) = &self.cache {
             // Tokens are fresh, so this replaces nothing in practice; if it did, this

@@ -14,7 +14,7 @@ use crate::{
 
 /// How long a user's key history outlives their last login: past any token's life, so data
 /// a live session's user fetched still opens.
-const USER_KEYS_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(super) const USER_KEYS_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[async_trait]
 impl UserStore for RedisStore {
@@ -59,10 +59,7 @@ impl UserStore for RedisStore {
         key: SealedSessionKey,
     ) -> Result<(), StoreError> {
         let list = self.keys.user(appid, openid, "keys");
-        let value = serde_json::to_value(&key)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .ok_or_else(|| StoreError::Corrupt("a sealed key that is not text".into()))?;
+        let value = history_entry(&key)?;
         let mut c = self.conn.clone();
         // One transaction: two instances logging one user in at once keep both keys.
         self.run(async move {
@@ -88,4 +85,12 @@ impl UserStore for RedisStore {
         let mut c = self.conn.clone();
         self.run(async move { c.set(key, json).await }).await
     }
+}
+
+/// A sealed session_key as a key history holds it: its text form.
+pub(super) fn history_entry(key: &SealedSessionKey) -> Result<String, StoreError> {
+    serde_json::to_value(key)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .ok_or_else(|| StoreError::Corrupt("a sealed key that is not text".into()))
 }

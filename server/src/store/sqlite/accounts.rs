@@ -17,8 +17,8 @@ use super::{SqliteStore, from_json, to_json};
 use crate::{
     store::{
         Account, AccountEvent, AccountStore, Creation, Identity, LoginIdentity, LoginWrites,
-        OUTBOX_CAP, Outbox, OutboxEntry, Phone, PhoneBinding, Resolution, Session, StoreError,
-        UserId,
+        OUTBOX_CAP, Outbox, OutboxEntry, Phone, PhoneBinding, Resolution, Session, Settlement,
+        Started, StoreError, UserId,
         accounts::{Step, plan_resolution},
         admitted,
     },
@@ -252,7 +252,8 @@ impl SqliteStore {
 
 #[async_trait]
 impl LoginWrites for SqliteStore {
-    /// One write: the resolution, the session and the key history commit together.
+    /// One write: the resolution, the session and the key history commit together. Claims
+    /// live in the process, not in the file: the claim is the caller's to settle.
     async fn resolve_and_start(
         &self,
         login: &LoginIdentity<'_>,
@@ -260,7 +261,8 @@ impl LoginWrites for SqliteStore {
         now: i64,
         key: TokenHash,
         mut session: Session,
-    ) -> Result<Resolution, StoreError> {
+        _settle: &Settlement,
+    ) -> Result<Started, StoreError> {
         let (appid, openid) = (login.appid.to_owned(), login.openid.to_owned());
         let unionid = login.unionid.map(str::to_owned);
         self.write(move |c| {
@@ -280,7 +282,10 @@ impl LoginWrites for SqliteStore {
                     session.session_key.clone(),
                 )?;
             }
-            Ok(resolution)
+            Ok(Started {
+                resolution,
+                settled: false,
+            })
         })
         .await
     }

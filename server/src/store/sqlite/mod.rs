@@ -239,6 +239,9 @@ mod tests {
         crate::store::user_contract_tests::run_all(&store).await;
         let store = Arc::new(store);
         crate::store::account_contract_tests::run_all(store.clone(), Some(&*store)).await;
+        // Claims live in the process, beside the file.
+        let claims = crate::store::LocalClaims::default();
+        crate::store::login_contract_tests::run_all(&*store, &claims).await;
         std::fs::remove_dir_all(dir).ok();
     }
 
@@ -269,66 +272,6 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{mode:o}");
         }
-        std::fs::remove_dir_all(dir).ok();
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_login_resolves_stores_and_remembers_in_one_write_and_a_disabled_one_stores_nothing()
-    {
-        use crate::store::{
-            AccountStore, Creation, LoginIdentity, LoginWrites, Resolution, UserStore,
-        };
-        use crate::time::unix_now;
-        let dir = tempdir();
-        let store = SqliteStore::open(&dir.join("sessions.db"), &sqlite_options()).unwrap();
-        let login = LoginIdentity {
-            appid: APPID,
-            openid: "o-one-write",
-            unionid: None,
-        };
-        let made = crate::store::UserId::generate();
-        let key = crate::token::Token::generate().hash();
-        let session = contract_tests::session("o-one-write", 3600);
-        let resolved = store
-            .resolve_and_start(
-                &login,
-                Creation::Allowed(made),
-                unix_now(),
-                key,
-                session.clone(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(resolved, Resolution::Created { user_id: made });
-        let stored = store
-            .get(key, unix_now())
-            .await
-            .unwrap()
-            .expect("the session");
-        assert_eq!(stored.user_id, made, "the session carries the account made");
-        let history = store.user(APPID, "o-one-write").await.unwrap().unwrap();
-        assert_eq!(
-            history.session_keys,
-            std::slice::from_ref(&session.session_key)
-        );
-
-        store.set_disabled(made, true, unix_now()).await.unwrap();
-        let refused_key = crate::token::Token::generate().hash();
-        let resolved = store
-            .resolve_and_start(
-                &login,
-                Creation::Allowed(crate::store::UserId::generate()),
-                unix_now(),
-                refused_key,
-                session,
-            )
-            .await
-            .unwrap();
-        assert!(
-            matches!(resolved, Resolution::Existing { disabled: true, .. }),
-            "{resolved:?}"
-        );
-        assert_eq!(store.get(refused_key, unix_now()).await.unwrap(), None);
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -53,3 +53,19 @@ local function take_phone(user_id, phone, number)
   redis.call('HSET', KEYS[2], number, user_id)
 end
 
+
+-- A new account, with no identity yet.
+local function create_account(user_id, created_at)
+  redis.call('HSET', account_key(user_id), 'created_at', created_at, 'disabled', '0', 'v', '1')
+end
+
+-- `identity` now belongs to `user_id`, taken from whoever held it.
+local function link(user_id, identity)
+  local was = redis.call('HGET', KEYS[1], identity)
+  if was and was ~= user_id then
+    redis.call('SREM', ids_key(was), identity)
+  end
+  redis.call('HSET', KEYS[1], identity, user_id)
+  redis.call('SADD', ids_key(user_id), identity)
+  redis.call('HINCRBY', account_key(user_id), 'v', 1)
+end

@@ -21,16 +21,9 @@ for _, version in ipairs(plan.versions) do
 end
 for _, step in ipairs(plan.steps) do
   if step[1] == 'create' then
-    redis.call('HSET', account_key(step[2]), 'created_at', step[3], 'disabled', '0', 'v', '1')
+    create_account(step[2], step[3])
   elseif step[1] == 'link' then
-    local user_id, identity = step[2], step[3]
-    local was = redis.call('HGET', KEYS[1], identity)
-    if was and was ~= user_id then
-      redis.call('SREM', ids_key(was), identity)
-    end
-    redis.call('HSET', KEYS[1], identity, user_id)
-    redis.call('SADD', ids_key(user_id), identity)
-    redis.call('HINCRBY', account_key(user_id), 'v', 1)
+    link(step[2], step[3])
   elseif step[1] == 'merge' then
     local kept, gone = step[2], step[3]
     for _, identity in ipairs(redis.call('SMEMBERS', ids_key(gone))) do
