@@ -211,14 +211,14 @@ fn commit_batch(c: &Connection, mut batch: Vec<Box<dyn Write>>) -> Committed {
         if broken.is_some() {
             break;
         }
-        if let Err(e) = c.execute_batch("SAVEPOINT one_write") {
+        if let Err(e) = run_cached(c, "SAVEPOINT one_write") {
             broken = Some(unavailable(e));
             break;
         }
         let closed = if run_guarded(c, &mut **write) {
-            c.execute_batch("RELEASE one_write")
+            run_cached(c, "RELEASE one_write")
         } else {
-            c.execute_batch("ROLLBACK TO one_write; RELEASE one_write")
+            run_cached(c, "ROLLBACK TO one_write").and_then(|()| run_cached(c, "RELEASE one_write"))
         };
         broken = closed.err().map(unavailable);
     }
@@ -239,6 +239,12 @@ fn commit_batch(c: &Connection, mut batch: Vec<Box<dyn Write>>) -> Committed {
         write.answer(commit);
     }
     outcome
+}
+
+/// Runs one of the batch's own statements from the connection's statement cache: parsing
+/// `SAVEPOINT` and `RELEASE` afresh for every write would cost more than many writes do.
+fn run_cached(c: &Connection, sql: &str) -> rusqlite::Result<()> {
+    c.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// Runs `write`; a panic counts as a failed write (its caller hears so), since the writer
