@@ -300,3 +300,66 @@ async fn a_login_on_one_redis_makes_two_round_trips_for_a_new_person_and_a_retur
         assert!(server.check_bearer(&token).await, "{attempt}: the session");
     }
 }
+
+/// A login keeps the account's session list alive a minute past its newest session, for a
+/// new person (whose list the login makes) as for a returning one (whose list it extends):
+/// a list without an expiry would outlive every session in it.
+#[tokio::test]
+async fn a_login_keeps_the_session_list_a_minute_past_its_session() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start(APPID, SECRET).await;
+    let server = instance(&upstream, cached_store(&redis.url(), 1000).await).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for attempt in ["first login", "return"] {
+        let response = server
+            .post_login(&upstream.sim.issue_code("list-ttl-person"))
+            .await;
+        assert_eq!(response.status(), 200, "{attempt}");
+        let lists: Vec<String> = redis::cmd("KEYS")
+            .arg("*:sessions")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            lists.len(),
+            1,
+            "{attempt}: one account, one list: {lists:?}"
+        );
+        let newest: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&lists[0])
+            .arg(-1)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let sessions: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("*{}*", newest[0]))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let session = sessions
+            .iter()
+            .find(|key| **key != lists[0])
+            .unwrap_or_else(|| panic!("{attempt}: the session's key among {sessions:?}"));
+        let ttl = |key: String| {
+            let mut conn = conn.clone();
+            async move {
+                redis::cmd("TTL")
+                    .arg(key)
+                    .query_async::<i64>(&mut conn)
+                    .await
+                    .unwrap()
+            }
+        };
+        let (list_ttl, session_ttl) = (ttl(lists[0].clone()).await, ttl(session.clone()).await);
+        assert!(
+            session_ttl > 0,
+            "{attempt}: the session expires ({session_ttl})"
+        );
+        assert!(
+            (58..=61).contains(&(list_ttl - session_ttl)),
+            "{attempt}: the list lives {list_ttl} s, its newest session {session_ttl} s"
+        );
+    }
+}

@@ -59,6 +59,20 @@ local function create_account(user_id, created_at)
   redis.call('HSET', account_key(user_id), 'created_at', created_at, 'disabled', '0', 'v', '1')
 end
 
+-- A new account holding `identities`, which nobody held: the state `create_account` and a
+-- `link` of each would leave, in three calls whatever their number.
+local function create_linked_account(user_id, created_at, identities)
+  local v = tostring(1 + #identities)
+  redis.call('HSET', account_key(user_id), 'created_at', created_at, 'disabled', '0', 'v', v)
+  local owners = {}
+  for _, identity in ipairs(identities) do
+    owners[#owners + 1] = identity
+    owners[#owners + 1] = user_id
+  end
+  redis.call('HSET', KEYS[1], unpack(owners))
+  redis.call('SADD', ids_key(user_id), unpack(identities))
+end
+
 -- `identity` now belongs to `user_id`, taken from whoever held it.
 local function link(user_id, identity)
   local was = redis.call('HGET', KEYS[1], identity)

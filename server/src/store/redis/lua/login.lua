@@ -38,18 +38,22 @@ elseif not mine and not theirs then
     return { 'none', '', '0', 0 }
   end
   user_id = ARGV[5]
-  create_account(user_id, ARGV[6])
-  link(user_id, ARGV[3])
+  local identities = { ARGV[3] }
   if ARGV[4] ~= '' then
-    link(user_id, ARGV[4])
+    identities[2] = ARGV[4]
   end
+  create_linked_account(user_id, ARGV[6], identities)
   dropped = record(ARGV[7], ARGV[8], ARGV[9])
   kind = 'created'
 else
   return { 'planned', '', '0', 0 }
 end
 
-list_session(ARGV[10] .. user_id .. ':sessions', ARGV[13], ARGV[14], ARGV[15])
+if kind == 'created' then
+  list_first_session(ARGV[10] .. user_id .. ':sessions', ARGV[13], ARGV[14], ARGV[15])
+else
+  list_session(ARGV[10] .. user_id .. ':sessions', ARGV[13], ARGV[14], ARGV[15])
+end
 redis.call('SET', KEYS[7], '{"user_id":"' .. user_id .. '"' .. ARGV[11], 'EX', ARGV[12])
 redis.call('LREM', KEYS[8], 0, ARGV[16])
 redis.call('LPUSH', KEYS[8], ARGV[16])
