@@ -148,8 +148,13 @@ impl Deliverer {
         }
     }
 
-    /// Drains the outbox until the task is aborted.
+    /// Drains the outbox until the task is aborted. With no endpoint, the events of this
+    /// process are discarded as they happen from now on (see [`Outbox::discard_new_events`]);
+    /// the drain still empties the outbox of others' (an operator's command writes its own).
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        if self.endpoint.is_none() {
+            self.outbox.discard_new_events();
+        }
         tokio::spawn(async move {
             loop {
                 match self.drain_once().await {

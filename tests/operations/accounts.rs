@@ -4,13 +4,15 @@
 //! Standard Webhooks reference library.
 
 use std::{
+    net::SocketAddr,
     process::Command,
     time::{Duration, Instant},
 };
 
 use shared::{ErrorCode, MeResponse};
 use workspace_tests::{
-    DATA_KEY, ServerProcess, Upstream, assert_error, temp_dir, webhooks::WebhookReceiver,
+    DATA_KEY, ServerProcess, Upstream, assert_error, free_port, prometheus::Exposition, temp_dir,
+    webhooks::WebhookReceiver,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_login-server");
@@ -270,4 +272,47 @@ async fn an_event_not_yet_delivered_when_the_server_is_killed_is_delivered_after
         )
         .await;
     assert_eq!(delivered.id, first_id, "the same event, not a new one");
+}
+
+/// Without a webhook endpoint a server writes none of its own events: each is counted as
+/// discarded the moment it happens. An operator's command, which delivers nothing itself,
+/// still writes its events, and the running server takes them out and discards them.
+#[tokio::test]
+async fn without_a_webhook_a_server_keeps_none_of_its_events_and_discards_an_operators() {
+    let upstream = Upstream::start("wxaccountsops004", "accounts-ops-secret-04").await;
+    let dir = temp_dir("no-webhook");
+    let store = format!("sqlite://{}", dir.join("sessions.db").display());
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let server = ServerProcess::for_app(
+        BINARY,
+        &upstream,
+        &store,
+        &[("METRICS_ADDR", &metrics.to_string())],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let discarded = || async {
+        Exposition::scrape(metrics)
+            .await
+            .count("wxlogin_webhooks_total", &[("outcome", "discarded")])
+    };
+    let before = discarded().await;
+    let token = server.token(&http, &upstream, "nina").await;
+    assert_eq!(
+        discarded().await - before,
+        1.0,
+        "the account's creation is discarded as the login writes it"
+    );
+
+    let user_id = me(&http, &server, &token).await.user_id;
+    let (status, _) = accounts_command(&app_env(&upstream, &store), "disable", &user_id);
+    assert_eq!(status, 0);
+    let written = Instant::now();
+    while discarded().await - before < 2.0 {
+        assert!(
+            written.elapsed() < Duration::from_secs(10),
+            "the operator's event is never taken out"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

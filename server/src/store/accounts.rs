@@ -250,6 +250,11 @@ pub trait Outbox: Send + Sync + fmt::Debug {
     /// The attempt failed: the entry counts `attempts` and is due again at `at_ms` (unix
     /// milliseconds).
     async fn retry_at(&self, id: &str, attempts: u32, at_ms: i64) -> Result<(), StoreError>;
+
+    /// From now on this process's events are counted as discarded as they happen, not
+    /// written: for a process with no webhook endpoint, which would only take them out again.
+    /// A backend whose writes are cheap may keep writing them for the deliverer to discard.
+    fn discard_new_events(&self) {}
 }
 
 /// Where accounts live. Every method is one atomic step on every backend.

@@ -8,7 +8,7 @@
 //! `secure_delete`, which zeroes freed content, and [`AccountStore::delete_account`] returns
 //! only after the WAL has been checkpointed into the database file and truncated.
 
-use std::time::Duration;
+use std::{sync::atomic::Ordering, time::Duration};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -168,8 +168,20 @@ fn apply(c: &Connection, step: &Step) -> rusqlite::Result<()> {
     }
 }
 
-/// Appends `event` to the outbox, dropping the oldest entries past [`OUTBOX_CAP`].
-fn record(c: &Connection, event: AccountEvent, now: i64) -> rusqlite::Result<()> {
+/// What becomes of the events of a write: read from the store before the write is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Events {
+    Keep,
+    Discard,
+}
+
+/// Appends `event` to the outbox, dropping the oldest entries past [`OUTBOX_CAP`]; or, when
+/// this process discards its events, counts it as discarded.
+fn record(c: &Connection, events: Events, event: AccountEvent, now: i64) -> rusqlite::Result<()> {
+    if events == Events::Discard {
+        crate::metrics::webhook("discarded");
+        return Ok(());
+    }
     let held: i64 = c
         .prepare_cached("SELECT n FROM outbox_size")?
         .query_row([], |row| row.get(0))?;
@@ -200,6 +212,7 @@ fn record(c: &Connection, event: AccountEvent, now: i64) -> rusqlite::Result<()>
 /// [`AccountStore::resolve`] inside a transaction the caller holds.
 fn resolve_in(
     c: &Connection,
+    events: Events,
     login: &LoginIdentity<'_>,
     create: Creation,
     now: i64,
@@ -214,12 +227,20 @@ fn resolve_in(
         apply(c, step)?;
     }
     for event in plan.events {
-        record(c, event, now)?;
+        record(c, events, event, now)?;
     }
     Ok(plan.resolution)
 }
 
 impl SqliteStore {
+    fn events(&self) -> Events {
+        if self.inner.discard_events.load(Ordering::Relaxed) {
+            Events::Discard
+        } else {
+            Events::Keep
+        }
+    }
+
     /// Runs `f` as one step that either happens whole or not at all: every write is one
     /// savepoint in an immediate transaction (see `group_commit.rs`), so another process's
     /// writes to the file wait for it, and it for them.
@@ -265,13 +286,14 @@ impl LoginWrites for SqliteStore {
     ) -> Result<Started, StoreError> {
         let (appid, openid) = (login.appid.to_owned(), login.openid.to_owned());
         let unionid = login.unionid.map(str::to_owned);
+        let events = self.events();
         self.write(move |c| {
             let login = LoginIdentity {
                 appid: &appid,
                 openid: &openid,
                 unionid: unionid.as_deref(),
             };
-            let resolution = resolve_in(c, &login, create, now)?;
+            let resolution = resolve_in(c, events, &login, create, now)?;
             if let Some(user_id) = admitted(&resolution) {
                 session.user_id = user_id;
                 super::sessions::put(c, &key, &session)?;
@@ -311,13 +333,14 @@ impl AccountStore for SqliteStore {
     ) -> Result<Resolution, StoreError> {
         let (appid, openid) = (login.appid.to_owned(), login.openid.to_owned());
         let unionid = login.unionid.map(str::to_owned);
+        let events = self.events();
         self.atomically(move |c| {
             let login = LoginIdentity {
                 appid: &appid,
                 openid: &openid,
                 unionid: unionid.as_deref(),
             };
-            resolve_in(c, &login, create, now)
+            resolve_in(c, events, &login, create, now)
         })
         .await
     }
@@ -354,6 +377,7 @@ impl AccountStore for SqliteStore {
         disabled: bool,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let events = self.events();
         self.atomically(move |c| {
             let was: Option<bool> = c
                 .prepare_cached("SELECT disabled FROM accounts WHERE user_id = ?1")?
@@ -368,7 +392,7 @@ impl AccountStore for SqliteStore {
                 } else {
                     AccountEvent::Enabled { user_id }
                 };
-                record(c, event, now)?;
+                record(c, events, event, now)?;
             }
             Ok(true)
         })
@@ -376,6 +400,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn delete_account(&self, user_id: UserId, now: i64) -> Result<bool, StoreError> {
+        let events = self.events();
         let deleted = self
             .atomically(move |c| {
                 let id = user_id.as_bytes().as_slice();
@@ -399,7 +424,7 @@ impl AccountStore for SqliteStore {
                 .execute(params![id])?;
                 c.prepare_cached("DELETE FROM identities WHERE user_id = ?1")?
                     .execute(params![id])?;
-                record(c, AccountEvent::Deleted { user_id }, now)?;
+                record(c, events, AccountEvent::Deleted { user_id }, now)?;
                 Ok(true)
             })
             .await?;
@@ -410,6 +435,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn adopt_legacy_users(&self, now: i64, max: usize) -> Result<usize, StoreError> {
+        let events = self.events();
         let adopted = self
             .atomically(move |c| {
                 let limit = max as i64;
@@ -444,12 +470,18 @@ impl AccountStore for SqliteStore {
                         openid,
                         unionid: unionid.as_deref(),
                     };
-                    let user_id =
-                        match resolve_in(c, &login, Creation::Allowed(UserId::generate()), now)? {
-                            Resolution::Created { user_id }
-                            | Resolution::Existing { user_id, .. } => user_id,
-                            Resolution::NoAccount => continue,
-                        };
+                    let user_id = match resolve_in(
+                        c,
+                        events,
+                        &login,
+                        Creation::Allowed(UserId::generate()),
+                        now,
+                    )? {
+                        Resolution::Created { user_id } | Resolution::Existing { user_id, .. } => {
+                            user_id
+                        }
+                        Resolution::NoAccount => continue,
+                    };
                     c.prepare_cached(
                         "UPDATE sessions SET user_id = ?1
                      WHERE appid = ?2 AND openid = ?3 AND user_id = ?4",
@@ -538,5 +570,10 @@ impl Outbox for SqliteStore {
                 .map(drop)
         })
         .await
+    }
+
+    /// Here each kept event costs an insert now and a delete later, both written to disk.
+    fn discard_new_events(&self) {
+        self.inner.discard_events.store(true, Ordering::Relaxed);
     }
 }
