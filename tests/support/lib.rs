@@ -530,6 +530,8 @@ pub async fn redis_store_contracts(store: &server::store::RedisStore) {
     server::store::ticket_contract_tests::all(store).await;
     // A login's writes in one step: one script on a single Redis, slot by slot on a cluster.
     server::store::login_contract_tests::run_all(store, store).await;
+    // Last: from here on the store leaves its logins' events out.
+    server::store::login_contract_tests::a_store_told_to_discard_writes_no_event(store).await;
 }
 
 #[cfg(test)]

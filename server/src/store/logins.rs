@@ -161,6 +161,58 @@ pub mod contract_tests {
         a_refused_or_disabled_login_writes_nothing(store, claims).await;
     }
 
+    /// For stores that honour [`Outbox::discard_new_events`](crate::store::Outbox): once
+    /// told, neither a login that makes an account nor a resolution that makes or links one
+    /// writes an event. Run it last: the store discards from then on.
+    pub async fn a_store_told_to_discard_writes_no_event<S>(store: &S)
+    where
+        S: LoginWrites + AccountStore + crate::store::Outbox,
+    {
+        let sign_up = || Attempt::new(APPID, &fresh("o-discard"), Some(&fresh("u-discard")));
+        let before = sign_up()
+            .run(store, Creation::Allowed(UserId::generate()))
+            .await;
+        let kept = admitted(&before.resolution).expect("an account");
+        store.discard_new_events();
+        let by_login = sign_up()
+            .run(store, Creation::Allowed(UserId::generate()))
+            .await;
+        let by_resolve = store
+            .resolve(
+                &LoginIdentity {
+                    appid: APPID,
+                    openid: &fresh("o-discard-resolve"),
+                    unionid: None,
+                },
+                Creation::Allowed(UserId::generate()),
+                unix_now(),
+            )
+            .await
+            .unwrap();
+        let made: Vec<UserId> = [by_login.resolution, by_resolve]
+            .iter()
+            .filter_map(admitted)
+            .collect();
+        assert_eq!(made.len(), 2, "both made an account");
+        let due = store
+            .take_due(i64::MAX / 2, Duration::from_secs(1), 1_000_000)
+            .await
+            .unwrap();
+        let names = |entry: &crate::store::OutboxEntry, user_id: &UserId| {
+            serde_json::to_value(&entry.event).unwrap()["data"]["user_id"]
+                == serde_json::json!(user_id)
+        };
+        assert!(
+            due.iter().any(|entry| names(entry, &kept)),
+            "the sign-up from before was kept: {due:?}"
+        );
+        let written: Vec<_> = due
+            .iter()
+            .filter(|entry| made.iter().any(|user_id| names(entry, user_id)))
+            .collect();
+        assert!(written.is_empty(), "events written: {written:?}");
+    }
+
     /// What every admitted login leaves: the session under its key with the account's id,
     /// listed under the account, and the session_key first in the user's history; the claim
     /// settled when the store says so.

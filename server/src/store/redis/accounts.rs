@@ -156,7 +156,22 @@ pub(super) fn count_dead(dropped: i64) {
     }
 }
 
+/// Events this process discards rather than writes (see [`RedisStore::discards_events`]).
+pub(super) fn count_discarded(events: usize) {
+    for _ in 0..events {
+        crate::metrics::webhook("discarded");
+    }
+}
+
 impl RedisStore {
+    /// Whether logins and resolutions leave their events out of the scripts, counting them
+    /// as discarded: they are most of a sign-up's outbox writes. Disabling, enabling and
+    /// deleting, rare, still write theirs for the deliverer to discard.
+    pub(super) fn discards_events(&self) -> bool {
+        self.discard_events
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The fixed keys every account script is given (see `lua/common.lua`).
     pub(super) fn account_keys(&self) -> Vec<String> {
         [
@@ -250,11 +265,12 @@ impl RedisStore {
                 })
             })
             .collect::<Result<_, StoreError>>()?;
-        let events = plan
-            .events
-            .into_iter()
-            .map(|event| entry(event, now))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (events, discarded) = if self.discards_events() {
+            (Vec::new(), plan.events.len())
+        } else {
+            let events = plan.events.into_iter().map(|event| entry(event, now));
+            (events.collect::<Result<Vec<_>, _>>()?, 0)
+        };
         let plan_json = json!({
             "owners": owners,
             "versions": versions,
@@ -268,6 +284,7 @@ impl RedisStore {
             return Ok(None);
         }
         count_dead(dropped);
+        count_discarded(discarded);
         Ok(Some(plan.resolution))
     }
 
@@ -477,6 +494,11 @@ impl Outbox for RedisStore {
     async fn retry_at(&self, id: &str, attempts: u32, at: i64) -> Result<(), StoreError> {
         let args = [id.to_owned(), attempts.to_string(), at.to_string()];
         self.account_script::<i64>(&RETRY_AT, args).await.map(drop)
+    }
+
+    fn discard_new_events(&self) {
+        self.discard_events
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

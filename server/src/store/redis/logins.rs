@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use super::{
     RedisStore,
-    accounts::{count_dead, entry, login_fields},
+    accounts::{count_dead, count_discarded, entry, login_fields},
     scripts::Script,
     users::{USER_KEYS_TTL, history_entry},
 };
@@ -69,7 +69,9 @@ impl RedisStore {
         let mut fields = login_fields(login).into_iter();
         let mini_program = fields.next().unwrap_or_default();
         let union = fields.next().unwrap_or_default();
+        let discard = self.discards_events();
         let (new_user, [event_id, event, due]) = match create {
+            Creation::Allowed(user_id) if discard => (user_id.to_string(), Default::default()),
             Creation::Allowed(user_id) => (
                 user_id.to_string(),
                 entry(AccountEvent::Created { user_id }, now)?,
@@ -125,6 +127,7 @@ impl RedisStore {
             },
             "created" => {
                 count_dead(dropped);
+                count_discarded(usize::from(discard));
                 Started {
                     resolution: Resolution::Created { user_id: user()? },
                     settled: true,

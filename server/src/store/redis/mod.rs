@@ -95,6 +95,9 @@ pub struct RedisStore {
     adoption: Arc<std::sync::Mutex<adoption::Scan>>,
     /// This process's web-login listeners, fed from Redis pub/sub (`tickets.rs`).
     tickets: Arc<tickets::Subscription>,
+    /// Set by [`Outbox::discard_new_events`](crate::store::Outbox::discard_new_events): logins
+    /// then write no event (see `accounts.rs`).
+    discard_events: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -177,6 +180,7 @@ impl RedisStore {
             cache: None,
             adoption: Arc::default(),
             tickets,
+            discard_events: Arc::default(),
         }
     }
 

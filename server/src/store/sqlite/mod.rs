@@ -250,6 +250,7 @@ mod tests {
         // Claims live in the process, beside the file.
         let claims = crate::store::LocalClaims::default();
         crate::store::login_contract_tests::run_all(&*store, &claims).await;
+        crate::store::login_contract_tests::a_store_told_to_discard_writes_no_event(&*store).await;
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -23,6 +23,10 @@ end
 -- Appends an outbox entry, due at `due`; past the cap the oldest entries go first. Returns
 -- how many were dropped, for the dead-webhook counter.
 local function record(id, body, due)
+  -- An event this process discards comes without an id (see accounts.rs).
+  if id == '' then
+    return 0
+  end
   local dropped = 0
   while redis.call('ZCARD', KEYS[5]) >= cap do
     local oldest = redis.call('ZPOPMIN', KEYS[5])[1]
