@@ -226,7 +226,8 @@ impl Report {
              round with freshly started servers and stores; figures are the medians of the \
              rounds. Servers: release builds logging at `warn`, dev mode (`/login` exchanges \
              codes minted beforehand at the built-in WeChat simulator, one user per code), \
-             login and upstream limits off. SQLite at \
+             login and upstream limits off, no webhook endpoint (a login's account is written, \
+             its event discarded, not written). SQLite at \
              `synchronous=FULL`, Redis with `appendfsync always`: every login durable on both. \
              Of the machine's {} cores: {}.",
             s.connections,
