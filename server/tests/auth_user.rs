@@ -190,6 +190,42 @@ async fn missing_malformed_unknown_and_revoked_tokens_get_the_json_401() {
 }
 
 #[tokio::test]
+async fn a_token_of_the_older_random_shape_still_checks_in_until_logout() {
+    // Earlier versions issued 43-character random tokens and stored the SHA-256 of the text
+    // (`printf %s AAA… | sha256sum`); a store kept across an upgrade holds such keys.
+    let sessions = Arc::new(MemoryStore::default());
+    let login = login_state(sessions.clone());
+    let older = "A".repeat(43);
+    let stored_as =
+        TokenHash::from_hex("0f007385b6f9d4b7eeb2748605afe1a984a0a3bfa3f014d09e2a784ce9e5cd1a")
+            .unwrap();
+    let session = session_of(&login, DEV_APPID, "o-older", 3600);
+    sessions.insert(stored_as, session).await.unwrap();
+    let app = team_app(login.clone());
+
+    let me = call(&app, get_with("/me", Some(&older))).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.body["openid"], "o-older");
+    assert_eq!(
+        call(&app, get_with("/auth", Some(&older))).await.status,
+        204
+    );
+
+    let logout = Request::post("/logout")
+        .header(header::AUTHORIZATION, format!("Bearer {older}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&app, logout).await.status, 204);
+    assert!(sessions.get(stored_as, 0).await.unwrap().is_none());
+    assert_unauthorized(&call(&app, get_with("/me", Some(&older))).await);
+
+    // New logins get the ordered shape.
+    let token = log_in(&app, &login, "carol").await;
+    assert_eq!(token.len(), server::token::TOKEN_LEN);
+    assert_ne!(token.len(), older.len());
+}
+
+#[tokio::test]
 async fn an_expired_token_gets_the_json_401() {
     let sessions = Arc::new(MemoryStore::default());
     let login = login_state(sessions.clone());

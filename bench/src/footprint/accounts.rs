@@ -25,7 +25,7 @@ use server::{
         RedisStore, Session, SessionStore, Settlement, SqliteOptions, SqliteStore, StoreError,
         UserStore, unix_now,
     },
-    token::{Token, TokenHash},
+    token::{SealedToken, Token, TokenHash, TokenShape},
     wechat::simulator::Simulator,
 };
 
@@ -219,7 +219,10 @@ async fn sqlite_logins(store: &SqliteStore, keys: &DataKeys, people: u64) -> Res
         let settle = Settlement {
             claim: ClaimKey::new(*hash.as_bytes()),
             outcome: Outcome::Issued {
-                sealed_token: [0; 32],
+                sealed_token: SealedToken {
+                    shape: TokenShape::Ordered,
+                    bytes: [0; 32],
+                },
                 expires_at: session.expires_at,
             },
             keep: std::time::Duration::from_secs(60),

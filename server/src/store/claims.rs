@@ -20,7 +20,7 @@ use std::{
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::token::hex;
+use crate::token::{SealedToken, TokenShape, hex};
 
 /// What a claim is stored under: a hash the caller derives from the code and its app (see
 /// `auth.rs`), never the code itself. A type of its own, like [`TokenHash`] for sessions, so
@@ -67,7 +67,7 @@ pub enum Outcome {
     /// A session was created. The token is kept only sealed under the code (see
     /// `Token::seal`), so the store never holds a token anyone could use.
     Issued {
-        sealed_token: [u8; 32],
+        sealed_token: SealedToken,
         /// Unix seconds.
         expires_at: i64,
     },
@@ -92,7 +92,11 @@ pub enum Refusal {
 /// finished claim an outcome tag and its fields. Every tag is written and read here only.
 impl ClaimState {
     const PENDING: u8 = b'p';
+    /// Issued a random token (the only shape older servers issue).
     const ISSUED: u8 = b'i';
+    /// Issued an ordered token. A server that predates ordered tokens finds such a claim
+    /// unreadable and answers 503 rather than hand out a token of the wrong shape.
+    const ISSUED_ORDERED: u8 = b'o';
     const REFUSED: u8 = b'r';
 
     pub fn encode(&self) -> Vec<u8> {
@@ -103,8 +107,11 @@ impl ClaimState {
                 expires_at,
             }) => {
                 let mut v = Vec::with_capacity(41);
-                v.push(Self::ISSUED);
-                v.extend_from_slice(sealed_token);
+                v.push(match sealed_token.shape {
+                    TokenShape::Random => Self::ISSUED,
+                    TokenShape::Ordered => Self::ISSUED_ORDERED,
+                });
+                v.extend_from_slice(&sealed_token.bytes);
                 v.extend_from_slice(&expires_at.to_be_bytes());
                 v
             }
@@ -127,10 +134,18 @@ impl ClaimState {
         let corrupt = || StoreError::Corrupt("unreadable code claim".into());
         match bytes {
             [Self::PENDING] => Ok(ClaimState::Pending),
-            [Self::ISSUED, rest @ ..] if rest.len() == 40 => {
+            [tag @ (Self::ISSUED | Self::ISSUED_ORDERED), rest @ ..] if rest.len() == 40 => {
                 let (sealed, expiry) = rest.split_at(32);
+                let shape = if *tag == Self::ISSUED {
+                    TokenShape::Random
+                } else {
+                    TokenShape::Ordered
+                };
                 Ok(ClaimState::Done(Outcome::Issued {
-                    sealed_token: sealed.try_into().map_err(|_| corrupt())?,
+                    sealed_token: SealedToken {
+                        shape,
+                        bytes: sealed.try_into().map_err(|_| corrupt())?,
+                    },
                     expires_at: i64::from_be_bytes(expiry.try_into().map_err(|_| corrupt())?),
                 }))
             }
@@ -351,7 +366,10 @@ pub mod contract_tests {
             "second waits"
         );
         let outcome = Outcome::Issued {
-            sealed_token: [9; 32],
+            sealed_token: SealedToken {
+                shape: TokenShape::Ordered,
+                bytes: [9; 32],
+            },
             expires_at: 1_700_000_000,
         };
         claims
@@ -403,7 +421,10 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
         let issued = Outcome::Issued {
-            sealed_token: [1; 32],
+            sealed_token: SealedToken {
+                shape: TokenShape::Ordered,
+                bytes: [1; 32],
+            },
             expires_at: 0,
         };
         assert_eq!(
@@ -496,7 +517,10 @@ mod tests {
         let key = |n: u8| ClaimKey::new([n; 32]);
         let refused = Outcome::Refused(Refusal::InvalidCode);
         let issued = Outcome::Issued {
-            sealed_token: [1; 32],
+            sealed_token: SealedToken {
+                shape: TokenShape::Ordered,
+                bytes: [1; 32],
+            },
             expires_at: 0,
         };
         for n in 1..=4 {
@@ -556,8 +580,18 @@ mod tests {
         let mut states = vec![
             ClaimState::Pending,
             ClaimState::Done(Outcome::Issued {
-                sealed_token: [0xab; 32],
+                sealed_token: SealedToken {
+                    shape: TokenShape::Ordered,
+                    bytes: [0xab; 32],
+                },
                 expires_at: -5,
+            }),
+            ClaimState::Done(Outcome::Issued {
+                sealed_token: SealedToken {
+                    shape: TokenShape::Random,
+                    bytes: [0xcd; 32],
+                },
+                expires_at: 7,
             }),
         ];
         for refusal in [

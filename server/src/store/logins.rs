@@ -75,7 +75,7 @@ pub mod contract_tests {
             contract_tests::{APPID, session},
         },
         time::unix_now,
-        token::Token,
+        token::{SealedToken, Token, TokenShape},
     };
 
     /// Another app of the same person, for a login that links.
@@ -120,7 +120,10 @@ pub mod contract_tests {
                 settle: Settlement {
                     claim: ClaimKey::new(claim),
                     outcome: Outcome::Issued {
-                        sealed_token: [7; 32],
+                        sealed_token: SealedToken {
+                            shape: TokenShape::Ordered,
+                            bytes: [7; 32],
+                        },
                         expires_at: s.expires_at,
                     },
                     keep: Duration::from_secs(60),
