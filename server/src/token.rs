@@ -171,6 +171,12 @@ impl TokenHash {
         Some(Self(bytes))
     }
 
+    /// A number that is uniform over keys, for spreading them over shards or connections: it
+    /// comes from the hash part, since an ordered key begins with the time it was made.
+    pub fn spread(&self) -> usize {
+        usize::from(u16::from_le_bytes([self.0[30], self.0[31]]))
+    }
+
     /// Lower-case hex, for stores whose keys are text.
     pub fn to_hex(&self) -> String {
         hex(&self.0)

@@ -89,7 +89,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn get(&self, key: TokenHash, now: i64) -> Result<Option<Arc<Session>>, StoreError> {
-        self.read_row(key.as_bytes()[0] as usize, move |c| {
+        self.read_row(key.spread(), move |c| {
             c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1 AND expires_at > ?2"
             ))?
