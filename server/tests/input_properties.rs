@@ -205,8 +205,29 @@ proptest! {
     }
 
     #[test]
-    fn tokens_of_another_length_do_not_parse(text in "[A-Za-z0-9_-]{0,42}|[A-Za-z0-9_-]{44,60}") {
+    fn tokens_of_another_length_do_not_parse(text in "[A-Za-z0-9_-]{0,42}|[A-Za-z0-9_-]{45,60}") {
         prop_assert!(Token::parse(&text).is_none());
+    }
+
+    /// 44 characters are an ordered token exactly when the first byte they encode is the
+    /// format, 1: six zero bits ('A'), then a character whose top two bits are 01 (values
+    /// 16 to 31, 'Q' to 'f').
+    #[test]
+    fn tokens_of_44_characters_parse_only_with_the_format_byte(
+        first in "[A-Za-z0-9_-]",
+        second in "[A-Za-z0-9_-]",
+        rest in "[A-Za-z0-9_-]{42}",
+    ) {
+        let text = [first.as_str(), &second, &rest].concat();
+        let value = |c: &str| {
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                .find(c)
+                .unwrap()
+        };
+        let formatted = first == "A" && (16..32).contains(&value(&second));
+        prop_assert_eq!(Token::parse(&text).is_some(), formatted, "{}", text);
+        let ordered = format!("AQ{rest}");
+        prop_assert_eq!(Token::parse(&ordered).map(|t| t.as_str().to_owned()), Some(ordered));
     }
 
     #[test]
