@@ -246,7 +246,7 @@ impl SqliteStore {
     /// writes to the file wait for it, and it for them.
     async fn atomically<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.write(f).await
     }

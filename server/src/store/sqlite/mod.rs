@@ -118,25 +118,29 @@ impl SqliteStore {
     /// `data_version` ignores its own commits, so that sees the others' only. Cheap: one
     /// pragma, no read of the database.
     pub async fn changed_elsewhere(&self) -> Result<bool, StoreError> {
-        let inner = self.inner.clone();
-        self.write(move |c| {
-            let now: i64 = c.query_row("PRAGMA data_version", [], |row| row.get(0))?;
-            let before = inner
-                .data_version
-                .swap(now, std::sync::atomic::Ordering::Relaxed);
-            let rewritten = inner
-                .rewritten
-                .swap(false, std::sync::atomic::Ordering::Relaxed);
-            Ok(before != now || rewritten)
-        })
-        .await
+        // Read in the write, compared here: a write may run twice, and a swap inside it could
+        // see its own first run's value and miss the change.
+        let now: i64 = self
+            .write(|c| c.query_row("PRAGMA data_version", [], |row| row.get(0)))
+            .await?;
+        let before = self
+            .inner
+            .data_version
+            .swap(now, std::sync::atomic::Ordering::Relaxed);
+        let rewritten = self
+            .inner
+            .rewritten
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        Ok(before != now || rewritten)
     }
 
     /// Runs `f` with the write connection, inside the next batch's transaction; answers once
-    /// that transaction is durable. `f` opens no transaction of its own: it has one.
+    /// that transaction is durable. `f` opens no transaction of its own: it has one. `f` may
+    /// run twice, each time from the same state of the file, when another write of its batch
+    /// fails (see `group_commit.rs`): what it changes outside the file must bear that.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.inner.writer.write(f).await
     }
@@ -144,7 +148,7 @@ impl SqliteStore {
     /// Runs `f` with the write connection outside any transaction, between batches.
     async fn write_alone<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.inner.writer.write_alone(f).await
     }

@@ -38,7 +38,7 @@ impl UserStore for SqliteStore {
         key: SealedSessionKey,
     ) -> Result<(), StoreError> {
         let (appid, openid) = (appid.to_owned(), openid.to_owned());
-        self.write(move |c| push_session_key(c, &appid, &openid, key))
+        self.write(move |c| push_session_key(c, &appid, &openid, key.clone()))
             .await
     }
 
