@@ -73,6 +73,9 @@ impl SqliteStore {
         // `temp_store = MEMORY` keeps the statement journal of each write's savepoint (see
         // `group_commit.rs`) in memory: otherwise it spills past 64 KiB into a temporary file,
         // a write call per page a login touches, twice what the WAL itself takes per login.
+        // The page cache is kept small (8 MiB): a commit after a B-tree split walks every slot
+        // of the cache's hash table, which grows with the pages held, and pages past it come
+        // back from the mapped file for a copy.
         writer
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
@@ -80,7 +83,7 @@ impl SqliteStore {
                  PRAGMA secure_delete = ON;
                  PRAGMA temp_store = MEMORY;
                  PRAGMA busy_timeout = 5000;
-                 PRAGMA cache_size = -65536;
+                 PRAGMA cache_size = -8192;
                  PRAGMA mmap_size = 17179869184;
                  PRAGMA wal_autocheckpoint = 10000;",
             )
