@@ -526,6 +526,7 @@ pub async fn redis_store_contracts(store: &server::store::RedisStore) {
     // Every account key in the one slot of `{accounts}`, each operation one script there.
     server::store::account_contract_tests::run_all(std::sync::Arc::new(store.clone()), Some(store))
         .await;
+    server::store::user_contract_tests::a_record_outlives_account_changes(store, store).await;
     // A ticket's change is published and heard back through this store's own subscription.
     server::store::ticket_contract_tests::all(store).await;
     // A login's writes in one step: one script on a single Redis, slot by slot on a cluster.

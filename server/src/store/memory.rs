@@ -121,5 +121,6 @@ mod tests {
         contract_tests::deletes_expired_sessions(&*store).await;
         users::contract_tests::run_all(&*store).await;
         accounts::contract_tests::run_all(store.clone(), Some(&*store)).await;
+        users::contract_tests::a_record_outlives_account_changes(&*store, &*store).await;
     }
 }

@@ -108,4 +108,67 @@ pub mod contract_tests {
             "no key twice"
         );
     }
+
+    /// A user's record follows them through account changes: made before their account, kept
+    /// when it is created and when it merges into an older one, erased with it. Uses its own
+    /// openids.
+    pub async fn a_record_outlives_account_changes(
+        users: &dyn UserStore,
+        accounts: &dyn crate::store::AccountStore,
+    ) {
+        let fresh = |p: &str| format!("{p}-{}", uuid::Uuid::new_v4().simple());
+        let (oa, ob, u) = (fresh("o-a"), fresh("o-b"), fresh("u"));
+        users.add_session_key("wxA", &oa, key(1)).await.unwrap();
+        let older = account_of(accounts, "wxA", &oa, None).await;
+        users.add_session_key("wxA", &oa, key(2)).await.unwrap();
+        let record = users.user("wxA", &oa).await.unwrap().unwrap();
+        assert_eq!(
+            record.session_keys,
+            [key(2), key(1)],
+            "the key from before the account is kept"
+        );
+        let newer = account_of(accounts, "wxB", &ob, Some(&u)).await;
+        assert_ne!(older, newer);
+        users.add_session_key("wxB", &ob, key(7)).await.unwrap();
+        // App A now sees the unionid: B's account merges into A's.
+        assert_eq!(account_of(accounts, "wxA", &oa, Some(&u)).await, older);
+        let keys = |appid, openid| async move {
+            users
+                .user(appid, openid)
+                .await
+                .unwrap()
+                .map(|r| r.session_keys)
+        };
+        assert_eq!(keys("wxA", &oa).await, Some(vec![key(2), key(1)]));
+        assert_eq!(
+            keys("wxB", &ob).await,
+            Some(vec![key(7)]),
+            "the merged-away side's history moves with its identity"
+        );
+        assert!(accounts.delete_account(older, 3_000).await.unwrap());
+        assert_eq!(keys("wxA", &oa).await, None, "erased with the account");
+        assert_eq!(keys("wxB", &ob).await, None, "erased with the account");
+    }
+
+    async fn account_of(
+        accounts: &dyn crate::store::AccountStore,
+        appid: &str,
+        openid: &str,
+        unionid: Option<&str>,
+    ) -> crate::store::UserId {
+        use crate::store::{Creation, LoginIdentity, Resolution, UserId};
+        let login = LoginIdentity {
+            appid,
+            openid,
+            unionid,
+        };
+        match accounts
+            .resolve(&login, Creation::Allowed(UserId::generate()), 1_000)
+            .await
+            .unwrap()
+        {
+            Resolution::Created { user_id } | Resolution::Existing { user_id, .. } => user_id,
+            Resolution::NoAccount => panic!("creation was allowed"),
+        }
+    }
 }

@@ -142,9 +142,11 @@ fn apply(c: &Connection, step: &Step) -> rusqlite::Result<()> {
             .map(drop),
         Step::Link { user_id, identity } => {
             let (kind, appid, subject) = columns(identity);
+            // An upsert, not a replace: an identity row relinked keeps its user's key
+            // history and phone (see `users.rs`).
             c.prepare_cached(
-                "INSERT OR REPLACE INTO identities (kind, appid, subject, user_id)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO identities (kind, appid, subject, user_id) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kind, appid, subject) DO UPDATE SET user_id = excluded.user_id",
             )?
             .execute(params![kind, appid, subject, user_id.as_bytes().as_slice()])
             .map(drop)
@@ -411,7 +413,8 @@ impl AccountStore for SqliteStore {
                     return Ok(false);
                 }
                 // Key histories and sessions of its mini-program identities, those stored
-                // before accounts (no user_id yet) included.
+                // before accounts (no user_id yet) included; the identities' own rows, with
+                // the key histories they hold, go last.
                 c.prepare_cached(
                     "DELETE FROM users WHERE (appid, openid) IN (SELECT appid, subject
                      FROM identities WHERE user_id = ?1 AND kind = 'miniprogram')",

@@ -13,6 +13,10 @@
 //! - 4: the outbox's size in a row of its own, kept by triggers: a login that queues an event
 //!   reads it instead of counting the outbox, which holds up to a hundred thousand entries
 //!   while a webhook receiver is down.
+//! - 5: the key history and phone record of an app's user on its `identities` row, which a
+//!   login writes anyway: in `users`, keyed by app and openid, each new person cost a write to
+//!   a page of their own, at random in the file. `users` keeps only the records of people
+//!   with no account yet, until the server adopts them.
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -24,7 +28,7 @@ use crate::{
 };
 
 /// The schema this version writes, as `PRAGMA user_version` records it.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE sessions (
@@ -93,6 +97,17 @@ CREATE TRIGGER outbox_size_delete AFTER DELETE ON outbox
 BEGIN UPDATE outbox_size SET n = n - 1; END;
 ";
 
+const SCHEMA_V5: &str = "
+ALTER TABLE identities ADD COLUMN session_keys TEXT;
+ALTER TABLE identities ADD COLUMN phone TEXT;
+UPDATE identities SET (session_keys, phone) = (SELECT u.session_keys, u.phone FROM users u
+    WHERE u.appid = identities.appid AND u.openid = identities.subject)
+WHERE kind = 'miniprogram' AND EXISTS (SELECT 1 FROM users u
+    WHERE u.appid = identities.appid AND u.openid = identities.subject);
+DELETE FROM users WHERE EXISTS (SELECT 1 FROM identities i
+    WHERE i.kind = 'miniprogram' AND i.appid = users.appid AND i.subject = users.openid);
+";
+
 /// Brings the file to [`SCHEMA_VERSION`]. One immediate transaction, so two processes opening
 /// one new file at once do not both create the table.
 pub(super) fn migrate(conn: &mut Connection, import: &LegacyImport) -> Result<(), StoreError> {
@@ -104,8 +119,8 @@ pub(super) fn migrate(conn: &mut Connection, import: &LegacyImport) -> Result<()
         .map_err(unavailable)?;
     let adopted = match version {
         SCHEMA_VERSION => return Ok(()),
-        1..=3 => {
-            let steps = [SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+        1..=4 => {
+            let steps = [SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
             for step in &steps[usize::try_from(version - 1).unwrap_or(0)..] {
                 tx.execute_batch(step).map_err(unavailable)?;
             }
@@ -126,7 +141,7 @@ pub(super) fn migrate(conn: &mut Connection, import: &LegacyImport) -> Result<()
                 tx.execute_batch(SCHEMA_V1).map_err(unavailable)?;
                 None
             };
-            for step in [SCHEMA_V2, SCHEMA_V3, SCHEMA_V4] {
+            for step in [SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5] {
                 tx.execute_batch(step).map_err(unavailable)?;
             }
             adopted
@@ -304,6 +319,64 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(sizes(&store).await, (2, 2), "inserts and deletes counted");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_version_4_file_moves_account_holders_records_onto_their_identities() {
+        use crate::{data_keys::SealedSessionKey, store::UserStore};
+        let dir = tempdir();
+        let path = dir.join("v4.db");
+        let keys = |n: u8| vec![SealedSessionKey::from_bytes(vec![n, n, n])];
+        {
+            let conn = Connection::open(&path).unwrap();
+            for step in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4] {
+                conn.execute_batch(step).unwrap();
+            }
+            let phone = r#"{"phone_number":"+8613800000000","pure_phone_number":"13800000000","country_code":"86"}"#;
+            for (openid, n, phone) in [("o-holder", 1, Some(phone)), ("o-legacy", 2, None)] {
+                conn.execute(
+                    "INSERT INTO users VALUES ('wxA', ?1, ?2, ?3)",
+                    params![openid, serde_json::to_string(&keys(n)).unwrap(), phone],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO identities VALUES ('miniprogram', 'wxA', 'o-holder', x'01')",
+                [],
+            )
+            .unwrap();
+            conn.execute_batch("PRAGMA user_version = 4;").unwrap();
+        }
+        let store = SqliteStore::open(&path, &sqlite_options()).unwrap();
+        let holder = store.user("wxA", "o-holder").await.unwrap().unwrap();
+        assert_eq!(holder.session_keys, keys(1));
+        assert_eq!(
+            holder.phone.map(|p| p.pure_phone_number).as_deref(),
+            Some("13800000000")
+        );
+        let legacy = store.user("wxA", "o-legacy").await.unwrap().unwrap();
+        assert_eq!(
+            legacy.session_keys,
+            keys(2),
+            "a record with no account stays"
+        );
+        let (left, on_identity): (String, i64) = store
+            .write(|c| {
+                c.query_row(
+                    "SELECT (SELECT group_concat(openid) FROM users),
+                     (SELECT count(*) FROM identities WHERE session_keys IS NOT NULL)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (left.as_str(), on_identity),
+            ("o-legacy", 1),
+            "moved, not copied"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -254,6 +254,8 @@ mod tests {
         crate::store::user_contract_tests::run_all(&store).await;
         let store = Arc::new(store);
         crate::store::account_contract_tests::run_all(store.clone(), Some(&*store)).await;
+        crate::store::user_contract_tests::a_record_outlives_account_changes(&*store, &*store)
+            .await;
         // Claims live in the process, beside the file.
         let claims = crate::store::LocalClaims::default();
         crate::store::login_contract_tests::run_all(&*store, &claims).await;

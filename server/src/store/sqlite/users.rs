@@ -1,5 +1,7 @@
-//! The users table: the SQLite store's [`UserStore`], one row per app and openid with the
-//! key history and the phone as JSON.
+//! The SQLite store's [`UserStore`]: per app and openid, the key history and the phone as
+//! JSON. A user with an account keeps them on their mini-program row of `identities`, which
+//! their login writes anyway; a user from before accounts keeps them in `users` until the
+//! server adopts them, and the record moves to the identity at its next write.
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -14,21 +16,8 @@ use crate::{
 impl UserStore for SqliteStore {
     async fn user(&self, appid: &str, openid: &str) -> Result<Option<UserRecord>, StoreError> {
         let (appid, openid) = (appid.to_owned(), openid.to_owned());
-        self.read(openid.len(), move |c| {
-            c.prepare_cached(
-                "SELECT session_keys, phone FROM users WHERE appid = ?1 AND openid = ?2",
-            )?
-            .query_row(params![appid, openid], |row| {
-                let keys: String = row.get(0)?;
-                let phone: Option<String> = row.get(1)?;
-                Ok(UserRecord {
-                    session_keys: from_json(0, &keys)?,
-                    phone: phone.map(|p| from_json(1, &p)).transpose()?,
-                })
-            })
-            .optional()
-        })
-        .await
+        self.read(openid.len(), move |c| Ok(load(c, &appid, &openid)?.record))
+            .await
     }
 
     async fn add_session_key(
@@ -45,12 +34,10 @@ impl UserStore for SqliteStore {
     async fn set_phone(&self, appid: &str, openid: &str, phone: Phone) -> Result<(), StoreError> {
         let (appid, openid) = (appid.to_owned(), openid.to_owned());
         self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO users (appid, openid, session_keys, phone) VALUES (?1, ?2, '[]', ?3)
-                 ON CONFLICT (appid, openid) DO UPDATE SET phone = excluded.phone",
-            )?
-            .execute(params![appid, openid, to_json(&phone)?])
-            .map(drop)
+            let loaded = load(c, &appid, &openid)?;
+            let mut record = loaded.record.clone().unwrap_or_default();
+            record.phone = Some(phone.clone());
+            save(c, &loaded, &appid, &openid, &record)
         })
         .await
     }
@@ -64,22 +51,86 @@ pub(super) fn push_session_key(
     openid: &str,
     key: SealedSessionKey,
 ) -> rusqlite::Result<()> {
-    let keys: Option<String> = c
-        .prepare_cached("SELECT session_keys FROM users WHERE appid = ?1 AND openid = ?2")?
-        .query_row(params![appid, openid], |row| row.get(0))
-        .optional()?;
-    let mut record = UserRecord {
-        session_keys: keys
-            .map(|k| from_json(0, &k))
-            .transpose()?
-            .unwrap_or_default(),
-        phone: None,
-    };
+    let loaded = load(c, appid, openid)?;
+    let mut record = loaded.record.clone().unwrap_or_default();
     record.push_session_key(key);
+    save(c, &loaded, appid, openid, &record)
+}
+
+/// A user's record as found, and where it belongs.
+struct Loaded {
+    /// Whether the user has a mini-program identity, where the record belongs.
+    on_identity: bool,
+    /// Whether the record was found in `users`, to be moved from there.
+    in_users: bool,
+    record: Option<UserRecord>,
+}
+
+fn load(c: &Connection, appid: &str, openid: &str) -> rusqlite::Result<Loaded> {
+    let identity: Option<(Option<String>, Option<String>)> = c
+        .prepare_cached(
+            "SELECT session_keys, phone FROM identities
+             WHERE kind = 'miniprogram' AND appid = ?1 AND subject = ?2",
+        )?
+        .query_row(params![appid, openid], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let on_identity = identity.is_some();
+    // An identity's keys are never NULL once a record was written to it.
+    if let Some((Some(keys), phone)) = identity {
+        return Ok(Loaded {
+            on_identity,
+            in_users: false,
+            record: Some(record_of(&keys, phone.as_deref())?),
+        });
+    }
+    let legacy: Option<(String, Option<String>)> = c
+        .prepare_cached("SELECT session_keys, phone FROM users WHERE appid = ?1 AND openid = ?2")?
+        .query_row(params![appid, openid], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    Ok(Loaded {
+        on_identity,
+        in_users: legacy.is_some(),
+        record: legacy
+            .map(|(keys, phone)| record_of(&keys, phone.as_deref()))
+            .transpose()?,
+    })
+}
+
+fn record_of(keys: &str, phone: Option<&str>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        session_keys: from_json(0, keys)?,
+        phone: phone.map(|p| from_json(1, p)).transpose()?,
+    })
+}
+
+/// Writes `record` where `loaded` says it belongs, leaving no older copy in `users`.
+fn save(
+    c: &Connection,
+    loaded: &Loaded,
+    appid: &str,
+    openid: &str,
+    record: &UserRecord,
+) -> rusqlite::Result<()> {
+    let keys = to_json(&record.session_keys)?;
+    let phone = record.phone.as_ref().map(to_json).transpose()?;
+    if !loaded.on_identity {
+        return c
+            .prepare_cached(
+                "INSERT INTO users (appid, openid, session_keys, phone) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (appid, openid) DO UPDATE
+                 SET session_keys = excluded.session_keys, phone = excluded.phone",
+            )?
+            .execute(params![appid, openid, keys, phone])
+            .map(drop);
+    }
     c.prepare_cached(
-        "INSERT INTO users (appid, openid, session_keys) VALUES (?1, ?2, ?3)
-         ON CONFLICT (appid, openid) DO UPDATE SET session_keys = excluded.session_keys",
+        "UPDATE identities SET session_keys = ?3, phone = ?4
+         WHERE kind = 'miniprogram' AND appid = ?1 AND subject = ?2",
     )?
-    .execute(params![appid, openid, to_json(&record.session_keys)?])
-    .map(drop)
+    .execute(params![appid, openid, keys, phone])?;
+    if loaded.in_users {
+        c.prepare_cached("DELETE FROM users WHERE appid = ?1 AND openid = ?2")?
+            .execute(params![appid, openid])?;
+    }
+    Ok(())
 }
