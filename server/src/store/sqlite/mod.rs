@@ -30,13 +30,19 @@ use super::{SqliteOptions, StoreError};
 /// Read connections; two cores serve well with a few more than two.
 const READERS: usize = 4;
 
-/// A check that misses the session cache reads a few B-tree pages. Mapped into memory, those
-/// reads are loads from the OS's page cache rather than a `pread` each, which is what keeps a
-/// store of millions of sessions, most of them outside the session cache, nearly as quick to
-/// check as a small one. The map is address space, not memory: pages are shared with the OS
-/// cache and dropped under pressure like any file page.
-const READER_PRAGMAS: &str = "PRAGMA busy_timeout = 5000;
-                              PRAGMA mmap_size = 17179869184;";
+/// How much of the file each connection maps (16 GiB). A check that misses the session cache
+/// reads a few B-tree pages. Mapped into memory, those reads are loads from the OS's page
+/// cache rather than a `pread` each, which is what keeps a store of millions of sessions, most
+/// of them outside the session cache, nearly as quick to check as a small one. The map is
+/// address space, not memory: pages are shared with the OS cache and dropped under pressure
+/// like any file page.
+///
+/// SQLite caps the map at `SQLITE_MAX_MMAP_SIZE`, 2 GiB unless compiled otherwise, about six
+/// million sessions; the workspace compiles it with this value (`.cargo/config.toml`), and
+/// [`SqliteStore::open`] warns when a build did not.
+const MMAP_SIZE: i64 = 16 << 30;
+
+const READER_PRAGMAS: &str = "PRAGMA busy_timeout = 5000;";
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -84,10 +90,18 @@ impl SqliteStore {
                  PRAGMA temp_store = MEMORY;
                  PRAGMA busy_timeout = 5000;
                  PRAGMA cache_size = -8192;
-                 PRAGMA mmap_size = 17179869184;
                  PRAGMA wal_autocheckpoint = 10000;",
             )
             .map_err(unavailable)?;
+        let mapped = map_file(&writer)?;
+        if mapped < MMAP_SIZE {
+            tracing::warn!(
+                mapped_bytes = mapped,
+                "this build's SQLite maps at most {mapped} bytes of the file: past that, a \
+                 session check reads with a system call. Build with \
+                 LIBSQLITE3_FLAGS=-DSQLITE_MAX_MMAP_SIZE={MMAP_SIZE} to map it whole"
+            );
+        }
         migrate::migrate(&mut writer, &options.legacy)?;
         let readers = (0..READERS)
             .map(|_| {
@@ -97,6 +111,7 @@ impl SqliteStore {
                 )
                 .map_err(unavailable)?;
                 conn.execute_batch(READER_PRAGMAS).map_err(unavailable)?;
+                map_file(&conn)?;
                 Ok(Mutex::new(conn))
             })
             .collect::<Result<_, StoreError>>()?;
@@ -211,6 +226,14 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// Asks for [`MMAP_SIZE`] and answers what SQLite granted.
+fn map_file(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row(&format!("PRAGMA mmap_size = {MMAP_SIZE}"), [], |row| {
+        row.get(0)
+    })
+    .map_err(unavailable)
+}
+
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // rusqlite rolls back an unfinished statement on drop, so a poisoned lock holds a usable
     // connection.
@@ -274,6 +297,27 @@ mod tests {
         assert_eq!(
             temp_store, 2,
             "2 is MEMORY: no journal page goes to a temporary file"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_connection_maps_sixteen_gib_of_the_file() {
+        let dir = tempdir();
+        let store = SqliteStore::open(&dir.join("sessions.db"), &sqlite_options()).unwrap();
+        let written: i64 = store
+            .write(|c| c.query_row("PRAGMA mmap_size", [], |row| row.get(0)))
+            .await
+            .unwrap();
+        let read: i64 = store
+            .read(0, |c| c.query_row("PRAGMA mmap_size", [], |row| row.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(
+            (written, read),
+            (MMAP_SIZE, MMAP_SIZE),
+            "SQLite built without LIBSQLITE3_FLAGS=-DSQLITE_MAX_MMAP_SIZE={MMAP_SIZE} caps \
+             the map at 2 GiB (see .cargo/config.toml)"
         );
         std::fs::remove_dir_all(dir).ok();
     }
