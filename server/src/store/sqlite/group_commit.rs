@@ -102,12 +102,17 @@ struct Committed {
 
 impl GroupCommit {
     /// Starts the writer thread with `connection`, which from now on only it uses.
-    pub(super) fn start(connection: Connection) -> Result<Self, StoreError> {
+    /// `changed` is called after every commit, before its writes are answered: what reads
+    /// the file must know by then (see `readers.rs`).
+    pub(super) fn start(
+        connection: Connection,
+        changed: impl Fn() + Send + 'static,
+    ) -> Result<Self, StoreError> {
         let (queue, jobs) = mpsc::sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
-                write_loop(&connection, &jobs, |batch| {
+                write_loop(&connection, &jobs, &changed, |batch| {
                     metrics::sqlite_commit(batch.writes, batch.durable);
                 });
             })
@@ -172,8 +177,14 @@ async fn answered<T>(answer: Answer<T>) -> Result<T, StoreError> {
 }
 
 /// The writer thread: batches until every handle is gone and the queue is empty.
-/// `committed` hears of every batch once its writes are answered.
-fn write_loop(c: &Connection, jobs: &Receiver<Job>, mut committed: impl FnMut(Committed)) {
+/// `changed` hears of every change before its writes are answered; `committed` of every
+/// batch once they are.
+fn write_loop(
+    c: &Connection,
+    jobs: &Receiver<Job>,
+    changed: &dyn Fn(),
+    mut committed: impl FnMut(Committed),
+) {
     let mut next = None;
     loop {
         let first = match next.take() {
@@ -186,6 +197,7 @@ fn write_loop(c: &Connection, jobs: &Receiver<Job>, mut committed: impl FnMut(Co
         if first.alone {
             let mut write = first.write;
             run_guarded(c, &mut *write);
+            changed();
             write.answer(Ok(()));
             continue;
         }
@@ -200,14 +212,14 @@ fn write_loop(c: &Connection, jobs: &Receiver<Job>, mut committed: impl FnMut(Co
                 Err(_) => break,
             }
         }
-        committed(commit_batch(c, batch));
+        committed(commit_batch(c, batch, changed));
     }
 }
 
 /// One transaction for `batch`, every write answered after the commit returns. The batch
 /// runs first without savepoints; if a write fails, it is rolled back and run again with one
 /// savepoint per write, so that only the failing write is undone.
-fn commit_batch(c: &Connection, mut batch: Vec<Box<dyn Write>>) -> Committed {
+fn commit_batch(c: &Connection, mut batch: Vec<Box<dyn Write>>, changed: &dyn Fn()) -> Committed {
     let commit = match run_plain(c, &mut batch) {
         Ran::AllWell => c.execute_batch("COMMIT").map_err(unavailable),
         Ran::AWriteFailed => run_with_savepoints(c, &mut batch)
@@ -223,6 +235,7 @@ fn commit_batch(c: &Connection, mut batch: Vec<Box<dyn Write>>) -> Committed {
         durable: commit.is_ok(),
     };
     let commit = commit.as_ref().map(drop);
+    changed();
     for write in batch {
         write.answer(commit);
     }
@@ -323,7 +336,7 @@ mod tests {
         }
         drop(queue);
         let mut batches = Vec::new();
-        write_loop(c, &receiver, |batch| batches.push(batch));
+        write_loop(c, &receiver, &|| {}, |batch| batches.push(batch));
         batches
     }
 
@@ -455,7 +468,7 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_queue_bound_a_write_is_refused_at_once() {
-        let writer = GroupCommit::start(connection()).unwrap();
+        let writer = GroupCommit::start(connection(), || {}).unwrap();
         let (started, running) = mpsc::channel();
         let (release, stalled) = mpsc::channel::<()>();
         // A write that holds the writer, as a stalled disk would.

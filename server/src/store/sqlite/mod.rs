@@ -4,9 +4,10 @@
 //! WAL journaling lets readers proceed while a write commits. `synchronous=FULL` syncs every
 //! commit: with `NORMAL` a power cut could undo a logout that had already answered 204, and a
 //! token the user believed dead would work again. Writes that arrive together share one
-//! commit, and so one sync (`group_commit.rs`). rusqlite is synchronous, so reads run on
-//! tokio's blocking pool; `/checklogin` reads use their own connections so they never wait
-//! behind a login's write.
+//! commit, and so one sync (`group_commit.rs`). Reads use their own connections, so they never
+//! wait behind a login's write, and keep a snapshot open between reads while nothing they must
+//! see has changed (`readers.rs`). rusqlite is synchronous: a session lookup runs on the
+//! caller's thread, other reads on tokio's blocking pool.
 //!
 //! The file is created readable by its owner only (SQLite gives its `-wal` and `-shm` files the
 //! same mode). Its schema, and how a file of an older one is brought up to date, is
@@ -15,15 +16,13 @@
 mod accounts;
 mod group_commit;
 mod migrate;
+mod readers;
 mod sessions;
 mod users;
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex, MutexGuard},
-};
+use std::{path::Path, sync::Arc};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 use super::{SqliteOptions, StoreError};
 
@@ -52,7 +51,7 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Inner {
     writer: group_commit::GroupCommit,
-    readers: Vec<Mutex<Connection>>,
+    readers: Arc<readers::Readers>,
     /// The write connection's last `PRAGMA data_version`: it changes only when another
     /// connection, so another process, commits (see [`SqliteStore::changed_elsewhere`]).
     data_version: std::sync::atomic::AtomicI64,
@@ -103,24 +102,19 @@ impl SqliteStore {
             );
         }
         migrate::migrate(&mut writer, &options.legacy)?;
-        let readers = (0..READERS)
-            .map(|_| {
-                let conn = Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map_err(unavailable)?;
-                conn.execute_batch(READER_PRAGMAS).map_err(unavailable)?;
-                map_file(&conn)?;
-                Ok(Mutex::new(conn))
-            })
-            .collect::<Result<_, StoreError>>()?;
+        let readers = readers::Readers::open(path, READERS, |conn| {
+            conn.execute_batch(READER_PRAGMAS).map_err(unavailable)?;
+            map_file(conn).map(drop)
+        })?;
         let data_version: i64 = writer
             .query_row("PRAGMA data_version", [], |row| row.get(0))
             .map_err(unavailable)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: group_commit::GroupCommit::start(writer)?,
+                writer: group_commit::GroupCommit::start(writer, {
+                    let readers = readers.clone();
+                    move || readers.changed()
+                })?,
                 readers,
                 data_version: data_version.into(),
                 discard_events: false.into(),
@@ -149,6 +143,9 @@ impl SqliteStore {
             .inner
             .rewritten
             .swap(false, std::sync::atomic::Ordering::Relaxed);
+        if before != now {
+            self.inner.readers.changed();
+        }
         Ok(before != now || rewritten)
     }
 
@@ -182,29 +179,23 @@ impl SqliteStore {
         spread: usize,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        if let Some(conn) = self.inner.readers.iter().find_map(|m| m.try_lock().ok()) {
-            return f(&conn).map_err(unavailable);
+        match self.inner.readers.try_read(f) {
+            Ok(read) => read,
+            Err(f) => self.read(spread, f).await,
         }
-        self.read(spread, f).await
     }
 
-    /// Runs `f` with the first idle read connection (or waits on one chosen by key).
+    /// Runs `f` on the blocking pool with the first idle read connection (or waits on one
+    /// chosen by `spread`).
     async fn read<T: Send + 'static>(
         &self,
         spread: usize,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = inner
-                .readers
-                .iter()
-                .find_map(|m| m.try_lock().ok())
-                .unwrap_or_else(|| lock(&inner.readers[spread % inner.readers.len()]));
-            f(&conn).map_err(unavailable)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        let readers = self.inner.readers.clone();
+        tokio::task::spawn_blocking(move || readers.read(spread, f))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
 }
 
@@ -234,12 +225,6 @@ fn map_file(conn: &Connection) -> Result<i64, StoreError> {
     .map_err(unavailable)
 }
 
-fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    // rusqlite rolls back an unfinished statement on drop, so a poisoned lock holds a usable
-    // connection.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -257,7 +242,10 @@ fn from_json<T: serde::de::DeserializeOwned>(column: usize, text: &str) -> rusql
 
 #[cfg(test)]
 mod tests {
-    use std::{sync::Arc, time::Duration};
+    use std::{
+        sync::Arc,
+        time::{Duration, Instant},
+    };
 
     use super::*;
     use crate::{
@@ -352,6 +340,87 @@ mod tests {
         store.discard_new_events();
         let left = sign_up("o-discarded").await;
         assert!(left.is_empty(), "nothing written: {left:?}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// Two stores on one new file, standing for two processes; the folder to remove.
+    fn two_processes() -> (std::path::PathBuf, SqliteStore, SqliteStore) {
+        let dir = tempdir();
+        let path = dir.join("sessions.db");
+        let options = sqlite_options();
+        let here = SqliteStore::open(&path, &options).unwrap();
+        let there = SqliteStore::open(&path, &options).unwrap();
+        (dir, here, there)
+    }
+
+    /// Read connections keep a snapshot between reads (`readers.rs`); none may outlive what
+    /// a read must see. Two stores on one file stand for two processes.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_read_sees_every_answered_write_of_this_process_and_noticed_ones_of_another() {
+        let (dir, here, there) = two_processes();
+        let (mine, theirs) = (
+            crate::token::Token::generate().hash(),
+            crate::token::Token::generate().hash(),
+        );
+        let session = contract_tests::session("o-fresh", 3600);
+        assert_eq!(here.get(mine, 0).await.unwrap(), None);
+        here.insert(mine, session.clone()).await.unwrap();
+        assert!(
+            here.get(mine, 0).await.unwrap().is_some(),
+            "its own, at once"
+        );
+        assert!(here.remove(mine).await.unwrap());
+        assert_eq!(
+            here.get(mine, 0).await.unwrap(),
+            None,
+            "its own end, at once"
+        );
+
+        there.insert(theirs, session.clone()).await.unwrap();
+        assert!(here.changed_elsewhere().await.unwrap());
+        assert!(
+            here.get(theirs, 0).await.unwrap().is_some(),
+            "another's, once noticed"
+        );
+        // Not noticed: seen all the same once a snapshot has aged out.
+        assert!(there.remove(theirs).await.unwrap());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while here.get(theirs, 0).await.unwrap().is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "another process's change unseen after {:?}",
+                readers::SNAPSHOT_AGE
+            );
+            tokio::task::yield_now().await;
+        }
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// A snapshot left open by an idle read connection would hold the WAL from another
+    /// process's checkpoint, which erasing an account waits for.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn idle_read_connections_let_another_process_empty_the_wal() {
+        let (dir, here, there) = two_processes();
+        let key = crate::token::Token::generate().hash();
+        there
+            .insert(key, contract_tests::session("o-wal", 3600))
+            .await
+            .unwrap();
+        assert!(here.get(key, 0).await.unwrap().is_some());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let busy: i64 = there
+                .write_alone(|c| {
+                    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+                })
+                .await
+                .unwrap();
+            if busy == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the WAL is still held");
+            tokio::task::yield_now().await;
+        }
         std::fs::remove_dir_all(dir).ok();
     }
 
