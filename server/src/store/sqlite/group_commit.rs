@@ -13,8 +13,9 @@
 //!   `FnMut`: each run starts from the same state, before the batch.
 //! - A commit that fails fails every write of its batch: none of them reached the disk.
 //! - A batch holds at most [`MAX_BATCH`] writes, and nothing waits for a batch to fill: the
-//!   writer takes whatever is queued the moment it is free, so a lone write on an idle server
-//!   commits at once, as it did before batching.
+//!   writer yields the CPU once (to threads that are runnable then, not for a set time), then
+//!   takes whatever is queued, so a lone write on an idle server commits at once, as it did
+//!   before batching.
 //! - The queue is bounded ([`QUEUE`]): when the disk stalls, writes past it are refused with
 //!   [`StoreError::Unavailable`] at once rather than pile up in memory.
 
@@ -201,6 +202,11 @@ fn write_loop(
             write.answer(Ok(()));
             continue;
         }
+        // Before taking the batch, hand the CPU to any runnable thread once. Where the
+        // server's other threads share a core with this one, the requests they are still
+        // handling join this batch instead of waiting for a sync of their own after it. With
+        // a core to spare, or nothing else to run, it returns at once.
+        std::thread::yield_now();
         let mut batch = vec![first.write];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
