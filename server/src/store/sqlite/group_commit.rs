@@ -110,10 +110,11 @@ impl GroupCommit {
         changed: impl Fn() + Send + 'static,
     ) -> Result<Self, StoreError> {
         let (queue, jobs) = mpsc::sync_channel(QUEUE);
+        let delivery = Delivery::here();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
-                write_loop(&connection, &jobs, &changed, |batch| {
+                write_loop(&connection, &jobs, &changed, &delivery, |batch| {
                     metrics::sqlite_commit(batch.writes, batch.durable);
                 });
             })
@@ -177,6 +178,59 @@ async fn answered<T>(answer: Answer<T>) -> Result<T, StoreError> {
         .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
 }
 
+/// Where a batch's answers are sent from.
+///
+/// Each answer wakes the task that waits for it. Woken from this thread, a runtime worker
+/// that shares its core preempts the writer at the first answer, runs that one task, sleeps,
+/// and is woken again by the next: a batch of thirty answers cost some thirty switches. Handed
+/// to the runtime as one task, a batch costs one wake, and its answers wake their tasks from
+/// inside the runtime, where a wake is a queue push.
+enum Delivery {
+    /// Answered from the writer thread (no multi-thread runtime was running at start).
+    Direct,
+    /// Answered by a task on the runtime the store was opened on.
+    Runtime(tokio::runtime::Handle),
+}
+
+impl Delivery {
+    /// Through the current runtime if it is a multi-thread one. A current-thread runtime
+    /// runs only while its own thread polls it, and callers on another thread could wait on
+    /// it forever.
+    fn here() -> Self {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                Self::Runtime(handle)
+            }
+            _ => Self::Direct,
+        }
+    }
+
+    fn send(&self, answers: Answers) {
+        match self {
+            Self::Direct => drop(answers),
+            // Should the runtime be gone, the task is dropped unrun, and dropping `Answers`
+            // answers them here all the same.
+            Self::Runtime(handle) => drop(handle.spawn(async move { drop(answers) })),
+        }
+    }
+}
+
+/// A committed batch's writes with how the commit went: dropping it answers every one, so
+/// no path can lose an answer.
+struct Answers {
+    writes: Vec<Box<dyn Write>>,
+    commit: Result<(), StoreError>,
+}
+
+impl Drop for Answers {
+    fn drop(&mut self) {
+        let commit = self.commit.as_ref().map(drop);
+        for write in self.writes.drain(..) {
+            write.answer(commit);
+        }
+    }
+}
+
 /// The writer thread: batches until every handle is gone and the queue is empty.
 /// `changed` hears of every change before its writes are answered; `committed` of every
 /// batch once they are.
@@ -184,6 +238,7 @@ fn write_loop(
     c: &Connection,
     jobs: &Receiver<Job>,
     changed: &dyn Fn(),
+    delivery: &Delivery,
     mut committed: impl FnMut(Committed),
 ) {
     let mut next = None;
@@ -218,14 +273,20 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        committed(commit_batch(c, batch, changed));
+        let (outcome, answers) = commit_batch(c, batch, changed);
+        delivery.send(answers);
+        committed(outcome);
     }
 }
 
-/// One transaction for `batch`, every write answered after the commit returns. The batch
+/// One transaction for `batch`, its answers ready once the commit has returned. The batch
 /// runs first without savepoints; if a write fails, it is rolled back and run again with one
 /// savepoint per write, so that only the failing write is undone.
-fn commit_batch(c: &Connection, mut batch: Vec<Box<dyn Write>>, changed: &dyn Fn()) -> Committed {
+fn commit_batch(
+    c: &Connection,
+    mut batch: Vec<Box<dyn Write>>,
+    changed: &dyn Fn(),
+) -> (Committed, Answers) {
     let commit = match run_plain(c, &mut batch) {
         Ran::AllWell => c.execute_batch("COMMIT").map_err(unavailable),
         Ran::AWriteFailed => run_with_savepoints(c, &mut batch)
@@ -240,12 +301,12 @@ fn commit_batch(c: &Connection, mut batch: Vec<Box<dyn Write>>, changed: &dyn Fn
         writes: batch.len(),
         durable: commit.is_ok(),
     };
-    let commit = commit.as_ref().map(drop);
     changed();
-    for write in batch {
-        write.answer(commit);
-    }
-    outcome
+    let answers = Answers {
+        writes: batch,
+        commit: commit.map(drop),
+    };
+    (outcome, answers)
 }
 
 /// How a pass over a batch went, its transaction still open unless it broke.
@@ -342,12 +403,64 @@ mod tests {
         }
         drop(queue);
         let mut batches = Vec::new();
-        write_loop(c, &receiver, &|| {}, |batch| batches.push(batch));
+        write_loop(c, &receiver, &|| {}, &Delivery::Direct, |batch| {
+            batches.push(batch);
+        });
         batches
     }
 
     fn answer<T>(mut answer: Answer<T>) -> Result<T, StoreError> {
         answer.try_recv().expect("answered")
+    }
+
+    fn multi_thread_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_writer_started_on_a_runtime_answers_every_caller_through_it() {
+        let runtime = multi_thread_runtime();
+        runtime.block_on(async {
+            let writer = GroupCommit::start(connection(), || {}).unwrap();
+            assert!(matches!(Delivery::here(), Delivery::Runtime(_)));
+            let writes = (1..=100).map(|x| writer.write(insert(x)));
+            for result in futures_util::future::join_all(writes).await {
+                result.unwrap();
+            }
+            assert_eq!(
+                writer.write(|c| Ok(rows(c))).await.unwrap(),
+                (1..=100).collect::<Vec<_>>()
+            );
+        });
+    }
+
+    /// A lost answer would leave its caller waiting for good: the wait is bounded.
+    async fn within_seconds<T>(answer: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(10), answer)
+            .await
+            .expect("answered within 10 s")
+    }
+
+    #[test]
+    fn answers_still_arrive_once_the_runtime_the_writer_started_on_is_gone() {
+        let first = multi_thread_runtime();
+        let writer = {
+            let _inside = first.enter();
+            GroupCommit::start(connection(), || {}).unwrap()
+        };
+        drop(first);
+        let second = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        second.block_on(async {
+            within_seconds(writer.write(insert(1))).await.unwrap();
+            let all = within_seconds(writer.write(|c| Ok(rows(c)))).await;
+            assert_eq!(all.unwrap(), [1]);
+        });
     }
 
     #[test]
