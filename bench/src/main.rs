@@ -22,12 +22,13 @@
 //! - [`launch`]: mini-program launch to a usable token, in the tests' strict runtime.
 //!
 //! And what they share: [`wrk`] (the load generator), [`cpus`] (which CPUs it and the targets
-//! get), [`processes`] (servers and Redis the
+//! get), [`cpu_time`] (CPU per login of the server and Redis), [`processes`] (servers and Redis the
 //! bench owns), [`client`] (codes, logins, token checks), [`stats`] (medians, formats),
 //! [`machine`], [`report`] (tables, acceptance lines) and [`svg`] (the chart).
 
 mod checklogin_scale;
 mod client;
+mod cpu_time;
 mod cpus;
 mod footprint;
 mod launch;
@@ -135,6 +136,7 @@ async fn run(args: &Args) -> Result {
         warmup: Duration::from_secs(args.warmup_seconds),
         connections: args.connections,
         cpus: cpus.describe(),
+        redis_cpus: cpus.describe_redis(),
     };
     let machine = machine::Machine::read(wrk::version());
     eprintln!("    {}", machine.summary());

@@ -29,8 +29,8 @@ pub fn start_service(name: &str, cmd: Command, ready_path: &str) -> Result<Servi
     Ok(Service::start(name, cmd, ready_path, &quiet())?)
 }
 
-/// A `redis-server` of the bench's own, loopback only, its data in `dir`, on the CPUs of the
-/// measured programs.
+/// A `redis-server` of the bench's own, loopback only, its data in `dir`, on Redis's CPU (see
+/// [`CpuPlan`]).
 ///
 /// `durable`: an append-only file synced at every write (`appendfsync always`), the durability
 /// the SQLite store has with `synchronous=FULL`, so their login figures compare like with
@@ -44,7 +44,7 @@ pub fn start_redis(dir: &Path, durable: bool, cpus: &CpuPlan) -> Result<Redis> {
     } else {
         args.extend(["--appendonly", "no"].map(OsStr::new));
     }
-    Ok(Redis::start_with(&cpus.target("redis-server"), &args)?)
+    Ok(Redis::start_with(&cpus.redis(), &args)?)
 }
 
 #[cfg(test)]
@@ -52,7 +52,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redis_starts_on_the_targets_cpus_in_both_modes() {
+    fn redis_starts_durable_or_not_as_asked() {
         let cpus = CpuPlan::detect().unwrap();
         let dir = TempDir::new("bench-redis-test").unwrap();
         for durable in [true, false] {

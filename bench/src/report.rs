@@ -26,6 +26,8 @@ pub struct Settings {
     pub connections: u32,
     /// How the CPUs were split between wrk and the targets ([`crate::cpus`]).
     pub cpus: String,
+    /// Where Redis ran, in a sentence.
+    pub redis_cpus: String,
 }
 
 /// Everything one `cargo xtask bench` measured.
@@ -301,6 +303,51 @@ impl Report {
         table(&rows, &[false, false, true, false, true, true, true, true])
     }
 
+    /// CPU per login of each store, from the `/login` runs: where a login's time goes.
+    fn login_cpu_table(&self) -> String {
+        let memory = self
+            .find(Target::Server(Store::Memory), Endpoint::Login)
+            .and_then(Measured::median_cpu);
+        let mut rows = vec![vec![
+            "Store".to_owned(),
+            "server".to_owned(),
+            "redis-server".to_owned(),
+            "both".to_owned(),
+            "÷ memory's".to_owned(),
+        ]];
+        for store in Store::ALL {
+            let Some(cpu) = self
+                .find(Target::Server(store), Endpoint::Login)
+                .and_then(Measured::median_cpu)
+            else {
+                continue;
+            };
+            let us = |v: f64| format!("{v:.0} µs");
+            rows.push(vec![
+                store.label().to_owned(),
+                us(cpu.server_us),
+                cpu.redis_us.map_or_else(String::new, us),
+                us(cpu.total_us()),
+                memory.map_or_else(String::new, |m| {
+                    times(stats::ratio(cpu.total_us(), m.total_us()))
+                }),
+            ]);
+        }
+        table(&rows, &[false, true, true, true, true])
+    }
+
+    /// What the CPU table says about the `/login` ratios.
+    fn login_cpu_paragraph(&self) -> String {
+        format!(
+            "CPU time per successful login during the `/login` runs (medians of the rounds), \
+             from `/proc/PID/stat`: the server's every thread (on SQLite, the writer \
+             included) and, on Redis, `redis-server`'s own. {} A store's `/login` rate is \
+             what is left of the same core: where its login costs more CPU, or waits on a \
+             disk with the core idle, its rate falls by as much.",
+            self.settings.redis_cpus
+        )
+    }
+
     fn memory_table(&self) -> String {
         let (sq, rd) = (&self.sqlite, &self.redis);
         let rows = vec![
@@ -349,6 +396,9 @@ impl Report {
         );
         let _ = writeln!(out, "{}\n", self.noise());
         let _ = writeln!(out, "![Requests per second](latest.svg)\n");
+        let _ = writeln!(out, "{level} CPU per login\n");
+        let _ = writeln!(out, "{}", self.login_cpu_table());
+        let _ = writeln!(out, "{}\n", self.login_cpu_paragraph());
         let _ = writeln!(
             out,
             "{level} Acceptance ratios\n\n```text\n{}\n```\n",
@@ -507,6 +557,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(out, "{}\n", self.machine.summary());
         let _ = writeln!(out, "{}", self.throughput_table());
+        let _ = writeln!(out, "{}", self.login_cpu_table());
         for check in self.checks() {
             let _ = writeln!(out, "{}", check.line());
         }

@@ -17,6 +17,7 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use crate::{
     Result, client,
+    cpu_time::{self, Meter, PerLogin},
     cpus::CpuPlan,
     processes::{self, Redis, Service},
     stats,
@@ -106,6 +107,8 @@ pub fn scenarios() -> Vec<Scenario> {
 pub struct Measured {
     pub scenario: Scenario,
     pub samples: Vec<Sample>,
+    /// For `/login`, the CPU each round's run cost per login; empty for the GETs.
+    pub cpu: Vec<PerLogin>,
 }
 
 impl Measured {
@@ -138,6 +141,19 @@ impl Measured {
 
     pub fn errors(&self) -> u64 {
         self.samples.iter().map(Sample::errors).sum()
+    }
+
+    /// The median CPU per login over the rounds (server, Redis), `None` for a GET scenario.
+    pub fn median_cpu(&self) -> Option<PerLogin> {
+        if self.cpu.is_empty() {
+            return None;
+        }
+        let server: Vec<f64> = self.cpu.iter().map(|c| c.server_us).collect();
+        let redis: Vec<f64> = self.cpu.iter().filter_map(|c| c.redis_us).collect();
+        Some(PerLogin {
+            server_us: stats::median(&server),
+            redis_us: (!redis.is_empty()).then(|| stats::median(&redis)),
+        })
     }
 }
 
@@ -174,7 +190,9 @@ pub async fn run(
     work: &Path,
 ) -> Result<Vec<Measured>> {
     let all = scenarios();
+    let ticks = cpu_time::Ticks::detect()?;
     let mut samples: HashMap<Scenario, Vec<Sample>> = HashMap::new();
+    let mut cpu: HashMap<Scenario, Vec<PerLogin>> = HashMap::new();
     // The fastest `/login` rate each store has shown, to mint for.
     let mut login_rates: HashMap<Store, f64> = HashMap::new();
     for round in 0..setup.rounds {
@@ -211,10 +229,15 @@ pub async fn run(
                         .copied()
                         .unwrap_or(FIRST_LOGIN_RATE_GUESS);
                     let label = format!("r{}-{}", round + 1, store.label());
-                    let sample =
-                        login_run(wrk, http, base, &label, guess, setup.duration, &dir).await?;
+                    let (server_pid, redis_pid) = running.pids(store);
+                    let (sample, per_login) =
+                        login_run(wrk, http, base, &label, guess, setup.duration, &dir, || {
+                            Meter::start(ticks, server_pid, redis_pid)
+                        })
+                        .await?;
                     let fastest = login_rates.entry(store).or_insert(0.0);
                     *fastest = fastest.max(sample.per_second());
+                    cpu.entry(scenario).or_default().push(per_login);
                     sample
                 }
             };
@@ -242,13 +265,15 @@ pub async fn run(
         .map(|scenario| Measured {
             scenario,
             samples: samples.remove(&scenario).unwrap_or_default(),
+            cpu: cpu.remove(&scenario).unwrap_or_default(),
         })
         .collect())
 }
 
 /// One `/login` run with codes freshly minted for `guess` logins a second. When they ran out,
 /// the guess is raised and the run repeated: a run that ran out measured failures at its end,
-/// not logins.
+/// not logins. `meter` starts the CPU reading just before the load, after the minting.
+#[allow(clippy::too_many_arguments)]
 async fn login_run(
     wrk: &Wrk,
     http: &reqwest::Client,
@@ -257,15 +282,18 @@ async fn login_run(
     mut guess: f64,
     duration: Duration,
     dir: &Path,
-) -> Result<Sample> {
+    meter: impl Fn() -> Result<Meter>,
+) -> Result<(Sample, PerLogin)> {
     for attempt in 1..=3 {
         let n = (guess * duration.as_secs_f64() * CODE_MARGIN).ceil() as usize + 1_000;
         let codes = client::mint_codes(http, base, &format!("{label}-{attempt}"), n).await?;
         let file = dir.join("codes.txt");
         std::fs::write(&file, codes.join("\n") + "\n")?;
+        let reading = meter()?;
         let sample = wrk.login(base, &file, duration)?;
+        let logins = sample.requests.saturating_sub(sample.status_errors);
         if sample.sent.unwrap_or(0) <= n as u64 {
-            return Ok(sample);
+            return Ok((sample, reading.per_login(logins)?));
         }
         eprintln!(
             "    {label}: the {n} codes ran out ({} requests sent, {} failed); minting more and \
@@ -284,7 +312,7 @@ struct Running {
     express: Service,
     servers: Vec<(Store, Service)>,
     tokens: HashMap<Target, String>,
-    _redis: Redis,
+    redis: Redis,
 }
 
 impl Running {
@@ -329,13 +357,23 @@ impl Running {
             express,
             servers,
             tokens,
-            _redis: redis,
+            redis,
         };
         for target in running.targets() {
             let (base, token) = running.endpoint(target);
             client::expect_logged_in(http, base, token).await?;
         }
         Ok(running)
+    }
+
+    /// The process ids of `store`'s server and, for Redis, of `redis-server`.
+    fn pids(&self, store: Store) -> (u32, Option<u32>) {
+        let server = self
+            .servers
+            .iter()
+            .find(|(s, _)| *s == store)
+            .map_or(0, |(_, service)| service.pid());
+        (server, (store == Store::Redis).then(|| self.redis.pid()))
     }
 
     fn targets(&self) -> Vec<Target> {
@@ -423,11 +461,26 @@ mod tests {
         let m = Measured {
             scenario: scenarios()[0],
             samples: vec![sample(100, 3.0), sample(125, 1.0), sample(110, 2.0)],
+            cpu: Vec::new(),
         };
         assert_eq!(m.median_rps(), 110.0);
         assert_eq!(m.median_p99_ms(), 2.0);
         assert_eq!(m.spread(), 0.25);
         assert_eq!(m.errors(), 0);
+        assert_eq!(m.median_cpu(), None);
+        let per = |server_us, redis_us| PerLogin {
+            server_us,
+            redis_us,
+        };
+        let logins = Measured {
+            cpu: vec![
+                per(40.0, Some(60.0)),
+                per(50.0, Some(40.0)),
+                per(45.0, Some(50.0)),
+            ],
+            ..m
+        };
+        assert_eq!(logins.median_cpu(), Some(per(45.0, Some(50.0))));
     }
 
     #[test]

@@ -70,6 +70,12 @@ impl Redis {
         query(self.port, command)
     }
 
+    /// Its process id (`redis-server` itself: a wrapper such as `taskset` execs it); 0 once
+    /// stopped.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Kills the server, as a crash would: nothing is saved beyond what it wrote already.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
