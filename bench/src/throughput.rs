@@ -230,11 +230,14 @@ pub async fn run(
                         .unwrap_or(FIRST_LOGIN_RATE_GUESS);
                     let label = format!("r{}-{}", round + 1, store.label());
                     let (server_pid, redis_pid) = running.pids(store);
+                    let target = LoginTarget {
+                        base,
+                        label: &label,
+                        dir: &dir,
+                        meter: || Meter::start(ticks, server_pid, redis_pid),
+                    };
                     let (sample, per_login) =
-                        login_run(wrk, http, base, &label, guess, setup.duration, &dir, || {
-                            Meter::start(ticks, server_pid, redis_pid)
-                        })
-                        .await?;
+                        login_run(wrk, http, &target, guess, setup.duration).await?;
                     let fastest = login_rates.entry(store).or_insert(0.0);
                     *fastest = fastest.max(sample.per_second());
                     cpu.entry(scenario).or_default().push(per_login);
@@ -270,20 +273,33 @@ pub async fn run(
         .collect())
 }
 
+/// The server a `/login` run loads, and where its codes go.
+struct LoginTarget<'a, M> {
+    base: &'a str,
+    /// Names the run's codes at the simulator (round and store).
+    label: &'a str,
+    /// The round's folder, for the codes file.
+    dir: &'a Path,
+    /// Starts the CPU reading: called just before the load, after the minting.
+    meter: M,
+}
+
 /// One `/login` run with codes freshly minted for `guess` logins a second. When they ran out,
 /// the guess is raised and the run repeated: a run that ran out measured failures at its end,
-/// not logins. `meter` starts the CPU reading just before the load, after the minting.
-#[allow(clippy::too_many_arguments)]
+/// not logins.
 async fn login_run(
     wrk: &Wrk,
     http: &reqwest::Client,
-    base: &str,
-    label: &str,
+    target: &LoginTarget<'_, impl Fn() -> Result<Meter>>,
     mut guess: f64,
     duration: Duration,
-    dir: &Path,
-    meter: impl Fn() -> Result<Meter>,
 ) -> Result<(Sample, PerLogin)> {
+    let LoginTarget {
+        base,
+        label,
+        dir,
+        meter,
+    } = target;
     for attempt in 1..=3 {
         let n = (guess * duration.as_secs_f64() * CODE_MARGIN).ceil() as usize + 1_000;
         let codes = client::mint_codes(http, base, &format!("{label}-{attempt}"), n).await?;
