@@ -11,9 +11,11 @@
 //!
 //! The file is created readable by its owner only (SQLite gives its `-wal` and `-shm` files the
 //! same mode). Its schema, and how a file of an older one is brought up to date, is
-//! `migrate.rs`'s; the stores' statements are in `sessions.rs` and `users.rs`.
+//! `migrate.rs`'s; the stores' statements are in `sessions.rs` and `users.rs`. The WAL is
+//! copied into the file by a thread of its own (`checkpoints.rs`).
 
 mod accounts;
+mod checkpoints;
 mod group_commit;
 mod migrate;
 mod readers;
@@ -113,7 +115,11 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 writer: group_commit::GroupCommit::start(writer, {
                     let readers = readers.clone();
-                    move || readers.changed()
+                    let checkpoints = checkpoints::Checkpoints::start(path)?;
+                    move || {
+                        readers.changed();
+                        checkpoints.committed();
+                    }
                 })?,
                 readers,
                 data_version: data_version.into(),
