@@ -6,8 +6,9 @@
 //! then written.
 //!
 //! A cluster spreads those keys over slots no script can span: there the account is
-//! resolved in its slot first (the session needs its `user_id`), then the session, the key
-//! history and the claim are written side by side, each in its own slot.
+//! resolved in its slot first (the session needs its `user_id`), then the session and the key
+//! history are written side by side, each in its own slot, and the claim last: its outcome
+//! names a session that must already exist.
 
 use std::sync::LazyLock;
 
@@ -150,8 +151,8 @@ impl RedisStore {
         Ok(Some(started))
     }
 
-    /// The login as separate writes: the resolution, then the session, the key history and
-    /// the claim side by side.
+    /// The login as separate writes: the resolution, then the session and the key history
+    /// side by side, then the claim.
     async fn login_step_by_step(
         &self,
         login: &LoginIdentity<'_>,
@@ -174,13 +175,19 @@ impl RedisStore {
             session.openid.clone(),
             session.session_key.clone(),
         );
-        let (inserted, remembered, settled) = tokio::join!(
+        let (inserted, remembered) = tokio::join!(
             self.insert(key, session),
             self.add_session_key(&appid, &openid, sealed),
-            self.settle(settle.claim, settle.outcome.clone(), settle.keep),
         );
         inserted?;
         remembered?;
+        // The code's outcome only once the session it names is written: a request waiting on
+        // the same code, on any instance, opens the outcome by reading that session, and one
+        // written first would send it away with `code_used`. A failed write above leaves the
+        // claim for a retry to take.
+        let settled = self
+            .settle(settle.claim, settle.outcome.clone(), settle.keep)
+            .await;
         Ok(Started {
             resolution,
             // The caller settles it again: settling twice is harmless.
