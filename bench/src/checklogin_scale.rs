@@ -113,7 +113,6 @@ async fn fill(path: &Path, keys: &DataKeys, n: u64) -> Result<Vec<String>> {
         store.insert_many(chunk).await?;
     }
     drop(store);
-    rusqlite::Connection::open(path)?
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    footprint::sqlite::checkpoint_whole(&rusqlite::Connection::open(path)?)?;
     Ok(sampled)
 }

@@ -76,7 +76,7 @@ pub async fn sqlite(accounts: u64) -> Result<AccountsFootprint> {
     let fill_seconds = started.elapsed().as_secs_f64();
     drop(store);
     let conn = Connection::open(&path)?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    super::sqlite::checkpoint_whole(&conn)?;
     let trees = |names: &[&str]| -> Result<u64> {
         let mut total = 0;
         for name in names {

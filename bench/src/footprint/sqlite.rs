@@ -113,8 +113,27 @@ async fn fill(path: &Path, keys: &DataKeys, n: u64) -> Result<String> {
     }
     drop(store);
     // Everything into the main file, as a long-running server's checkpoints leave it.
-    Connection::open(path)?.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    checkpoint_whole(&Connection::open(path)?)?;
     Ok(last)
+}
+
+/// Copies the whole WAL into the main file and empties it. A store just dropped may still
+/// be finishing a checkpoint of its own on its checkpointing thread: while it does, this one
+/// is refused (`busy`), so it is retried, for at most ten seconds.
+pub(crate) fn checkpoint_whole(conn: &Connection) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+        if busy == 0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(
+                "the WAL could not be checkpointed within 10 s: another connection held it".into(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The size of the database and its `-wal` and `-shm` companions.
