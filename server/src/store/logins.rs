@@ -71,7 +71,7 @@ pub mod contract_tests {
     use super::*;
     use crate::{
         store::{
-            AccountStore, ClaimState, ClaimStore, Identity, SessionStore, UserStore,
+            AccountStore, ClaimState, ClaimStore, Identity, Phone, SessionStore, UserStore,
             contract_tests::{APPID, session},
         },
         time::unix_now,
@@ -159,6 +159,7 @@ pub mod contract_tests {
         S: LoginWrites + SessionStore + UserStore + AccountStore,
     {
         a_new_person_gets_an_account_a_session_and_a_key_history(store, claims).await;
+        a_first_login_keeps_what_the_user_had_before_accounts(store, claims).await;
         a_returning_person_keeps_their_account(store, claims).await;
         a_login_that_links_or_merges_follows_the_resolution_rules(store, claims).await;
         a_refused_or_disabled_login_writes_nothing(store, claims).await;
@@ -286,6 +287,42 @@ pub mod contract_tests {
             .await;
         assert_eq!(again.resolution, found(made));
         assert_started(store, claims, &attempt, &again).await;
+    }
+
+    /// A user known from before accounts (a key history and a phone, but no identity) whose
+    /// login now makes their account keeps both, with the new key first.
+    async fn a_first_login_keeps_what_the_user_had_before_accounts<S>(
+        store: &S,
+        claims: &dyn ClaimStore,
+    ) where
+        S: LoginWrites + SessionStore + UserStore + AccountStore,
+    {
+        let attempt = Attempt::new(APPID, &fresh("o-before"), None);
+        let older = session(&attempt.openid, 3600).session_key;
+        let phone = Phone {
+            phone_number: "+8613800000001".into(),
+            pure_phone_number: "13800000001".into(),
+            country_code: "86".into(),
+        };
+        store
+            .add_session_key(APPID, &attempt.openid, older.clone())
+            .await
+            .unwrap();
+        store
+            .set_phone(APPID, &attempt.openid, phone.clone())
+            .await
+            .unwrap();
+
+        let made = UserId::generate();
+        let started = attempt.run(store, Creation::Allowed(made)).await;
+        assert_eq!(started.resolution, Resolution::Created { user_id: made });
+        assert_started(store, claims, &attempt, &started).await;
+        let record = store.user(APPID, &attempt.openid).await.unwrap().unwrap();
+        assert_eq!(
+            record.session_keys,
+            vec![attempt.session.session_key.clone(), older]
+        );
+        assert_eq!(record.phone, Some(phone));
     }
 
     async fn a_returning_person_keeps_their_account<S>(store: &S, claims: &dyn ClaimStore)

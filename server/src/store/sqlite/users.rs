@@ -83,17 +83,91 @@ fn load(c: &Connection, appid: &str, openid: &str) -> rusqlite::Result<Loaded> {
             record: Some(record_of(&keys, phone.as_deref())?),
         });
     }
-    let legacy: Option<(String, Option<String>)> = c
-        .prepare_cached("SELECT session_keys, phone FROM users WHERE appid = ?1 AND openid = ?2")?
-        .query_row(params![appid, openid], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
+    let legacy = legacy(c, appid, openid)?;
     Ok(Loaded {
         on_identity,
         in_users: legacy.is_some(),
-        record: legacy
-            .map(|(keys, phone)| record_of(&keys, phone.as_deref()))
-            .transpose()?,
+        record: legacy,
     })
+}
+
+/// The record a user from before accounts keeps in `users`, if any.
+fn legacy(c: &Connection, appid: &str, openid: &str) -> rusqlite::Result<Option<UserRecord>> {
+    c.prepare_cached("SELECT session_keys, phone FROM users WHERE appid = ?1 AND openid = ?2")?
+        .query_row(params![appid, openid], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+        })
+        .optional()?
+        .map(|(keys, phone)| record_of(&keys, phone.as_deref()))
+        .transpose()
+}
+
+/// The key history a mini-program identity about to be made starts with: `key` added to
+/// whatever its user kept from before accounts. The identity's insert writes it, and
+/// [`adopted`] then drops the old copy.
+#[derive(Debug)]
+pub(super) struct FirstRecord {
+    appid: String,
+    openid: String,
+    keys: String,
+    phone: Option<String>,
+    in_users: bool,
+}
+
+impl FirstRecord {
+    pub(super) fn is_for(&self, appid: &str, openid: &str) -> bool {
+        self.appid == appid && self.openid == openid
+    }
+
+    pub(super) fn keys(&self) -> &str {
+        &self.keys
+    }
+
+    pub(super) fn phone(&self) -> Option<&str> {
+        self.phone.as_deref()
+    }
+}
+
+pub(super) fn first_record(
+    c: &Connection,
+    appid: &str,
+    openid: &str,
+    key: SealedSessionKey,
+) -> rusqlite::Result<FirstRecord> {
+    let old = legacy(c, appid, openid)?;
+    let in_users = old.is_some();
+    let mut record = old.unwrap_or_default();
+    record.push_session_key(key);
+    let (keys, phone) = json_columns(&record)?;
+    Ok(FirstRecord {
+        appid: appid.to_owned(),
+        openid: openid.to_owned(),
+        keys,
+        phone,
+        in_users,
+    })
+}
+
+/// Drops the copy in `users` of a record its new identity now holds.
+pub(super) fn adopted(c: &Connection, first: &FirstRecord) -> rusqlite::Result<()> {
+    if first.in_users {
+        forget_legacy(c, &first.appid, &first.openid)?;
+    }
+    Ok(())
+}
+
+fn forget_legacy(c: &Connection, appid: &str, openid: &str) -> rusqlite::Result<()> {
+    c.prepare_cached("DELETE FROM users WHERE appid = ?1 AND openid = ?2")?
+        .execute(params![appid, openid])
+        .map(drop)
+}
+
+/// A record as the `session_keys` and `phone` columns hold it.
+fn json_columns(record: &UserRecord) -> rusqlite::Result<(String, Option<String>)> {
+    Ok((
+        to_json(&record.session_keys)?,
+        record.phone.as_ref().map(to_json).transpose()?,
+    ))
 }
 
 fn record_of(keys: &str, phone: Option<&str>) -> rusqlite::Result<UserRecord> {
@@ -111,8 +185,7 @@ fn save(
     openid: &str,
     record: &UserRecord,
 ) -> rusqlite::Result<()> {
-    let keys = to_json(&record.session_keys)?;
-    let phone = record.phone.as_ref().map(to_json).transpose()?;
+    let (keys, phone) = json_columns(record)?;
     if !loaded.on_identity {
         return c
             .prepare_cached(
@@ -129,8 +202,7 @@ fn save(
     )?
     .execute(params![appid, openid, keys, phone])?;
     if loaded.in_users {
-        c.prepare_cached("DELETE FROM users WHERE appid = ?1 AND openid = ?2")?
-            .execute(params![appid, openid])?;
+        forget_legacy(c, appid, openid)?;
     }
     Ok(())
 }
