@@ -10,7 +10,10 @@
 //! exited ones included), in clock ticks (`getconf CLK_TCK`, 100 on Linux): a 4-second run
 //! of a busy process is some hundreds of ticks, so the figure is good to about 1 %.
 
-use std::{process::Command, time::Duration};
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use crate::Result;
 
@@ -66,6 +69,9 @@ pub struct PerLogin {
     pub server_us: f64,
     /// `redis-server`, for the Redis store; `None` for the others.
     pub redis_us: Option<f64>,
+    /// The share of a CPU the server used over the run: near 1, the run was bound by the
+    /// server's CPU; well under it, the server waited (on a disk, say) with nothing to do.
+    pub server_busy: f64,
 }
 
 impl PerLogin {
@@ -78,6 +84,7 @@ impl PerLogin {
 #[derive(Debug)]
 pub struct Meter {
     ticks: Ticks,
+    started: Instant,
     server: (u32, Duration),
     redis: Option<(u32, Duration)>,
 }
@@ -86,6 +93,7 @@ impl Meter {
     pub fn start(ticks: Ticks, server: u32, redis: Option<u32>) -> Result<Self> {
         Ok(Self {
             ticks,
+            started: Instant::now(),
             server: (server, ticks.used(server)?),
             redis: match redis {
                 Some(pid) => Some((pid, ticks.used(pid)?)),
@@ -99,15 +107,26 @@ impl Meter {
         if logins == 0 {
             return Err("no login succeeded in the run: there is no CPU per login".into());
         }
-        let per = |(pid, before): (u32, Duration)| -> Result<f64> {
-            let spent = self.ticks.used(pid)?.saturating_sub(before);
-            Ok(spent.as_secs_f64() * 1e6 / logins as f64)
+        let wall = self.started.elapsed();
+        let spent = |(pid, before): (u32, Duration)| -> Result<Duration> {
+            Ok(self.ticks.used(pid)?.saturating_sub(before))
         };
+        let per = |cpu: Duration| cpu.as_secs_f64() * 1e6 / logins as f64;
+        let server = spent(self.server)?;
         Ok(PerLogin {
-            server_us: per(self.server)?,
-            redis_us: self.redis.map(per).transpose()?,
+            server_us: per(server),
+            redis_us: self.redis.map(spent).transpose()?.map(per),
+            server_busy: share(server, wall),
         })
     }
+}
+
+/// `cpu` as a share of `wall`: 1 is one CPU busy throughout.
+fn share(cpu: Duration, wall: Duration) -> f64 {
+    if wall.is_zero() {
+        return 0.0;
+    }
+    cpu.as_secs_f64() / wall.as_secs_f64()
 }
 
 #[cfg(test)]
@@ -141,6 +160,15 @@ mod tests {
         assert!(per.server_us >= 2_000.0, "{per:?}");
         assert_eq!(per.redis_us.map(|r| r >= 2_000.0), Some(true), "{per:?}");
         assert!(per.total_us() >= 4_000.0, "{per:?}");
+        assert!(per.server_busy > 0.0, "{per:?}");
         assert!(meter.per_login(0).is_err());
+    }
+
+    #[test]
+    fn a_share_is_cpu_time_over_wall_time() {
+        let ms = Duration::from_millis;
+        assert_eq!(share(ms(930), ms(1_000)), 0.93);
+        assert_eq!(share(ms(3_000), ms(2_000)), 1.5, "threads on two CPUs");
+        assert_eq!(share(ms(5), Duration::ZERO), 0.0);
     }
 }

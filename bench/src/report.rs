@@ -24,6 +24,8 @@ pub struct Settings {
     pub duration: Duration,
     pub warmup: Duration,
     pub connections: u32,
+    /// wrk's connections for the `/login` runs.
+    pub login_connections: u32,
     /// How the CPUs were split between wrk and the targets ([`crate::cpus`]).
     pub cpus: String,
     /// Where Redis ran, in a sentence.
@@ -223,7 +225,9 @@ impl Report {
     fn method(&self) -> String {
         let s = &self.settings;
         format!(
-            "wrk with 1 thread and {} keep-alive connections, {} s per run after a {} s \
+            "wrk with 1 thread and {} keep-alive connections ({} for `/login`: a durable \
+             store answers a batch of logins per flush to disk, and with fewer in flight its \
+             server idles while each flush runs), {} s per run after a {} s \
              warm-up, on loopback; every scenario once per round, {} rounds interleaved, each \
              round with freshly started servers and stores; figures are the medians of the \
              rounds. Servers: release builds logging at `warn`, dev mode (`/login` exchanges \
@@ -233,6 +237,7 @@ impl Report {
              `synchronous=FULL`, Redis with `appendfsync always`: every login durable on both. \
              Of the machine's {} cores: {}.",
             s.connections,
+            s.login_connections,
             s.duration.as_secs(),
             s.warmup.as_secs(),
             s.rounds,
@@ -314,6 +319,7 @@ impl Report {
             "redis-server".to_owned(),
             "both".to_owned(),
             "÷ memory's".to_owned(),
+            "server's CPU in use".to_owned(),
         ]];
         for store in Store::ALL {
             let Some(cpu) = self
@@ -331,9 +337,10 @@ impl Report {
                 memory.map_or_else(String::new, |m| {
                     times(stats::ratio(cpu.total_us(), m.total_us()))
                 }),
+                format!("{:.0} %", cpu.server_busy * 100.0),
             ]);
         }
-        table(&rows, &[false, true, true, true, true])
+        table(&rows, &[false, true, true, true, true, true])
     }
 
     /// What the CPU table says about the `/login` ratios.
@@ -341,9 +348,10 @@ impl Report {
         format!(
             "CPU time per successful login during the `/login` runs (medians of the rounds), \
              from `/proc/PID/stat`: the server's every thread (on SQLite, the writer \
-             included) and, on Redis, `redis-server`'s own. {} A store's `/login` rate is \
-             what is left of the same core: where its login costs more CPU, or waits on a \
-             disk with the core idle, its rate falls by as much.",
+             included) and, on Redis, `redis-server`'s own; and how much of its CPU the \
+             server used over the run, where 100 % is one CPU busy throughout. {} A store's \
+             `/login` rate is what is left of the same core: where its login costs more CPU, \
+             or waits on a disk with the core idle, its rate falls by as much.",
             self.settings.redis_cpus
         )
     }
@@ -541,8 +549,9 @@ impl Report {
         svg::bar_chart(
             "Requests per second (bar: median of the rounds, whisker: slowest to fastest round)",
             &format!(
-                "wrk, 1 thread, {} connections, {} s × {} rounds, loopback · {} · {}",
+                "wrk, 1 thread, {} connections ({} for /login), {} s × {} rounds, loopback · {} · {}",
                 s.connections,
+                s.login_connections,
                 s.duration.as_secs(),
                 s.rounds,
                 self.machine.cpu,

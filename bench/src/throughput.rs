@@ -150,9 +150,11 @@ impl Measured {
         }
         let server: Vec<f64> = self.cpu.iter().map(|c| c.server_us).collect();
         let redis: Vec<f64> = self.cpu.iter().filter_map(|c| c.redis_us).collect();
+        let busy: Vec<f64> = self.cpu.iter().map(|c| c.server_busy).collect();
         Some(PerLogin {
             server_us: stats::median(&server),
             redis_us: (!redis.is_empty()).then(|| stats::median(&redis)),
+            server_busy: stats::median(&busy),
         })
     }
 }
@@ -484,19 +486,20 @@ mod tests {
         assert_eq!(m.spread(), 0.25);
         assert_eq!(m.errors(), 0);
         assert_eq!(m.median_cpu(), None);
-        let per = |server_us, redis_us| PerLogin {
+        let per = |server_us, redis_us, server_busy| PerLogin {
             server_us,
             redis_us,
+            server_busy,
         };
         let logins = Measured {
             cpu: vec![
-                per(40.0, Some(60.0)),
-                per(50.0, Some(40.0)),
-                per(45.0, Some(50.0)),
+                per(40.0, Some(60.0), 0.97),
+                per(50.0, Some(40.0), 0.91),
+                per(45.0, Some(50.0), 0.99),
             ],
             ..m
         };
-        assert_eq!(logins.median_cpu(), Some(per(45.0, Some(50.0))));
+        assert_eq!(logins.median_cpu(), Some(per(45.0, Some(50.0), 0.97)));
     }
 
     #[test]

@@ -69,12 +69,19 @@ pub struct Wrk {
     login_script: PathBuf,
     tokens_script: PathBuf,
     pub connections: u32,
+    /// For `/login` runs, which need more requests in flight to keep a durable store busy.
+    pub login_connections: u32,
     cpus: CpuPlan,
 }
 
 impl Wrk {
     /// Writes the scripts into `dir`.
-    pub fn new(dir: &Path, connections: u32, cpus: &CpuPlan) -> Result<Self> {
+    pub fn new(
+        dir: &Path,
+        connections: u32,
+        login_connections: u32,
+        cpus: &CpuPlan,
+    ) -> Result<Self> {
         let report_script = dir.join("report.lua");
         let login_script = dir.join("login.lua");
         let tokens_script = dir.join("tokens.lua");
@@ -86,6 +93,7 @@ impl Wrk {
             login_script,
             tokens_script,
             connections,
+            login_connections,
             cpus: cpus.clone(),
         })
     }
@@ -93,7 +101,7 @@ impl Wrk {
     /// `GET url` for `duration`, with `Authorization: Bearer <token>` when given: the same
     /// request every time, so wrk sends it from a buffer without calling Lua.
     pub fn get(&self, url: &str, bearer: Option<&str>, duration: Duration) -> Result<Sample> {
-        let mut cmd = self.command(&self.report_script, duration);
+        let mut cmd = self.command(&self.report_script, self.connections, duration);
         if let Some(token) = bearer {
             cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
         }
@@ -102,7 +110,7 @@ impl Wrk {
 
     /// `POST /login` at `base`, each request with the next code of `codes` (one per line).
     pub fn login(&self, base: &str, codes: &Path, duration: Duration) -> Result<Sample> {
-        let mut cmd = self.command(&self.login_script, duration);
+        let mut cmd = self.command(&self.login_script, self.login_connections, duration);
         cmd.arg(format!("{base}/login")).arg("--").arg(codes);
         run(&mut cmd)
     }
@@ -115,15 +123,15 @@ impl Wrk {
         tokens: &Path,
         duration: Duration,
     ) -> Result<Sample> {
-        let mut cmd = self.command(&self.tokens_script, duration);
+        let mut cmd = self.command(&self.tokens_script, self.connections, duration);
         cmd.arg(format!("{base}/checklogin")).arg("--").arg(tokens);
         run(&mut cmd)
     }
 
-    fn command(&self, script: &Path, duration: Duration) -> Command {
+    fn command(&self, script: &Path, connections: u32, duration: Duration) -> Command {
         let mut cmd = self.cpus.load("wrk");
         cmd.args(["--threads", "1"])
-            .args(["--connections", &self.connections.to_string()])
+            .args(["--connections", &connections.to_string()])
             .args(["--duration", &format!("{}s", duration.as_secs().max(1))])
             .args(["--timeout", "5s"])
             .arg("--script")
